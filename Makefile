@@ -1,0 +1,51 @@
+# nonstop — make targets. `make test` is what CI runs (.ci/run) and what a new user runs.
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+CARGO ?= cargo
+JAR ?=
+CONFIG ?= templates/nonstop.yml
+TARGET := x86_64-unknown-linux-gnu
+GLIBC := 2.17
+BINS := stop start health switch
+
+.PHONY: all build test fmt-check lint unit deps demo demo-app bundle clean
+
+all: build
+
+build:
+	$(CARGO) build --release --bins
+
+## deps: install what a fresh machine lacks (nginx from apt-get; cargo-zigbuild for `make bundle`)
+deps:
+	scripts/deps.sh nginx zigbuild
+
+## test: fmt check, clippy -D warnings, every test (real nginx + real java)
+test: fmt-check lint demo-app
+	scripts/deps.sh nginx
+	$(CARGO) test --all-targets
+
+fmt-check:
+	$(CARGO) fmt --all --check
+
+lint:
+	$(CARGO) clippy --all-targets -- -D warnings
+
+demo-app:
+	@for v in v1 v2; do [ -f target/demo-app/demo-app-$$v.jar ] || bash examples/demo-app/build.sh target/demo-app $$v; done
+
+## demo: private nginx on loopback, deploy v1 then v2 with the real binaries under traffic
+demo: demo-app
+	scripts/deps.sh nginx
+	$(CARGO) build --release --bins --example demo
+	NONSTOP_BIN_DIR=target/release target/release/examples/demo
+
+## bundle JAR=path [CONFIG=path]: dist/bundle/ and dist/nonstop-bundle.zip for S3 + CodeDeploy
+bundle:
+	@[ -n "$(JAR)" ] || { echo "usage: make bundle JAR=path/to/app.jar [CONFIG=path/to/nonstop.yml]" >&2; exit 2; }
+	scripts/deps.sh zigbuild
+	$(CARGO) zigbuild --release --target $(TARGET).$(GLIBC) --bins
+	scripts/bundle.sh "target/$(TARGET)/release" "$(JAR)" "$(CONFIG)" dist $(GLIBC) $(BINS)
+
+clean:
+	$(CARGO) clean
+	rm -rf dist

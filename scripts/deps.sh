@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Install what a fresh machine lacks, or say clearly how to. Usage: scripts/deps.sh nginx zigbuild
+set -euo pipefail
+need_root() {
+  if [ "$(id -u)" != 0 ]; then
+    echo "deps: $1 is missing; install it as root: $2" >&2
+    exit 1
+  fi
+}
+for what in "$@"; do
+  case "$what" in
+    nginx)
+      if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
+        need_root nginx "apt-get install -y nginx-light"
+        echo "deps: installing nginx from apt (nothing is started)" >&2
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq
+        # policy-rc.d 101: packages must not start services while installing
+        printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+        apt-get install -y -qq nginx-light >/dev/null || apt-get install -y -qq nginx >/dev/null
+        rm -f /usr/sbin/policy-rc.d
+      fi
+      ;;
+    zigbuild)
+      if ! command -v cargo-zigbuild >/dev/null 2>&1 || ! python3 -c 'import ziglang' 2>/dev/null; then
+        echo "deps: installing cargo-zigbuild and ziglang from PyPI" >&2
+        python3 -m pip install -q --root-user-action=ignore cargo-zigbuild ziglang
+      fi
+      rustup target list --installed 2>/dev/null | grep -q x86_64-unknown-linux-gnu \
+        || rustup target add x86_64-unknown-linux-gnu
+      ;;
+    *) echo "deps: unknown dependency $what" >&2; exit 2 ;;
+  esac
+done

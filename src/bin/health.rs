@@ -1,0 +1,27 @@
+//! `health`: wait until the idle slot is healthy (replaces health.sh; ValidateService).
+use clap::Parser;
+use nonstop::cli::{Common, Flags};
+
+#[derive(Parser)]
+#[command(
+    name = "health",
+    version,
+    about = "Poll the idle slot's health URL until healthy, its app dies, or health.deadline",
+    after_help = "Examples:\n  bin/health                                # as a CodeDeploy hook\n  health --config /opt/myapp/nonstop.yml --slot green -v\n\nExit codes: 0 healthy, 1 unhealthy or app exited, 2 usage/config"
+)]
+struct Cli {
+    #[command(flatten)]
+    common: Common,
+}
+
+impl Flags for Cli {
+    fn common(&self) -> &Common {
+        &self.common
+    }
+}
+
+fn main() -> std::process::ExitCode {
+    nonstop::cli::main("health", |c: &Cli, cfg| {
+        nonstop::stages::health(cfg, c.common.slot.as_deref())
+    })
+}

@@ -1,0 +1,60 @@
+//! What every binary shares: the common flags, config loading, logging and signal set-up, the
+//! supervisor re-entry, and turning a [`crate::Error`] into a last log line and an exit code.
+
+use crate::config::{self, Config};
+use crate::error::Result;
+use crate::{interrupt, process};
+use clap::Parser;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+/// Flags every binary takes.
+#[derive(clap::Args, Debug, Clone)]
+pub struct Common {
+    /// Config file [default: $NONSTOP_CONFIG, else nonstop.yml in the folder above this
+    /// binary, else /etc/nonstop/nonstop.yml]
+    #[arg(long, short = 'c', value_name = "PATH", global = true)]
+    pub config: Option<PathBuf>,
+    /// Act on this slot instead of the one nonstop picks (for running stages by hand)
+    #[arg(long, value_name = "NAME", global = true)]
+    pub slot: Option<String>,
+    /// More detail: -v debug, -vv trace
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+}
+
+/// A binary's parsed flags, which include [`Common`].
+pub trait Flags: Parser {
+    fn common(&self) -> &Common;
+}
+
+/// Run a binary: supervisor re-entry, flags (usage errors exit 2), logging, signals, config,
+/// then `body`. On failure the last stderr line is the error on one line.
+pub fn main<F: Flags>(
+    binary: &'static str,
+    body: impl FnOnce(&F, &Config) -> Result<()>,
+) -> ExitCode {
+    if let Some(spec) = std::env::var_os(process::SUPERVISE_ENV) {
+        return process::supervise(spec);
+    }
+    let flags = F::parse();
+    crate::log::init(binary, flags.common().verbose);
+    interrupt::install();
+    let t0 = Instant::now();
+    let r = config::load(flags.common().config.as_deref()).and_then(|cfg| {
+        log::debug!("config {}", cfg.path.display());
+        body(&flags, &cfg)
+    });
+    match r {
+        Ok(()) => {
+            log::info!("{binary} done in {}", crate::log::human(t0.elapsed()));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            let one_line = e.to_string().replace(['\n', '\r'], " ");
+            log::error!("{binary} failed: {one_line}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}

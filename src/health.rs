@@ -1,0 +1,238 @@
+//! Health checks: one HTTP probe of a slot, the verdict on it, and the polling loop that
+//! `health` runs until the slot is healthy, its process dies, or the deadline passes.
+//!
+//! Probes go straight to the app on loopback (never through a proxy), with every timeout set,
+//! and judge the status code as well as the body.
+
+use crate::config::{Config, Slot};
+use crate::error::{failed, Result};
+use crate::{fsx, interrupt, process};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// What one probe saw.
+#[derive(Debug, Clone)]
+pub struct Probe {
+    pub status: Option<u16>,
+    pub body: String,
+    /// Transport error (connection refused, timeout), if there was no response.
+    pub error: Option<String>,
+    pub latency: Duration,
+}
+
+impl std::fmt::Display for Probe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (&self.error, self.status) {
+            (Some(e), _) => write!(f, "no response ({e})"),
+            (None, Some(s)) => {
+                let mut body: String = self.body.chars().take(200).collect();
+                body = body.replace(['\n', '\r'], " ");
+                write!(f, "HTTP {s}, body {body:?}")
+            }
+            (None, None) => write!(f, "no response"),
+        }
+    }
+}
+
+/// The URL probed for `slot`.
+pub fn url(cfg: &Config, slot: &Slot) -> String {
+    format!("http://{}:{}{}", cfg.nginx.host, slot.port, cfg.health.path)
+}
+
+/// An HTTP agent for loopback probes: no proxy, statuses are data, every timeout set.
+pub fn agent(timeout: Duration) -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .proxy(None)
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .timeout_global(Some(timeout))
+        .timeout_connect(Some(timeout))
+        .timeout_recv_response(Some(timeout))
+        .timeout_recv_body(Some(timeout))
+        .max_idle_connections(0)
+        .build()
+        .into()
+}
+
+/// Probe `slot` once.
+pub fn probe(agent: &ureq::Agent, cfg: &Config, slot: &Slot) -> Probe {
+    let t0 = Instant::now();
+    match agent.get(url(cfg, slot)).call() {
+        Ok(mut resp) => {
+            let status = resp.status().as_u16();
+            let body = resp
+                .body_mut()
+                .with_config()
+                .limit(64 * 1024)
+                .read_to_string()
+                .unwrap_or_default();
+            Probe {
+                status: Some(status),
+                body,
+                error: None,
+                latency: t0.elapsed(),
+            }
+        }
+        Err(e) => Probe {
+            status: None,
+            body: String::new(),
+            error: Some(e.to_string()),
+            latency: t0.elapsed(),
+        },
+    }
+}
+
+/// `Ok` if the probe counts as healthy under `cfg.health`, else why not.
+pub fn judge(cfg: &Config, p: &Probe) -> std::result::Result<(), String> {
+    let Some(status) = p.status else {
+        return Err(p.to_string());
+    };
+    let status_ok = match cfg.health.status {
+        Some(want) => status == want,
+        None => (200..300).contains(&status),
+    };
+    if !status_ok {
+        return Err(format!("unexpected status: {p}"));
+    }
+    match &cfg.health.body {
+        Some(want) if !p.body.contains(want.as_str()) => Err(format!("body lacks {want:?}: {p}")),
+        Some(_) => Ok(()),
+        None => match serde_json::from_str::<serde_json::Value>(&p.body) {
+            Ok(serde_json::Value::Object(m)) => match m.get("status") {
+                Some(serde_json::Value::String(s)) if s == "UP" => Ok(()),
+                Some(other) => Err(format!("status is {other}, not \"UP\": {p}")),
+                None => Ok(()),
+            },
+            _ => Ok(()),
+        },
+    }
+}
+
+/// One probe and its verdict.
+pub fn check_once(cfg: &Config, slot: &Slot) -> (Probe, std::result::Result<(), String>) {
+    let p = probe(&agent(cfg.health.timeout), cfg, slot);
+    let v = judge(cfg, &p);
+    (p, v)
+}
+
+/// Poll `slot` every `health.interval` until it is healthy (returns how long that took), its
+/// process exits (fails at once with the exit status and the log tail), or `health.deadline`
+/// passes (fails with the last status and body).
+pub fn wait_healthy(cfg: &Config, slot: &Slot) -> Result<Duration> {
+    let pid_path = cfg.run_dir().join(format!("{}.pid", slot.name));
+    let exit_path = cfg.run_dir().join(format!("{}.exit", slot.name));
+    let watched = process::read_pid_file(&pid_path);
+    match &watched {
+        Some(pf) => log::info!(
+            "waiting for slot {} (pid {}, port {}) to pass {} (deadline {:?})",
+            slot.name,
+            pf.pid,
+            slot.port,
+            url(cfg, slot),
+            cfg.health.deadline
+        ),
+        None => log::warn!(
+            "no pid file for slot {}; polling {} without watching a process",
+            slot.name,
+            url(cfg, slot)
+        ),
+    }
+    let agent = agent(cfg.health.timeout);
+    let t0 = Instant::now();
+    let mut tries = 0u32;
+    loop {
+        interrupt::check("health check")?;
+        let round = Instant::now();
+        tries += 1;
+        let p = probe(&agent, cfg, slot);
+        let verdict = judge(cfg, &p);
+        match verdict {
+            Ok(()) => {
+                log::info!(
+                    "slot {} healthy after {} ({tries} probes, last took {})",
+                    slot.name,
+                    crate::log::human(t0.elapsed()),
+                    crate::log::human(p.latency)
+                );
+                return Ok(t0.elapsed());
+            }
+            Err(why) => log::debug!("probe {tries}: {why}"),
+        }
+        if let Some(pf) = &watched {
+            if !process::same_process(pf.pid, pf.start_time) {
+                return Err(died(cfg, slot, pf.pid, &exit_path, t0.elapsed()));
+            }
+        }
+        if t0.elapsed() >= cfg.health.deadline {
+            return Err(failed(format!(
+                "slot {} not healthy after {} ({tries} probes); last: {p}",
+                slot.name,
+                crate::log::human(t0.elapsed())
+            )));
+        }
+        let next = cfg.health.interval.saturating_sub(round.elapsed());
+        interrupt::sleep(next, "health check")?;
+    }
+}
+
+/// The error for an app that exited while we waited: its status and its log tail.
+fn died(
+    cfg: &Config,
+    slot: &Slot,
+    pid: i32,
+    exit_path: &Path,
+    after: Duration,
+) -> crate::error::Error {
+    // The supervisor writes the record right after the app exits; give it a moment.
+    let mut rec = None;
+    for _ in 0..50 {
+        rec = process::read_exit_record(exit_path).filter(|r| r.pid == pid);
+        if rec.is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let log_file = cfg.log_file(slot);
+    let lines = fsx::tail(&log_file, 30);
+    log::error!("last {} lines of {}:", lines.len(), log_file.display());
+    for l in &lines {
+        log::error!("| {l}");
+    }
+    failed(format!(
+        "slot {} app (pid {pid}) exited with {} after {} while waiting for health; log: {}",
+        slot.name,
+        rec.map_or("unknown exit status".to_string(), |r| r.to_string()),
+        crate::log::human(after),
+        log_file.display()
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(extra: &str) -> Config {
+        crate::config::parse(&format!("app:\n  name: a\n{extra}"), Path::new("/x/n.yml")).unwrap()
+    }
+    fn probe(status: u16, body: &str) -> Probe {
+        Probe {
+            status: Some(status),
+            body: body.into(),
+            error: None,
+            latency: Duration::ZERO,
+        }
+    }
+
+    #[test]
+    fn judges_status_and_body() {
+        let c = cfg("");
+        assert!(judge(&c, &probe(200, r#"{"status":"UP"}"#)).is_ok());
+        assert!(judge(&c, &probe(200, r#"{"status":"DOWN"}"#)).is_err());
+        assert!(judge(&c, &probe(204, "")).is_ok());
+        assert!(judge(&c, &probe(503, r#"{"status":"UP"}"#)).is_err());
+        let c = cfg("health:\n  status: 200\n  body: real\n");
+        assert!(judge(&c, &probe(200, "real2")).is_ok());
+        assert!(judge(&c, &probe(201, "real2")).is_err());
+        assert!(judge(&c, &probe(200, "fake")).is_err());
+    }
+}

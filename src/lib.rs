@@ -1,0 +1,21 @@
+//! nonstop: zero-downtime blue/green deploys of JVM apps behind nginx.
+//!
+//! The binaries in `src/bin/` replace the legacy CodeDeploy shell scripts one-for-one and only
+//! parse flags; all logic lives here, one module per concern. See ARCHITECTURE.md for the
+//! codemap and the invariants (which module may signal processes, which may write nginx files).
+
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod fsx;
+pub mod health;
+pub mod interrupt;
+pub mod lock;
+pub mod log;
+pub mod nginx;
+pub mod process;
+pub mod slots;
+pub mod stages;
+pub mod state;
+
+pub use error::{Error, Result};

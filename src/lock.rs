@@ -1,0 +1,71 @@
+//! The run lock: an exclusive, non-blocking flock on `state_dir/lock`, held for the whole run by
+//! every binary that changes something. A second run fails at once with exit 3 and is told who
+//! holds the lock. The kernel releases it when the holder exits, however it exits.
+
+use crate::error::{failed, Error, Result};
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+/// Held until dropped.
+#[derive(Debug)]
+pub struct Lock {
+    _file: File,
+    pub path: PathBuf,
+}
+
+/// Take the lock for `binary`, or fail with [`Error::LockHeld`].
+pub fn acquire(state_dir: &Path, binary: &str) -> Result<Lock> {
+    std::fs::create_dir_all(state_dir)
+        .map_err(|e| failed(format!("cannot create {}: {e}", state_dir.display())))?;
+    let path = state_dir.join("lock");
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|e| failed(format!("cannot open {}: {e}", path.display())))?;
+    if let Err(e) = rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+        if e == rustix::io::Errno::WOULDBLOCK {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            let holder = holder.trim();
+            return Err(Error::LockHeld(format!(
+                "another nonstop run holds {} ({}); try again when it finishes",
+                path.display(),
+                if holder.is_empty() {
+                    "unknown holder"
+                } else {
+                    holder
+                }
+            )));
+        }
+        return Err(failed(format!("cannot lock {}: {e}", path.display())));
+    }
+    let me = format!(
+        "{binary} pid {} since {}",
+        std::process::id(),
+        crate::log::utc_millis(std::time::SystemTime::now())
+    );
+    let _ = file.set_len(0);
+    let _ = file.seek(SeekFrom::Start(0));
+    let _ = file.write_all(me.as_bytes());
+    Ok(Lock { _file: file, path })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn second_acquire_is_refused_with_exit_3() {
+        let d = tempfile::tempdir().unwrap();
+        let held = acquire(d.path(), "switch").unwrap();
+        let e = acquire(d.path(), "stop").unwrap_err();
+        assert_eq!(e.exit_code(), 3);
+        assert!(e.to_string().contains("switch pid"), "{e}");
+        drop(held);
+        acquire(d.path(), "stop").unwrap();
+    }
+}

@@ -1,0 +1,492 @@
+//! Processes: launching a slot's app, finding who serves a port, proving a process is the
+//! slot's app, and stopping it. **This is the only module that sends signals.**
+//!
+//! An app is launched through a tiny supervisor (the same nonstop binary re-executed with
+//! `NONSTOP_SUPERVISE` set) in its own session with stdin from /dev/null and stdout/stderr
+//! appended to the slot's log, so it neither holds the CodeDeploy hook's pipes nor receives the
+//! hook's process-group SIGTERM. The supervisor starts `java`, writes the pid file (pid plus its
+//! /proc start time), waits, and records the exit status so `health` can report why an app died.
+//!
+//! Everything about other processes is read from /proc: no lsof, no fuser.
+
+use crate::error::{failed, Context, Result};
+use crate::fsx::write_atomic;
+use crate::interrupt;
+use serde::{Deserialize, Serialize};
+use std::ffi::OsString;
+use std::fs::{self, OpenOptions};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::time::{Duration, Instant, SystemTime};
+
+/// Set (to a JSON [`Launch`]) when a nonstop binary is re-executed as a supervisor.
+pub const SUPERVISE_ENV: &str = "NONSTOP_SUPERVISE";
+
+/// What `start` records about a running app: `workdir/run/<slot>.pid`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PidFile {
+    pub pid: i32,
+    /// Field 22 of /proc/PID/stat: proves the pid was not reused.
+    pub start_time: u64,
+    pub supervisor: i32,
+    pub slot: String,
+    pub port: u16,
+    pub jar: PathBuf,
+    pub release: String,
+    pub started_at: String,
+}
+
+/// How an app ended, written by its supervisor: `workdir/run/<slot>.exit`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ExitRecord {
+    pub pid: i32,
+    pub code: Option<i32>,
+    pub signal: Option<i32>,
+    pub at: String,
+}
+
+impl std::fmt::Display for ExitRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.code, self.signal) {
+            (Some(c), _) => write!(f, "exit status {c}"),
+            (_, Some(s)) => write!(f, "killed by signal {s}"),
+            _ => write!(f, "unknown exit status"),
+        }
+    }
+}
+
+/// Everything the supervisor needs; serialized into [`SUPERVISE_ENV`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Launch {
+    pub argv: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub cwd: PathBuf,
+    pub log: PathBuf,
+    pub pid_file: PathBuf,
+    pub exit_file: PathBuf,
+    pub slot: String,
+    pub port: u16,
+    pub jar: PathBuf,
+    pub release: String,
+}
+
+/// Start the app described by `spec` and return its pid file once the supervisor wrote it.
+pub fn launch(spec: &Launch) -> Result<PidFile> {
+    for d in [&spec.cwd, &spec.pid_file, &spec.log] {
+        let dir = if d == &spec.cwd {
+            d.as_path()
+        } else {
+            d.parent().unwrap_or(Path::new("/"))
+        };
+        fs::create_dir_all(dir).context(format!("cannot create {}", dir.display()))?;
+    }
+    let _ = fs::remove_file(&spec.pid_file);
+    let _ = fs::remove_file(&spec.exit_file);
+    let log = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&spec.log)
+        .context(format!("cannot open log {}", spec.log.display()))?;
+    let log2 = log
+        .try_clone()
+        .context("cannot duplicate the log descriptor")?;
+    close_inherited_on_exec();
+    let exe = std::env::current_exe().context("cannot find the running binary")?;
+    let json = serde_json::to_string(spec).context("cannot encode the launch")?;
+    let mut cmd = Command::new(&exe);
+    cmd.env(SUPERVISE_ENV, json)
+        .current_dir(&spec.cwd)
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(log2);
+    // Safety: setsid is async-signal-safe and touches no memory of the parent.
+    unsafe {
+        cmd.pre_exec(|| rustix::process::setsid().map(drop).map_err(Into::into));
+    }
+    let mut child = cmd
+        .spawn()
+        .context(format!("cannot start {}", exe.display()))?;
+    let sup = child.id() as i32;
+    let t0 = Instant::now();
+    loop {
+        if let Some(pf) = read_pid_file(&spec.pid_file).filter(|p| p.supervisor == sup) {
+            return Ok(pf);
+        }
+        if let Ok(Some(st)) = child.try_wait() {
+            return Err(failed(format!(
+                "the app's supervisor exited at once ({st}); see {}",
+                spec.log.display()
+            )));
+        }
+        if t0.elapsed() > Duration::from_secs(10) {
+            return Err(failed(format!(
+                "no pid file {} 10 s after launch; see {}",
+                spec.pid_file.display(),
+                spec.log.display()
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Mark every descriptor above 2 close-on-exec, so a launched app inherits only 0, 1 and 2
+/// even when our own parent (the CodeDeploy agent, a CI runner) leaked descriptors to us.
+fn close_inherited_on_exec() {
+    let Ok(dir) = fs::read_dir("/proc/self/fd") else {
+        return;
+    };
+    let fds: Vec<i32> = dir
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .filter(|&fd| fd > 2)
+        .collect();
+    for fd in fds {
+        // Safety: the fd is only borrowed for the fcntl call; a closed fd just fails.
+        let b = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+        let _ = rustix::io::fcntl_setfd(b, rustix::io::FdFlags::CLOEXEC);
+    }
+}
+
+/// The supervisor's main: run the app, publish its pid, record how it ended.
+pub fn supervise(spec: OsString) -> ExitCode {
+    let spec: Launch = match serde_json::from_str(&spec.to_string_lossy()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("nonstop supervisor: bad {SUPERVISE_ENV}: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut cmd = Command::new(&spec.argv[0]);
+    cmd.args(&spec.argv[1..])
+        .env_remove(SUPERVISE_ENV)
+        .envs(spec.env.iter().map(|(k, v)| (k, v)))
+        .current_dir(&spec.cwd)
+        .stdin(Stdio::null());
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("nonstop supervisor: cannot run {}: {e}", spec.argv[0]);
+            let rec = ExitRecord {
+                pid: 0,
+                code: Some(127),
+                signal: None,
+                at: crate::log::utc_millis(SystemTime::now()),
+            };
+            let _ = write_json(&spec.exit_file, &rec);
+            return ExitCode::from(1);
+        }
+    };
+    let pid = child.id() as i32;
+    let pf = PidFile {
+        pid,
+        start_time: stat(pid).map(|s| s.start_time).unwrap_or(0),
+        supervisor: std::process::id() as i32,
+        slot: spec.slot.clone(),
+        port: spec.port,
+        jar: spec.jar.clone(),
+        release: spec.release.clone(),
+        started_at: crate::log::utc_millis(SystemTime::now()),
+    };
+    if let Err(e) = write_json(&spec.pid_file, &pf) {
+        eprintln!("nonstop supervisor: {e}");
+    }
+    let status = child.wait();
+    let rec = ExitRecord {
+        pid,
+        code: status.as_ref().ok().and_then(|s| s.code()),
+        signal: status.as_ref().ok().and_then(|s| s.signal()),
+        at: crate::log::utc_millis(SystemTime::now()),
+    };
+    let _ = write_json(&spec.exit_file, &rec);
+    eprintln!("nonstop supervisor: app pid {pid} ended: {rec}");
+    ExitCode::SUCCESS
+}
+
+fn write_json<T: Serialize>(path: &Path, v: &T) -> Result<()> {
+    let mut s = serde_json::to_string_pretty(v).context("cannot encode")?;
+    s.push('\n');
+    write_atomic(path, s.as_bytes(), 0o644)
+}
+
+/// Read a pid file; a missing or unreadable one is `None`.
+pub fn read_pid_file(path: &Path) -> Option<PidFile> {
+    serde_json::from_slice(&fs::read(path).ok()?).ok()
+}
+
+/// Read an exit record; missing is `None`.
+pub fn read_exit_record(path: &Path) -> Option<ExitRecord> {
+    serde_json::from_slice(&fs::read(path).ok()?).ok()
+}
+
+// ---------- /proc readers ----------
+
+/// The parts of /proc/PID/stat nonstop uses.
+#[derive(Debug, Clone, Copy)]
+pub struct Stat {
+    pub state: char,
+    pub ppid: i32,
+    pub start_time: u64,
+}
+
+/// /proc/PID/stat, or `None` if there is no such process.
+pub fn stat(pid: i32) -> Option<Stat> {
+    let s = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &s[s.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    Some(Stat {
+        state: f.first()?.chars().next()?,
+        ppid: f.get(1)?.parse().ok()?,
+        start_time: f.get(19)?.parse().ok()?,
+    })
+}
+
+/// Running (a zombie or a dead task counts as exited).
+pub fn alive(pid: i32) -> bool {
+    stat(pid).is_some_and(|s| !matches!(s.state, 'Z' | 'X' | 'x'))
+}
+
+/// The same process as recorded: alive and with the recorded start time.
+pub fn same_process(pid: i32, start_time: u64) -> bool {
+    stat(pid).is_some_and(|s| s.start_time == start_time && !matches!(s.state, 'Z' | 'X' | 'x'))
+}
+
+/// Command line of a process as a list of arguments.
+pub fn cmdline(pid: i32) -> Vec<String> {
+    fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|b| {
+            b.split(|&c| c == 0)
+                .filter(|a| !a.is_empty())
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Pids of the live children of `ppid`.
+pub fn children(ppid: i32) -> Vec<i32> {
+    all_pids()
+        .filter(|&p| stat(p).is_some_and(|s| s.ppid == ppid && !matches!(s.state, 'Z' | 'X')))
+        .collect()
+}
+
+fn all_pids() -> impl Iterator<Item = i32> {
+    fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+}
+
+/// TCP socket states from /proc/net/tcp.
+const TCP_ESTABLISHED: u8 = 0x01;
+const TCP_LISTEN: u8 = 0x0A;
+
+/// One row of /proc/net/tcp{,6}: local port, remote port, state, inode.
+#[derive(Debug, Clone, Copy)]
+pub struct TcpRow {
+    pub local_port: u16,
+    pub remote_port: u16,
+    pub state: u8,
+    pub inode: u64,
+}
+
+/// All IPv4 and IPv6 TCP sockets of this network namespace.
+pub fn tcp_rows() -> Vec<TcpRow> {
+    let mut rows = vec![];
+    for file in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = fs::read_to_string(file) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let port = |addr: &str| {
+                addr.rsplit(':')
+                    .next()
+                    .and_then(|p| u16::from_str_radix(p, 16).ok())
+            };
+            if let (Some(lp), Some(rp), Some(st), Some(ino)) = (
+                f.get(1).and_then(|a| port(a)),
+                f.get(2).and_then(|a| port(a)),
+                f.get(3).and_then(|s| u8::from_str_radix(s, 16).ok()),
+                f.get(9).and_then(|i| i.parse().ok()),
+            ) {
+                rows.push(TcpRow {
+                    local_port: lp,
+                    remote_port: rp,
+                    state: st,
+                    inode: ino,
+                });
+            }
+        }
+    }
+    rows
+}
+
+/// Inodes of the sockets listening on `port`.
+pub fn listen_inodes(port: u16) -> Vec<u64> {
+    tcp_rows()
+        .into_iter()
+        .filter(|r| r.state == TCP_LISTEN && r.local_port == port)
+        .map(|r| r.inode)
+        .collect()
+}
+
+/// True if some socket listens on `port`.
+pub fn port_in_use(port: u16) -> bool {
+    !listen_inodes(port).is_empty()
+}
+
+/// Established TCP connections to a server on `port` (accepted by it), counted once.
+pub fn established_to(port: u16) -> usize {
+    tcp_rows()
+        .into_iter()
+        .filter(|r| r.state == TCP_ESTABLISHED && r.local_port == port && r.inode != 0)
+        .count()
+}
+
+/// Inodes of the sockets `pid` holds open.
+pub fn socket_inodes(pid: i32) -> Vec<u64> {
+    let Ok(dir) = fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return vec![];
+    };
+    dir.flatten()
+        .filter_map(|e| {
+            let l = fs::read_link(e.path()).ok()?;
+            l.to_str()?
+                .strip_prefix("socket:[")?
+                .strip_suffix(']')?
+                .parse()
+                .ok()
+        })
+        .collect()
+}
+
+/// True if `pid` holds one of `inodes` open.
+pub fn holds_socket(pid: i32, inodes: &[u64]) -> bool {
+    socket_inodes(pid).iter().any(|i| inodes.contains(i))
+}
+
+/// The listening sockets `pid` holds (for nginx: the master's listeners).
+pub fn listening_sockets_of(pid: i32) -> Vec<u64> {
+    let listening: std::collections::HashSet<u64> = tcp_rows()
+        .into_iter()
+        .filter(|r| r.state == TCP_LISTEN)
+        .map(|r| r.inode)
+        .collect();
+    socket_inodes(pid)
+        .into_iter()
+        .filter(|i| listening.contains(i))
+        .collect()
+}
+
+/// The process holding the LISTEN socket on `port`, if any can be seen.
+pub fn listener(port: u16) -> Option<i32> {
+    let inodes = listen_inodes(port);
+    if inodes.is_empty() {
+        return None;
+    }
+    all_pids().find(|&p| holds_socket(p, &inodes))
+}
+
+// ---------- whose process is it ----------
+
+/// Who serves a slot's port, and how sure we are it is the slot's app.
+#[derive(Debug, Clone)]
+pub enum Owner {
+    /// Started by nonstop: pid file, same start time, and it holds the port (or nobody does yet).
+    Ours(PidFile),
+    /// Not from our pid file, but a `java` with the port on its command line.
+    JavaWithPort { pid: i32, cmd: String },
+    /// Something else holds the port (pid unknown if /proc does not show it to us).
+    Foreign { pid: Option<i32>, cmd: String },
+}
+
+impl Owner {
+    pub fn pid(&self) -> Option<i32> {
+        match self {
+            Owner::Ours(p) => Some(p.pid),
+            Owner::JavaWithPort { pid, .. } => Some(*pid),
+            Owner::Foreign { pid, .. } => *pid,
+        }
+    }
+}
+
+/// Who runs on `port`, given the slot's pid file.
+pub fn owner(pid_file: &Path, port: u16) -> Option<Owner> {
+    let holder = listener(port);
+    if let Some(pf) = read_pid_file(pid_file) {
+        if same_process(pf.pid, pf.start_time) && (holder.is_none() || holder == Some(pf.pid)) {
+            return Some(Owner::Ours(pf));
+        }
+    }
+    if holder.is_none() && !port_in_use(port) {
+        return None;
+    }
+    let cmd = holder.map(cmdline).unwrap_or_default();
+    let shown = cmd.join(" ");
+    let is_java = cmd
+        .first()
+        .and_then(|a| Path::new(a).file_name())
+        .is_some_and(|n| n == "java");
+    let port_s = port.to_string();
+    let names_port = cmd
+        .iter()
+        .any(|a| *a == port_s || a.ends_with(&format!("={port_s}")));
+    match holder {
+        Some(pid) if is_java && names_port => Some(Owner::JavaWithPort { pid, cmd: shown }),
+        pid => Some(Owner::Foreign { pid, cmd: shown }),
+    }
+}
+
+/// SIGTERM `pid`, wait up to `grace` for it to exit (a zombie counts), then SIGKILL and wait
+/// again. `start_time` guards against pid reuse. Returns how long the shutdown took and
+/// whether SIGKILL was needed.
+pub fn terminate(pid: i32, start_time: u64, grace: Duration) -> Result<(Duration, bool)> {
+    use rustix::process::{kill_process, Pid, Signal};
+    let target = Pid::from_raw(pid).ok_or_else(|| failed(format!("invalid pid {pid}")))?;
+    let gone = || !same_process(pid, start_time);
+    let t0 = Instant::now();
+    if gone() {
+        return Ok((Duration::ZERO, false));
+    }
+    kill_process(target, Signal::TERM).context(format!("cannot send SIGTERM to pid {pid}"))?;
+    log::info!(
+        "sent SIGTERM to pid {pid}; waiting up to {:?} for it to exit",
+        grace
+    );
+    while t0.elapsed() < grace {
+        if gone() {
+            return Ok((t0.elapsed(), false));
+        }
+        interrupt::sleep(Duration::from_millis(20), "waiting for the app to exit")?;
+    }
+    if gone() {
+        return Ok((t0.elapsed(), false));
+    }
+    log::warn!(
+        "pid {pid} still running {:?} after SIGTERM; sending SIGKILL",
+        grace
+    );
+    kill_process(target, Signal::KILL).context(format!("cannot send SIGKILL to pid {pid}"))?;
+    let t1 = Instant::now();
+    while t1.elapsed() < Duration::from_secs(10) {
+        if gone() {
+            return Ok((t0.elapsed(), true));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Err(failed(format!("pid {pid} survived SIGKILL for 10 s")))
+}
+
+/// Wait until nothing listens on `port`, up to `limit`.
+pub fn wait_port_free(port: u16, limit: Duration) -> bool {
+    let t0 = Instant::now();
+    loop {
+        if !port_in_use(port) {
+            return true;
+        }
+        if t0.elapsed() >= limit {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

@@ -1,0 +1,470 @@
+//! The deployment stages (`stop`, `start`, `health`, `switch`) composed from the other modules.
+//! Each binary in `src/bin/` parses flags and calls exactly one of these; any later command
+//! that runs several stages calls the same functions, never a copy.
+
+use crate::config::{Config, Slot};
+use crate::error::{failed, Context, Result};
+use crate::log::human;
+use crate::process::{self, Owner};
+use crate::state::{self, Event};
+use crate::{health, lock, nginx, slots};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime};
+
+/// `workdir/run/<slot>.pid`
+pub fn pid_path(cfg: &Config, slot: &Slot) -> PathBuf {
+    cfg.run_dir().join(format!("{}.pid", slot.name))
+}
+
+/// `workdir/run/<slot>.exit`
+pub fn exit_path(cfg: &Config, slot: &Slot) -> PathBuf {
+    cfg.run_dir().join(format!("{}.exit", slot.name))
+}
+
+/// Record `action` on `slot` in the state history with its outcome and duration.
+fn record(
+    cfg: &Config,
+    action: &str,
+    slot: &Slot,
+    release: Option<String>,
+    t0: Instant,
+    r: &Result<()>,
+) {
+    let ev = Event {
+        time: crate::log::utc_millis(SystemTime::now()),
+        deployment_id: std::env::var("DEPLOYMENT_ID")
+            .ok()
+            .filter(|v| !v.is_empty()),
+        action: action.into(),
+        slot: slot.name.clone(),
+        release,
+        outcome: match r {
+            Ok(()) => "ok".into(),
+            Err(e) => format!("failed: {e}"),
+        },
+        duration_ms: t0.elapsed().as_millis() as u64,
+    };
+    if let Err(e) = state::update(&cfg.state_dir, |s| s.record(ev)) {
+        log::warn!("could not record {action} in the state file: {e}");
+    }
+}
+
+// ---------- stop ----------
+
+/// `stop`: stop the app on the idle slot (or `slot`). Never the live slot.
+pub fn stop(cfg: &Config, slot: Option<&str>, force: bool) -> Result<()> {
+    let _lock = lock::acquire(&cfg.state_dir, "stop")?;
+    let roles = slots::roles(cfg, &state::load(&cfg.state_dir))?;
+    let target = roles.target(cfg, slot)?;
+    if roles.is_live(target) {
+        return Err(failed(format!(
+            "refusing to stop slot {} (port {}): it is live, {} points at it",
+            target.name,
+            target.port,
+            cfg.nginx.include.display()
+        )));
+    }
+    let t0 = Instant::now();
+    let r = stop_slot(cfg, target, force);
+    record(cfg, "stop", target, None, t0, &r);
+    r
+}
+
+/// Stop whatever runs on `slot`'s port, if it is provably the slot's app (or `force`).
+/// Callers guarantee `slot` is not live. Nothing running is success.
+pub fn stop_slot(cfg: &Config, slot: &Slot, force: bool) -> Result<()> {
+    let pid_file = pid_path(cfg, slot);
+    let owner = process::owner(&pid_file, slot.port);
+    let (pid, how) = match &owner {
+        None => {
+            let _ = fs::remove_file(&pid_file);
+            log::info!(
+                "nothing running on slot {} (port {}); nothing to stop",
+                slot.name,
+                slot.port
+            );
+            return Ok(());
+        }
+        Some(Owner::Ours(pf)) => (pf.pid, format!("started by nonstop, release {}", pf.release)),
+        Some(Owner::JavaWithPort { pid, cmd }) => {
+            log::warn!("pid {pid} on port {} was not started by nonstop but is java with the port on its command line: {cmd}", slot.port);
+            (*pid, "java with the port on its command line".to_string())
+        }
+        Some(Owner::Foreign { pid: Some(pid), cmd }) if force => {
+            log::warn!("--force: stopping pid {pid} on port {} although nonstop cannot prove it is the app: {cmd}", slot.port);
+            (*pid, "forced".to_string())
+        }
+        Some(Owner::Foreign { pid: Some(pid), cmd }) => {
+            return Err(failed(format!(
+                "refusing to stop pid {pid} on port {}: nonstop did not start it and it is not java with that port on its command line ({}); give --force if it is the app",
+                slot.port,
+                if cmd.is_empty() { "command line unknown" } else { cmd }
+            )))
+        }
+        Some(Owner::Foreign { pid: None, .. }) => {
+            return Err(failed(format!(
+                "port {} is in use by a process this user cannot see in /proc; cannot stop it",
+                slot.port
+            )))
+        }
+    };
+    let start_time = process::stat(pid).map(|s| s.start_time).unwrap_or(0);
+    log::info!(
+        "stopping slot {} (port {}): pid {pid}, {how}",
+        slot.name,
+        slot.port
+    );
+    let (took, killed) = process::terminate(pid, start_time, cfg.stop.grace)?;
+    if !process::wait_port_free(slot.port, Duration::from_secs(5)) {
+        return Err(failed(format!(
+            "pid {pid} exited but port {} is still in use 5 s later",
+            slot.port
+        )));
+    }
+    let _ = fs::remove_file(&pid_file);
+    if killed {
+        log::warn!(
+            "stopped slot {} in {}: it ignored SIGTERM for {:?} and was killed",
+            slot.name,
+            human(took),
+            cfg.stop.grace
+        );
+    } else {
+        log::info!(
+            "stopped slot {} gracefully in {}; port {} is free",
+            slot.name,
+            human(took),
+            slot.port
+        );
+    }
+    Ok(())
+}
+
+// ---------- start ----------
+
+/// `start`: copy the newest jar to a new release folder and launch it on the idle slot.
+pub fn start(cfg: &Config, slot: Option<&str>) -> Result<()> {
+    let _lock = lock::acquire(&cfg.state_dir, "start")?;
+    let roles = slots::roles(cfg, &state::load(&cfg.state_dir))?;
+    let target = roles.target(cfg, slot)?;
+    if roles.is_live(target) {
+        return Err(failed(format!(
+            "refusing to start on slot {}: it is live; start deploys to an idle slot",
+            target.name
+        )));
+    }
+    let t0 = Instant::now();
+    let jar = resolve_jar(cfg)?;
+    let r = start_slot(cfg, target, &jar);
+    let release = r.as_ref().ok().map(|p| p.release.clone());
+    let r = r.map(drop);
+    record(cfg, "start", target, release, t0, &r);
+    r
+}
+
+/// The release the slot's pid file names, if any.
+fn slot_release(cfg: &Config, slot: &Slot) -> Option<String> {
+    process::read_pid_file(&pid_path(cfg, slot)).map(|p| p.release)
+}
+
+/// Copy `jar` into a new release and launch it on `slot`. Returns the pid file.
+pub fn start_slot(cfg: &Config, slot: &Slot, jar: &Path) -> Result<process::PidFile> {
+    if let Some(o) = process::owner(&pid_path(cfg, slot), slot.port) {
+        let who = match o {
+            Owner::Ours(p) => format!("pid {} (nonstop, release {})", p.pid, p.release),
+            Owner::JavaWithPort { pid, cmd }
+            | Owner::Foreign {
+                pid: Some(pid),
+                cmd,
+            } => {
+                format!("pid {pid} ({cmd})")
+            }
+            Owner::Foreign { pid: None, .. } => "an unknown process".into(),
+        };
+        return Err(failed(format!(
+            "port {} of slot {} is in use by {who}; run `stop` first",
+            slot.port, slot.name
+        )));
+    }
+    let java = java_path(cfg)?;
+    let (release, release_jar) = new_release(cfg, jar)?;
+    prune_releases(cfg, &release);
+    let mut argv = vec![java.to_string_lossy().into_owned()];
+    argv.extend(cfg.app.java_opts.iter().cloned());
+    argv.push(format!("-Dserver.port={}", slot.port));
+    argv.push(format!("-Dspring.profiles.active={}", slot.profile));
+    argv.push("-jar".into());
+    argv.push(release_jar.to_string_lossy().into_owned());
+    argv.extend(cfg.app.args.iter().cloned());
+    let spec = process::Launch {
+        argv,
+        env: cfg
+            .app
+            .env
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        cwd: cfg.releases_dir().join(&release),
+        log: cfg.log_file(slot),
+        pid_file: pid_path(cfg, slot),
+        exit_file: exit_path(cfg, slot),
+        slot: slot.name.clone(),
+        port: slot.port,
+        jar: release_jar.clone(),
+        release: release.clone(),
+    };
+    log::debug!("launching {}", spec.argv.join(" "));
+    let pf = process::launch(&spec)?;
+    log::info!(
+        "started slot {} (port {}, profile {}) as pid {}: release {release}, log {}",
+        slot.name,
+        slot.port,
+        slot.profile,
+        pf.pid,
+        spec.log.display()
+    );
+    Ok(pf)
+}
+
+/// The newest file matching `app.jar` (wildcards in the file name only).
+pub fn resolve_jar(cfg: &Config) -> Result<PathBuf> {
+    let pattern = &cfg.app.jar;
+    let dir = pattern.parent().unwrap_or(Path::new("/"));
+    let name = pattern
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut best: Option<(SystemTime, PathBuf)> = None;
+    let entries = fs::read_dir(dir).map_err(|e| {
+        failed(format!(
+            "no jar: cannot read {} for app.jar {:?}: {e}",
+            dir.display(),
+            name
+        ))
+    })?;
+    for e in entries.flatten() {
+        let fname = e.file_name().to_string_lossy().into_owned();
+        if !glob_match(&name, &fname) {
+            continue;
+        }
+        let Ok(meta) = e.metadata() else { continue };
+        if !meta.is_file() {
+            continue;
+        }
+        let mtime = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
+        if best
+            .as_ref()
+            .is_none_or(|(t, p)| (mtime, e.path()) > (*t, p.clone()))
+        {
+            best = Some((mtime, e.path()));
+        }
+    }
+    best.map(|(_, p)| p)
+        .ok_or_else(|| failed(format!("no jar matches {}", pattern.display())))
+}
+
+/// `*` and `?` matching of one file name.
+pub fn glob_match(pat: &str, name: &str) -> bool {
+    fn m(p: &[char], n: &[char]) -> bool {
+        match (p.first(), n.first()) {
+            (None, None) => true,
+            (Some('*'), _) => m(&p[1..], n) || (!n.is_empty() && m(p, &n[1..])),
+            (Some('?'), Some(_)) => m(&p[1..], &n[1..]),
+            (Some(a), Some(b)) if a == b => m(&p[1..], &n[1..]),
+            _ => false,
+        }
+    }
+    let p: Vec<char> = pat.chars().collect();
+    let n: Vec<char> = name.chars().collect();
+    m(&p, &n)
+}
+
+/// The java to run: `app.java`, else `$JAVA_HOME/bin/java`, else `java` on PATH.
+pub fn java_path(cfg: &Config) -> Result<PathBuf> {
+    if let Some(j) = &cfg.app.java {
+        return which::which(j)
+            .map_err(|_| failed(format!("app.java {j:?} not found or not executable")));
+    }
+    if let Some(home) = std::env::var_os("JAVA_HOME").filter(|h| !h.is_empty()) {
+        let j = PathBuf::from(home).join("bin/java");
+        if j.is_file() {
+            return Ok(j);
+        }
+    }
+    which::which("java")
+        .map_err(|_| failed("java not found: set app.java or JAVA_HOME, or put java on PATH"))
+}
+
+/// Copy `jar` to `releases/<DEPLOYMENT_ID or UTC time>[-N]/<name>` (always a new file, so a
+/// running JVM's jar is never overwritten). Returns the release name and the copied jar.
+fn new_release(cfg: &Config, jar: &Path) -> Result<(String, PathBuf)> {
+    let base = std::env::var("DEPLOYMENT_ID")
+        .ok()
+        .filter(|v| {
+            !v.is_empty()
+                && v.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+        })
+        .unwrap_or_else(|| crate::log::utc_compact(SystemTime::now()));
+    let root = cfg.releases_dir();
+    fs::create_dir_all(&root).context(format!("cannot create {}", root.display()))?;
+    let mut name = base.clone();
+    let mut n = 1;
+    let dir = loop {
+        let d = root.join(&name);
+        match fs::create_dir(&d) {
+            Ok(()) => break d,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                n += 1;
+                name = format!("{base}-{n}");
+            }
+            Err(e) => return Err(failed(format!("cannot create {}: {e}", d.display()))),
+        }
+    };
+    let file = jar
+        .file_name()
+        .ok_or_else(|| failed("jar path has no file name"))?;
+    let dest = dir.join(file);
+    let tmp = dir.join(".copying");
+    let copy = fs::copy(jar, &tmp)
+        .and_then(|_| fs::File::open(&tmp)?.sync_all())
+        .and_then(|_| fs::rename(&tmp, &dest));
+    if let Err(e) = copy {
+        let _ = fs::remove_dir_all(&dir);
+        return Err(failed(format!("cannot copy jar {}: {e}", jar.display())));
+    }
+    log::info!(
+        "release {name}: copied {} to {}",
+        jar.display(),
+        dest.display()
+    );
+    Ok((name, dest))
+}
+
+/// Remove releases beyond `keep_releases` (newest kept), never `current` nor one a running
+/// slot uses.
+fn prune_releases(cfg: &Config, current: &str) {
+    let root = cfg.releases_dir();
+    let in_use: Vec<String> = cfg
+        .slots
+        .iter()
+        .filter_map(|s| process::read_pid_file(&pid_path(cfg, s)))
+        .filter(|p| process::same_process(p.pid, p.start_time))
+        .map(|p| p.release)
+        .collect();
+    let mut dirs: Vec<(SystemTime, String)> = fs::read_dir(&root)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|e| {
+            (
+                e.metadata()
+                    .and_then(|m| m.modified())
+                    .unwrap_or(SystemTime::UNIX_EPOCH),
+                e.file_name().to_string_lossy().into_owned(),
+            )
+        })
+        .collect();
+    dirs.sort_by(|a, b| b.cmp(a));
+    for (_, name) in dirs.into_iter().skip(cfg.keep_releases) {
+        if name == current || in_use.contains(&name) {
+            continue;
+        }
+        match fs::remove_dir_all(root.join(&name)) {
+            Ok(()) => log::info!("pruned release {name}"),
+            Err(e) => log::warn!("could not prune release {name}: {e}"),
+        }
+    }
+}
+
+// ---------- health ----------
+
+/// `health`: wait until the idle slot (or `slot`) is healthy.
+pub fn health(cfg: &Config, slot: Option<&str>) -> Result<()> {
+    let roles = slots::roles(cfg, &state::load(&cfg.state_dir))?;
+    let target = roles.target(cfg, slot)?;
+    health::wait_healthy(cfg, target).map(drop)
+}
+
+// ---------- switch ----------
+
+/// `switch`: point nginx at the idle slot (or `slot`) after one health probe (unless `force`).
+/// The old slot keeps running as the instant rollback target.
+pub fn switch(cfg: &Config, slot: Option<&str>, force: bool) -> Result<()> {
+    let _lock = lock::acquire(&cfg.state_dir, "switch")?;
+    let roles = slots::roles(cfg, &state::load(&cfg.state_dir))?;
+    let target = roles.target(cfg, slot)?;
+    let t0 = Instant::now();
+    let r = switch_to(cfg, &roles, target, force);
+    let release = slot_release(cfg, target);
+    record(cfg, "switch", target, release, t0, &r);
+    r
+}
+
+/// Make `target` live (see [`switch`]); the caller holds the lock.
+pub fn switch_to(cfg: &Config, roles: &slots::Roles, target: &Slot, force: bool) -> Result<()> {
+    if roles.is_live(target) {
+        log::info!("slot {} is already live; nothing to switch", target.name);
+        return Ok(());
+    }
+    if force {
+        log::warn!(
+            "--force: switching to slot {} without a health probe",
+            target.name
+        );
+    } else {
+        let (p, verdict) = health::check_once(cfg, target);
+        verdict.map_err(|why| {
+            failed(format!(
+                "refusing to switch to slot {}: health probe failed ({why}); nginx untouched",
+                target.name
+            ))
+        })?;
+        log::info!(
+            "slot {} answered health in {}",
+            target.name,
+            human(p.latency)
+        );
+    }
+    let change = nginx::Change {
+        path: cfg.nginx.include.clone(),
+        bytes: nginx::render_include(cfg, target.port).into_bytes(),
+    };
+    let took = nginx::apply(cfg, &[change])?;
+    let pf = process::read_pid_file(&pid_path(cfg, target));
+    state::update(&cfg.state_dir, |s| {
+        s.previous = roles.live.map(|l| l.name.clone());
+        s.live = Some(target.name.clone());
+        s.release = pf.as_ref().map(|p| p.release.clone());
+        s.jar = pf.as_ref().map(|p| p.jar.clone());
+        s.time = Some(crate::log::utc_millis(SystemTime::now()));
+    })?;
+    match roles.live {
+        Some(old) => log::info!(
+            "switched nginx from slot {} (port {}) to slot {} (port {}) in {}; {} keeps running as the rollback target",
+            old.name, old.port, target.name, target.port, human(took), old.name
+        ),
+        None => log::info!(
+            "switched nginx to slot {} (port {}) in {}",
+            target.name,
+            target.port,
+            human(took)
+        ),
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::glob_match;
+
+    #[test]
+    fn globs() {
+        assert!(glob_match("*.jar", "app-1.0.jar"));
+        assert!(glob_match("app-?.jar", "app-2.jar"));
+        assert!(!glob_match("*.jar", "app.jar.bak"));
+        assert!(!glob_match("app-*.jar", "other.jar"));
+    }
+}

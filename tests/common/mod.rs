@@ -1,0 +1,536 @@
+//! Test harness shared by the integration tests and `make demo`: a private nginx per test on a
+//! loopback port (own prefix, nothing system-wide touched), demo-app jars built with javac, a
+//! CodeDeploy-like bundle (binaries in bundle/bin, nonstop.yml beside them) run the way the
+//! agent runs hooks (cwd /, stdin closed, no arguments), and a keep-alive HTTP client that counts
+//! failures raw and after one retry on a reused connection.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub const BINARIES: [&str; 4] = ["stop", "start", "health", "switch"];
+
+/// Where the nonstop binaries are: next to the test binary's cargo output.
+pub fn bin_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("NONSTOP_BIN_DIR") {
+        return PathBuf::from(d);
+    }
+    match option_env!("CARGO_BIN_EXE_stop") {
+        Some(p) => Path::new(p).parent().unwrap().to_path_buf(),
+        None => {
+            // examples: target/<profile>/examples/demo -> target/<profile>
+            let exe = std::env::current_exe().unwrap();
+            exe.parent().unwrap().parent().unwrap().to_path_buf()
+        }
+    }
+}
+
+/// Build (once, atomically) and return examples/demo-app's jar for `version`.
+pub fn demo_jar(version: &str) -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = root.join("target/demo-app");
+    let jar = out.join(format!("demo-app-{version}.jar"));
+    if !jar.is_file() {
+        std::fs::create_dir_all(&out).unwrap();
+        let st = Command::new("bash")
+            .arg(root.join("examples/demo-app/build.sh"))
+            .arg(&out)
+            .arg(version)
+            .status()
+            .expect("bash runs");
+        assert!(st.success(), "building the demo app failed");
+    }
+    jar
+}
+
+/// A free loopback port (bound then released).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn nginx_bin() -> PathBuf {
+    which::which("nginx")
+        .or_else(|_| which::which("/usr/sbin/nginx"))
+        .expect("nginx is not installed: run `apt-get install nginx-light` (or `make deps`)")
+}
+
+/// One test's world: a folder with nginx's prefix, the bundle, the app's workdir and state.
+pub struct Env {
+    pub dir: tempfile::TempDir,
+    pub nginx_port: u16,
+    pub ports: Vec<u16>,
+    pub names: Vec<String>,
+    /// Extra YAML appended to the generated nonstop.yml.
+    pub extra: String,
+    pub java_opts: Vec<String>,
+}
+
+impl Env {
+    /// A world with `n` slots, nginx running and the include pointing at the first slot.
+    pub fn new(n: usize) -> Env {
+        let dir = tempfile::Builder::new()
+            .prefix("nonstop-test-")
+            .tempdir()
+            .unwrap();
+        let names: Vec<String> = ["blue", "green", "red", "yellow", "cyan", "magenta"]
+            .iter()
+            .take(n)
+            .map(|s| s.to_string())
+            .collect();
+        let env = Env {
+            nginx_port: free_port(),
+            ports: (0..n).map(|_| free_port()).collect(),
+            names,
+            dir,
+            extra: String::new(),
+            java_opts: vec![
+                "-Xmx48m".into(),
+                "-Xss512k".into(),
+                "-XX:TieredStopAtLevel=1".into(),
+                "-XX:+UseSerialGC".into(),
+                "-Xshare:auto".into(),
+                "-Ddemo.boot-ms=300".into(),
+            ],
+        };
+        for d in ["nginx/logs", "nginx/tmp", "bundle/bin", "bundle/app"] {
+            std::fs::create_dir_all(env.path(d)).unwrap();
+        }
+        std::fs::write(
+            env.include_path(),
+            format!("set $service_url http://127.0.0.1:{};\n", env.ports[0]),
+        )
+        .unwrap();
+        std::fs::write(env.path("nginx/nginx.conf"), env.nginx_conf()).unwrap();
+        for b in BINARIES {
+            std::fs::copy(bin_dir().join(b), env.path("bundle/bin").join(b)).unwrap();
+        }
+        let out = Command::new(nginx_bin())
+            .args([
+                "-p",
+                env.path_str("nginx"),
+                "-c",
+                env.path_str("nginx/nginx.conf"),
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "nginx did not start: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        env.write_config();
+        env
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+    pub fn path_str(&self, rel: &str) -> &'static str {
+        Box::leak(
+            self.path(rel)
+                .to_string_lossy()
+                .into_owned()
+                .into_boxed_str(),
+        )
+    }
+    pub fn include_path(&self) -> PathBuf {
+        self.path("nginx/service-url.inc")
+    }
+    pub fn include(&self) -> Vec<u8> {
+        std::fs::read(self.include_path()).unwrap()
+    }
+    pub fn config_path(&self) -> PathBuf {
+        self.path("bundle/nonstop.yml")
+    }
+    pub fn port_of(&self, slot: &str) -> u16 {
+        self.ports[self.names.iter().position(|n| n == slot).unwrap()]
+    }
+
+    fn nginx_conf(&self) -> String {
+        let p = self.dir.path().join("nginx");
+        let p = p.display();
+        format!(
+            "worker_processes 1;\npid {p}/nginx.pid;\nerror_log {p}/logs/error.log warn;\n\
+             events {{ worker_connections 512; }}\n\
+             http {{\n  access_log off;\n  client_body_temp_path {p}/tmp/body;\n  proxy_temp_path {p}/tmp/proxy;\n  \
+             fastcgi_temp_path {p}/tmp/fastcgi;\n  uwsgi_temp_path {p}/tmp/uwsgi;\n  scgi_temp_path {p}/tmp/scgi;\n  \
+             server {{\n    listen 127.0.0.1:{port};\n    location / {{\n      include {p}/service-url.inc;\n      \
+             proxy_pass $service_url;\n      proxy_http_version 1.1;\n      proxy_set_header Connection \"\";\n      \
+             proxy_read_timeout 30s;\n    }}\n  }}\n}}\n",
+            port = self.nginx_port
+        )
+    }
+
+    /// The nonstop.yml this world uses (also rewritten after `extra`/`java_opts` change).
+    pub fn write_config(&self) {
+        let n = self.path("nginx");
+        let n = n.display();
+        let bin = nginx_bin();
+        let bin = bin.display();
+        let mut slots = String::new();
+        for (i, (name, port)) in self.names.iter().zip(&self.ports).enumerate() {
+            slots += &format!(
+                "  - {{name: {name}, port: {port}, profile: real{}}}\n",
+                i + 1
+            );
+        }
+        let opts: Vec<String> = self.java_opts.iter().map(|o| format!("{o:?}")).collect();
+        let yaml = format!(
+            "app:\n  name: demo\n  jar: \"app/*.jar\"\n  java_opts: [{}]\n  workdir: ../work\n\
+             slots:\n{slots}\
+             health:\n  interval: 100ms\n  timeout: 1s\n  deadline: 30s\n\
+             stop:\n  grace: 10s\n\
+             nginx:\n  include: {n}/service-url.inc\n  variable: service_url\n  \
+             test: [{bin}, -t, -q, -p, {n}, -c, {n}/nginx.conf]\n  \
+             reload: [{bin}, -s, reload, -p, {n}, -c, {n}/nginx.conf]\n  pid_file: {n}/nginx.pid\n\
+             state_dir: ../state\nkeep_releases: 3\n{}",
+            opts.join(", "),
+            self.extra
+        );
+        std::fs::write(self.config_path(), yaml).unwrap();
+    }
+
+    /// Put `version`'s jar in the bundle as the only (newest) jar.
+    pub fn stage_jar(&self, version: &str) {
+        for e in std::fs::read_dir(self.path("bundle/app")).unwrap() {
+            std::fs::remove_file(e.unwrap().path()).unwrap();
+        }
+        std::fs::copy(
+            demo_jar(version),
+            self.path(&format!("bundle/app/demo-{version}.jar")),
+        )
+        .unwrap();
+    }
+
+    /// Run a binary the way the CodeDeploy agent runs a hook: bundle/bin/NAME, cwd /, stdin
+    /// closed, agent variables set, plus `args` (empty for a real hook).
+    pub fn hook(&self, bin: &str, args: &[&str]) -> Run {
+        let t0 = Instant::now();
+        let out = Command::new(self.path("bundle/bin").join(bin))
+            .args(args)
+            .current_dir("/")
+            .stdin(Stdio::null())
+            .env_remove("NONSTOP_CONFIG")
+            .env("DEPLOYMENT_ID", "d-TEST")
+            .env("LIFECYCLE_EVENT", lifecycle(bin))
+            .output()
+            .unwrap();
+        Run::new(bin, out, t0.elapsed())
+    }
+
+    /// stop, start, health, switch with `version`'s jar; panics with the failing stage's log.
+    pub fn deploy(&self, version: &str) -> Vec<(String, Duration)> {
+        self.stage_jar(version);
+        let mut times = vec![];
+        for b in BINARIES {
+            let r = self.hook(b, &[]);
+            assert_eq!(r.code, 0, "{b} failed:\n{}", r.stderr);
+            times.push((b.to_string(), r.took));
+        }
+        times
+    }
+
+    /// GET through nginx on a fresh connection.
+    pub fn get(&self, path: &str) -> (u16, String) {
+        let mut c = Client::new(self.nginx_addr());
+        c.request("GET", path, b"").unwrap_or((0, String::new()))
+    }
+
+    pub fn nginx_addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.nginx_port))
+    }
+
+    /// The pid file of a slot, parsed.
+    pub fn pid_of(&self, slot: &str) -> Option<nonstop::process::PidFile> {
+        nonstop::process::read_pid_file(&self.path(&format!("work/run/{slot}.pid")))
+    }
+
+    pub fn state(&self) -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(self.path("state/state.json")).unwrap()).unwrap()
+    }
+}
+
+fn lifecycle(bin: &str) -> &'static str {
+    match bin {
+        "stop" => "AfterInstall",
+        "start" => "ApplicationStart",
+        _ => "ValidateService",
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        // Kill the apps this test started (proved by their pid files), then nginx.
+        if let Ok(rd) = std::fs::read_dir(self.path("work/run")) {
+            for e in rd.flatten() {
+                if let Some(pf) = nonstop::process::read_pid_file(&e.path()) {
+                    if nonstop::process::same_process(pf.pid, pf.start_time) {
+                        let _ = Command::new("kill")
+                            .args(["-9", &pf.pid.to_string()])
+                            .status();
+                    }
+                }
+            }
+        }
+        // Signal the master by its pid file: `nginx -s stop` would need a config that parses.
+        if let Ok(pid) = std::fs::read_to_string(self.path("nginx/nginx.pid")) {
+            let _ = Command::new("kill").args(["-TERM", pid.trim()]).status();
+        }
+    }
+}
+
+/// The outcome of one binary run.
+pub struct Run {
+    pub code: i32,
+    pub stderr: String,
+    pub took: Duration,
+}
+
+impl Run {
+    fn new(bin: &str, out: Output, took: Duration) -> Run {
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        eprintln!(
+            "--- {bin} exit {:?} in {took:?}\n{stderr}",
+            out.status.code()
+        );
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stderr,
+            took,
+        }
+    }
+    pub fn last_line(&self) -> &str {
+        self.stderr.lines().last().unwrap_or("")
+    }
+}
+
+// ---------- a keep-alive HTTP/1.1 client that knows when a retry is legitimate ----------
+
+pub struct Client {
+    addr: SocketAddr,
+    conn: Option<BufReader<TcpStream>>,
+    /// Responses read on the current connection.
+    served: usize,
+}
+
+#[derive(Debug)]
+pub struct Fail {
+    /// The connection had served a response before (a retry is what browsers do).
+    pub reused: bool,
+    pub err: String,
+}
+
+impl Client {
+    pub fn new(addr: SocketAddr) -> Client {
+        Client {
+            addr,
+            conn: None,
+            served: 0,
+        }
+    }
+
+    /// One request; `Err` carries whether it failed on a reused keep-alive connection.
+    pub fn request(
+        &mut self,
+        method: &str,
+        path: &str,
+        body: &[u8],
+    ) -> Result<(u16, String), Fail> {
+        if self.conn.is_none() {
+            let s =
+                TcpStream::connect_timeout(&self.addr, Duration::from_secs(2)).map_err(|e| {
+                    Fail {
+                        reused: false,
+                        err: format!("connect: {e}"),
+                    }
+                })?;
+            s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+            s.set_nodelay(true).unwrap();
+            self.conn = Some(BufReader::new(s));
+            self.served = 0;
+        }
+        let reused = self.served > 0;
+        let r = self.exchange(method, path, body);
+        match r {
+            Ok((status, text, close)) => {
+                self.served += 1;
+                if close {
+                    self.conn = None;
+                }
+                Ok((status, text))
+            }
+            Err(e) => {
+                self.conn = None;
+                Err(Fail {
+                    reused,
+                    err: e.to_string(),
+                })
+            }
+        }
+    }
+
+    fn exchange(
+        &mut self,
+        method: &str,
+        path: &str,
+        body: &[u8],
+    ) -> std::io::Result<(u16, String, bool)> {
+        let conn = self.conn.as_mut().unwrap();
+        let head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        let s = conn.get_mut();
+        s.write_all(head.as_bytes())?;
+        s.write_all(body)?;
+        let mut line = String::new();
+        if conn.read_line(&mut line)? == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "connection closed before a response",
+            ));
+        }
+        let status: u16 = line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| std::io::Error::other(format!("bad status line {line:?}")))?;
+        let mut len = 0usize;
+        let mut close = false;
+        loop {
+            line.clear();
+            conn.read_line(&mut line)?;
+            let l = line.trim_end();
+            if l.is_empty() {
+                break;
+            }
+            let lower = l.to_ascii_lowercase();
+            if let Some(v) = lower.strip_prefix("content-length:") {
+                len = v.trim().parse().unwrap_or(0);
+            }
+            if lower.starts_with("connection:") && lower.contains("close") {
+                close = true;
+            }
+        }
+        let mut buf = vec![0; len];
+        conn.read_exact(&mut buf)?;
+        Ok((status, String::from_utf8_lossy(&buf).into_owned(), close))
+    }
+}
+
+/// What continuous traffic saw.
+#[derive(Debug, Default, Clone)]
+pub struct Tally {
+    pub requests: usize,
+    pub ok: usize,
+    /// Failures as a client without retry would see them.
+    pub raw_failed: usize,
+    /// Failures left after one retry of a request that failed on a reused connection.
+    pub failed: usize,
+    /// Response bodies' first word (the app version) -> count.
+    pub versions: BTreeMap<String, usize>,
+    pub errors: Vec<String>,
+}
+
+impl Tally {
+    fn merge(&mut self, o: Tally) {
+        self.requests += o.requests;
+        self.ok += o.ok;
+        self.raw_failed += o.raw_failed;
+        self.failed += o.failed;
+        for (k, v) in o.versions {
+            *self.versions.entry(k).or_default() += v;
+        }
+        self.errors.extend(o.errors.into_iter().take(5));
+    }
+    pub fn summary(&self) -> String {
+        format!(
+            "{} requests, {} failed ({} raw failures before one retry on a reused keep-alive connection); versions {:?}",
+            self.requests, self.failed, self.raw_failed, self.versions
+        )
+    }
+}
+
+/// Continuous GETs and POSTs through nginx on `conns` keep-alive connections until stopped
+/// (bounded to 10 minutes and 1,000,000 requests per connection).
+pub struct Traffic {
+    stop: Arc<AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<Tally>>,
+}
+
+impl Traffic {
+    pub fn start(addr: SocketAddr, conns: usize, pause: Duration) -> Traffic {
+        let stop = Arc::new(AtomicBool::new(false));
+        let threads = (0..conns)
+            .map(|i| {
+                let stop = stop.clone();
+                std::thread::spawn(move || {
+                    let mut c = Client::new(addr);
+                    let mut t = Tally::default();
+                    let t0 = Instant::now();
+                    let mut n = 0usize;
+                    while !stop.load(Ordering::Relaxed)
+                        && t0.elapsed() < Duration::from_secs(600)
+                        && n < 1_000_000
+                    {
+                        n += 1;
+                        let (method, body): (&str, &[u8]) = if (n + i) % 4 == 0 {
+                            ("POST", b"order=42&qty=1")
+                        } else {
+                            ("GET", b"")
+                        };
+                        t.requests += 1;
+                        let mut r = c.request(method, "/", body);
+                        let raw_counted = r.is_err();
+                        if let Err(f) = &r {
+                            t.raw_failed += 1;
+                            if f.reused {
+                                r = c.request(method, "/", body);
+                            }
+                        }
+                        match r {
+                            Ok((200, text)) => {
+                                t.ok += 1;
+                                let v = text.split_whitespace().next().unwrap_or("").to_string();
+                                *t.versions.entry(v).or_default() += 1;
+                            }
+                            Ok((s, text)) => {
+                                if !raw_counted {
+                                    t.raw_failed += 1;
+                                }
+                                t.failed += 1;
+                                t.errors.push(format!("HTTP {s}: {}", text.trim()));
+                            }
+                            Err(f) => {
+                                t.failed += 1;
+                                t.errors.push(f.err);
+                            }
+                        }
+                        std::thread::sleep(pause);
+                    }
+                    t
+                })
+            })
+            .collect();
+        Traffic { stop, threads }
+    }
+
+    pub fn finish(self) -> Tally {
+        self.stop.store(true, Ordering::Relaxed);
+        let mut all = Tally::default();
+        for t in self.threads {
+            all.merge(t.join().unwrap());
+        }
+        all
+    }
+}
