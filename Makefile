@@ -4,9 +4,10 @@ SHELL := bash
 CARGO ?= cargo
 JAR ?=
 CONFIG ?= templates/nonstop.yml
+APPSPEC ?= appspec/appspec.yml
 TARGET := x86_64-unknown-linux-gnu
 GLIBC := 2.17
-BINS := stop start health switch
+BINS := stop start health switch deploy-second
 
 .PHONY: all build test fmt-check lint unit deps demo demo-app bundle clean
 
@@ -31,7 +32,7 @@ lint:
 	$(CARGO) clippy --all-targets -- -D warnings
 
 demo-app:
-	@for v in v1 v2; do [ -f target/demo-app/demo-app-$$v.jar ] || bash examples/demo-app/build.sh target/demo-app $$v; done
+	@for v in v1 v2; do [ target/demo-app/demo-app-$$v.jar -nt examples/demo-app/src/DemoApp.java ] || bash examples/demo-app/build.sh target/demo-app $$v; done
 
 ## demo: private nginx on loopback, deploy v1 then v2 with the real binaries under traffic
 demo: demo-app
@@ -39,12 +40,12 @@ demo: demo-app
 	$(CARGO) build --release --bins --example demo
 	NONSTOP_BIN_DIR=target/release target/release/examples/demo
 
-## bundle JAR=path [CONFIG=path]: dist/bundle/ and dist/nonstop-bundle.zip for S3 + CodeDeploy
+## bundle JAR=path [CONFIG=path] [APPSPEC=appspec/appspec-balanced.yml]: dist/bundle/ and a zip
 bundle:
 	@[ -n "$(JAR)" ] || { echo "usage: make bundle JAR=path/to/app.jar [CONFIG=path/to/nonstop.yml]" >&2; exit 2; }
 	scripts/deps.sh zigbuild
 	$(CARGO) zigbuild --release --target $(TARGET).$(GLIBC) --bins
-	scripts/bundle.sh "target/$(TARGET)/release" "$(JAR)" "$(CONFIG)" dist $(GLIBC) $(BINS)
+	APPSPEC="$(APPSPEC)" scripts/bundle.sh "target/$(TARGET)/release" "$(JAR)" "$(CONFIG)" dist $(GLIBC) $(BINS)
 
 clean:
 	$(CARGO) clean

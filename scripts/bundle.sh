@@ -20,7 +20,7 @@ done
 rm -rf "$out/bundle" "$out/nonstop-bundle.zip"
 mkdir -p "$out/bundle/bin" "$out/bundle/app"
 for b in "$@"; do install -m 0755 "$bin_dir/$b" "$out/bundle/bin/$b"; done
-install -m 0644 appspec/appspec.yml "$out/bundle/appspec.yml"
+install -m 0644 "${APPSPEC:-appspec/appspec.yml}" "$out/bundle/appspec.yml"
 install -m 0644 "$config" "$out/bundle/nonstop.yml"
 install -m 0644 "$jar" "$out/bundle/app/$(basename "$jar")"
 if command -v zip >/dev/null 2>&1; then

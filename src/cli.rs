@@ -27,6 +27,11 @@ pub struct Common {
 /// A binary's parsed flags, which include [`Common`].
 pub trait Flags: Parser {
     fn common(&self) -> &Common;
+    /// True when the output is on stdout (a report, a file): the closing "done in" line is
+    /// then logged at debug level only.
+    fn quiet(&self) -> bool {
+        false
+    }
 }
 
 /// Run a binary: supervisor re-entry, flags (usage errors exit 2), logging, signals, config,
@@ -35,6 +40,16 @@ pub fn main<F: Flags>(
     binary: &'static str,
     body: impl FnOnce(&F, &Config) -> Result<()>,
 ) -> ExitCode {
+    run(binary, |flags: &F| {
+        let cfg = config::load(flags.common().config.as_deref())?;
+        log::debug!("config {}", cfg.path.display());
+        body(flags, &cfg)
+    })
+}
+
+/// [`main`] without loading the config, for commands that work without one or report a bad
+/// one themselves (`nonstop init`, `nonstop validate`).
+pub fn run<F: Flags>(binary: &'static str, body: impl FnOnce(&F) -> Result<()>) -> ExitCode {
     if let Some(spec) = std::env::var_os(process::SUPERVISE_ENV) {
         return process::supervise(spec);
     }
@@ -42,13 +57,14 @@ pub fn main<F: Flags>(
     crate::log::init(binary, flags.common().verbose);
     interrupt::install();
     let t0 = Instant::now();
-    let r = config::load(flags.common().config.as_deref()).and_then(|cfg| {
-        log::debug!("config {}", cfg.path.display());
-        body(&flags, &cfg)
-    });
-    match r {
+    match body(&flags) {
         Ok(()) => {
-            log::info!("{binary} done in {}", crate::log::human(t0.elapsed()));
+            let done = format!("{binary} done in {}", crate::log::human(t0.elapsed()));
+            if flags.quiet() {
+                log::debug!("{done}");
+            } else {
+                log::info!("{done}");
+            }
             ExitCode::SUCCESS
         }
         Err(e) => {

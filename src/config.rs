@@ -62,6 +62,8 @@ pub struct Health {
 #[derive(Debug, Clone)]
 pub struct Stop {
     pub grace: Duration,
+    /// Longest wait for a slot's in-flight requests after it leaves rotation.
+    pub drain: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -73,6 +75,10 @@ pub struct Nginx {
     pub test: Vec<String>,
     pub reload: Vec<String>,
     pub pid_file: PathBuf,
+    /// Balanced mode: the upstream file nonstop owns (one `server` line per slot).
+    pub upstream_file: Option<PathBuf>,
+    /// `upstream NAME { ... }`
+    pub upstream_name: String,
 }
 
 // ---------- raw, as written in YAML ----------
@@ -133,6 +139,7 @@ struct RawHealth {
 #[serde(deny_unknown_fields, default)]
 struct RawStop {
     grace: Dur,
+    drain: Dur,
 }
 
 #[derive(Deserialize)]
@@ -144,6 +151,8 @@ struct RawNginx {
     test: Argv,
     reload: Argv,
     pid_file: PathBuf,
+    upstream_file: Option<PathBuf>,
+    upstream_name: Option<UpstreamName>,
 }
 
 fn default_slots() -> Vec<RawSlot> {
@@ -179,6 +188,7 @@ impl Default for RawStop {
     fn default() -> Self {
         RawStop {
             grace: Dur(Duration::from_secs(35)),
+            drain: Dur(Duration::from_secs(30)),
         }
     }
 }
@@ -191,6 +201,8 @@ impl Default for RawNginx {
             test: Argv(vec!["nginx".into(), "-t".into()]),
             reload: Argv(vec!["nginx".into(), "-s".into(), "reload".into()]),
             pid_file: "/run/nginx.pid".into(),
+            upstream_file: None,
+            upstream_name: None,
         }
     }
 }
@@ -251,6 +263,9 @@ checked_string!(
     |s| charset(s, 64, |c| c.is_ascii_alphanumeric() || c == '_')
         && !s.starts_with(|c: char| c.is_ascii_digit())
 );
+checked_string!(UpstreamName, "upstream name (want [A-Za-z0-9_.-]+)", |s| {
+    charset(s, 64, |c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+});
 checked_string!(
     Host,
     "host (want an IPv4 address, a [bracketed] IPv6 address or a host name)",
@@ -506,6 +521,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config> {
         },
         stop: Stop {
             grace: raw.stop.grace.0,
+            drain: raw.stop.drain.0,
         },
         nginx: Nginx {
             include: resolve(&raw.nginx.include),
@@ -514,6 +530,11 @@ pub fn parse(text: &str, path: &Path) -> Result<Config> {
             test: raw.nginx.test.0,
             reload: raw.nginx.reload.0,
             pid_file: resolve(&raw.nginx.pid_file),
+            upstream_file: raw.nginx.upstream_file.as_deref().map(resolve),
+            upstream_name: raw
+                .nginx
+                .upstream_name
+                .map_or_else(|| name.clone(), |n| n.0),
         },
         state_dir: resolve(
             &raw.state_dir
@@ -554,6 +575,10 @@ impl Config {
             .join("logs")
             .join(format!("{}.log", slot.name))
     }
+    /// True when an upstream file balances requests over the slots.
+    pub fn balanced(&self) -> bool {
+        self.nginx.upstream_file.is_some()
+    }
     /// `workdir/run`
     pub fn run_dir(&self) -> PathBuf {
         self.app.workdir.join("run")
@@ -580,6 +605,15 @@ mod tests {
         assert_eq!(c.health.deadline, Duration::from_secs(120));
         assert_eq!(c.nginx.variable, "service_url");
         assert_eq!(c.nginx.test, vec!["nginx", "-t"]);
+        assert!(!c.balanced());
+        assert_eq!(c.stop.drain, Duration::from_secs(30));
+        assert_eq!(c.nginx.upstream_name, "myapp");
+        let c = p("app:\n  name: a\nnginx:\n  upstream_file: up.conf\n").unwrap();
+        assert_eq!(
+            c.nginx.upstream_file,
+            Some(PathBuf::from("/srv/app/up.conf"))
+        );
+        assert!(p("app:\n  name: a\nnginx:\n  upstream_name: 'a; b'\n").is_err());
     }
 
     #[test]

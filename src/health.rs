@@ -140,6 +140,8 @@ pub fn wait_healthy(cfg: &Config, slot: &Slot) -> Result<Duration> {
     let agent = agent(cfg.health.timeout);
     let t0 = Instant::now();
     let mut tries = 0u32;
+    let mut progress =
+        crate::progress::Progress::new(format!("slot {} health", slot.name), cfg.health.deadline);
     loop {
         interrupt::check("health check")?;
         let round = Instant::now();
@@ -148,6 +150,7 @@ pub fn wait_healthy(cfg: &Config, slot: &Slot) -> Result<Duration> {
         let verdict = judge(cfg, &p);
         match verdict {
             Ok(()) => {
+                progress.finish();
                 log::info!(
                     "slot {} healthy after {} ({tries} probes, last took {})",
                     slot.name,
@@ -156,10 +159,14 @@ pub fn wait_healthy(cfg: &Config, slot: &Slot) -> Result<Duration> {
                 );
                 return Ok(t0.elapsed());
             }
-            Err(why) => log::debug!("probe {tries}: {why}"),
+            Err(why) => {
+                log::debug!("probe {tries}: {why}");
+                progress.update(&format!("probe {tries}: {why}"));
+            }
         }
         if let Some(pf) = &watched {
             if !process::same_process(pf.pid, pf.start_time) {
+                progress.finish();
                 return Err(died(cfg, slot, pf.pid, &exit_path, t0.elapsed()));
             }
         }

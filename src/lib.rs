@@ -14,6 +14,8 @@ pub mod lock;
 pub mod log;
 pub mod nginx;
 pub mod process;
+pub mod progress;
+pub mod rotation;
 pub mod slots;
 pub mod stages;
 pub mod state;

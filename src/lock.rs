@@ -1,17 +1,50 @@
 //! The run lock: an exclusive, non-blocking flock on `state_dir/lock`, held for the whole run by
 //! every binary that changes something. A second run fails at once with exit 3 and is told who
 //! holds the lock. The kernel releases it when the holder exits, however it exits.
+//!
+//! A command that runs several stages (`nonstop deploy`, `nonstop rollback`) takes the lock once
+//! with [`acquire_spanning`]; while that guard lives, the stages' own [`acquire`] calls in the
+//! same process for the same `state_dir` return a guard that holds nothing, so the stages run
+//! unchanged and no other run can slip in between them.
 
 use crate::error::{failed, Error, Result};
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+/// Lock files this process holds through [`acquire_spanning`].
+static SPANNING: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
 
 /// Held until dropped.
 #[derive(Debug)]
 pub struct Lock {
-    _file: File,
+    /// `None` for a guard nested inside an [`acquire_spanning`] one: it holds nothing.
+    _file: Option<File>,
     pub path: PathBuf,
+    spanning: bool,
+}
+
+impl Drop for Lock {
+    fn drop(&mut self) {
+        if self.spanning {
+            let mut held = SPANNING.lock().unwrap_or_else(|e| e.into_inner());
+            held.retain(|p| p != &self.path);
+        }
+    }
+}
+
+/// Take the lock for a command that runs several stages, each of which calls [`acquire`]
+/// itself: until the returned guard is dropped, those nested calls succeed without locking
+/// again (in this process only; every other run still gets exit 3).
+pub fn acquire_spanning(state_dir: &Path, binary: &str) -> Result<Lock> {
+    let mut lock = acquire(state_dir, binary)?;
+    lock.spanning = true;
+    SPANNING
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(lock.path.clone());
+    Ok(lock)
 }
 
 /// Take the lock for `binary`, or fail with [`Error::LockHeld`].
@@ -19,6 +52,18 @@ pub fn acquire(state_dir: &Path, binary: &str) -> Result<Lock> {
     std::fs::create_dir_all(state_dir)
         .map_err(|e| failed(format!("cannot create {}: {e}", state_dir.display())))?;
     let path = state_dir.join("lock");
+    if SPANNING
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .contains(&path)
+    {
+        log::debug!("{binary}: {} is held by this run already", path.display());
+        return Ok(Lock {
+            _file: None,
+            path,
+            spanning: false,
+        });
+    }
     let mut file = OpenOptions::new()
         .read(true)
         .write(true)
@@ -51,7 +96,11 @@ pub fn acquire(state_dir: &Path, binary: &str) -> Result<Lock> {
     let _ = file.set_len(0);
     let _ = file.seek(SeekFrom::Start(0));
     let _ = file.write_all(me.as_bytes());
-    Ok(Lock { _file: file, path })
+    Ok(Lock {
+        _file: Some(file),
+        path,
+        spanning: false,
+    })
 }
 
 #[cfg(test)]
@@ -67,5 +116,26 @@ mod tests {
         assert!(e.to_string().contains("switch pid"), "{e}");
         drop(held);
         acquire(d.path(), "stop").unwrap();
+    }
+
+    #[test]
+    fn a_spanning_lock_lets_its_own_stages_in_and_no_one_else() {
+        let d = tempfile::tempdir().unwrap();
+        let other = tempfile::tempdir().unwrap();
+        let outer = acquire_spanning(d.path(), "nonstop deploy").unwrap();
+        let inner = acquire(d.path(), "stop").expect("a stage inside the spanning lock");
+        drop(inner);
+        acquire(d.path(), "start").expect("still held by the spanning guard");
+        // Another state_dir is not covered.
+        let o = acquire(other.path(), "stop").unwrap();
+        assert_eq!(acquire(other.path(), "stop").unwrap_err().exit_code(), 3);
+        drop(o);
+        // Another process sees the lock held: the file lock is real.
+        let text = std::fs::read_to_string(d.path().join("lock")).unwrap();
+        assert!(text.contains("nonstop deploy pid"), "{text}");
+        drop(outer);
+        let again = acquire(d.path(), "stop").unwrap();
+        assert_eq!(acquire(d.path(), "start").unwrap_err().exit_code(), 3);
+        drop(again);
     }
 }

@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 /// How long a reload has to show new workers.
-pub const CONFIRM: Duration = Duration::from_secs(5);
+pub const CONFIRM: Duration = Duration::from_secs(10);
 /// How long the test and reload commands may run.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -76,6 +76,74 @@ pub fn read_include_port(cfg: &Config) -> Result<Option<u16>> {
             cfg.nginx.variable
         ))
     })
+}
+
+/// A slot's place in the upstream: in rotation with a weight, or marked `down`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Member {
+    Up(u32),
+    Down,
+}
+
+/// Rotation by slot port, in slot order.
+pub type Rotation = Vec<(u16, Member)>;
+
+/// The upstream file for `rotation`: one `server` line per slot, `down` when out.
+pub fn render_upstream(cfg: &Config, rotation: &Rotation) -> String {
+    let mut out = format!(
+        "# Managed by nonstop for {}: one server per slot; `down` = out of rotation. Do not edit.\nupstream {} {{\n",
+        cfg.app.name, cfg.nginx.upstream_name
+    );
+    for (port, m) in rotation {
+        let name = cfg
+            .slots
+            .iter()
+            .find(|s| s.port == *port)
+            .map_or("?", |s| s.name.as_str());
+        let params = match m {
+            Member::Up(1) => String::new(),
+            Member::Up(w) => format!(" weight={w}"),
+            Member::Down => " down".into(),
+        };
+        out += &format!("    server {}:{port}{params};  # {name}\n", cfg.nginx.host);
+    }
+    out += "}\n";
+    out
+}
+
+/// The rotation written in an upstream file: port -> member, for every `server` line.
+pub fn parse_upstream(text: &str) -> std::result::Result<Vec<(u16, Member)>, String> {
+    let code: String = text
+        .lines()
+        .map(|l| l.split('#').next().unwrap_or(""))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let mut out = vec![];
+    for stmt in code.split([';', '{', '}']) {
+        let words: Vec<&str> = stmt.split_whitespace().collect();
+        if words.first() != Some(&"server") {
+            continue;
+        }
+        let addr = words.get(1).ok_or("`server` without an address")?;
+        let port: u16 = addr
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .ok_or_else(|| format!("cannot read a port from `server {addr}`"))?;
+        let mut m = Member::Up(1);
+        for w in &words[2..] {
+            if *w == "down" {
+                m = Member::Down;
+            } else if let Some(v) = w.strip_prefix("weight=") {
+                let v: u32 = v.parse().map_err(|_| format!("bad weight in `{w}`"))?;
+                if m != Member::Down {
+                    m = Member::Up(v);
+                }
+            }
+        }
+        out.push((port, m));
+    }
+    Ok(out)
 }
 
 /// One file of a transaction: where, and the new bytes.
@@ -283,6 +351,27 @@ mod tests {
         assert_eq!(parse_include("set $other http://x:1;", v), Ok(None));
         assert_eq!(parse_include("", v), Ok(None));
         assert!(parse_include("set $service_url http://127.0.0.1:abc;", v).is_err());
+    }
+
+    #[test]
+    fn upstream_round_trips() {
+        let cfg = crate::config::parse(
+            "app:\n  name: shop\nnginx:\n  upstream_file: up.conf\n",
+            std::path::Path::new("/x/n.yml"),
+        )
+        .unwrap();
+        let rot = vec![(8081, Member::Up(1)), (8082, Member::Down)];
+        let text = render_upstream(&cfg, &rot);
+        assert!(text.contains("upstream shop {"), "{text}");
+        assert!(text.contains("server 127.0.0.1:8081;  # blue"), "{text}");
+        assert!(
+            text.contains("server 127.0.0.1:8082 down;  # green"),
+            "{text}"
+        );
+        assert_eq!(parse_upstream(&text).unwrap(), rot);
+        let w = vec![(8081, Member::Up(90)), (8082, Member::Up(10))];
+        assert_eq!(parse_upstream(&render_upstream(&cfg, &w)).unwrap(), w);
+        assert!(parse_upstream("upstream x { server 127.0.0.1:x; }").is_err());
     }
 
     #[test]

@@ -5,9 +5,10 @@
 use crate::config::{Config, Slot};
 use crate::error::{failed, Context, Result};
 use crate::log::human;
+use crate::nginx::Member;
 use crate::process::{self, Owner};
 use crate::state::{self, Event};
-use crate::{health, lock, nginx, slots};
+use crate::{health, lock, nginx, rotation, slots};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
@@ -66,9 +67,18 @@ pub fn stop(cfg: &Config, slot: Option<&str>, force: bool) -> Result<()> {
         )));
     }
     let t0 = Instant::now();
-    let r = stop_slot(cfg, target, force);
+    let r = leave_rotation(cfg, target).and_then(|_| stop_slot(cfg, target, force));
     record(cfg, "stop", target, None, t0, &r);
     r
+}
+
+/// In balanced mode, take `slot` out of rotation and drain it before it is stopped.
+/// Returns the connections the drain left open (0 when nothing to do).
+pub fn leave_rotation(cfg: &Config, slot: &Slot) -> Result<usize> {
+    if !cfg.balanced() {
+        return Ok(0);
+    }
+    rotation::take_out(cfg, slot)
 }
 
 /// Stop whatever runs on `slot`'s port, if it is provably the slot's app (or `force`).
@@ -187,9 +197,32 @@ pub fn start_slot(cfg: &Config, slot: &Slot, jar: &Path) -> Result<process::PidF
             slot.port, slot.name
         )));
     }
-    let java = java_path(cfg)?;
+    java_path(cfg)?;
     let (release, release_jar) = new_release(cfg, jar)?;
     prune_releases(cfg, &release);
+    launch_release(cfg, slot, &release, &release_jar)
+}
+
+/// Launch an existing release's jar on `slot` (its port must be free).
+pub fn launch_release(
+    cfg: &Config,
+    slot: &Slot,
+    release: &str,
+    release_jar: &Path,
+) -> Result<process::PidFile> {
+    if process::port_in_use(slot.port) {
+        return Err(failed(format!(
+            "port {} of slot {} is in use; run `stop` first",
+            slot.port, slot.name
+        )));
+    }
+    if !release_jar.is_file() {
+        return Err(failed(format!(
+            "release {release} has no jar at {}",
+            release_jar.display()
+        )));
+    }
+    let java = java_path(cfg)?;
     let mut argv = vec![java.to_string_lossy().into_owned()];
     argv.extend(cfg.app.java_opts.iter().cloned());
     argv.push(format!("-Dserver.port={}", slot.port));
@@ -205,14 +238,14 @@ pub fn start_slot(cfg: &Config, slot: &Slot, jar: &Path) -> Result<process::PidF
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect(),
-        cwd: cfg.releases_dir().join(&release),
+        cwd: cfg.releases_dir().join(release),
         log: cfg.log_file(slot),
         pid_file: pid_path(cfg, slot),
         exit_file: exit_path(cfg, slot),
         slot: slot.name.clone(),
         port: slot.port,
-        jar: release_jar.clone(),
-        release: release.clone(),
+        jar: release_jar.to_path_buf(),
+        release: release.to_string(),
     };
     log::debug!("launching {}", spec.argv.join(" "));
     let pf = process::launch(&spec)?;
@@ -390,49 +423,172 @@ pub fn health(cfg: &Config, slot: Option<&str>) -> Result<()> {
 
 // ---------- switch ----------
 
+/// What `switch` should do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SwitchMode {
+    /// Make the slot live (and, balanced, put it into rotation).
+    Full,
+    /// Balanced only: put the slot into rotation with about this percent of requests.
+    Canary(u8),
+    /// Finish a canary: equal weights, the include points at the canary slot.
+    Promote,
+    /// Undo a canary: the canary slot leaves rotation, the others get equal weights.
+    Abort,
+}
+
 /// `switch`: point nginx at the idle slot (or `slot`) after one health probe (unless `force`).
 /// The old slot keeps running as the instant rollback target.
-pub fn switch(cfg: &Config, slot: Option<&str>, force: bool) -> Result<()> {
+pub fn switch(cfg: &Config, slot: Option<&str>, force: bool, mode: SwitchMode) -> Result<()> {
+    if mode != SwitchMode::Full && !cfg.balanced() {
+        return Err(crate::Error::Usage(
+            "--canary, --promote and --abort need balanced mode (nginx.upstream_file)".into(),
+        ));
+    }
     let _lock = lock::acquire(&cfg.state_dir, "switch")?;
-    let roles = slots::roles(cfg, &state::load(&cfg.state_dir))?;
-    let target = roles.target(cfg, slot)?;
+    let st = state::load(&cfg.state_dir);
+    let roles = slots::roles(cfg, &st)?;
+    let target = match (mode, slot, &st.canary) {
+        (SwitchMode::Promote | SwitchMode::Abort, None, Some(c)) => cfg.slot(&c.slot)?,
+        (SwitchMode::Promote | SwitchMode::Abort, None, None) => {
+            return Err(failed(
+                "no canary in progress (give --slot NAME to name one)",
+            ))
+        }
+        _ => roles.target(cfg, slot)?,
+    };
     let t0 = Instant::now();
-    let r = switch_to(cfg, &roles, target, force);
-    let release = slot_release(cfg, target);
-    record(cfg, "switch", target, release, t0, &r);
+    let r = match mode {
+        SwitchMode::Full => switch_to(cfg, &roles, target, force),
+        SwitchMode::Canary(p) => canary(cfg, &roles, target, p, force),
+        SwitchMode::Promote => switch_to(cfg, &roles, target, true),
+        SwitchMode::Abort => abort_canary(cfg, &roles, target),
+    };
+    let action = match mode {
+        SwitchMode::Full => "switch".to_string(),
+        SwitchMode::Canary(p) => format!("canary {p}%"),
+        SwitchMode::Promote => "promote".into(),
+        SwitchMode::Abort => "abort".into(),
+    };
+    record(cfg, &action, target, slot_release(cfg, target), t0, &r);
     r
+}
+
+/// One probe of `target`, unless `force`; an unhealthy slot is refused.
+fn probe_before_switch(cfg: &Config, target: &Slot, force: bool) -> Result<()> {
+    if force {
+        log::warn!("--force: using slot {} without a health probe", target.name);
+        return Ok(());
+    }
+    let (p, verdict) = health::check_once(cfg, target);
+    verdict.map_err(|why| {
+        failed(format!(
+            "refusing to switch to slot {}: health probe failed ({why}); nginx untouched",
+            target.name
+        ))
+    })?;
+    log::info!(
+        "slot {} answered health in {}",
+        target.name,
+        human(p.latency)
+    );
+    Ok(())
+}
+
+/// Balanced: `target` joins the rotation with about `percent` of requests; the include and
+/// the other slots' membership stay as they are.
+fn canary(
+    cfg: &Config,
+    roles: &slots::Roles,
+    target: &Slot,
+    percent: u8,
+    force: bool,
+) -> Result<()> {
+    if !(1..=99).contains(&percent) {
+        return Err(crate::Error::Usage(format!(
+            "--canary takes 1 to 99 (percent), not {percent}"
+        )));
+    }
+    if roles.is_live(target) {
+        return Err(failed(format!(
+            "slot {} is live; a canary goes to another slot",
+            target.name
+        )));
+    }
+    probe_before_switch(cfg, target, force)?;
+    let mut rot = rotation::read(cfg)?;
+    let others: Vec<u16> = rot
+        .iter()
+        .filter(|(p, m)| *p != target.port && *m != Member::Down)
+        .map(|(p, _)| *p)
+        .collect();
+    if others.is_empty() {
+        return Err(failed(
+            "no other slot is in rotation: a canary needs something to compare with",
+        ));
+    }
+    // Each old slot gets 100-p, the canary p per old slot: its share is p/100.
+    let k = others.len() as u32;
+    for e in rot.iter_mut() {
+        if others.contains(&e.0) {
+            e.1 = Member::Up(100 - u32::from(percent));
+        }
+    }
+    rotation::set(&mut rot, target, Member::Up(u32::from(percent) * k));
+    nginx::apply(cfg, &rotation::changes(cfg, &rot, None))?;
+    state::update(&cfg.state_dir, |s| {
+        s.canary = Some(state::Canary {
+            slot: target.name.clone(),
+            percent,
+        })
+    })?;
+    log::info!(
+        "canary: slot {} (port {}) now gets about {percent}% of requests; `switch --promote` completes, `switch --abort` undoes",
+        target.name,
+        target.port
+    );
+    Ok(())
+}
+
+/// Balanced: take the canary slot back out; the other slots return to equal weights.
+fn abort_canary(cfg: &Config, roles: &slots::Roles, target: &Slot) -> Result<()> {
+    if roles.is_live(target) {
+        return Err(failed(format!(
+            "slot {} is live; nothing to abort",
+            target.name
+        )));
+    }
+    let mut rot = rotation::read(cfg)?;
+    for e in rot.iter_mut() {
+        e.1 = match e.1 {
+            Member::Up(_) if e.0 != target.port => Member::Up(1),
+            _ => Member::Down,
+        };
+    }
+    nginx::apply(cfg, &rotation::changes(cfg, &rot, None))?;
+    state::update(&cfg.state_dir, |s| s.canary = None)?;
+    log::info!(
+        "canary aborted: slot {} is out of rotation (its app keeps running)",
+        target.name
+    );
+    Ok(())
 }
 
 /// Make `target` live (see [`switch`]); the caller holds the lock.
 pub fn switch_to(cfg: &Config, roles: &slots::Roles, target: &Slot, force: bool) -> Result<()> {
-    if roles.is_live(target) {
+    let mut rot = rotation::read(cfg)?;
+    let in_rotation = !cfg.balanced() || rotation::member(&rot, target) == Member::Up(1);
+    if roles.is_live(target) && in_rotation {
         log::info!("slot {} is already live; nothing to switch", target.name);
         return Ok(());
     }
-    if force {
-        log::warn!(
-            "--force: switching to slot {} without a health probe",
-            target.name
-        );
-    } else {
-        let (p, verdict) = health::check_once(cfg, target);
-        verdict.map_err(|why| {
-            failed(format!(
-                "refusing to switch to slot {}: health probe failed ({why}); nginx untouched",
-                target.name
-            ))
-        })?;
-        log::info!(
-            "slot {} answered health in {}",
-            target.name,
-            human(p.latency)
-        );
+    probe_before_switch(cfg, target, force)?;
+    // Balanced: the slot joins the rotation and every slot in it gets an equal weight again.
+    for e in rot.iter_mut() {
+        if e.1 != Member::Down || e.0 == target.port {
+            e.1 = Member::Up(1);
+        }
     }
-    let change = nginx::Change {
-        path: cfg.nginx.include.clone(),
-        bytes: nginx::render_include(cfg, target.port).into_bytes(),
-    };
-    let took = nginx::apply(cfg, &[change])?;
+    let took = nginx::apply(cfg, &rotation::changes(cfg, &rot, Some(target.port)))?;
     let pf = process::read_pid_file(&pid_path(cfg, target));
     state::update(&cfg.state_dir, |s| {
         s.previous = roles.live.map(|l| l.name.clone());
@@ -440,6 +596,7 @@ pub fn switch_to(cfg: &Config, roles: &slots::Roles, target: &Slot, force: bool)
         s.release = pf.as_ref().map(|p| p.release.clone());
         s.jar = pf.as_ref().map(|p| p.jar.clone());
         s.time = Some(crate::log::utc_millis(SystemTime::now()));
+        s.canary = None;
     })?;
     match roles.live {
         Some(old) => log::info!(
@@ -453,6 +610,91 @@ pub fn switch_to(cfg: &Config, roles: &slots::Roles, target: &Slot, force: bool)
             human(took)
         ),
     }
+    Ok(())
+}
+
+// ---------- deploy-second ----------
+
+/// `deploy-second`: after `switch`, roll every other slot (or just `slot`) to the release the
+/// live slot runs, one at a time: out of rotation, drain, stop, start, health, back in. Stops
+/// at the first failure with that slot out of rotation and the others serving.
+pub fn deploy_second(cfg: &Config, slot: Option<&str>) -> Result<()> {
+    let _lock = lock::acquire(&cfg.state_dir, "deploy-second")?;
+    let roles = slots::roles(cfg, &state::load(&cfg.state_dir))?;
+    let live = roles
+        .live
+        .ok_or_else(|| failed("no slot is live (the include names none): run switch first"))?;
+    let pf = process::read_pid_file(&pid_path(cfg, live))
+        .filter(|p| process::same_process(p.pid, p.start_time))
+        .ok_or_else(|| {
+            failed(format!(
+                "the live slot {} runs no app started by nonstop: nothing to roll out",
+                live.name
+            ))
+        })?;
+    let targets: Vec<&Slot> = match slot {
+        Some(name) => {
+            let s = cfg.slot(name)?;
+            if roles.is_live(s) {
+                return Err(failed(format!(
+                    "slot {name} is the live slot; deploy-second rolls the others"
+                )));
+            }
+            vec![s]
+        }
+        None => cfg.slots.iter().filter(|s| !roles.is_live(s)).collect(),
+    };
+    if !cfg.balanced() {
+        log::warn!("blue/green mode: rolling the other slots replaces the instant rollback target");
+    }
+    log::info!(
+        "rolling {} slot(s) to release {} (live on slot {})",
+        targets.len(),
+        pf.release,
+        live.name
+    );
+    for s in targets {
+        let t0 = Instant::now();
+        let r = roll_slot(cfg, s, &pf.release, &pf.jar);
+        record(cfg, "deploy-second", s, Some(pf.release.clone()), t0, &r);
+        r.map_err(|e| {
+            failed(format!(
+                "deploy-second stopped at slot {}: {e}; it stays out of rotation while the others serve",
+                s.name
+            ))
+        })?;
+    }
+    Ok(())
+}
+
+/// Bring one non-live slot to `release`: skip if it already runs it healthy and in rotation.
+fn roll_slot(cfg: &Config, s: &Slot, release: &str, jar: &Path) -> Result<()> {
+    let current = process::read_pid_file(&pid_path(cfg, s))
+        .filter(|p| process::same_process(p.pid, p.start_time));
+    let in_rotation = !cfg.balanced() || rotation::member(&rotation::read(cfg)?, s) != Member::Down;
+    if current.as_ref().is_some_and(|p| p.release == release)
+        && in_rotation
+        && health::check_once(cfg, s).1.is_ok()
+    {
+        log::info!(
+            "slot {} already runs release {release} healthy; skipping",
+            s.name
+        );
+        return Ok(());
+    }
+    let t0 = Instant::now();
+    leave_rotation(cfg, s)?;
+    stop_slot(cfg, s, false)?;
+    launch_release(cfg, s, release, jar)?;
+    health::wait_healthy(cfg, s)?;
+    if cfg.balanced() {
+        rotation::put_in(cfg, s, 1, false)?;
+    }
+    log::info!(
+        "slot {} rolled to release {release} in {}",
+        s.name,
+        human(t0.elapsed())
+    );
     Ok(())
 }
 

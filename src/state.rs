@@ -23,8 +23,17 @@ pub struct State {
     pub jar: Option<PathBuf>,
     /// UTC time of the last switch.
     pub time: Option<String>,
+    /// Balanced mode: a canary in progress.
+    pub canary: Option<Canary>,
     /// Newest last.
     pub history: Vec<Event>,
+}
+
+/// A canary started by `switch --canary`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Canary {
+    pub slot: String,
+    pub percent: u8,
 }
 
 /// One recorded step of a deployment.

@@ -15,6 +15,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub const BINARIES: [&str; 4] = ["stop", "start", "health", "switch"];
+/// Every binary copied into the test bundle.
+pub const ALL_BINARIES: [&str; 5] = ["stop", "start", "health", "switch", "deploy-second"];
 
 /// Where the nonstop binaries are: next to the test binary's cargo output.
 pub fn bin_dir() -> PathBuf {
@@ -36,7 +38,9 @@ pub fn demo_jar(version: &str) -> PathBuf {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let out = root.join("target/demo-app");
     let jar = out.join(format!("demo-app-{version}.jar"));
-    if !jar.is_file() {
+    let src = root.join("examples/demo-app/src/DemoApp.java");
+    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    if modified(&jar) <= modified(&src) {
         std::fs::create_dir_all(&out).unwrap();
         let st = Command::new("bash")
             .arg(root.join("examples/demo-app/build.sh"))
@@ -73,11 +77,23 @@ pub struct Env {
     /// Extra YAML appended to the generated nonstop.yml.
     pub extra: String,
     pub java_opts: Vec<String>,
+    /// Balanced mode: nginx balances `/api/` over an upstream of every slot (seed 002's
+    /// layout); `/` still goes to the include's single target.
+    pub balanced: bool,
 }
 
 impl Env {
     /// A world with `n` slots, nginx running and the include pointing at the first slot.
     pub fn new(n: usize) -> Env {
+        Env::build(n, false)
+    }
+
+    /// A balanced world: upstream file with every slot `down`, include at the first slot.
+    pub fn balanced(n: usize) -> Env {
+        Env::build(n, true)
+    }
+
+    fn build(n: usize, balanced: bool) -> Env {
         let dir = tempfile::Builder::new()
             .prefix("nonstop-test-")
             .tempdir()
@@ -101,6 +117,7 @@ impl Env {
                 "-Xshare:auto".into(),
                 "-Ddemo.boot-ms=300".into(),
             ],
+            balanced,
         };
         for d in ["nginx/logs", "nginx/tmp", "bundle/bin", "bundle/app"] {
             std::fs::create_dir_all(env.path(d)).unwrap();
@@ -110,8 +127,15 @@ impl Env {
             format!("set $service_url http://127.0.0.1:{};\n", env.ports[0]),
         )
         .unwrap();
+        if balanced {
+            let mut up = String::from("upstream demo {\n");
+            for p in &env.ports {
+                up += &format!("    server 127.0.0.1:{p} down;\n");
+            }
+            std::fs::write(env.upstream_path(), up + "}\n").unwrap();
+        }
         std::fs::write(env.path("nginx/nginx.conf"), env.nginx_conf()).unwrap();
-        for b in BINARIES {
+        for b in ALL_BINARIES {
             std::fs::copy(bin_dir().join(b), env.path("bundle/bin").join(b)).unwrap();
         }
         let out = Command::new(nginx_bin())
@@ -146,6 +170,12 @@ impl Env {
     pub fn include_path(&self) -> PathBuf {
         self.path("nginx/service-url.inc")
     }
+    pub fn upstream_path(&self) -> PathBuf {
+        self.path("nginx/upstream.conf")
+    }
+    pub fn upstream(&self) -> String {
+        std::fs::read_to_string(self.upstream_path()).unwrap()
+    }
     pub fn include(&self) -> Vec<u8> {
         std::fs::read(self.include_path()).unwrap()
     }
@@ -162,12 +192,19 @@ impl Env {
         format!(
             "worker_processes 1;\npid {p}/nginx.pid;\nerror_log {p}/logs/error.log warn;\n\
              events {{ worker_connections 512; }}\n\
-             http {{\n  access_log off;\n  client_body_temp_path {p}/tmp/body;\n  proxy_temp_path {p}/tmp/proxy;\n  \
+             http {{\n  access_log off;\n{upstream}  client_body_temp_path {p}/tmp/body;\n  proxy_temp_path {p}/tmp/proxy;\n  \
              fastcgi_temp_path {p}/tmp/fastcgi;\n  uwsgi_temp_path {p}/tmp/uwsgi;\n  scgi_temp_path {p}/tmp/scgi;\n  \
              server {{\n    listen 127.0.0.1:{port};\n    location / {{\n      include {p}/service-url.inc;\n      \
              proxy_pass $service_url;\n      proxy_http_version 1.1;\n      proxy_set_header Connection \"\";\n      \
-             proxy_read_timeout 30s;\n    }}\n  }}\n}}\n",
-            port = self.nginx_port
+             proxy_read_timeout 30s;\n    }}\n{api}  }}\n}}\n",
+            port = self.nginx_port,
+            upstream = if self.balanced { format!("  include {p}/upstream.conf;\n") } else { String::new() },
+            api = if self.balanced {
+                "    location /api/ {\n      proxy_pass http://demo/;\n      proxy_http_version 1.1;\n      \
+                 proxy_set_header Connection \"\";\n      proxy_read_timeout 30s;\n    }\n"
+            } else {
+                ""
+            },
         )
     }
 
@@ -185,19 +222,31 @@ impl Env {
             );
         }
         let opts: Vec<String> = self.java_opts.iter().map(|o| format!("{o:?}")).collect();
+        let upstream = if self.balanced {
+            format!("  upstream_file: {n}/upstream.conf\n  upstream_name: demo\n")
+        } else {
+            String::new()
+        };
         let yaml = format!(
             "app:\n  name: demo\n  jar: \"app/*.jar\"\n  java_opts: [{}]\n  workdir: ../work\n\
              slots:\n{slots}\
              health:\n  interval: 100ms\n  timeout: 1s\n  deadline: 30s\n\
-             stop:\n  grace: 10s\n\
+             stop:\n  grace: 10s\n  drain: 15s\n\
              nginx:\n  include: {n}/service-url.inc\n  variable: service_url\n  \
              test: [{bin}, -t, -q, -p, {n}, -c, {n}/nginx.conf]\n  \
-             reload: [{bin}, -s, reload, -p, {n}, -c, {n}/nginx.conf]\n  pid_file: {n}/nginx.pid\n\
+             reload: [{bin}, -s, reload, -p, {n}, -c, {n}/nginx.conf]\n  pid_file: {n}/nginx.pid\n{upstream}\
              state_dir: ../state\nkeep_releases: 3\n{}",
             opts.join(", "),
             self.extra
         );
         std::fs::write(self.config_path(), yaml).unwrap();
+    }
+
+    /// Replace `from` with `to` in the written nonstop.yml (for one-off settings).
+    pub fn edit_config(&self, from: &str, to: &str) {
+        let text = std::fs::read_to_string(self.config_path()).unwrap();
+        assert!(text.contains(from), "config has no {from:?}");
+        std::fs::write(self.config_path(), text.replace(from, to)).unwrap();
     }
 
     /// Put `version`'s jar in the bundle as the only (newest) jar.
@@ -470,6 +519,16 @@ pub struct Traffic {
 
 impl Traffic {
     pub fn start(addr: SocketAddr, conns: usize, pause: Duration) -> Traffic {
+        Traffic::start_on(addr, "/", conns, pause)
+    }
+
+    /// Like [`Traffic::start`], to `path` (e.g. `/api/` for the balanced upstream).
+    pub fn start_on(
+        addr: SocketAddr,
+        path: &'static str,
+        conns: usize,
+        pause: Duration,
+    ) -> Traffic {
         let stop = Arc::new(AtomicBool::new(false));
         let threads = (0..conns)
             .map(|i| {
@@ -490,12 +549,12 @@ impl Traffic {
                             ("GET", b"")
                         };
                         t.requests += 1;
-                        let mut r = c.request(method, "/", body);
+                        let mut r = c.request(method, path, body);
                         let raw_counted = r.is_err();
                         if let Err(f) = &r {
                             t.raw_failed += 1;
                             if f.reused {
-                                r = c.request(method, "/", body);
+                                r = c.request(method, path, body);
                             }
                         }
                         match r {
@@ -532,5 +591,142 @@ impl Traffic {
             all.merge(t.join().unwrap());
         }
         all
+    }
+}
+
+/// Slow requests (`/slow?ms=...`) through nginx, each on a fresh connection, kept in flight by
+/// `n` threads until stopped: used to prove a slot leaving rotation lets them finish.
+pub struct SlowRequests {
+    stop: Arc<AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<Tally>>,
+}
+
+impl SlowRequests {
+    pub fn start(addr: SocketAddr, path: &'static str, n: usize) -> SlowRequests {
+        let stop = Arc::new(AtomicBool::new(false));
+        let threads = (0..n)
+            .map(|i| {
+                let stop = stop.clone();
+                std::thread::spawn(move || {
+                    let mut t = Tally::default();
+                    // Stagger the starts so requests leave and arrive all the time.
+                    std::thread::sleep(Duration::from_millis(150 * i as u64));
+                    let t0 = Instant::now();
+                    while !stop.load(Ordering::Relaxed) && t0.elapsed() < Duration::from_secs(300) {
+                        t.requests += 1;
+                        match Client::new(addr).request("GET", path, b"") {
+                            Ok((200, text)) => {
+                                t.ok += 1;
+                                let v = text.split_whitespace().next().unwrap_or("").to_string();
+                                *t.versions.entry(v).or_default() += 1;
+                            }
+                            Ok((s, text)) => {
+                                t.raw_failed += 1;
+                                t.failed += 1;
+                                t.errors.push(format!("HTTP {s}: {}", text.trim()));
+                            }
+                            Err(f) => {
+                                t.raw_failed += 1;
+                                t.failed += 1;
+                                t.errors.push(f.err);
+                            }
+                        }
+                    }
+                    t
+                })
+            })
+            .collect();
+        SlowRequests { stop, threads }
+    }
+
+    /// Stop starting new ones and wait for those in flight to finish.
+    pub fn finish(self) -> Tally {
+        self.stop.store(true, Ordering::Relaxed);
+        let mut all = Tally::default();
+        for t in self.threads {
+            all.merge(t.join().unwrap());
+        }
+        all
+    }
+}
+
+// ---------- the operator's command, `nonstop` (tests/operator.rs) ----------
+
+/// The outcome of one `nonstop` run: like [`Run`], with its stdout (the report it prints).
+pub struct OpRun {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+    pub took: Duration,
+}
+
+impl OpRun {
+    pub fn last_line(&self) -> &str {
+        self.stderr.lines().last().unwrap_or("")
+    }
+}
+
+impl Env {
+    /// Run `bundle/bin/nonstop ARGS` as a person on the host would: cwd /, stdin closed, no
+    /// CodeDeploy variables. The config is found next to bin/, as for the hooks.
+    pub fn nonstop(&self, args: &[&str]) -> OpRun {
+        let bin = self.path("bundle/bin/nonstop");
+        if !bin.is_file() {
+            std::fs::copy(bin_dir().join("nonstop"), &bin).unwrap();
+        }
+        let t0 = Instant::now();
+        let out = Command::new(&bin)
+            .args(args)
+            .current_dir("/")
+            .stdin(Stdio::null())
+            .env_remove("NONSTOP_CONFIG")
+            .env_remove("DEPLOYMENT_ID")
+            .env_remove("LIFECYCLE_EVENT")
+            .output()
+            .unwrap();
+        let took = t0.elapsed();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        eprintln!(
+            "--- nonstop {} exit {:?} in {took:?}\n{stdout}{stderr}",
+            args.join(" "),
+            out.status.code()
+        );
+        OpRun {
+            code: out.status.code().unwrap_or(-1),
+            stdout,
+            stderr,
+            took,
+        }
+    }
+
+    /// Replace the private nginx's `http { ... }` body with `body` (temp paths kept) and reload.
+    pub fn nginx_http(&self, body: &str) {
+        let p = self.dir.path().join("nginx");
+        let p = p.display();
+        let conf = format!(
+            "worker_processes 1;\npid {p}/nginx.pid;\nerror_log {p}/logs/error.log warn;\n\
+             events {{ worker_connections 512; }}\n\
+             http {{\n  access_log off;\n  client_body_temp_path {p}/tmp/body;\n  proxy_temp_path {p}/tmp/proxy;\n  \
+             fastcgi_temp_path {p}/tmp/fastcgi;\n  uwsgi_temp_path {p}/tmp/uwsgi;\n  scgi_temp_path {p}/tmp/scgi;\n\
+             {body}\n}}\n"
+        );
+        std::fs::write(self.path("nginx/nginx.conf"), conf).unwrap();
+        let out = Command::new(nginx_bin())
+            .args([
+                "-s",
+                "reload",
+                "-p",
+                self.path_str("nginx"),
+                "-c",
+                self.path_str("nginx/nginx.conf"),
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "nginx reload: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }

@@ -33,7 +33,9 @@ public class DemoApp {
         log("DemoApp version=" + version + " profile=" + profile + " port=" + port
                 + " booting (" + bootMs + " ms)");
         Thread.sleep(bootMs);
-        if (Boolean.getBoolean("demo.crash-at-boot")) {
+        boolean crashHere = java.util.Arrays.asList(
+                System.getProperty("demo.crash-profiles", "").split(",")).contains(profile);
+        if (Boolean.getBoolean("demo.crash-at-boot") || crashHere) {
             failToStart("demo crash requested", 3);
         }
 

@@ -1,0 +1,147 @@
+//! Balanced mode: which slots are in the nginx upstream's rotation, and the two moves on it.
+//! Taking a slot out marks it `down`, reloads, then waits until no TCP connection to its port
+//! is established (its in-flight requests finished) or `stop.drain` passes. Putting a slot in
+//! marks it up. The upstream file is the truth for rotation, as the include is for "live";
+//! every change goes through [`nginx::apply`] together with the include, so the two never
+//! disagree on disk. The last healthy slot in rotation is never taken out.
+
+use crate::config::{Config, Slot};
+use crate::error::{failed, Result};
+use crate::nginx::{self, Change, Member, Rotation};
+use crate::{health, interrupt, process};
+use std::time::{Duration, Instant};
+
+/// The rotation now: from the upstream file; without one, only the include's slot is up.
+pub fn read(cfg: &Config) -> Result<Rotation> {
+    let include_port = nginx::read_include_port(cfg)?;
+    let from_file = match &cfg.nginx.upstream_file {
+        Some(path) => match std::fs::read_to_string(path) {
+            Ok(text) => Some(
+                nginx::parse_upstream(&text)
+                    .map_err(|e| failed(format!("{}: {e}", path.display())))?,
+            ),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(failed(format!("cannot read {}: {e}", path.display()))),
+        },
+        None => None,
+    };
+    Ok(cfg
+        .slots
+        .iter()
+        .map(|s| {
+            let m = match &from_file {
+                Some(entries) => entries
+                    .iter()
+                    .find(|(p, _)| *p == s.port)
+                    .map_or(Member::Down, |(_, m)| *m),
+                None if include_port == Some(s.port) => Member::Up(1),
+                None => Member::Down,
+            };
+            (s.port, m)
+        })
+        .collect())
+}
+
+/// The member entry of `slot`.
+pub fn member(rot: &Rotation, slot: &Slot) -> Member {
+    rot.iter()
+        .find(|(p, _)| *p == slot.port)
+        .map_or(Member::Down, |(_, m)| *m)
+}
+
+/// Set `slot`'s member in `rot`.
+pub fn set(rot: &mut Rotation, slot: &Slot, m: Member) {
+    for e in rot.iter_mut() {
+        if e.0 == slot.port {
+            e.1 = m;
+        }
+    }
+}
+
+/// The nginx changes for `rot`, and for the include when `include_port` is given.
+pub fn changes(cfg: &Config, rot: &Rotation, include_port: Option<u16>) -> Vec<Change> {
+    let mut out = vec![];
+    if let Some(up) = &cfg.nginx.upstream_file {
+        out.push(Change {
+            path: up.clone(),
+            bytes: nginx::render_upstream(cfg, rot).into_bytes(),
+        });
+    }
+    if let Some(port) = include_port {
+        out.push(Change {
+            path: cfg.nginx.include.clone(),
+            bytes: nginx::render_include(cfg, port).into_bytes(),
+        });
+    }
+    out
+}
+
+/// Take `slot` out of rotation and drain it. Refuses if no other slot in rotation is healthy.
+/// Returns how many connections were still open when the drain gave up (0 = fully drained).
+pub fn take_out(cfg: &Config, slot: &Slot) -> Result<usize> {
+    let mut rot = read(cfg)?;
+    if member(&rot, slot) == Member::Down {
+        log::info!("slot {} is already out of rotation", slot.name);
+    } else {
+        let others: Vec<&Slot> = cfg
+            .slots
+            .iter()
+            .filter(|s| s.name != slot.name && member(&rot, s) != Member::Down)
+            .collect();
+        let healthy = others.iter().find(|s| health::check_once(cfg, s).1.is_ok());
+        let Some(h) = healthy else {
+            return Err(failed(format!(
+                "refusing to take slot {} out of rotation: it is the last healthy slot in rotation",
+                slot.name
+            )));
+        };
+        log::info!(
+            "taking slot {} out of rotation (slot {} stays healthy in it)",
+            slot.name,
+            h.name
+        );
+        set(&mut rot, slot, Member::Down);
+        nginx::apply(cfg, &changes(cfg, &rot, None))?;
+    }
+    drain(cfg, slot)
+}
+
+/// Wait until no TCP connection to `slot`'s port is established, up to `stop.drain`.
+/// Returns how many were left (logged as cut when above zero).
+pub fn drain(cfg: &Config, slot: &Slot) -> Result<usize> {
+    let t0 = Instant::now();
+    let mut last = usize::MAX;
+    let mut logged = t0;
+    loop {
+        let n = process::established_to(slot.port);
+        if n == 0 {
+            log::info!(
+                "slot {} drained in {}: no connection in flight",
+                slot.name,
+                crate::log::human(t0.elapsed())
+            );
+            return Ok(0);
+        }
+        if n != last && (last == usize::MAX || logged.elapsed() >= Duration::from_secs(1)) {
+            log::info!("draining slot {}: {n} connection(s) in flight", slot.name);
+            last = n;
+            logged = Instant::now();
+        }
+        if t0.elapsed() >= cfg.stop.drain {
+            log::warn!(
+                "drain of slot {} gave up after {:?} with {n} connection(s) still open; stopping will cut them",
+                slot.name,
+                cfg.stop.drain
+            );
+            return Ok(n);
+        }
+        interrupt::sleep(Duration::from_millis(50), "drain")?;
+    }
+}
+
+/// Put `slot` into rotation with `weight` (and point the include at it when `make_live`).
+pub fn put_in(cfg: &Config, slot: &Slot, weight: u32, make_live: bool) -> Result<Duration> {
+    let mut rot = read(cfg)?;
+    set(&mut rot, slot, Member::Up(weight));
+    nginx::apply(cfg, &changes(cfg, &rot, make_live.then_some(slot.port)))
+}

@@ -1,0 +1,281 @@
+//! Balanced mode with real nginx and real java demo apps: an upstream of N slots, rolling
+//! deploys with draining (deploy-second), failure and recovery, drain timeout, the last healthy
+//! slot, and canary weights.
+
+mod common;
+use common::*;
+use std::time::Duration;
+
+/// stop, start, health, switch, deploy-second as hooks; panics on a failing stage.
+fn deploy_all(env: &Env, version: &str) -> Vec<Run> {
+    env.stage_jar(version);
+    ALL_BINARIES
+        .iter()
+        .map(|b| {
+            let r = env.hook(b, &[]);
+            assert_eq!(r.code, 0, "{b} failed:\n{}", r.stderr);
+            r
+        })
+        .collect()
+}
+
+/// The upstream line of `port`: its parameters (`""`, `" down"`, `" weight=9"`).
+fn member(env: &Env, port: u16) -> String {
+    let up = env.upstream();
+    let line = up
+        .lines()
+        .find(|l| l.contains(&format!(":{port}")))
+        .unwrap_or_else(|| panic!("no server line for {port} in\n{up}"));
+    let after = line.split(&format!(":{port}")).nth(1).unwrap();
+    after.split(';').next().unwrap().to_string()
+}
+
+/// What `/api/` answers, `n` times, by version.
+fn api_versions(env: &Env, n: usize) -> std::collections::BTreeMap<String, usize> {
+    let mut c = Client::new(env.nginx_addr());
+    let mut out = std::collections::BTreeMap::new();
+    for _ in 0..n {
+        let (s, body) = c.request("GET", "/api/", b"").expect("request");
+        assert_eq!(s, 200, "{body}");
+        *out.entry(body.split_whitespace().next().unwrap().to_string())
+            .or_insert(0) += 1;
+    }
+    out
+}
+
+#[test]
+fn rolling_deploy_of_three_slots_loses_nothing_and_lets_slow_requests_finish() {
+    let env = Env::balanced(3);
+    deploy_all(&env, "v1");
+    for p in &env.ports {
+        assert_eq!(
+            member(&env, *p),
+            "",
+            "every slot in rotation after the first deploy"
+        );
+    }
+    assert_eq!(api_versions(&env, 30).keys().collect::<Vec<_>>(), ["v1"]);
+
+    let traffic = Traffic::start_on(env.nginx_addr(), "/api/", 4, Duration::from_millis(2));
+    let slow = SlowRequests::start(env.nginx_addr(), "/api/slow?ms=5000", 18);
+    std::thread::sleep(Duration::from_secs(3));
+    let runs = deploy_all(&env, "v2");
+    std::thread::sleep(Duration::from_millis(500));
+    let t = traffic.finish();
+    let s = slow.finish();
+    eprintln!("fast traffic: {}", t.summary());
+    eprintln!("5-second requests: {}", s.summary());
+
+    assert!(t.requests > 300, "{}", t.summary());
+    assert_eq!(t.failed, 0, "{}: {:?}", t.summary(), t.errors);
+    assert!(s.requests >= 18, "{}", s.summary());
+    assert_eq!(
+        s.failed, 0,
+        "no slow request failed or was cut: {:?}",
+        s.errors
+    );
+    assert!(
+        s.versions.contains_key("v1"),
+        "slow requests completed on the old version: {}",
+        s.summary()
+    );
+    // Every slot left rotation with requests in flight and was drained before its stop.
+    let logs: String = runs.iter().map(|r| r.stderr.as_str()).collect();
+    for name in ["blue", "green", "red"] {
+        assert!(
+            logs.contains(&format!("draining slot {name}: ")),
+            "slot {name} drained with requests in flight"
+        );
+        assert!(
+            logs.contains(&format!("slot {name} drained in")),
+            "slot {name} fully drained"
+        );
+    }
+    for p in &env.ports {
+        assert_eq!(member(&env, *p), "");
+    }
+    assert_eq!(api_versions(&env, 30).keys().collect::<Vec<_>>(), ["v2"]);
+    // The include names the slot `switch` made live; `/` follows it.
+    let live = env.state()["live"].as_str().unwrap().to_string();
+    assert_eq!(
+        env.include(),
+        format!(
+            "set $service_url http://127.0.0.1:{};\n",
+            env.port_of(&live)
+        )
+        .into_bytes()
+    );
+}
+
+#[test]
+fn failing_slot_in_deploy_second_stays_out_and_next_deploy_recovers_it() {
+    let mut env = Env::balanced(3);
+    deploy_all(&env, "v1"); // green live; blue and red rolled in
+    assert_eq!(env.state()["live"], "green");
+
+    // v2: red (next after green) deploys fine, then blue crashes at boot during deploy-second.
+    env.java_opts.push("-Ddemo.crash-profiles=real1".into());
+    env.write_config();
+    env.stage_jar("v2");
+    let traffic = Traffic::start_on(env.nginx_addr(), "/api/", 2, Duration::from_millis(2));
+    for b in BINARIES {
+        assert_eq!(env.hook(b, &[]).code, 0, "{b}");
+    }
+    let r = env.hook("deploy-second", &[]);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.last_line().contains("deploy-second stopped at slot blue")
+            && r.last_line().contains("stays out of rotation"),
+        "{}",
+        r.last_line()
+    );
+    assert_eq!(member(&env, env.port_of("blue")), " down");
+    assert_eq!(member(&env, env.port_of("red")), "");
+    assert_eq!(
+        member(&env, env.port_of("green")),
+        "",
+        "not reached: still serving v1"
+    );
+    let t = traffic.finish();
+    eprintln!("traffic during the failing deploy: {}", t.summary());
+    assert_eq!(t.failed, 0, "the others kept serving: {:?}", t.errors);
+    let seen = api_versions(&env, 40);
+    assert!(
+        seen.contains_key("v1") && seen.contains_key("v2"),
+        "{seen:?}"
+    );
+
+    // The fix ships as v3: the next deploy goes to blue (after red) and rolls the rest.
+    env.java_opts.retain(|o| !o.contains("crash-profiles"));
+    env.write_config();
+    deploy_all(&env, "v3");
+    assert_eq!(env.state()["live"], "blue");
+    for p in &env.ports {
+        assert_eq!(member(&env, *p), "");
+    }
+    assert_eq!(api_versions(&env, 30).keys().collect::<Vec<_>>(), ["v3"]);
+}
+
+#[test]
+fn drain_past_the_limit_proceeds_and_says_how_many_were_cut() {
+    let env = Env::balanced(2);
+    deploy_all(&env, "v1"); // green live, blue in rotation
+    env.edit_config("drain: 15s", "drain: 1s");
+    // Two 6-second requests straight to blue's app are in flight when it leaves rotation.
+    let blue = env.port_of("blue");
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], blue));
+    let slow: Vec<_> = (0..2)
+        .map(|_| {
+            std::thread::spawn(move || {
+                Client::new(addr)
+                    .request("GET", "/slow?ms=6000", b"")
+                    .map(|r| r.0)
+                    .ok()
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let r = env.hook("stop", &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("drain of slot blue gave up after 1s with 2 connection(s) still open"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(member(&env, blue), " down");
+    assert!(!nonstop::process::port_in_use(blue));
+    // The demo app shuts down gracefully, so the cut-off requests still got their answers.
+    for h in slow {
+        assert_eq!(h.join().unwrap(), Some(200));
+    }
+}
+
+#[test]
+fn refuses_to_take_the_last_healthy_slot_out() {
+    let env = Env::balanced(2);
+    deploy_all(&env, "v1"); // green live, blue in rotation
+    let green = env.pid_of("green").unwrap();
+    let blue = env.pid_of("blue").unwrap();
+    // green's app dies; blue is now the only healthy slot in rotation.
+    std::process::Command::new("kill")
+        .args(["-9", &green.pid.to_string()])
+        .status()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let before = env.upstream();
+    let r = env.hook("stop", &[]); // idle = blue
+    assert_eq!(r.code, 1);
+    assert!(
+        r.last_line()
+            .contains("refusing to take slot blue out of rotation: it is the last healthy slot"),
+        "{}",
+        r.last_line()
+    );
+    assert_eq!(env.upstream(), before, "upstream untouched");
+    assert!(
+        nonstop::process::same_process(blue.pid, blue.start_time),
+        "blue keeps running"
+    );
+    assert_eq!(
+        api_versions(&env, 10).get("v1"),
+        Some(&10),
+        "nginx still serves through blue"
+    );
+}
+
+#[test]
+fn canary_weights_promote_and_abort() {
+    let env = Env::balanced(2);
+    deploy_all(&env, "v1"); // green live, blue in rotation, both v1
+    let (blue, green) = (env.port_of("blue"), env.port_of("green"));
+    env.stage_jar("v2");
+    for b in ["stop", "start", "health"] {
+        assert_eq!(env.hook(b, &[]).code, 0, "{b}");
+    }
+    assert_eq!(member(&env, blue), " down");
+
+    let r = env.hook("switch", &["--canary", "10"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(member(&env, blue), " weight=10");
+    assert_eq!(member(&env, green), " weight=90");
+    let seen = api_versions(&env, 2000);
+    let v2 = *seen.get("v2").unwrap_or(&0);
+    eprintln!("canary 10%: {seen:?}");
+    assert!(
+        (100..=300).contains(&v2),
+        "5% to 15% of 2000 requests reach the canary: {seen:?}"
+    );
+    assert_eq!(
+        env.include(),
+        format!("set $service_url http://127.0.0.1:{green};\n").into_bytes(),
+        "include unchanged by a canary"
+    );
+
+    let r = env.hook("switch", &["--abort"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(member(&env, blue), " down");
+    assert_eq!(member(&env, green), "");
+    assert_eq!(api_versions(&env, 200).keys().collect::<Vec<_>>(), ["v1"]);
+
+    assert_eq!(env.hook("switch", &["--canary", "10"]).code, 0);
+    let r = env.hook("switch", &["--promote"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(member(&env, blue), "");
+    assert_eq!(member(&env, green), "");
+    assert_eq!(
+        env.include(),
+        format!("set $service_url http://127.0.0.1:{blue};\n").into_bytes()
+    );
+    let seen = api_versions(&env, 200);
+    assert_eq!(
+        seen.get("v2"),
+        Some(&100),
+        "equal weights after promote: {seen:?}"
+    );
+    assert_eq!(env.state()["live"], "blue");
+    assert_eq!(env.state()["previous"], "green");
+    // Without balanced mode the canary flags are a usage error.
+    let r = env.hook("switch", &["--promote", "--abort"]);
+    assert_eq!(r.code, 2);
+}
