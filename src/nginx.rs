@@ -293,6 +293,12 @@ fn wait_new_workers(master: i32, before: &HashSet<i32>) -> bool {
 pub fn run(argv: &[String]) -> Result<(bool, String)> {
     let (prog, args) = argv.split_first().ok_or_else(|| failed("empty command"))?;
     let handle = duct::cmd(prog, args)
+        // Own process group: the CodeDeploy agent's SIGTERM to the hook's group at a timeout
+        // must not kill `nginx -t` or the reload halfway through a transaction.
+        .before_spawn(|c| {
+            std::os::unix::process::CommandExt::process_group(c, 0);
+            Ok(())
+        })
         .stdin_null()
         .stderr_to_stdout()
         .stdout_capture()

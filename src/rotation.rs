@@ -112,9 +112,12 @@ pub fn drain(cfg: &Config, slot: &Slot) -> Result<usize> {
     let t0 = Instant::now();
     let mut last = usize::MAX;
     let mut logged = t0;
+    let mut progress =
+        crate::progress::Progress::new(format!("slot {} drain", slot.name), cfg.stop.drain);
     loop {
         let n = process::established_to(slot.port);
         if n == 0 {
+            progress.finish();
             log::info!(
                 "slot {} drained in {}: no connection in flight",
                 slot.name,
@@ -123,11 +126,13 @@ pub fn drain(cfg: &Config, slot: &Slot) -> Result<usize> {
             return Ok(0);
         }
         if n != last && (last == usize::MAX || logged.elapsed() >= Duration::from_secs(1)) {
+            progress.finish();
             log::info!("draining slot {}: {n} connection(s) in flight", slot.name);
             last = n;
             logged = Instant::now();
         }
         if t0.elapsed() >= cfg.stop.drain {
+            progress.finish();
             log::warn!(
                 "drain of slot {} gave up after {:?} with {n} connection(s) still open; stopping will cut them",
                 slot.name,
@@ -135,6 +140,7 @@ pub fn drain(cfg: &Config, slot: &Slot) -> Result<usize> {
             );
             return Ok(n);
         }
+        progress.update(&format!("{n} connection(s) in flight"));
         interrupt::sleep(Duration::from_millis(50), "drain")?;
     }
 }

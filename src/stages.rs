@@ -281,7 +281,9 @@ pub fn resolve_jar(cfg: &Config) -> Result<PathBuf> {
         if !glob_match(&name, &fname) {
             continue;
         }
-        let Ok(meta) = e.metadata() else { continue };
+        // Follow symlinks (app.jar -> app-1.2.jar); a dangling one is reported, not skipped.
+        let meta = fs::metadata(e.path())
+            .map_err(|err| failed(format!("jar {} is unreadable: {err}", e.path().display())))?;
         if !meta.is_file() {
             continue;
         }
@@ -589,6 +591,11 @@ pub fn switch_to(cfg: &Config, roles: &slots::Roles, target: &Slot, force: bool)
         }
     }
     let took = nginx::apply(cfg, &rotation::changes(cfg, &rot, Some(target.port)))?;
+    if crate::interrupt::requested() {
+        log::warn!(
+            "a termination signal arrived during the nginx transaction; it was completed first"
+        );
+    }
     let pf = process::read_pid_file(&pid_path(cfg, target));
     state::update(&cfg.state_dir, |s| {
         s.previous = roles.live.map(|l| l.name.clone());

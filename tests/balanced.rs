@@ -198,10 +198,7 @@ fn refuses_to_take_the_last_healthy_slot_out() {
     let green = env.pid_of("green").unwrap();
     let blue = env.pid_of("blue").unwrap();
     // green's app dies; blue is now the only healthy slot in rotation.
-    std::process::Command::new("kill")
-        .args(["-9", &green.pid.to_string()])
-        .status()
-        .unwrap();
+    signal(green.pid, rustix::process::Signal::KILL);
     std::thread::sleep(Duration::from_millis(300));
     let before = env.upstream();
     let r = env.hook("stop", &[]); // idle = blue

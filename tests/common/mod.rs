@@ -53,6 +53,20 @@ pub fn demo_jar(version: &str) -> PathBuf {
     jar
 }
 
+/// Send `sig` to one process. Tests never shell out to kill(1): procps parses
+/// `kill -TERM -PGID` as kill(-1, SIGTERM), which signals every process on the machine.
+pub fn signal(pid: i32, sig: rustix::process::Signal) {
+    if let Some(p) = rustix::process::Pid::from_raw(pid) {
+        let _ = rustix::process::kill_process(p, sig);
+    }
+}
+
+/// Send `sig` to a process group (as the CodeDeploy agent does at a hook timeout).
+pub fn signal_group(pgid: i32, sig: rustix::process::Signal) {
+    let p = rustix::process::Pid::from_raw(pgid).expect("a real process group");
+    rustix::process::kill_process_group(p, sig).expect("signal the group");
+}
+
 /// A free loopback port (bound then released).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -324,16 +338,16 @@ impl Drop for Env {
             for e in rd.flatten() {
                 if let Some(pf) = nonstop::process::read_pid_file(&e.path()) {
                     if nonstop::process::same_process(pf.pid, pf.start_time) {
-                        let _ = Command::new("kill")
-                            .args(["-9", &pf.pid.to_string()])
-                            .status();
+                        signal(pf.pid, rustix::process::Signal::KILL);
                     }
                 }
             }
         }
         // Signal the master by its pid file: `nginx -s stop` would need a config that parses.
         if let Ok(pid) = std::fs::read_to_string(self.path("nginx/nginx.pid")) {
-            let _ = Command::new("kill").args(["-TERM", pid.trim()]).status();
+            if let Ok(pid) = pid.trim().parse() {
+                signal(pid, rustix::process::Signal::TERM);
+            }
         }
     }
 }

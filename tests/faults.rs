@@ -1,0 +1,645 @@
+//! Fault injection with real nginx and real java: v1 is live, one fault is injected into the
+//! deploy of v2 (or into the host), and each case asserts what a user would check: nginx still
+//! serves the old version (or the state the fault allows), the exit code and the last log
+//! line say what happened, and nothing on disk is half-written. RELIABILITY.md lists the cases.
+
+mod common;
+use common::*;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// v1 live on green (the include pointed at blue with nothing there, so green was idle).
+fn with_v1_live(mut env: Env) -> Env {
+    env.deploy("v1");
+    assert_serves(&env, "v1");
+    env.java_opts.retain(|o| !o.starts_with("-Ddemo.boot-ms"));
+    env.java_opts.push("-Ddemo.boot-ms=300".into());
+    env
+}
+
+/// nginx answers `/` with `version` every time.
+fn assert_serves(env: &Env, version: &str) {
+    for _ in 0..5 {
+        let (status, body) = env.get("/");
+        assert_eq!(status, 200, "nginx serves: {body}");
+        assert!(
+            body.starts_with(&format!("{version} ")),
+            "nginx serves {version}, got {body:?}"
+        );
+    }
+}
+
+/// The include names a slot, no temp file is left anywhere, and the state file parses.
+fn assert_nothing_half_written(env: &Env) {
+    let text = String::from_utf8(env.include()).unwrap();
+    let port = nonstop::nginx::parse_include(&text, "service_url")
+        .unwrap()
+        .expect("include names a port");
+    assert!(env.ports.contains(&port), "include names a slot: {text}");
+    for dir in ["nginx", "state", "work/run", "work/releases"] {
+        for e in walk(&env.path(dir)) {
+            let name = e.file_name().unwrap().to_string_lossy().to_string();
+            assert!(
+                !name.ends_with(".tmp") && name != ".copying",
+                "left behind: {}",
+                e.display()
+            );
+        }
+    }
+    if let Ok(bytes) = std::fs::read(env.path("state/state.json")) {
+        serde_json::from_slice::<serde_json::Value>(&bytes).expect("state.json parses");
+    }
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = vec![];
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// Run a hook binary in its own process group (as the CodeDeploy agent does) and send the
+/// group SIGTERM after `after`, as the agent does at a hook's timeout.
+fn hook_terminated(
+    env: &Env,
+    bin: &str,
+    args: &[&str],
+    after: Duration,
+) -> (i32, String, Duration) {
+    use std::os::unix::process::CommandExt;
+    let t0 = Instant::now();
+    let child = Command::new(env.path("bundle/bin").join(bin))
+        .args(args)
+        .current_dir("/")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let pgid = child.id();
+    std::thread::sleep(after);
+    signal_group(pgid as i32, rustix::process::Signal::TERM);
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    eprintln!(
+        "--- {bin} (SIGTERM after {after:?}) exit {:?}\n{stderr}",
+        out.status.code()
+    );
+    (out.status.code().unwrap_or(-1), stderr, t0.elapsed())
+}
+
+fn last(stderr: &str) -> &str {
+    stderr.lines().last().unwrap_or("")
+}
+
+#[test]
+fn health_never_passes() {
+    let mut env = with_v1_live(Env::new(2));
+    env.java_opts.push("-Ddemo.unhealthy=true".into());
+    env.write_config();
+    env.edit_config("deadline: 30s", "deadline: 2s");
+    env.stage_jar("v2");
+    assert_eq!(env.hook("stop", &[]).code, 0);
+    assert_eq!(env.hook("start", &[]).code, 0);
+    let h = env.hook("health", &[]);
+    assert_eq!(h.code, 1);
+    assert!(
+        h.last_line().contains("slot blue not healthy") && h.last_line().contains("HTTP 503"),
+        "{}",
+        h.last_line()
+    );
+    let s = env.hook("switch", &[]);
+    assert_eq!(s.code, 1);
+    assert!(
+        s.last_line().contains("refusing to switch to slot blue"),
+        "{}",
+        s.last_line()
+    );
+    assert_serves(&env, "v1");
+    assert_nothing_half_written(&env);
+}
+
+#[test]
+fn app_crashes_at_boot() {
+    let mut env = with_v1_live(Env::new(2));
+    env.java_opts.push("-Ddemo.crash-at-boot=true".into());
+    env.write_config();
+    env.stage_jar("v2");
+    assert_eq!(env.hook("start", &[]).code, 0);
+    let h = env.hook("health", &[]);
+    assert_eq!(h.code, 1);
+    assert!(h.stderr.contains("APPLICATION FAILED TO START"));
+    assert!(
+        h.last_line().contains("exited with exit status 3"),
+        "{}",
+        h.last_line()
+    );
+    assert_eq!(env.hook("switch", &[]).code, 1);
+    assert_serves(&env, "v1");
+    assert_nothing_half_written(&env);
+}
+
+#[test]
+fn app_exits_after_health_before_switch() {
+    let mut env = with_v1_live(Env::new(2));
+    env.java_opts.push("-Ddemo.exit-after-ms=1500".into());
+    env.write_config();
+    env.stage_jar("v2");
+    assert_eq!(env.hook("start", &[]).code, 0);
+    assert_eq!(env.hook("health", &[]).code, 0, "healthy for a moment");
+    let pf = env.pid_of("blue").unwrap();
+    let t0 = Instant::now();
+    while nonstop::process::alive(pf.pid) && t0.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let s = env.hook("switch", &[]);
+    assert_eq!(s.code, 1);
+    assert!(
+        s.last_line().contains("refusing to switch to slot blue")
+            && s.last_line().contains("no response"),
+        "{}",
+        s.last_line()
+    );
+    assert_serves(&env, "v1");
+    assert_nothing_half_written(&env);
+}
+
+#[test]
+fn app_ignores_sigterm() {
+    let mut env = with_v1_live(Env::new(2));
+    env.java_opts.push("-Ddemo.ignore-sigterm=true".into());
+    env.write_config();
+    env.edit_config("grace: 10s", "grace: 1s");
+    env.stage_jar("v2");
+    assert_eq!(env.hook("start", &[]).code, 0);
+    assert_eq!(env.hook("health", &[]).code, 0);
+    let pf = env.pid_of("blue").unwrap();
+    let r = env.hook("stop", &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("sending SIGKILL") && r.last_line().contains("stop done"),
+        "{}",
+        r.stderr
+    );
+    assert!(!nonstop::process::alive(pf.pid));
+    assert_serves(&env, "v1");
+    assert_nothing_half_written(&env);
+}
+
+#[test]
+fn port_taken_by_a_foreign_process() {
+    let env = with_v1_live(Env::new(2));
+    let port = env.port_of("blue");
+    let mut foreign = Command::new("python3")
+        .args([
+            "-m",
+            "http.server",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    while !nonstop::process::port_in_use(port) && t0.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    env.stage_jar("v2");
+    let r = env.hook("stop", &[]);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.last_line().contains("refusing to stop pid"),
+        "{}",
+        r.last_line()
+    );
+    let r = env.hook("start", &[]);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.last_line()
+            .contains(&format!("port {port} of slot blue is in use by pid")),
+        "{}",
+        r.last_line()
+    );
+    assert!(
+        foreign.try_wait().unwrap().is_none(),
+        "the foreign process was not touched"
+    );
+    assert_serves(&env, "v1");
+    assert_nothing_half_written(&env);
+    foreign.kill().unwrap();
+    foreign.wait().unwrap();
+}
+
+#[test]
+fn nginx_test_fails_on_a_bad_config() {
+    let env = with_v1_live(Env::new(2));
+    env.stage_jar("v2");
+    for b in ["stop", "start", "health"] {
+        assert_eq!(env.hook(b, &[]).code, 0);
+    }
+    let before = env.include();
+    let conf = env.path("nginx/nginx.conf");
+    let good = std::fs::read_to_string(&conf).unwrap();
+    std::fs::write(
+        &conf,
+        good.replace(
+            "proxy_pass $service_url;",
+            "proxy_pass $service_url;\n      proxy_bogus on;",
+        ),
+    )
+    .unwrap();
+    let s = env.hook("switch", &[]);
+    assert_eq!(s.code, 1);
+    assert!(
+        s.last_line().contains("rejected the new config") && s.last_line().contains("proxy_bogus"),
+        "{}",
+        s.last_line()
+    );
+    assert_eq!(env.include(), before, "include byte-for-byte as it was");
+    assert_serves(&env, "v1");
+    assert_nothing_half_written(&env);
+}
+
+#[test]
+fn nginx_master_not_running_at_reload() {
+    let env = with_v1_live(Env::new(2));
+    env.stage_jar("v2");
+    for b in ["stop", "start", "health"] {
+        assert_eq!(env.hook(b, &[]).code, 0);
+    }
+    let before = env.include();
+    let master = std::fs::read_to_string(env.path("nginx/nginx.pid"))
+        .unwrap()
+        .trim()
+        .to_string();
+    signal(master.parse().unwrap(), rustix::process::Signal::QUIT);
+    let t0 = Instant::now();
+    while env.path("nginx/nginx.pid").exists() && t0.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let s = env.hook("switch", &[]);
+    assert_eq!(s.code, 1);
+    assert!(
+        s.last_line().contains("nginx master is not running"),
+        "{}",
+        s.last_line()
+    );
+    assert_eq!(
+        env.include(),
+        before,
+        "nothing written without a master to reload"
+    );
+    assert_nothing_half_written(&env);
+    // nginx started again serves the old version: the include was never changed.
+    let out = Command::new(nginx_bin())
+        .args([
+            "-p",
+            env.path_str("nginx"),
+            "-c",
+            env.path_str("nginx/nginx.conf"),
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_serves(&env, "v1");
+}
+
+#[test]
+fn include_deleted() {
+    let env = with_v1_live(Env::new(2));
+    let green = env.pid_of("green").unwrap();
+    std::fs::remove_file(env.include_path()).unwrap();
+    assert_serves(&env, "v1"); // nginx keeps the config it loaded
+    env.deploy("v2");
+    assert_eq!(
+        env.include(),
+        format!(
+            "set $service_url http://127.0.0.1:{};\n",
+            env.port_of("blue")
+        )
+        .into_bytes()
+    );
+    assert_serves(&env, "v2");
+    assert!(
+        nonstop::process::same_process(green.pid, green.start_time),
+        "green untouched"
+    );
+    assert_nothing_half_written(&env);
+}
+
+#[test]
+fn include_hand_edited_to_an_unknown_port() {
+    let env = with_v1_live(Env::new(2));
+    std::fs::write(env.include_path(), "set $service_url http://127.0.0.1:1;\n").unwrap();
+    env.stage_jar("v2");
+    let r = env.hook("stop", &[]);
+    assert_eq!(r.code, 0);
+    assert!(
+        r.stderr.contains("points at port 1, which is no slot"),
+        "{}",
+        r.stderr
+    );
+    for b in ["start", "health", "switch"] {
+        assert_eq!(env.hook(b, &[]).code, 0, "{b}");
+    }
+    assert_serves(&env, "v2");
+    assert_nothing_half_written(&env);
+}
+
+#[test]
+fn state_file_corrupted_or_missing() {
+    let env = with_v1_live(Env::new(2));
+    std::fs::write(env.path("state/state.json"), b"{\"live\": \"gre").unwrap();
+    env.stage_jar("v2");
+    let r = env.hook("stop", &[]);
+    assert_eq!(r.code, 0);
+    assert!(
+        r.stderr.contains("is unreadable") && r.stderr.contains("trusting the nginx include"),
+        "{}",
+        r.stderr
+    );
+    for b in ["start", "health", "switch"] {
+        assert_eq!(env.hook(b, &[]).code, 0, "{b}");
+    }
+    assert_serves(&env, "v2");
+    assert_eq!(env.state()["live"], "blue");
+    std::fs::remove_file(env.path("state/state.json")).unwrap();
+    env.deploy("v3");
+    assert_serves(&env, "v3");
+    assert_eq!(env.state()["live"], "green");
+    assert_nothing_half_written(&env);
+}
+
+#[test]
+fn jar_missing_or_unreadable() {
+    let env = with_v1_live(Env::new(2));
+    for e in std::fs::read_dir(env.path("bundle/app")).unwrap() {
+        std::fs::remove_file(e.unwrap().path()).unwrap();
+    }
+    let r = env.hook("start", &[]);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.last_line().contains("no jar matches") && r.last_line().contains("app/*.jar"),
+        "{}",
+        r.last_line()
+    );
+    std::os::unix::fs::symlink("/nonexistent/app.jar", env.path("bundle/app/demo-v2.jar")).unwrap();
+    let r = env.hook("start", &[]);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.last_line().contains("demo-v2.jar is unreadable"),
+        "{}",
+        r.last_line()
+    );
+    assert!(env.pid_of("blue").is_none(), "nothing launched");
+    assert_serves(&env, "v1");
+    assert_nothing_half_written(&env);
+}
+
+/// Unmounts on drop, even when the test fails.
+struct ReadOnly(std::path::PathBuf);
+impl Drop for ReadOnly {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn include_folder_not_writable() {
+    let env = with_v1_live(Env::new(2));
+    env.stage_jar("v2");
+    for b in ["stop", "start", "health"] {
+        assert_eq!(env.hook(b, &[]).code, 0);
+    }
+    let before = env.include();
+    // A read-only bind mount over nginx's folder: writes fail even for root (EROFS).
+    let dir = env.path("nginx");
+    assert!(Command::new("mount")
+        .arg("--bind")
+        .arg(&dir)
+        .arg(&dir)
+        .status()
+        .unwrap()
+        .success());
+    let guard = ReadOnly(dir.clone());
+    assert!(
+        Command::new("mount")
+            .args(["-o", "remount,ro,bind"])
+            .arg(&dir)
+            .status()
+            .unwrap()
+            .success(),
+        "read-only remount"
+    );
+    let s = env.hook("switch", &[]);
+    assert_eq!(s.code, 1);
+    assert!(
+        s.last_line().contains("cannot write") && s.last_line().contains("Read-only file system"),
+        "{}",
+        s.last_line()
+    );
+    drop(guard);
+    assert_eq!(env.include(), before);
+    assert_serves(&env, "v1");
+    assert_nothing_half_written(&env);
+}
+
+#[test]
+fn sigterm_during_health_leaves_the_new_app_running_and_nginx_untouched() {
+    let mut env = with_v1_live(Env::new(2));
+    env.java_opts.push("-Ddemo.unhealthy=true".into());
+    env.write_config();
+    env.stage_jar("v2");
+    assert_eq!(env.hook("start", &[]).code, 0);
+    let pf = env.pid_of("blue").unwrap();
+    let before = env.include();
+    let (code, stderr, took) = hook_terminated(&env, "health", &[], Duration::from_millis(1500));
+    assert_eq!(code, 1);
+    assert!(
+        last(&stderr).contains("interrupted by SIGTERM during health check"),
+        "{}",
+        last(&stderr)
+    );
+    assert!(
+        took < Duration::from_secs(5),
+        "health ends promptly on SIGTERM: {took:?}"
+    );
+    assert!(
+        nonstop::process::same_process(pf.pid, pf.start_time),
+        "the app is in its own session: the group's SIGTERM did not reach it"
+    );
+    assert_eq!(env.include(), before);
+    assert_serves(&env, "v1");
+    assert_nothing_half_written(&env);
+}
+
+#[test]
+fn sigterm_during_switch_completes_the_transaction() {
+    let env = with_v1_live(Env::new(2));
+    env.stage_jar("v2");
+    for b in ["stop", "start", "health"] {
+        assert_eq!(env.hook(b, &[]).code, 0);
+    }
+    // A real `nginx -t` that takes 1.5 s, so the SIGTERM lands in the middle of the transaction.
+    let n = env.path("nginx");
+    let test = format!(
+        "[bash, -c, \"sleep 1.5 && exec {} -t -q -p {} -c {}/nginx.conf\"]",
+        nginx_bin().display(),
+        n.display(),
+        n.display()
+    );
+    let text = std::fs::read_to_string(env.config_path()).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("test:"))
+        .unwrap()
+        .to_string();
+    env.edit_config(&line, &format!("  test: {test}"));
+    let (code, stderr, _) = hook_terminated(&env, "switch", &[], Duration::from_millis(500));
+    assert_eq!(
+        code, 0,
+        "the transaction is not interruptible: it completes"
+    );
+    assert!(
+        stderr.contains("termination signal arrived during the nginx transaction"),
+        "{stderr}"
+    );
+    assert_eq!(
+        env.include(),
+        format!(
+            "set $service_url http://127.0.0.1:{};\n",
+            env.port_of("blue")
+        )
+        .into_bytes()
+    );
+    assert_serves(&env, "v2");
+    assert_eq!(env.state()["live"], "blue");
+    assert_nothing_half_written(&env);
+}
+
+#[test]
+fn sigterm_during_drain_leaves_the_slot_out_of_rotation_and_running() {
+    let env = Env::balanced(2);
+    env.stage_jar("v1");
+    for b in ALL_BINARIES {
+        assert_eq!(env.hook(b, &[]).code, 0, "{b}");
+    }
+    let blue = env.port_of("blue");
+    let pf = env.pid_of("blue").unwrap();
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], blue));
+    let slow = std::thread::spawn(move || {
+        Client::new(addr)
+            .request("GET", "/slow?ms=4000", b"")
+            .map(|r| r.0)
+            .ok()
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let (code, stderr, _) = hook_terminated(&env, "stop", &[], Duration::from_millis(1500));
+    assert_eq!(code, 1);
+    assert!(
+        last(&stderr).contains("interrupted by SIGTERM during drain"),
+        "{}",
+        last(&stderr)
+    );
+    assert!(
+        env.upstream().contains(&format!(":{blue} down;")),
+        "blue stays out of rotation"
+    );
+    assert!(
+        nonstop::process::same_process(pf.pid, pf.start_time),
+        "blue was not stopped"
+    );
+    assert_eq!(
+        slow.join().unwrap(),
+        Some(200),
+        "its in-flight request finished"
+    );
+    let mut c = Client::new(env.nginx_addr());
+    for _ in 0..10 {
+        let (s, body) = c.request("GET", "/api/", b"").unwrap();
+        assert_eq!(s, 200, "{body}");
+    }
+    assert_nothing_half_written(&env);
+    // The next run picks up where it stopped.
+    assert_eq!(env.hook("stop", &[]).code, 0);
+}
+
+#[test]
+fn two_deploys_at_once() {
+    let mut env = with_v1_live(Env::new(2));
+    // Deploy A's stop waits out the grace of an app that ignores SIGTERM, holding the lock.
+    env.java_opts.push("-Ddemo.ignore-sigterm=true".into());
+    env.write_config();
+    env.edit_config("grace: 10s", "grace: 3s");
+    env.stage_jar("v2");
+    assert_eq!(env.hook("start", &[]).code, 0);
+    assert_eq!(env.hook("health", &[]).code, 0);
+    let a = Command::new(env.path("bundle/bin/stop"))
+        .current_dir("/")
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(800));
+    let before = env.include();
+    for b in ["stop", "start", "switch"] {
+        let r = env.hook(b, &[]);
+        assert_eq!(
+            r.code, 3,
+            "deploy B's {b} must not run while A holds the lock"
+        );
+        assert!(
+            r.last_line().contains("another nonstop run holds")
+                && r.last_line().contains("stop pid"),
+            "{}",
+            r.last_line()
+        );
+    }
+    assert_eq!(env.include(), before);
+    let out = a.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "deploy A's stop finishes");
+    assert_serves(&env, "v1");
+    assert_nothing_half_written(&env);
+}
+
+#[test]
+fn config_with_an_injection_attempt() {
+    let env = with_v1_live(Env::new(2));
+    let before = env.include();
+    let good = std::fs::read_to_string(env.config_path()).unwrap();
+    for (from, to, what) in [
+        (
+            "variable: service_url",
+            "variable: \"x; return 200\"",
+            "invalid nginx variable name",
+        ),
+        (
+            "  variable: service_url",
+            "  variable: service_url\n  host: \"x; return 200\"",
+            "invalid host",
+        ),
+    ] {
+        std::fs::write(env.config_path(), good.replace(from, to)).unwrap();
+        for b in ["stop", "start", "switch"] {
+            let r = env.hook(b, &[]);
+            assert_eq!(r.code, 2, "{b}");
+            assert!(
+                r.last_line().contains("nonstop.yml:") && r.last_line().contains(what),
+                "{}",
+                r.last_line()
+            );
+        }
+    }
+    assert_eq!(env.include(), before);
+    assert_serves(&env, "v1");
+    assert_nothing_half_written(&env);
+}
