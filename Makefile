@@ -7,7 +7,7 @@ CONFIG ?= templates/nonstop.yml
 APPSPEC ?= appspec/appspec.yml
 TARGET := x86_64-unknown-linux-gnu
 GLIBC := 2.17
-BINS := stop start health switch deploy-second
+BINS := stop start health switch deploy-second nonstop
 
 .PHONY: all build test fmt-check lint unit deps demo demo-app bundle clean
 
@@ -50,3 +50,16 @@ bundle:
 clean:
 	$(CARGO) clean
 	rm -rf dist
+
+## completions: bash/zsh/fish completions and man pages for `nonstop`, generated from its clap
+## definitions, into dist/completions/ and dist/man/
+.PHONY: completions
+completions:
+	$(CARGO) build --release --bin nonstop
+	mkdir -p dist/completions dist/man
+	bin="$${CARGO_TARGET_DIR:-target}/release/nonstop"; \
+	"$$bin" completions bash > dist/completions/nonstop.bash; \
+	"$$bin" completions zsh > dist/completions/_nonstop; \
+	"$$bin" completions fish > dist/completions/nonstop.fish; \
+	"$$bin" man dist/man
+	@echo "completions: dist/completions/{nonstop.bash,_nonstop,nonstop.fish}; man pages: dist/man/*.1" >&2

@@ -13,6 +13,7 @@ pub mod interrupt;
 pub mod lock;
 pub mod log;
 pub mod nginx;
+pub mod operator;
 pub mod process;
 pub mod progress;
 pub mod rotation;

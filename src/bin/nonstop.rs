@@ -1,0 +1,133 @@
+//! `nonstop`: the operator's command (status, rollback, deploy, validate, init).
+use clap::{CommandFactory, Parser, Subcommand};
+use nonstop::cli::{Common, Flags};
+use nonstop::operator;
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(
+    name = "nonstop",
+    version,
+    about = "Operate nonstop blue/green deploys: status, rollback, deploy, validate, init",
+    subcommand_required = true,
+    arg_required_else_help = true,
+    after_help = "Examples:\n  nonstop status                            # what runs where, health now, last deployments\n  nonstop status --json | jq '.slots[] | {name, state, release}'\n  nonstop rollback                          # back to the previous slot\n  nonstop deploy --jar build/libs/app.jar   # stop, start, health, switch in one run\n  nonstop validate                          # config, nginx, appspec.yml, hook timeouts, java, jar\n  nonstop init .                            # deploy/, Jenkinsfile, GitHub workflow\n\nExit codes: 0 done, 1 failed (the last stderr line says why), 2 usage/config, 3 lock held"
+)]
+struct Cli {
+    #[command(flatten)]
+    common: Common,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// What runs where: per slot state, pid, uptime, release, health now; last deployments
+    ///
+    /// Per slot: port, profile, state (live/standby/stopped), rotation (balanced mode), pid,
+    /// uptime, release (jar and its sha256) and one health probe with its latency; then the
+    /// last deployments from the state history. Reads only and takes no lock.
+    Status {
+        /// Print JSON instead of tables
+        #[arg(long)]
+        json: bool,
+    },
+    /// Back to the previous slot and release
+    ///
+    /// If the previous slot still runs the release it served and answers health, switch back
+    /// at once (same probe and nginx transaction as `switch`); otherwise start that release on
+    /// it again, wait for health, switch. --slot NAME rolls back to another slot.
+    Rollback,
+    /// stop, start, health, switch in one run
+    ///
+    /// The same stage functions the hook binaries run, holding the lock throughout, with one
+    /// summary line per stage (and deploy-second in balanced mode).
+    Deploy {
+        /// Deploy this jar instead of the newest match of app.jar
+        #[arg(long, value_name = "PATH")]
+        jar: Option<PathBuf>,
+    },
+    /// Check config, nginx, appspec.yml, hook timeouts, java and the jar
+    ///
+    /// One line per check; exit 1 if any fails. nginx is checked with `nginx -T` (the test
+    /// command with -t turned into -T): it must load the include file and proxy_pass the
+    /// variable. appspec.yml must be one the CodeDeploy agent accepts, and each hook's timeout
+    /// must cover what its binary may wait (stop.drain, stop.grace, health.deadline) plus a
+    /// margin of 10 % (at least 10 s).
+    Validate {
+        /// appspec.yml to check [default: next to the config, as in a bundle]
+        #[arg(long, value_name = "PATH")]
+        appspec: Option<PathBuf>,
+    },
+    /// Write starting deploy files, a Jenkinsfile and a GitHub workflow
+    ///
+    /// Writes deploy/nonstop.yml, deploy/appspec.yml, deploy/nginx/{service-url.inc,site.conf,
+    /// upstream.conf}, Jenkinsfile and .github/workflows/nonstop-deploy.yml under DIR. Refuses
+    /// to overwrite existing files unless --force.
+    Init {
+        /// The project's root folder
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        /// Overwrite existing files
+        #[arg(long)]
+        force: bool,
+        /// App name (app.name, nginx upstream, CodeDeploy application)
+        #[arg(long, default_value = "myapp")]
+        name: String,
+        /// The include file nonstop owns
+        #[arg(
+            long,
+            value_name = "PATH",
+            default_value = "/etc/nginx/conf.d/service-url.inc"
+        )]
+        include: PathBuf,
+        /// nginx listen of the site (port or address:port)
+        #[arg(long, value_name = "ADDR", default_value = "80")]
+        listen: String,
+    },
+    /// Shell completion script on stdout (`make completions` writes them all)
+    #[command(hide = true)]
+    Completions { shell: clap_complete::Shell },
+    /// Man page on stdout, or nonstop.1 and one page per subcommand into DIR
+    #[command(hide = true)]
+    Man { dir: Option<PathBuf> },
+}
+
+impl Flags for Cli {
+    fn common(&self) -> &Common {
+        &self.common
+    }
+    fn quiet(&self) -> bool {
+        !matches!(self.cmd, Cmd::Rollback | Cmd::Deploy { .. })
+    }
+}
+
+fn main() -> std::process::ExitCode {
+    nonstop::cli::run("nonstop", |c: &Cli| {
+        let config = || nonstop::config::load(c.common.config.as_deref());
+        let slot = c.common.slot.as_deref();
+        match &c.cmd {
+            Cmd::Status { json } => operator::status::run(&config()?, slot, *json),
+            Cmd::Rollback => operator::rollback::run(&config()?, slot),
+            Cmd::Deploy { jar } => operator::deploy::run(&config()?, slot, jar.as_deref()),
+            Cmd::Validate { appspec } => {
+                operator::validate::run(c.common.config.as_deref(), appspec.as_deref())
+            }
+            Cmd::Init {
+                dir,
+                force,
+                name,
+                include,
+                listen,
+            } => operator::init::run(&operator::init::Options {
+                dir: dir.clone(),
+                force: *force,
+                name: name.clone(),
+                include: include.clone(),
+                listen: listen.clone(),
+            }),
+            Cmd::Completions { shell } => operator::completions(Cli::command(), *shell),
+            Cmd::Man { dir } => operator::man(Cli::command(), dir.as_deref()),
+        }
+    })
+}

@@ -1,0 +1,92 @@
+//! `nonstop deploy [--jar PATH]`: stop, start, health, switch (and deploy-second in balanced
+//! mode) in one run, holding the lock throughout, with one summary line per stage on stdout.
+//!
+//! Each stage is the very function the hook binary of that name calls ([`stages::stop`],
+//! [`stages::start`], [`stages::health`], [`stages::switch`], [`stages::deploy_second`]), so a
+//! deploy by hand behaves exactly like one run by the CodeDeploy agent. `--jar` is handed to
+//! `start` by pointing `app.jar` at that one file.
+
+use super::{record_run, Stages};
+use crate::config::Config;
+use crate::error::{failed, Result};
+use crate::log::human;
+use crate::stages::{self, SwitchMode};
+use crate::{process, slots, state};
+use std::borrow::Cow;
+use std::path::Path;
+use std::time::Instant;
+
+/// Run a whole deployment to the idle slot (or `slot`) with the newest jar (or `jar`).
+pub fn run(cfg: &Config, slot: Option<&str>, jar: Option<&Path>) -> Result<()> {
+    let t0 = Instant::now();
+    let id = super::deployment_id("deploy");
+    let cfg = with_jar(cfg, jar)?;
+    let cfg = cfg.as_ref();
+    let _lock = super::lock_run(cfg, "nonstop deploy")?;
+    let jar = stages::resolve_jar(cfg)?;
+    let roles = slots::roles(cfg, &state::load(&cfg.state_dir))?;
+    let target = roles.target(cfg, slot)?;
+    println!(
+        "deploy {id}: {} to slot {} (port {}); live now: {}",
+        jar.display(),
+        target.name,
+        target.port,
+        roles.live.map_or("none".to_string(), |l| format!(
+            "{} (port {})",
+            l.name, l.port
+        ))
+    );
+    let name = Some(target.name.as_str());
+    let mut st = Stages::default();
+    let r = (|| {
+        st.run("stop", || stages::stop(cfg, name, false))?;
+        st.run("start", || stages::start(cfg, name))?;
+        st.run("health", || stages::health(cfg, name))?;
+        st.run("switch", || {
+            stages::switch(cfg, name, false, SwitchMode::Full)
+        })?;
+        if cfg.balanced() {
+            st.run("deploy-second", || stages::deploy_second(cfg, None))?;
+        }
+        Ok(())
+    })();
+    let release = process::read_pid_file(&stages::pid_path(cfg, target)).map(|p| p.release);
+    record_run(cfg, "deploy", &target.name, release.clone(), t0, &r, &st);
+    r?;
+    let old = roles.live.filter(|l| l.name != target.name);
+    println!(
+        "deployed release {} to slot {} (port {}) in {}{}",
+        release.as_deref().unwrap_or("?"),
+        target.name,
+        target.port,
+        human(t0.elapsed()),
+        match old {
+            Some(o) if !cfg.balanced() =>
+                format!("; {} keeps running as the rollback target", o.name),
+            _ => String::new(),
+        }
+    );
+    Ok(())
+}
+
+/// `cfg` with `app.jar` set to exactly `jar` (made absolute), when one is given.
+fn with_jar<'a>(cfg: &'a Config, jar: Option<&Path>) -> Result<Cow<'a, Config>> {
+    let Some(jar) = jar else {
+        return Ok(Cow::Borrowed(cfg));
+    };
+    let abs =
+        std::fs::canonicalize(jar).map_err(|e| failed(format!("--jar {}: {e}", jar.display())))?;
+    if !abs.is_file() {
+        return Err(failed(format!("--jar {}: not a file", jar.display())));
+    }
+    let name = abs.file_name().map(|n| n.to_string_lossy().into_owned());
+    if name.as_deref().is_none_or(|n| n.contains(['*', '?'])) {
+        return Err(failed(format!(
+            "--jar {}: a file name with * or ? would be read as a pattern; rename it",
+            jar.display()
+        )));
+    }
+    let mut c = cfg.clone();
+    c.app.jar = abs;
+    Ok(Cow::Owned(c))
+}

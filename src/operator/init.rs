@@ -1,0 +1,233 @@
+//! `nonstop init [DIR]`: start a project's deployment files from the templates in
+//! `templates/` and `appspec/` (built into the binary):
+//!
+//! - `deploy/nonstop.yml`, `deploy/appspec.yml`: the bundle's config and CodeDeploy hooks;
+//! - `deploy/nginx/{service-url.inc,site.conf,upstream.conf}`: the include nonstop owns, a
+//!   site that uses it, and the balanced-mode upstream;
+//! - `Jenkinsfile` and `.github/workflows/nonstop-deploy.yml`: build, `make bundle`, upload to
+//!   S3, `aws deploy create-deployment`.
+//!
+//! `--name`, `--include` and `--listen` replace the templates' `myapp`, include path and
+//! `listen 80`. Existing files are never overwritten without `--force`: without it, nothing is
+//! written if any of them exists.
+
+use crate::error::{failed, Error, Result};
+use crate::fsx::write_atomic;
+use std::path::{Path, PathBuf};
+
+/// Every file `init` writes: (path under DIR, template).
+pub const FILES: [(&str, &str); 7] = [
+    (
+        "deploy/nonstop.yml",
+        include_str!("../../templates/nonstop.yml"),
+    ),
+    (
+        "deploy/appspec.yml",
+        include_str!("../../appspec/appspec.yml"),
+    ),
+    (
+        "deploy/nginx/service-url.inc",
+        include_str!("../../templates/nginx/service-url.inc"),
+    ),
+    (
+        "deploy/nginx/site.conf",
+        include_str!("../../templates/nginx/site.conf"),
+    ),
+    (
+        "deploy/nginx/upstream.conf",
+        include_str!("../../templates/nginx/upstream.conf"),
+    ),
+    ("Jenkinsfile", include_str!("../../templates/Jenkinsfile")),
+    (
+        ".github/workflows/nonstop-deploy.yml",
+        include_str!("../../templates/github-workflow.yml"),
+    ),
+];
+
+/// The templates' placeholders (real values, so each template is usable as it is).
+const NAME: &str = "myapp";
+const INCLUDE: &str = "/etc/nginx/conf.d/service-url.inc";
+const LISTEN: &str = "listen 80;";
+
+/// What `init` was asked for.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub dir: PathBuf,
+    pub force: bool,
+    /// `app.name`, the upstream's name, the CodeDeploy application (replaces `myapp`).
+    pub name: String,
+    /// The include file nonstop owns.
+    pub include: PathBuf,
+    /// nginx `listen` of the site: `80`, `127.0.0.1:8080`, `[::]:80`.
+    pub listen: String,
+}
+
+/// Write the files (see the module doc) and print what was written.
+pub fn run(o: &Options) -> Result<()> {
+    let files = render(o)?;
+    let existing: Vec<String> = files
+        .iter()
+        .map(|(p, _)| o.dir.join(p))
+        .filter(|p| p.exists())
+        .map(|p| p.display().to_string())
+        .collect();
+    if !existing.is_empty() && !o.force {
+        return Err(failed(format!(
+            "refusing to overwrite {} (give --force to replace them); nothing written",
+            existing.join(", ")
+        )));
+    }
+    for (rel, text) in &files {
+        let p = o.dir.join(rel);
+        if let Some(parent) = p.parent() {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| failed(format!("cannot create {}: {e}", parent.display())))?;
+        }
+        write_atomic(&p, text.as_bytes(), 0o644)?;
+        println!("wrote {}", p.display());
+    }
+    let d = o.dir.display();
+    println!(
+        "next: edit {d}/deploy/nonstop.yml (slots, health, java_opts) and the names in the Jenkinsfile / workflow;\n      \
+         install {d}/deploy/nginx/site.conf and service-url.inc on the host (see their comments);\n      \
+         then, in a bundle or on the host: nonstop validate --config {d}/deploy/nonstop.yml"
+    );
+    Ok(())
+}
+
+/// The files with the options filled in.
+pub fn render(o: &Options) -> Result<Vec<(&'static str, String)>> {
+    let name_ok = !o.name.is_empty()
+        && o.name.len() <= 64
+        && !o.name.starts_with('.')
+        && o.name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c));
+    if !name_ok {
+        return Err(Error::Usage(format!(
+            "--name {:?}: want [a-z0-9._-]+ (it becomes app.name and the nginx upstream name)",
+            o.name
+        )));
+    }
+    let include = o.include.to_string_lossy();
+    let include_ok = o.include.is_absolute()
+        && include
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-".contains(c));
+    if !include_ok {
+        return Err(Error::Usage(format!(
+            "--include {include:?}: want an absolute path of [A-Za-z0-9/._-] (it is written into nginx files)"
+        )));
+    }
+    let listen_ok = !o.listen.is_empty()
+        && o.listen
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || ".:[]".contains(c));
+    if !listen_ok {
+        return Err(Error::Usage(format!(
+            "--listen {:?}: want a port or address:port such as 80 or 127.0.0.1:8080",
+            o.listen
+        )));
+    }
+    Ok(FILES
+        .iter()
+        .map(|(rel, t)| {
+            let text = t
+                .replace(NAME, &o.name)
+                .replace(INCLUDE, &include)
+                .replace(LISTEN, &format!("listen {};", o.listen));
+            (*rel, text)
+        })
+        .collect())
+}
+
+/// The paths `init` would write under `dir`.
+pub fn paths(dir: &Path) -> Vec<PathBuf> {
+    FILES.iter().map(|(p, _)| dir.join(p)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(dir: &Path) -> Options {
+        Options {
+            dir: dir.to_path_buf(),
+            force: false,
+            name: "shop".into(),
+            include: "/srv/nginx/shop-url.inc".into(),
+            listen: "127.0.0.1:8080".into(),
+        }
+    }
+
+    #[test]
+    fn fills_in_the_names_and_keeps_every_file_parseable() {
+        let d = tempfile::tempdir().unwrap();
+        let files = render(&opts(d.path())).unwrap();
+        for (rel, text) in &files {
+            assert!(!text.contains(NAME), "{rel} still says {NAME}");
+            assert!(!text.contains(INCLUDE), "{rel} still names {INCLUDE}");
+            if rel.ends_with(".yml") {
+                serde_yaml::from_str::<serde_yaml::Value>(text)
+                    .unwrap_or_else(|e| panic!("{rel}: {e}"));
+            }
+        }
+        let get = |n: &str| &files.iter().find(|(r, _)| *r == n).unwrap().1;
+        let cfg = crate::config::parse(
+            get("deploy/nonstop.yml"),
+            &d.path().join("deploy/nonstop.yml"),
+        )
+        .unwrap();
+        assert_eq!(cfg.app.name, "shop");
+        assert_eq!(cfg.nginx.include, PathBuf::from("/srv/nginx/shop-url.inc"));
+        let (spec, _) = crate::operator::validate::appspec_format(get("deploy/appspec.yml"));
+        assert!(spec.is_ok(), "{spec:?}");
+        assert!(get("deploy/nginx/site.conf").contains("listen 127.0.0.1:8080;"));
+        assert!(get("deploy/nginx/site.conf").contains("include /srv/nginx/shop-url.inc;"));
+        assert!(get("deploy/nginx/upstream.conf").contains("upstream shop {"));
+        for ci in ["Jenkinsfile", ".github/workflows/nonstop-deploy.yml"] {
+            let t = get(ci);
+            for step in [
+                "bundle",
+                "aws s3 cp",
+                "aws deploy create-deployment",
+                "deploy/appspec.yml",
+            ] {
+                assert!(t.contains(step), "{ci} lacks {step}");
+            }
+        }
+    }
+
+    #[test]
+    fn refuses_to_overwrite_without_force() {
+        let d = tempfile::tempdir().unwrap();
+        let mut o = opts(d.path());
+        run(&o).unwrap();
+        std::fs::write(d.path().join("Jenkinsfile"), "mine").unwrap();
+        let e = run(&o).unwrap_err();
+        assert_eq!(e.exit_code(), 1);
+        assert!(e.to_string().contains("Jenkinsfile"), "{e}");
+        assert_eq!(
+            std::fs::read_to_string(d.path().join("Jenkinsfile")).unwrap(),
+            "mine"
+        );
+        o.force = true;
+        run(&o).unwrap();
+        assert_ne!(
+            std::fs::read_to_string(d.path().join("Jenkinsfile")).unwrap(),
+            "mine"
+        );
+        assert!(paths(d.path()).iter().all(|p| p.is_file()));
+    }
+
+    #[test]
+    fn rejects_values_that_would_break_nginx_files() {
+        let d = tempfile::tempdir().unwrap();
+        let mut o = opts(d.path());
+        o.include = "/x/a b;.inc".into();
+        assert_eq!(render(&o).unwrap_err().exit_code(), 2);
+        let mut o = opts(d.path());
+        o.name = "My App".into();
+        assert_eq!(render(&o).unwrap_err().exit_code(), 2);
+    }
+}

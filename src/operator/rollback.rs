@@ -1,0 +1,152 @@
+//! `nonstop rollback`: back to the slot that was live before (the state's `previous`, or
+//! `--slot NAME`) and the release it served then.
+//!
+//! - If that slot still runs that release and answers its health probe, rollback is one
+//!   [`stages::switch`] (same probe, same nginx transaction, same record as `switch`): no process
+//!   is started or stopped, and it takes about as long as an nginx reload.
+//! - Otherwise the release is started again on that slot (which, with two slots, is the idle
+//!   one): [`stages::stop`] whatever runs there, [`stages::launch_release`] the release's own
+//!   jar (never a copy over it), [`stages::health`], [`stages::switch`].
+//!
+//! In balanced mode [`stages::deploy_second`] then rolls the other slots to that release too.
+//! The release a slot served is read from the state history: the release recorded by the last
+//! successful switch to that slot.
+
+use super::{record_run, Stages};
+use crate::config::{Config, Slot};
+use crate::error::{failed, Result};
+use crate::log::human;
+use crate::process::{self, Owner};
+use crate::stages::{self, SwitchMode};
+use crate::state::State;
+use crate::{health, slots, state};
+use std::time::Instant;
+
+/// Roll back to the previous slot (or `slot`).
+pub fn run(cfg: &Config, slot: Option<&str>) -> Result<()> {
+    let t0 = Instant::now();
+    let id = super::deployment_id("rollback");
+    let _lock = super::lock_run(cfg, "nonstop rollback")?;
+    let st = state::load(&cfg.state_dir);
+    let roles = slots::roles(cfg, &st)?;
+    let live = roles.live.ok_or_else(|| {
+        failed(format!(
+            "no slot is live ({} names none): nothing to roll back from",
+            cfg.nginx.include.display()
+        ))
+    })?;
+    let target = match slot {
+        Some(name) => cfg.slot(name)?,
+        None => {
+            let prev = st.previous.as_deref().ok_or_else(|| {
+                failed("the state records no previous slot: give --slot NAME to roll back to")
+            })?;
+            cfg.slot(prev)?
+        }
+    };
+    if target.name == live.name {
+        return Err(failed(format!(
+            "slot {} is live already: nothing to roll back to",
+            target.name
+        )));
+    }
+    let want = served_release(&st, target).ok_or_else(|| {
+        failed(format!(
+            "no release of slot {} was ever switched live in the recorded history: nothing to roll back to (give --slot NAME, or deploy)",
+            target.name
+        ))
+    })?;
+    let live_release = process::read_pid_file(&stages::pid_path(cfg, live)).map(|p| p.release);
+    println!(
+        "rollback {id}: from slot {} (port {}, release {}) to slot {} (port {}, release {want})",
+        live.name,
+        live.port,
+        live_release.as_deref().unwrap_or("?"),
+        target.name,
+        target.port
+    );
+
+    let name = Some(target.name.as_str());
+    let mut st_run = Stages::default();
+    let why_not = ready(cfg, target, &want);
+    let r = match &why_not {
+        None => st_run.run("switch", || {
+            stages::switch(cfg, name, false, SwitchMode::Full)
+        }),
+        Some(why) => {
+            println!(
+                "slot {} {why}: starting release {want} on it again",
+                target.name
+            );
+            (|| {
+                let jar = super::release_jar(cfg, &want)?;
+                st_run.run("stop", || stages::stop(cfg, name, false))?;
+                st_run.run("start", || {
+                    stages::launch_release(cfg, target, &want, &jar).map(drop)
+                })?;
+                st_run.run("health", || stages::health(cfg, name))?;
+                st_run.run("switch", || {
+                    stages::switch(cfg, name, false, SwitchMode::Full)
+                })
+            })()
+        }
+    };
+    let r = r.and_then(|()| {
+        if cfg.balanced() {
+            st_run.run("deploy-second", || stages::deploy_second(cfg, None))
+        } else {
+            Ok(())
+        }
+    });
+    record_run(
+        cfg,
+        "rollback",
+        &target.name,
+        Some(want.clone()),
+        t0,
+        &r,
+        &st_run,
+    );
+    r?;
+    let took = human(t0.elapsed());
+    match why_not {
+        None => println!(
+            "rolled back to slot {} (port {}, release {want}) in {took}: switch only, no process started; {} keeps running",
+            target.name, target.port, live.name
+        ),
+        Some(_) => println!(
+            "rolled back to slot {} (port {}, release {want}) in {took}: release started again; {} keeps running",
+            target.name, target.port, live.name
+        ),
+    }
+    Ok(())
+}
+
+/// The release `slot` served when it was last switched live (from the history).
+pub fn served_release(st: &State, slot: &Slot) -> Option<String> {
+    st.history
+        .iter()
+        .rev()
+        .filter(|e| e.slot == slot.name && e.outcome == "ok")
+        .find(|e| matches!(e.action.as_str(), "switch" | "promote"))
+        .and_then(|e| e.release.clone())
+}
+
+/// `None` when `slot` runs `release` (started by nonstop) and answers its health probe now;
+/// else why not, as words that follow "slot NAME".
+fn ready(cfg: &Config, slot: &Slot, release: &str) -> Option<String> {
+    match process::owner(&stages::pid_path(cfg, slot), slot.port) {
+        None => Some("is stopped".into()),
+        Some(Owner::Ours(pf)) if pf.release != release => {
+            Some(format!("runs release {}, not {release}", pf.release))
+        }
+        Some(Owner::Ours(_)) => match health::check_once(cfg, slot) {
+            (_, Ok(())) => None,
+            (_, Err(why)) => Some(format!("is unhealthy ({why})")),
+        },
+        Some(o) => Some(format!(
+            "is held by pid {} that nonstop did not start",
+            o.pid().map_or("?".to_string(), |p| p.to_string())
+        )),
+    }
+}

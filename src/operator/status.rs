@@ -1,0 +1,496 @@
+//! `nonstop status [--json]`: what runs where, right now. Per slot: port, profile, state (live
+//! / standby / stopped), rotation (balanced mode: in / out, with its weight; `-` without an
+//! upstream file), pid, uptime, release (jar and its sha256), one health probe with its
+//! latency; then the last deployments from the state history.
+//!
+//! It reads the include (the truth for "live"), the upstream file, the pid files (each checked
+//! against /proc), and the state file. It changes nothing and takes no lock, so it works while a
+//! deployment runs.
+
+use super::{parse_utc, table, uptime};
+use crate::config::{Config, Slot};
+use crate::error::{Context, Result};
+use crate::log::human;
+use crate::nginx::Member;
+use crate::process::{self, Owner};
+use crate::state::{Event, State};
+use crate::{health, rotation, slots, stages, state};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+/// Everything `status` shows (this is also the `--json` document).
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    pub app: String,
+    pub config: PathBuf,
+    pub include: Include,
+    /// The slot the include names, if any.
+    pub live: Option<String>,
+    /// The rollback target recorded by the last switch.
+    pub previous: Option<String>,
+    /// True when an upstream file balances requests over the slots.
+    pub balanced: bool,
+    pub slots: Vec<SlotStatus>,
+    /// Newest first.
+    pub deployments: Vec<Deployment>,
+}
+
+/// The include file and the port it names.
+#[derive(Debug, Clone, Serialize)]
+pub struct Include {
+    pub path: PathBuf,
+    /// `None` when the file does not exist yet.
+    pub port: Option<u16>,
+}
+
+/// One slot.
+#[derive(Debug, Clone, Serialize)]
+pub struct SlotStatus {
+    pub name: String,
+    pub port: u16,
+    pub profile: String,
+    /// `live` (the include names it), `standby` (running, not live) or `stopped`.
+    pub state: String,
+    /// Balanced mode: `in` or `out` of the upstream's rotation (`in` with `weight`); `None`
+    /// without an upstream file.
+    pub rotation: Option<String>,
+    pub weight: Option<u32>,
+    /// True for the rollback target.
+    pub previous: bool,
+    /// Who holds the port: `nonstop` (its pid file, verified in /proc), `java` (a java with the
+    /// port on its command line), `foreign`, or `None` when nothing listens.
+    pub owner: Option<String>,
+    pub pid: Option<i32>,
+    pub started_at: Option<String>,
+    pub uptime_s: Option<u64>,
+    pub release: Option<String>,
+    pub jar: Option<PathBuf>,
+    pub sha256: Option<String>,
+    /// One probe now; `None` when nothing listens on the port.
+    pub health: Option<HealthNow>,
+}
+
+/// One probe's outcome.
+#[derive(Debug, Clone, Serialize)]
+pub struct HealthNow {
+    pub ok: bool,
+    pub status: Option<u16>,
+    pub latency_ms: u64,
+    /// The verdict in words (`HTTP 200` or why it is not healthy).
+    pub detail: String,
+}
+
+/// One deployment, pieced together from the history's events.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Deployment {
+    pub id: Option<String>,
+    /// When its first step started (UTC).
+    pub time: String,
+    pub duration_ms: u64,
+    /// The slot it deployed to (the switch's, else the last step's).
+    pub slot: String,
+    pub release: Option<String>,
+    /// `ok`, `failed at STAGE: why`, `incomplete (last step: STAGE)`, or `by hand: STEPS`
+    /// for steps run without a deployment id.
+    pub outcome: String,
+    /// The recorded steps in order (`stop`, `start`, `switch`, `deploy`, `rollback`, ...).
+    pub steps: Vec<String>,
+}
+
+/// Print the status of every slot (or only `slot`) as text or JSON.
+pub fn run(cfg: &Config, slot: Option<&str>, json: bool) -> Result<()> {
+    if let Some(name) = slot {
+        cfg.slot(name)?;
+    }
+    let mut s = collect(cfg)?;
+    if let Some(name) = slot {
+        s.slots.retain(|x| x.name == name);
+    }
+    if json {
+        let text = serde_json::to_string_pretty(&s).context("cannot encode the status")?;
+        println!("{text}");
+    } else {
+        print!("{}", render(&s));
+    }
+    Ok(())
+}
+
+/// Gather the status (reads only).
+pub fn collect(cfg: &Config) -> Result<Status> {
+    let st = state::load(&cfg.state_dir);
+    let roles = slots::roles(cfg, &st)?;
+    let rot = if cfg.balanced() {
+        Some(rotation::read(cfg)?)
+    } else {
+        None
+    };
+    let slots = cfg
+        .slots
+        .iter()
+        .map(|s| slot_status(cfg, s, roles.is_live(s), &st, rot.as_ref()))
+        .collect();
+    Ok(Status {
+        app: cfg.app.name.clone(),
+        config: cfg.path.clone(),
+        include: Include {
+            path: cfg.nginx.include.clone(),
+            port: roles.include_port,
+        },
+        live: roles.live.map(|l| l.name.clone()),
+        previous: st.previous.clone(),
+        balanced: cfg.balanced(),
+        slots,
+        deployments: deployments(&st.history),
+    })
+}
+
+fn slot_status(
+    cfg: &Config,
+    s: &Slot,
+    live: bool,
+    st: &State,
+    rot: Option<&crate::nginx::Rotation>,
+) -> SlotStatus {
+    let owner = process::owner(&stages::pid_path(cfg, s), s.port);
+    let pf = match &owner {
+        Some(Owner::Ours(pf)) => Some(pf.clone()),
+        _ => None,
+    };
+    let (rotation, weight) = match rot.map(|r| rotation::member(r, s)) {
+        Some(Member::Up(w)) => (Some("in".to_string()), Some(w)),
+        Some(Member::Down) => (Some("out".to_string()), None),
+        None => (None, None),
+    };
+    let health = owner.as_ref().map(|_| {
+        let (p, verdict) = health::check_once(cfg, s);
+        HealthNow {
+            ok: verdict.is_ok(),
+            status: p.status,
+            latency_ms: p.latency.as_millis() as u64,
+            detail: match verdict {
+                Ok(()) => format!("HTTP {}", p.status.unwrap_or(0)),
+                Err(why) => why,
+            },
+        }
+    });
+    let started = pf.as_ref().and_then(|p| parse_utc(&p.started_at));
+    SlotStatus {
+        name: s.name.clone(),
+        port: s.port,
+        profile: s.profile.clone(),
+        state: if live {
+            "live"
+        } else if owner.is_some() {
+            "standby"
+        } else {
+            "stopped"
+        }
+        .into(),
+        rotation,
+        weight,
+        previous: st.previous.as_deref() == Some(s.name.as_str()) && !live,
+        owner: owner.as_ref().map(|o| {
+            match o {
+                Owner::Ours(_) => "nonstop",
+                Owner::JavaWithPort { .. } => "java",
+                Owner::Foreign { .. } => "foreign",
+            }
+            .into()
+        }),
+        pid: owner.as_ref().and_then(Owner::pid),
+        started_at: pf.as_ref().map(|p| p.started_at.clone()),
+        uptime_s: started.map(|t| {
+            SystemTime::now()
+                .duration_since(t)
+                .unwrap_or_default()
+                .as_secs()
+        }),
+        release: pf.as_ref().map(|p| p.release.clone()),
+        sha256: pf.as_ref().and_then(|p| sha256_file(&p.jar).ok()),
+        jar: pf.map(|p| p.jar),
+        health,
+    }
+}
+
+/// The sha256 of a file, in hex.
+pub fn sha256_file(path: &Path) -> std::io::Result<String> {
+    let mut f = std::fs::File::open(path)?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(h.finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<String>())
+}
+
+/// Steps that make a slot live and so complete a deployment.
+fn completes(action: &str) -> bool {
+    matches!(action, "switch" | "promote")
+}
+
+/// Piece deployments together from the history (oldest first in, newest first out). Steps
+/// with the same deployment id belong together, except that a new `stop` or `start` after a
+/// completed or failed step begins a new deployment (runs by hand and the test harness reuse
+/// one id); the `deploy`/`rollback` summary of `nonstop` closes its run.
+pub fn deployments(history: &[Event]) -> Vec<Deployment> {
+    let mut groups: Vec<Vec<&Event>> = vec![];
+    for e in history {
+        let starts_new = match groups.last() {
+            None => true,
+            Some(g) => {
+                let last = g.last().expect("groups are never empty");
+                let closed = matches!(last.action.as_str(), "deploy" | "rollback");
+                let ended = g.iter().any(|x| completes(&x.action) || x.outcome != "ok");
+                closed
+                    || last.deployment_id != e.deployment_id
+                    || (ended && matches!(e.action.as_str(), "stop" | "start"))
+            }
+        };
+        if starts_new {
+            groups.push(vec![e]);
+        } else {
+            groups.last_mut().expect("just checked").push(e);
+        }
+    }
+    groups.iter().rev().map(|g| summarize(g)).collect()
+}
+
+fn summarize(g: &[&Event]) -> Deployment {
+    let first = g[0];
+    let last = g[g.len() - 1];
+    let start = parse_utc(&first.time).map(|t| {
+        t.checked_sub(Duration::from_millis(first.duration_ms))
+            .unwrap_or(t)
+    });
+    let end = parse_utc(&last.time);
+    let duration_ms = match (start, end) {
+        (Some(s), Some(e)) => e.duration_since(s).unwrap_or_default().as_millis() as u64,
+        _ => g.iter().map(|e| e.duration_ms).sum(),
+    };
+    let summary = g
+        .iter()
+        .rev()
+        .find(|e| matches!(e.action.as_str(), "deploy" | "rollback"));
+    let switch = g.iter().rev().find(|e| completes(&e.action));
+    let failure = g.iter().find(|e| e.outcome != "ok");
+    let outcome = match (summary, failure) {
+        (Some(s), _) => s.outcome.clone(),
+        (None, Some(f)) => format!(
+            "failed at {}: {}",
+            f.action,
+            f.outcome.strip_prefix("failed: ").unwrap_or(&f.outcome)
+        ),
+        (None, None) if switch.is_some() => "ok".into(),
+        (None, None) if first.deployment_id.is_none() => format!(
+            "by hand: {}",
+            g.iter()
+                .map(|e| e.action.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        (None, None) => format!("incomplete (last step: {})", last.action),
+    };
+    let slot_of = summary.or(switch).unwrap_or(&last);
+    Deployment {
+        id: first.deployment_id.clone(),
+        time: start.map_or(first.time.clone(), crate::log::utc_millis),
+        duration_ms,
+        slot: slot_of.slot.clone(),
+        release: summary
+            .or(switch)
+            .and_then(|e| e.release.clone())
+            .or_else(|| g.iter().rev().find_map(|e| e.release.clone())),
+        outcome,
+        steps: g.iter().map(|e| e.action.clone()).collect(),
+    }
+}
+
+/// The text form.
+pub fn render(s: &Status) -> String {
+    let mut out = String::new();
+    out += &format!("app      {} (config {})\n", s.app, s.config.display());
+    out += &format!(
+        "nginx    {} -> {}\n",
+        s.include.path.display(),
+        match (s.include.port, &s.live) {
+            (None, _) => "not written yet: no slot is live".to_string(),
+            (Some(p), Some(l)) => format!("port {p} = slot {l}"),
+            (Some(p), None) => format!("port {p}, which is no slot"),
+        }
+    );
+    if let Some(p) = &s.previous {
+        out += &format!("rollback {p} (`nonstop rollback` switches back to it)\n");
+    }
+    out.push('\n');
+    let mut rows = vec![[
+        "SLOT", "PORT", "PROFILE", "STATE", "ROTATION", "PID", "UPTIME", "RELEASE", "HEALTH",
+    ]
+    .map(String::from)
+    .to_vec()];
+    for x in &s.slots {
+        let dash = || "-".to_string();
+        rows.push(vec![
+            x.name.clone(),
+            x.port.to_string(),
+            x.profile.clone(),
+            x.state.clone(),
+            match (&x.rotation, x.weight) {
+                (Some(r), Some(w)) if w != 1 => format!("{r} (weight {w})"),
+                (Some(r), _) => r.clone(),
+                (None, _) => dash(),
+            },
+            x.pid.map_or_else(dash, |p| {
+                if x.owner.as_deref() == Some("nonstop") {
+                    p.to_string()
+                } else {
+                    format!("{p} ({})", x.owner.as_deref().unwrap_or("?"))
+                }
+            }),
+            x.uptime_s
+                .map_or_else(dash, |u| uptime(Duration::from_secs(u))),
+            x.release.clone().unwrap_or_else(dash),
+            match &x.health {
+                None if x.state == "live" => "down: nothing listens".into(),
+                None => dash(),
+                Some(h) if h.ok => format!("up: {} in {} ms", h.detail, h.latency_ms),
+                Some(h) => format!("DOWN: {} ({} ms)", h.detail, h.latency_ms),
+            },
+        ]);
+    }
+    out += &table(&rows);
+    let jars: Vec<Vec<String>> = s
+        .slots
+        .iter()
+        .filter_map(|x| {
+            let jar = x.jar.as_ref()?;
+            Some(vec![
+                x.name.clone(),
+                jar.display().to_string(),
+                format!("sha256 {}", x.sha256.as_deref().unwrap_or("(unreadable)")),
+            ])
+        })
+        .collect();
+    if !jars.is_empty() {
+        out += "\nJARS\n";
+        out += &table(&jars);
+    }
+    out += "\nLAST DEPLOYMENTS\n";
+    if s.deployments.is_empty() {
+        out += "none recorded\n";
+    } else {
+        let mut rows = vec![["ID", "STARTED", "DURATION", "SLOT", "RELEASE", "OUTCOME"]
+            .map(String::from)
+            .to_vec()];
+        for d in s.deployments.iter().take(5) {
+            rows.push(vec![
+                d.id.clone().unwrap_or_else(|| "-".into()),
+                d.time.clone(),
+                human(Duration::from_millis(d.duration_ms)),
+                d.slot.clone(),
+                d.release.clone().unwrap_or_else(|| "-".into()),
+                d.outcome.replace(['\n', '\r'], " "),
+            ]);
+        }
+        out += &table(&rows);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(id: &str, action: &str, slot: &str, time: &str, ms: u64, outcome: &str) -> Event {
+        Event {
+            time: time.into(),
+            deployment_id: Some(id.into()),
+            action: action.into(),
+            slot: slot.into(),
+            release: (action != "stop").then(|| format!("{id}-rel")),
+            outcome: outcome.into(),
+            duration_ms: ms,
+        }
+    }
+
+    #[test]
+    fn groups_history_into_deployments() {
+        let h = vec![
+            ev(
+                "d-1",
+                "stop",
+                "green",
+                "2026-11-22T06:00:00.100Z",
+                100,
+                "ok",
+            ),
+            ev(
+                "d-1",
+                "start",
+                "green",
+                "2026-11-22T06:00:00.200Z",
+                50,
+                "ok",
+            ),
+            ev(
+                "d-1",
+                "switch",
+                "green",
+                "2026-11-22T06:00:02.000Z",
+                150,
+                "ok",
+            ),
+            // The harness and runs by hand reuse one id: a new stop starts a new deployment.
+            ev("d-1", "stop", "blue", "2026-11-22T06:01:00.000Z", 10, "ok"),
+            ev("d-1", "start", "blue", "2026-11-22T06:01:00.100Z", 40, "ok"),
+            ev(
+                "d-2",
+                "stop",
+                "green",
+                "2026-11-22T06:02:00.000Z",
+                10,
+                "failed: refused",
+            ),
+            ev(
+                "r-1",
+                "switch",
+                "green",
+                "2026-11-22T06:03:00.000Z",
+                140,
+                "ok",
+            ),
+            ev(
+                "r-1",
+                "rollback",
+                "green",
+                "2026-11-22T06:03:00.010Z",
+                160,
+                "ok",
+            ),
+        ];
+        let d = deployments(&h);
+        assert_eq!(d.len(), 4, "{d:#?}");
+        assert_eq!(d[0].id.as_deref(), Some("r-1"));
+        assert_eq!(d[0].outcome, "ok");
+        assert_eq!(d[0].steps, ["switch", "rollback"]);
+        assert_eq!(d[1].outcome, "failed at stop: refused");
+        assert_eq!(d[2].outcome, "incomplete (last step: start)");
+        assert_eq!(d[3].outcome, "ok");
+        assert_eq!(d[3].slot, "green");
+        assert_eq!(d[3].time, "2026-11-22T06:00:00.000Z");
+        assert_eq!(d[3].duration_ms, 2000);
+        assert_eq!(d[3].release.as_deref(), Some("d-1-rel"));
+        let mut manual = ev("x", "stop", "green", "2026-11-22T06:04:00.000Z", 5, "ok");
+        manual.deployment_id = None;
+        assert_eq!(deployments(&[manual])[0].outcome, "by hand: stop");
+    }
+}

@@ -1,0 +1,873 @@
+//! The operator's command `nonstop` end to end, with a real nginx per test and real `java -jar`
+//! demo apps: status (text and JSON, field by field), rollback (switch only, or the release
+//! started again), deploy (the hooks' stages in one run, under one lock), validate (the checks a
+//! CodeDeploy host needs), init (its output passes validate), completions and man pages, and
+//! the progress line on a terminal.
+
+mod common;
+use common::*;
+use serde_json::Value;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+fn body_of(env: &Env) -> String {
+    let (status, body) = env.get("/");
+    assert_eq!(status, 200, "GET / through nginx: {body}");
+    body.trim().to_string()
+}
+
+fn status_json(env: &Env) -> Value {
+    let r = env.nonstop(&["status", "--json"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("status --json: {e}\n{}", r.stdout))
+}
+
+fn slot<'a>(st: &'a Value, name: &str) -> &'a Value {
+    st["slots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == name)
+        .unwrap_or_else(|| panic!("no slot {name} in {st}"))
+}
+
+/// `sha256sum FILE`, the way a person would check a jar.
+fn sha256sum(p: &Path) -> String {
+    let out = Command::new("sha256sum").arg(p).output().unwrap();
+    assert!(out.status.success());
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+fn releases(env: &Env) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(env.path("work/releases"))
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// A running slot as status reports it, checked against its pid file and the jar it runs.
+fn assert_running(st: &Value, env: &Env, name: &str, state: &str, version: &str) {
+    let s = slot(st, name);
+    let pf = env.pid_of(name).expect("pid file");
+    assert_eq!(s["port"], env.port_of(name));
+    assert_eq!(s["state"], state, "{s}");
+    assert_eq!(s["owner"], "nonstop");
+    assert_eq!(s["pid"], pf.pid);
+    assert_eq!(s["started_at"], pf.started_at.as_str());
+    assert!(s["uptime_s"].as_u64().unwrap() < 600, "{s}");
+    assert_eq!(s["release"], pf.release.as_str());
+    assert_eq!(s["jar"], pf.jar.to_str().unwrap());
+    assert_eq!(s["sha256"], sha256sum(&pf.jar).as_str());
+    assert_eq!(
+        s["sha256"],
+        sha256sum(&demo_jar(version)).as_str(),
+        "{name} runs {version}"
+    );
+    assert_eq!(s["health"]["ok"], true, "{s}");
+    assert_eq!(s["health"]["status"], 200);
+    assert!(s["health"]["latency_ms"].is_u64());
+    assert_eq!(s["rotation"], Value::Null, "no upstream file: no rotation");
+}
+
+#[test]
+fn status_on_a_fresh_host_then_after_one_and_two_deploys() {
+    let env = Env::new(2);
+    let (blue, green) = (env.port_of("blue"), env.port_of("green"));
+
+    // Fresh host: the include points at blue, nothing runs, nothing recorded.
+    let st = status_json(&env);
+    assert_eq!(st["app"], "demo");
+    assert_eq!(st["config"], env.config_path().to_str().unwrap());
+    assert_eq!(st["include"]["path"], env.include_path().to_str().unwrap());
+    assert_eq!(st["include"]["port"], blue);
+    assert_eq!(st["live"], "blue");
+    assert_eq!(st["previous"], Value::Null);
+    assert_eq!(st["balanced"], false);
+    assert_eq!(st["deployments"], serde_json::json!([]));
+    for (name, state) in [("blue", "live"), ("green", "stopped")] {
+        let s = slot(&st, name);
+        assert_eq!(s["state"], state);
+        assert_eq!(s["profile"], if name == "blue" { "real1" } else { "real2" });
+        for field in [
+            "pid", "owner", "uptime_s", "release", "jar", "sha256", "health",
+        ] {
+            assert_eq!(s[field], Value::Null, "{name}.{field}");
+        }
+        assert_eq!(s["previous"], false);
+    }
+    let text = env.nonstop(&["status"]);
+    assert_eq!(text.code, 0);
+    assert!(text.stdout.contains("none recorded"), "{}", text.stdout);
+    assert!(
+        text.stderr.is_empty(),
+        "status logs nothing: {}",
+        text.stderr
+    );
+
+    // It works while another run holds the lock, and changes nothing.
+    let held = nonstop::lock::acquire(&env.path("state"), "a test").unwrap();
+    let before = env.include();
+    let r = env.nonstop(&["status"]);
+    assert_eq!(r.code, 0, "status needs no lock: {}", r.stderr);
+    assert_eq!(env.include(), before);
+    assert!(
+        !env.path("state/state.json").exists(),
+        "status wrote no state"
+    );
+    drop(held);
+
+    // One deploy: green runs v1 and is live.
+    env.deploy("v1");
+    let st = status_json(&env);
+    assert_eq!(st["live"], "green");
+    assert_eq!(st["include"]["port"], green);
+    assert_eq!(st["previous"], "blue");
+    assert_running(&st, &env, "green", "live", "v1");
+    assert_eq!(slot(&st, "blue")["state"], "stopped");
+    assert_eq!(slot(&st, "blue")["previous"], true);
+    let d = st["deployments"].as_array().unwrap();
+    assert_eq!(d.len(), 1, "{d:?}");
+    assert_eq!(d[0]["id"], "d-TEST");
+    assert_eq!(d[0]["slot"], "green");
+    assert_eq!(d[0]["outcome"], "ok");
+    assert_eq!(
+        d[0]["release"],
+        env.pid_of("green").unwrap().release.as_str()
+    );
+    assert_eq!(
+        d[0]["steps"],
+        serde_json::json!(["stop", "start", "switch"])
+    );
+    assert!(d[0]["duration_ms"].as_u64().unwrap() > 0);
+
+    // Two deploys: blue runs v2 live, green keeps v1 running as the rollback target.
+    env.deploy("v2");
+    let st = status_json(&env);
+    assert_eq!(st["live"], "blue");
+    assert_eq!(st["include"]["port"], blue);
+    assert_eq!(st["previous"], "green");
+    assert_running(&st, &env, "blue", "live", "v2");
+    assert_running(&st, &env, "green", "standby", "v1");
+    assert_eq!(slot(&st, "green")["previous"], true);
+    assert_eq!(slot(&st, "blue")["previous"], false);
+    let d = st["deployments"].as_array().unwrap();
+    assert_eq!(d.len(), 2, "{d:?}");
+    assert_eq!(d[0]["slot"], "blue", "newest first");
+    assert_eq!(
+        d[0]["release"],
+        env.pid_of("blue").unwrap().release.as_str()
+    );
+    assert_eq!(d[1]["slot"], "green");
+    assert!(d[0]["time"].as_str().unwrap() > d[1]["time"].as_str().unwrap());
+    for x in d {
+        assert_eq!(x["outcome"], "ok");
+    }
+
+    // The text form says the same.
+    let r = env.nonstop(&["status"]);
+    assert_eq!(r.code, 0);
+    let line = |name: &str| {
+        r.stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("no {name} row:\n{}", r.stdout))
+            .to_string()
+    };
+    let b = line("blue");
+    assert!(b.contains(" live ") && b.contains("up: HTTP 200"), "{b}");
+    let g = line("green");
+    assert!(g.contains(" standby ") && g.contains(&env.pid_of("green").unwrap().pid.to_string()));
+    assert!(r.stdout.contains(&sha256sum(&demo_jar("v1"))));
+    assert!(r.stdout.contains("rollback green"), "{}", r.stdout);
+    let only = env.nonstop(&["status", "--slot", "green", "--json"]);
+    let only: Value = serde_json::from_str(&only.stdout).unwrap();
+    assert_eq!(only["slots"].as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn rollback_to_a_running_previous_slot_only_switches() {
+    let env = Env::new(2);
+    let green = env.port_of("green");
+    env.deploy("v1"); // green
+    env.deploy("v2"); // blue live, green v1 standby
+    let (b, g) = (env.pid_of("blue").unwrap(), env.pid_of("green").unwrap());
+    let rel_before = releases(&env);
+    let traffic = Traffic::start(env.nginx_addr(), 4, Duration::from_millis(2));
+    std::thread::sleep(Duration::from_millis(300));
+
+    let r = env.nonstop(&["rollback"]);
+    eprintln!("rollback to a running slot: wall time {:?}", r.took);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    std::thread::sleep(Duration::from_millis(300));
+    let t = traffic.finish();
+    eprintln!("traffic during the rollback: {}", t.summary());
+
+    // Only a switch: both apps are the same processes, no release was made, nothing started.
+    assert!(
+        r.stdout.contains("switch only, no process started"),
+        "{}",
+        r.stdout
+    );
+    let stages: Vec<&str> = r
+        .stdout
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|w| ["stop", "start", "health", "switch"].contains(w))
+        .collect();
+    assert_eq!(stages, ["switch"], "{}", r.stdout);
+    assert_eq!(env.pid_of("blue").unwrap(), b);
+    assert_eq!(env.pid_of("green").unwrap(), g);
+    assert!(nonstop::process::same_process(b.pid, b.start_time));
+    assert!(nonstop::process::same_process(g.pid, g.start_time));
+    assert_eq!(releases(&env), rel_before, "no new release");
+    assert!(!r.stderr.contains("started slot"), "{}", r.stderr);
+
+    // nginx sends traffic to the previous version again.
+    assert_eq!(
+        env.include(),
+        format!("set $service_url http://127.0.0.1:{green};\n").into_bytes()
+    );
+    assert_eq!(body_of(&env), format!("v1 real2 {green}"));
+    assert_eq!(t.failed, 0, "{}: {:?}", t.summary(), t.errors);
+    assert!(t.versions.contains_key("v1") && t.versions.contains_key("v2"));
+    let st = status_json(&env);
+    assert_eq!(st["live"], "green");
+    assert_eq!(st["previous"], "blue");
+    let d = &st["deployments"][0];
+    assert!(d["id"].as_str().unwrap().starts_with("rollback-"), "{d}");
+    assert_eq!(d["steps"], serde_json::json!(["switch", "rollback"]));
+    assert_eq!(d["outcome"], "ok");
+    assert_eq!(d["release"], g.release.as_str());
+
+    // Rolling back again goes forward to v2 the same way.
+    let r = env.nonstop(&["rollback"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(body_of(&env), format!("v2 real1 {}", env.port_of("blue")));
+}
+
+#[test]
+fn rollback_when_the_previous_slot_is_stopped_starts_its_release_again() {
+    let env = Env::new(2);
+    let green = env.port_of("green");
+    env.deploy("v1"); // green
+    let v1 = env.pid_of("green").unwrap();
+    env.deploy("v2"); // blue
+    let v2 = env.pid_of("blue").unwrap();
+    assert_eq!(env.hook("stop", &["--slot", "green"]).code, 0);
+    assert!(env.pid_of("green").is_none());
+    let rel_before = releases(&env);
+
+    let r = env.nonstop(&["rollback"]);
+    eprintln!("rollback to a stopped slot: wall time {:?}", r.took);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stdout.contains(&format!(
+            "slot green is stopped: starting release {} on it again",
+            v1.release
+        )),
+        "{}",
+        r.stdout
+    );
+    let stages: Vec<&str> = r
+        .stdout
+        .lines()
+        .filter_map(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            (w.len() >= 2 && w[1] == "ok").then_some(w[0])
+        })
+        .collect();
+    assert_eq!(
+        stages,
+        ["stop", "start", "health", "switch"],
+        "{}",
+        r.stdout
+    );
+
+    // The previous release itself runs again on green: same release folder, same jar.
+    let now = env.pid_of("green").expect("green started");
+    assert_ne!(now.pid, v1.pid);
+    assert_eq!(now.release, v1.release);
+    assert_eq!(now.jar, v1.jar);
+    assert_eq!(releases(&env), rel_before, "no copy made");
+    assert_eq!(body_of(&env), format!("v1 real2 {green}"));
+    assert!(
+        nonstop::process::same_process(v2.pid, v2.start_time),
+        "v2 keeps running"
+    );
+    let st = status_json(&env);
+    assert_running(&st, &env, "green", "live", "v1");
+    assert_eq!(st["deployments"][0]["outcome"], "ok");
+    assert_eq!(
+        st["deployments"][0]["steps"],
+        serde_json::json!(["stop", "switch", "rollback"])
+    );
+}
+
+#[test]
+fn rollback_refuses_when_there_is_nothing_to_go_back_to() {
+    let env = Env::new(2);
+    env.deploy("v1"); // green; blue never served
+    let before = env.include();
+    let r = env.nonstop(&["rollback"]);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.last_line()
+            .contains("no release of slot blue was ever switched live"),
+        "{}",
+        r.last_line()
+    );
+    assert_eq!(env.include(), before);
+    // And it waits for no one: a held lock is exit 3.
+    let _held = nonstop::lock::acquire(&env.path("state"), "a test").unwrap();
+    let r = env.nonstop(&["rollback"]);
+    assert_eq!(r.code, 3, "{}", r.stderr);
+}
+
+#[test]
+fn deploy_runs_every_stage_under_one_lock_and_logs_progress() {
+    let mut env = Env::new(2);
+    let (blue, green) = (env.port_of("blue"), env.port_of("green"));
+    // A boot longer than the plain progress interval, so the log shows the wait is alive.
+    env.java_opts.retain(|o| !o.starts_with("-Ddemo.boot-ms"));
+    env.java_opts.push("-Ddemo.boot-ms=5600".into());
+    env.write_config();
+    env.stage_jar("v1");
+
+    // While deploy waits for health, a hook run is refused with exit 3: one lock for the run.
+    let r = std::thread::scope(|s| {
+        let d = s.spawn(|| env.nonstop(&["deploy"]));
+        std::thread::sleep(Duration::from_millis(2500));
+        let hook = env.hook("switch", &[]);
+        assert_eq!(hook.code, 3, "{}", hook.stderr);
+        assert!(
+            hook.last_line().contains("nonstop deploy pid"),
+            "{}",
+            hook.last_line()
+        );
+        d.join().unwrap()
+    });
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    assert!(lines[0].starts_with("deploy deploy-"), "{}", r.stdout);
+    assert!(lines[0].contains("to slot green"), "{}", lines[0]);
+    for (i, stage) in ["stop", "start", "health", "switch"].iter().enumerate() {
+        let w: Vec<&str> = lines[i + 1].split_whitespace().collect();
+        assert_eq!((w[0], w[1]), (*stage, "ok"), "{}", r.stdout);
+        assert!(w[3] == "ms" || w[3] == "s", "{}", lines[i + 1]);
+    }
+    assert!(
+        lines[5].starts_with("deployed release deploy-"),
+        "{}",
+        r.stdout
+    );
+    assert!(lines[5].contains("to slot green"), "{}", lines[5]);
+    assert_eq!(body_of(&env), format!("v1 real2 {green}"));
+    // Not a terminal: plain progress lines, no carriage returns.
+    assert!(
+        r.stderr
+            .contains("nonstop: slot green health: 5.0 s of 30 s deadline; probe "),
+        "{}",
+        r.stderr
+    );
+    assert!(!r.stderr.contains('\r'));
+
+    // The second deploy takes a jar from elsewhere, under traffic; green keeps running.
+    let v1 = env.pid_of("green").unwrap();
+    let traffic = Traffic::start(env.nginx_addr(), 4, Duration::from_millis(2));
+    let r = env.nonstop(&["deploy", "--jar", demo_jar("v2").to_str().unwrap()]);
+    let t = traffic.finish();
+    eprintln!("traffic during nonstop deploy: {}", t.summary());
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stdout
+            .contains("green keeps running as the rollback target"),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(body_of(&env), format!("v2 real1 {blue}"));
+    assert!(nonstop::process::same_process(v1.pid, v1.start_time));
+    assert_eq!(t.failed, 0, "{}: {:?}", t.summary(), t.errors);
+    let b = env.pid_of("blue").unwrap();
+    assert_eq!(
+        b.jar.file_name().unwrap(),
+        demo_jar("v2").file_name().unwrap()
+    );
+
+    // The history shows two deployments, each with its stages and the run's summary.
+    let st = status_json(&env);
+    let d = st["deployments"].as_array().unwrap();
+    assert_eq!(d.len(), 2);
+    for x in d {
+        assert!(x["id"].as_str().unwrap().starts_with("deploy-"), "{x}");
+        assert_eq!(x["outcome"], "ok");
+        assert_eq!(
+            x["steps"],
+            serde_json::json!(["stop", "start", "switch", "deploy"])
+        );
+    }
+    assert_eq!(d[0]["release"], b.release.as_str());
+}
+
+#[test]
+fn deploy_stops_at_a_failing_stage_and_says_which() {
+    let mut env = Env::new(2);
+    env.java_opts.push("-Ddemo.unhealthy=true".into());
+    env.write_config();
+    env.edit_config("deadline: 30s", "deadline: 2s");
+    env.stage_jar("v1");
+    let before = env.include();
+    let r = env.nonstop(&["deploy"]);
+    assert_eq!(r.code, 1);
+    let failed: Vec<Vec<&str>> = r
+        .stdout
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .filter(|w| w.len() == 4 && ["ok", "FAILED"].contains(&w[1]))
+        .collect();
+    let stages: Vec<(&str, &str)> = failed.iter().map(|w| (w[0], w[1])).collect();
+    assert_eq!(
+        stages,
+        [("stop", "ok"), ("start", "ok"), ("health", "FAILED")],
+        "{}",
+        r.stdout
+    );
+    assert!(!r.stdout.contains("switch"), "{}", r.stdout);
+    assert!(r.last_line().contains("not healthy"), "{}", r.last_line());
+    assert_eq!(env.include(), before, "nginx untouched");
+    let st = status_json(&env);
+    let out = st["deployments"][0]["outcome"].as_str().unwrap();
+    assert!(out.starts_with("failed at health: "), "{out}");
+}
+
+/// The check lines of a validate run: name -> (verdict, line).
+fn checks(r: &OpRun) -> Vec<(String, String, String)> {
+    r.stdout
+        .lines()
+        .filter(|l| {
+            l.len() > 28
+                && ["ok ", "FAIL", "warn", "skip"]
+                    .iter()
+                    .any(|v| l.starts_with(v))
+        })
+        .map(|l| {
+            let verdict = l[..5].trim().to_string();
+            let name = l[6..27].trim().to_string();
+            (verdict, name, l.to_string())
+        })
+        .collect()
+}
+
+fn verdict_of(r: &OpRun, name: &str) -> (String, String) {
+    checks(r)
+        .into_iter()
+        .find(|(_, n, _)| n == name)
+        .map(|(v, _, l)| (v, l))
+        .unwrap_or_else(|| panic!("no check {name}:\n{}", r.stdout))
+}
+
+#[test]
+fn validate_catches_short_timeouts_a_missing_include_and_a_string_version() {
+    let env = Env::new(2);
+    env.stage_jar("v1");
+    let appspec = env.path("bundle/appspec.yml");
+    let good =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("appspec/appspec.yml"))
+            .unwrap();
+    std::fs::write(&appspec, &good).unwrap();
+
+    // All good: every check passes, one line each.
+    let r = env.nonstop(&["validate"]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let all = checks(&r);
+    for name in [
+        "config",
+        "nginx running",
+        "nginx -T",
+        "nginx includes",
+        "nginx uses var",
+        "include",
+        "appspec",
+        "hooks",
+        "timeout stop",
+        "timeout start",
+        "timeout health",
+        "timeout switch",
+        "java",
+        "jar",
+    ] {
+        let (v, line) = verdict_of(&r, name);
+        assert_eq!(v, "ok", "{line}");
+    }
+    assert!(all.iter().all(|(v, _, _)| v == "ok"), "{}", r.stdout);
+
+    // A health hook timeout shorter than health.deadline (30 s in this config).
+    std::fs::write(&appspec, good.replace("timeout: 180", "timeout: 25")).unwrap();
+    let r = env.nonstop(&["validate"]);
+    assert_eq!(r.code, 1);
+    let (v, line) = verdict_of(&r, "timeout health");
+    assert_eq!(v, "FAIL");
+    assert!(
+        line.contains("timeout 25 s is shorter than health.deadline 30 s"),
+        "{line}"
+    );
+    assert!(
+        r.last_line().contains("timeout health"),
+        "{}",
+        r.last_line()
+    );
+    assert_eq!(verdict_of(&r, "timeout stop").0, "ok");
+
+    // A string version.
+    std::fs::write(&appspec, good.replace("version: 0.0", "version: \"0.0\"")).unwrap();
+    let r = env.nonstop(&["validate"]);
+    assert_eq!(r.code, 1);
+    let (v, line) = verdict_of(&r, "appspec");
+    assert_eq!(v, "FAIL");
+    assert!(line.contains("version is the string \"0.0\""), "{line}");
+    std::fs::write(&appspec, &good).unwrap();
+
+    // An nginx config that sets the variable itself and never includes the include file.
+    let site = |with_include: bool| {
+        format!(
+            "  server {{\n    listen 127.0.0.1:{};\n    location / {{\n      {}\n      proxy_pass $service_url;\n    }}\n  }}",
+            env.nginx_port,
+            if with_include {
+                format!("include {};", env.include_path().display())
+            } else {
+                format!("set $service_url http://127.0.0.1:{};", env.port_of("blue"))
+            }
+        )
+    };
+    env.nginx_http(&site(false));
+    let r = env.nonstop(&["validate"]);
+    assert_eq!(r.code, 1);
+    let (v, line) = verdict_of(&r, "nginx includes");
+    assert_eq!(v, "FAIL");
+    assert!(
+        line.contains(&format!(
+            "no file nginx loads includes {}",
+            env.include_path().display()
+        )),
+        "{line}"
+    );
+    assert_eq!(verdict_of(&r, "nginx -T").0, "ok");
+    assert_eq!(verdict_of(&r, "nginx uses var").0, "ok");
+    env.nginx_http(&site(true));
+    assert_eq!(env.nonstop(&["validate"]).code, 0);
+
+    // No jar, and no java where app.java says.
+    std::fs::remove_dir_all(env.path("bundle/app")).unwrap();
+    std::fs::create_dir_all(env.path("bundle/app")).unwrap();
+    std::fs::write(
+        env.config_path(),
+        std::fs::read_to_string(env.config_path())
+            .unwrap()
+            .replace("  name: demo\n", "  name: demo\n  java: /nowhere/java\n"),
+    )
+    .unwrap();
+    let r = env.nonstop(&["validate"]);
+    assert_eq!(r.code, 1);
+    assert_eq!(verdict_of(&r, "jar").0, "FAIL");
+    assert_eq!(verdict_of(&r, "java").0, "FAIL");
+    assert!(r.last_line().contains("java, jar"), "{}", r.last_line());
+
+    // A config that does not load is a failed check too, not a crash.
+    std::fs::write(env.config_path(), "app: {}\n").unwrap();
+    let r = env.nonstop(&["validate"]);
+    assert_eq!(r.code, 1);
+    assert_eq!(verdict_of(&r, "config").0, "FAIL");
+}
+
+#[test]
+fn init_output_passes_validate() {
+    let env = Env::new(2);
+    let project = env.path("project");
+    let site_port = free_port();
+    let listen = format!("127.0.0.1:{site_port}");
+    let include = env.include_path();
+    let args = [
+        "init",
+        project.to_str().unwrap(),
+        "--name",
+        "demo",
+        "--include",
+        include.to_str().unwrap(),
+        "--listen",
+        &listen,
+    ];
+    let r = env.nonstop(&args);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    for f in [
+        "deploy/nonstop.yml",
+        "deploy/appspec.yml",
+        "deploy/nginx/service-url.inc",
+        "deploy/nginx/site.conf",
+        "deploy/nginx/upstream.conf",
+        "Jenkinsfile",
+        ".github/workflows/nonstop-deploy.yml",
+    ] {
+        assert!(project.join(f).is_file(), "{f}");
+        assert!(r
+            .stdout
+            .contains(&format!("wrote {}", project.join(f).display())));
+    }
+    // A second init refuses and changes nothing; --force rewrites.
+    std::fs::write(project.join("Jenkinsfile"), "// mine\n").unwrap();
+    let again = env.nonstop(&args);
+    assert_eq!(again.code, 1);
+    assert!(
+        again.last_line().contains("refusing to overwrite"),
+        "{}",
+        again.last_line()
+    );
+    assert_eq!(
+        std::fs::read_to_string(project.join("Jenkinsfile")).unwrap(),
+        "// mine\n"
+    );
+    let mut forced = args.to_vec();
+    forced.push("--force");
+    assert_eq!(env.nonstop(&forced).code, 0);
+    assert_ne!(
+        std::fs::read_to_string(project.join("Jenkinsfile")).unwrap(),
+        "// mine\n"
+    );
+
+    // What `make bundle` adds: the binaries and the jar next to appspec.yml.
+    let bundle = project.join("deploy");
+    std::fs::create_dir_all(bundle.join("bin")).unwrap();
+    std::fs::create_dir_all(bundle.join("app")).unwrap();
+    for b in BINARIES {
+        std::fs::copy(bin_dir().join(b), bundle.join("bin").join(b)).unwrap();
+    }
+    std::fs::copy(demo_jar("v1"), bundle.join("app/demo-v1.jar")).unwrap();
+    // The host's nginx loads the generated site and upstream (this test's private nginx
+    // stands in for the distribution's, so its commands take -p and -c).
+    let conf = bundle.join("nginx");
+    env.nginx_http(&format!(
+        "  include {}/upstream.conf;\n  include {}/site.conf;",
+        conf.display(),
+        conf.display()
+    ));
+    let n = env.path("nginx");
+    let n = n.display();
+    let nginx = nginx_bin();
+    let nginx = nginx.display();
+    let yml = bundle.join("nonstop.yml");
+    let text = std::fs::read_to_string(&yml).unwrap();
+    let mut text = text;
+    for (from, to) in [
+        (
+            "  test: [\"nginx\", \"-t\"]".to_string(),
+            format!("  test: [{nginx}, -t, -q, -p, {n}, -c, {n}/nginx.conf]"),
+        ),
+        (
+            "  reload: [\"nginx\", \"-s\", \"reload\"]".to_string(),
+            format!("  reload: [{nginx}, -s, reload, -p, {n}, -c, {n}/nginx.conf]"),
+        ),
+        (
+            "  pid_file: /run/nginx.pid".to_string(),
+            format!("  pid_file: {n}/nginx.pid"),
+        ),
+    ] {
+        assert!(text.contains(&from), "template lacks {from:?}");
+        text = text.replace(&from, &to);
+    }
+    std::fs::write(&yml, text).unwrap();
+
+    // ...and the include is installed from the generated one, as its comment says.
+    std::fs::copy(conf.join("service-url.inc"), &include).unwrap();
+
+    let r = env.nonstop(&["validate", "--config", yml.to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert!(checks(&r).iter().all(|(v, _, _)| v == "ok"), "{}", r.stdout);
+    assert!(verdict_of(&r, "nginx uses var").1.contains("site.conf"));
+    // And nginx serves the generated site through the include (to port 8081, where nothing of
+    // this test runs: a 502 from nginx, unless something else on this machine holds 8081).
+    let (status, _) = Client::new(std::net::SocketAddr::from(([127, 0, 0, 1], site_port)))
+        .request("GET", "/", b"")
+        .unwrap();
+    assert!(
+        status == 502 || nonstop::process::port_in_use(8081),
+        "GET / on the generated site: {status}"
+    );
+}
+
+#[test]
+fn completions_and_man_pages_come_from_the_clap_definitions() {
+    let env = Env::new(2);
+    for shell in ["bash", "zsh", "fish"] {
+        let r = env.nonstop(&["completions", shell]);
+        assert_eq!(r.code, 0);
+        for sub in ["status", "rollback", "deploy", "validate", "init"] {
+            assert!(r.stdout.contains(sub), "{shell} completion lacks {sub}");
+        }
+        assert!(r.stdout.contains("json"), "{shell}: the --json flag");
+    }
+    let r = env.nonstop(&["man"]);
+    assert_eq!(r.code, 0);
+    assert!(r.stdout.contains(".TH nonstop 1"), "{}", r.stdout);
+    let dir = env.path("man");
+    let r = env.nonstop(&["man", dir.to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    for page in [
+        "nonstop",
+        "nonstop-status",
+        "nonstop-rollback",
+        "nonstop-deploy",
+        "nonstop-validate",
+        "nonstop-init",
+    ] {
+        let text = std::fs::read_to_string(dir.join(format!("{page}.1"))).unwrap();
+        assert!(text.contains(&format!(".TH {page} 1")), "{page}");
+    }
+    assert!(
+        !dir.join("nonstop-completions.1").exists(),
+        "hidden subcommands get no page"
+    );
+}
+
+/// Run `bundle/bin/nonstop ARGS` with stdout and stderr on a pseudo-terminal; returns the exit
+/// code and everything the terminal received.
+fn on_a_terminal(env: &Env, args: &[&str]) -> (i32, String) {
+    use rustix::pty::{grantpt, openpt, ptsname, unlockpt, OpenptFlags};
+    let master = openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC).unwrap();
+    grantpt(&master).unwrap();
+    unlockpt(&master).unwrap();
+    let name = ptsname(&master, Vec::new()).unwrap();
+    let pts = PathBuf::from(name.to_str().unwrap());
+    let slave = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&pts)
+        .unwrap();
+    let mut master = std::fs::File::from(master);
+    let reader = std::thread::spawn(move || {
+        let mut all = vec![];
+        let mut buf = [0u8; 4096];
+        // Ends with EIO once every holder of the terminal's other side closed it.
+        while let Ok(n) = master.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            all.extend_from_slice(&buf[..n]);
+        }
+        String::from_utf8_lossy(&all).into_owned()
+    });
+    let bin = env.path("bundle/bin/nonstop");
+    if !bin.is_file() {
+        std::fs::copy(bin_dir().join("nonstop"), &bin).unwrap();
+    }
+    let mut cmd = Command::new(bin);
+    cmd.args(args)
+        .current_dir("/")
+        .stdin(Stdio::null())
+        .stdout(slave.try_clone().unwrap())
+        .stderr(slave)
+        .env("TERM", "xterm")
+        .env_remove("NONSTOP_CONFIG")
+        .env_remove("DEPLOYMENT_ID");
+    let status = cmd.status().unwrap();
+    drop(cmd);
+    let out = reader.join().unwrap();
+    eprintln!("--- on a terminal: nonstop {}\n{out}", args.join(" "));
+    (status.code().unwrap_or(-1), out)
+}
+
+#[test]
+fn on_a_terminal_the_health_wait_is_one_updating_line() {
+    let mut env = Env::new(2);
+    env.java_opts.retain(|o| !o.starts_with("-Ddemo.boot-ms"));
+    env.java_opts.push("-Ddemo.boot-ms=1500".into());
+    env.write_config();
+    env.stage_jar("v1");
+    let (code, out) = on_a_terminal(&env, &["deploy"]);
+    assert_eq!(code, 0);
+    let redraws = out.matches("\r\x1b[2Kslot green health: ").count();
+    assert!(
+        redraws >= 3,
+        "the line is redrawn in place ({redraws} times):\n{out}"
+    );
+    assert!(out.contains("of 30 s deadline"), "{out}");
+    // The line is cleared before the next log line, and no plain progress line is logged.
+    assert!(out.contains("\r\x1b[2K") && out.contains("healthy after"));
+    let cleared_then_logged = out
+        .split("\r\x1b[2K")
+        .last()
+        .unwrap()
+        .contains("healthy after");
+    assert!(cleared_then_logged, "{out}");
+    assert!(
+        !out.contains("nonstop: slot green health: "),
+        "no plain progress line on a terminal: {out}"
+    );
+    assert!(out.contains("deployed release"), "{out}");
+}
+
+#[test]
+fn in_balanced_mode_deploy_rolls_every_slot_and_status_shows_the_rotation() {
+    let env = Env::balanced(2);
+    env.stage_jar("v1");
+    let st = status_json(&env);
+    assert_eq!(st["balanced"], true);
+    for name in ["blue", "green"] {
+        assert_eq!(
+            slot(&st, name)["rotation"],
+            "out",
+            "fresh upstream: all down"
+        );
+    }
+
+    let r = env.nonstop(&["deploy"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let stages: Vec<&str> = r
+        .stdout
+        .lines()
+        .filter_map(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            (w.len() == 4 && w[1] == "ok").then_some(w[0])
+        })
+        .collect();
+    assert_eq!(
+        stages,
+        ["stop", "start", "health", "switch", "deploy-second"],
+        "{}",
+        r.stdout
+    );
+    // Both slots run the new release and are in rotation; /api/ reaches both.
+    let st = status_json(&env);
+    assert_eq!(st["live"], "green");
+    let release = env.pid_of("green").unwrap().release;
+    for name in ["blue", "green"] {
+        let s = slot(&st, name);
+        assert_eq!(s["rotation"], "in", "{s}");
+        assert_eq!(s["weight"], 1);
+        assert_eq!(s["release"], release.as_str());
+        assert_eq!(s["health"]["ok"], true);
+        assert_eq!(
+            s["sha256"],
+            sha256sum(&demo_jar("v1")).as_str(),
+            "{name} runs v1"
+        );
+    }
+    assert_eq!(slot(&st, "blue")["state"], "standby");
+    let text = env.nonstop(&["status"]).stdout;
+    let row = text.lines().find(|l| l.starts_with("blue ")).unwrap();
+    assert!(row.contains(" in "), "{row}");
+    let d = &st["deployments"][0];
+    assert_eq!(d["outcome"], "ok");
+    assert_eq!(
+        d["steps"],
+        serde_json::json!(["stop", "start", "switch", "deploy-second", "deploy"])
+    );
+}
