@@ -34,6 +34,18 @@ pub trait Flags: Parser {
     }
 }
 
+/// Implement [`Flags`] for a binary's clap struct whose `common` field holds [`Common`].
+#[macro_export]
+macro_rules! flags {
+    ($t:ty) => {
+        impl $crate::cli::Flags for $t {
+            fn common(&self) -> &$crate::cli::Common {
+                &self.common
+            }
+        }
+    };
+}
+
 /// Run a binary: supervisor re-entry, flags (usage errors exit 2), logging, signals, config,
 /// then `body`. On failure the last stderr line is the error on one line.
 pub fn main<F: Flags>(

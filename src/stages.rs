@@ -7,7 +7,7 @@ use crate::error::{failed, Context, Result};
 use crate::log::human;
 use crate::nginx::Member;
 use crate::process::{self, Owner};
-use crate::state::{self, Event};
+use crate::state;
 use crate::{health, lock, nginx, rotation, slots};
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -32,23 +32,11 @@ fn record(
     t0: Instant,
     r: &Result<()>,
 ) {
-    let ev = Event {
-        time: crate::log::utc_millis(SystemTime::now()),
-        deployment_id: std::env::var("DEPLOYMENT_ID")
-            .ok()
-            .filter(|v| !v.is_empty()),
-        action: action.into(),
-        slot: slot.name.clone(),
-        release,
-        outcome: match r {
-            Ok(()) => "ok".into(),
-            Err(e) => format!("failed: {e}"),
-        },
-        duration_ms: t0.elapsed().as_millis() as u64,
+    let outcome = match r {
+        Ok(()) => "ok".into(),
+        Err(e) => format!("failed: {e}"),
     };
-    if let Err(e) = state::update(&cfg.state_dir, |s| s.record(ev)) {
-        log::warn!("could not record {action} in the state file: {e}");
-    }
+    state::record_event(&cfg.state_dir, action, &slot.name, release, t0, outcome);
 }
 
 // ---------- stop ----------

@@ -88,6 +88,32 @@ impl State {
     }
 }
 
+/// Append one event (time now, this run's `DEPLOYMENT_ID`) to the history. A state file that
+/// cannot be written is logged, not fatal: the event is a record, the include is the truth.
+pub fn record_event(
+    state_dir: &Path,
+    action: &str,
+    slot: &str,
+    release: Option<String>,
+    started: std::time::Instant,
+    outcome: String,
+) {
+    let ev = Event {
+        time: crate::log::utc_millis(std::time::SystemTime::now()),
+        deployment_id: std::env::var("DEPLOYMENT_ID")
+            .ok()
+            .filter(|v| !v.is_empty()),
+        action: action.into(),
+        slot: slot.into(),
+        release,
+        outcome,
+        duration_ms: started.elapsed().as_millis() as u64,
+    };
+    if let Err(e) = update(state_dir, |s| s.record(ev)) {
+        log::warn!("could not record {action} in the state file: {e}");
+    }
+}
+
 /// Load, change, save: the one way binaries update the state.
 pub fn update(state_dir: &Path, f: impl FnOnce(&mut State)) -> Result<State> {
     let mut st = load(state_dir);

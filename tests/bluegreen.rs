@@ -208,22 +208,7 @@ fn stop_refuses_the_live_slot_and_foreign_processes() {
 
     // A process nonstop did not start, not java, listening on the idle slot's port.
     let port = env.port_of("blue");
-    let mut foreign = std::process::Command::new("python3")
-        .args([
-            "-m",
-            "http.server",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-        ])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let t0 = std::time::Instant::now();
-    while !nonstop::process::port_in_use(port) && t0.elapsed() < Duration::from_secs(10) {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let mut foreign = foreign_listener(port);
     let r = env.hook("stop", &[]);
     assert_eq!(r.code, 1);
     assert!(

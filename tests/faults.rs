@@ -155,10 +155,7 @@ fn app_exits_after_health_before_switch() {
     assert_eq!(env.hook("start", &[]).code, 0);
     assert_eq!(env.hook("health", &[]).code, 0, "healthy for a moment");
     let pf = env.pid_of("blue").unwrap();
-    let t0 = Instant::now();
-    while nonstop::process::alive(pf.pid) && t0.elapsed() < Duration::from_secs(20) {
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_until(Duration::from_secs(20), || !nonstop::process::alive(pf.pid));
     let s = env.hook("switch", &[]);
     assert_eq!(s.code, 1);
     assert!(
@@ -197,22 +194,7 @@ fn app_ignores_sigterm() {
 fn port_taken_by_a_foreign_process() {
     let env = with_v1_live(Env::new(2));
     let port = env.port_of("blue");
-    let mut foreign = Command::new("python3")
-        .args([
-            "-m",
-            "http.server",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let t0 = Instant::now();
-    while !nonstop::process::port_in_use(port) && t0.elapsed() < Duration::from_secs(10) {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let mut foreign = foreign_listener(port);
     env.stage_jar("v2");
     let r = env.hook("stop", &[]);
     assert_eq!(r.code, 1);
@@ -282,10 +264,9 @@ fn nginx_master_not_running_at_reload() {
         .trim()
         .to_string();
     signal(master.parse().unwrap(), rustix::process::Signal::QUIT);
-    let t0 = Instant::now();
-    while env.path("nginx/nginx.pid").exists() && t0.elapsed() < Duration::from_secs(10) {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until(Duration::from_secs(10), || {
+        !env.path("nginx/nginx.pid").exists()
+    });
     let s = env.hook("switch", &[]);
     assert_eq!(s.code, 1);
     assert!(
@@ -300,16 +281,7 @@ fn nginx_master_not_running_at_reload() {
     );
     assert_nothing_half_written(&env);
     // nginx started again serves the old version: the include was never changed.
-    let out = Command::new(nginx_bin())
-        .args([
-            "-p",
-            env.path_str("nginx"),
-            "-c",
-            env.path_str("nginx/nginx.conf"),
-        ])
-        .output()
-        .unwrap();
-    assert!(out.status.success());
+    env.start_nginx();
     assert_serves(&env, "v1");
 }
 

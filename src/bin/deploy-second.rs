@@ -1,7 +1,7 @@
 //! `deploy-second`: roll the other slots to the new release (replaces deploySecondApp.sh;
 //! ValidateService, after switch).
 use clap::Parser;
-use nonstop::cli::{Common, Flags};
+use nonstop::cli::Common;
 
 #[derive(Parser)]
 #[command(
@@ -15,11 +15,7 @@ struct Cli {
     common: Common,
 }
 
-impl Flags for Cli {
-    fn common(&self) -> &Common {
-        &self.common
-    }
-}
+nonstop::flags!(Cli);
 
 fn main() -> std::process::ExitCode {
     nonstop::cli::main("deploy-second", |c: &Cli, cfg| {

@@ -1,6 +1,6 @@
 //! `health`: wait until the idle slot is healthy (replaces health.sh; ValidateService).
 use clap::Parser;
-use nonstop::cli::{Common, Flags};
+use nonstop::cli::Common;
 
 #[derive(Parser)]
 #[command(
@@ -14,11 +14,7 @@ struct Cli {
     common: Common,
 }
 
-impl Flags for Cli {
-    fn common(&self) -> &Common {
-        &self.common
-    }
-}
+nonstop::flags!(Cli);
 
 fn main() -> std::process::ExitCode {
     nonstop::cli::main("health", |c: &Cli, cfg| {

@@ -1,6 +1,6 @@
 //! `stop`: stop the app on the idle slot (replaces stop.sh; CodeDeploy AfterInstall).
 use clap::Parser;
-use nonstop::cli::{Common, Flags};
+use nonstop::cli::Common;
 
 #[derive(Parser)]
 #[command(
@@ -17,11 +17,7 @@ struct Cli {
     force: bool,
 }
 
-impl Flags for Cli {
-    fn common(&self) -> &Common {
-        &self.common
-    }
-}
+nonstop::flags!(Cli);
 
 fn main() -> std::process::ExitCode {
     nonstop::cli::main("stop", |c: &Cli, cfg| {

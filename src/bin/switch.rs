@@ -1,6 +1,6 @@
 //! `switch`: point nginx at the idle slot (replaces switch.sh; ValidateService).
 use clap::Parser;
-use nonstop::cli::{Common, Flags};
+use nonstop::cli::Common;
 use nonstop::stages::SwitchMode;
 
 #[derive(Parser)]
@@ -27,11 +27,7 @@ struct Cli {
     abort: bool,
 }
 
-impl Flags for Cli {
-    fn common(&self) -> &Common {
-        &self.common
-    }
-}
+nonstop::flags!(Cli);
 
 fn main() -> std::process::ExitCode {
     nonstop::cli::main("switch", |c: &Cli, cfg| {

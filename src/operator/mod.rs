@@ -16,7 +16,7 @@ use crate::config::Config;
 use crate::error::{failed, Context, Result};
 use crate::lock;
 use crate::log::human;
-use crate::state::{self, Event};
+use crate::state;
 use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -102,20 +102,7 @@ pub fn record_run(
             None => format!("failed: {e}"),
         },
     };
-    let ev = Event {
-        time: crate::log::utc_millis(SystemTime::now()),
-        deployment_id: std::env::var("DEPLOYMENT_ID")
-            .ok()
-            .filter(|v| !v.is_empty()),
-        action: action.into(),
-        slot: slot.into(),
-        release,
-        outcome,
-        duration_ms: t0.elapsed().as_millis() as u64,
-    };
-    if let Err(e) = state::update(&cfg.state_dir, |s| s.record(ev)) {
-        log::warn!("could not record {action} in the state file: {e}");
-    }
+    state::record_event(&cfg.state_dir, action, slot, release, t0, outcome);
 }
 
 /// Parse `2026-11-22T06:40:01.123Z` (what [`crate::log::utc_millis`] writes; the fraction

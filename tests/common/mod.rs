@@ -67,6 +67,42 @@ pub fn signal_group(pgid: i32, sig: rustix::process::Signal) {
     rustix::process::kill_process_group(p, sig).expect("signal the group");
 }
 
+/// Poll `cond` every 20 ms until it holds or `limit` passes; returns whether it held.
+pub fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let t0 = Instant::now();
+    while !cond() {
+        if t0.elapsed() >= limit {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    true
+}
+
+/// A process nonstop did not start and that is not java (python's http.server) listening
+/// on `port`; returns once it listens.
+pub fn foreign_listener(port: u16) -> std::process::Child {
+    let child = Command::new("python3")
+        .args([
+            "-m",
+            "http.server",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(
+        wait_until(Duration::from_secs(10), || nonstop::process::port_in_use(
+            port
+        )),
+        "http.server did not listen on {port}"
+    );
+    child
+}
+
 /// A free loopback port (bound then released).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -152,12 +188,19 @@ impl Env {
         for b in ALL_BINARIES {
             std::fs::copy(bin_dir().join(b), env.path("bundle/bin").join(b)).unwrap();
         }
+        env.start_nginx();
+        env.write_config();
+        env
+    }
+
+    /// Start this world's nginx (daemonized; its master writes nginx/nginx.pid).
+    pub fn start_nginx(&self) {
         let out = Command::new(nginx_bin())
             .args([
                 "-p",
-                env.path_str("nginx"),
+                self.path_str("nginx"),
                 "-c",
-                env.path_str("nginx/nginx.conf"),
+                self.path_str("nginx/nginx.conf"),
             ])
             .output()
             .unwrap();
@@ -166,8 +209,6 @@ impl Env {
             "nginx did not start: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        env.write_config();
-        env
     }
 
     pub fn path(&self, rel: &str) -> PathBuf {
