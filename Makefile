@@ -44,7 +44,8 @@ demo: demo-app
 bundle:
 	@[ -n "$(JAR)" ] || { echo "usage: make bundle JAR=path/to/app.jar [CONFIG=path/to/nonstop.yml]" >&2; exit 2; }
 	scripts/deps.sh zigbuild
-	$(CARGO) zigbuild --release --target $(TARGET).$(GLIBC) --bins
+	PATH="$$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))'):$$PATH" \
+	  $(CARGO) zigbuild --release --target $(TARGET).$(GLIBC) --bins
 	APPSPEC="$(APPSPEC)" scripts/bundle.sh "target/$(TARGET)/release" "$(JAR)" "$(CONFIG)" dist $(GLIBC) $(BINS)
 
 clean:

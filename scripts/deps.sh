@@ -15,16 +15,21 @@ for what in "$@"; do
         echo "deps: installing nginx from apt (nothing is started)" >&2
         export DEBIAN_FRONTEND=noninteractive
         apt-get update -qq
-        # policy-rc.d 101: packages must not start services while installing
-        printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+        # policy-rc.d exit 101: the package must not start a system nginx while installing
+        own_policy=
+        if [ ! -e /usr/sbin/policy-rc.d ]; then
+          printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+          own_policy=1
+        fi
         apt-get install -y -qq nginx-light >/dev/null || apt-get install -y -qq nginx >/dev/null
-        rm -f /usr/sbin/policy-rc.d
+        [ -z "$own_policy" ] || rm -f /usr/sbin/policy-rc.d
       fi
       ;;
     zigbuild)
       if ! command -v cargo-zigbuild >/dev/null 2>&1 || ! python3 -c 'import ziglang' 2>/dev/null; then
         echo "deps: installing cargo-zigbuild and ziglang from PyPI" >&2
         python3 -m pip install -q --root-user-action=ignore cargo-zigbuild ziglang
+        if command -v pyenv >/dev/null 2>&1; then pyenv rehash; fi
       fi
       rustup target list --installed 2>/dev/null | grep -q x86_64-unknown-linux-gnu \
         || rustup target add x86_64-unknown-linux-gnu
