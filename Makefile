@@ -64,3 +64,13 @@ completions:
 	"$$bin" completions fish > dist/completions/nonstop.fish; \
 	"$$bin" man dist/man
 	@echo "completions: dist/completions/{nonstop.bash,_nonstop,nonstop.fish}; man pages: dist/man/*.1" >&2
+
+## bench: five deploy approaches side by side under load, app boot 1/5/20 s (BENCHMARKS.md)
+## -> bench/results/{results.json,results.md,timeline-*.svg} and BENCHMARKS.md; BENCH_ARGS=--help
+.PHONY: bench
+BENCH_TARGET_DIR = $(or $(CARGO_TARGET_DIR),target)
+bench: demo-app
+	scripts/deps.sh nginx lsof curl
+	$(CARGO) build --release --bins --example bench
+	NONSTOP_BIN_DIR=$(BENCH_TARGET_DIR)/release BENCH_COMMAND="make bench $(BENCH_ARGS)" \
+	  $(BENCH_TARGET_DIR)/release/examples/bench $(BENCH_ARGS)

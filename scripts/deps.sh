@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Install what a fresh machine lacks, or say clearly how to. Usage: scripts/deps.sh nginx zigbuild
+# (lsof and curl: only `make bench` needs them, for the legacy scripts in bench/legacy/)
 set -euo pipefail
 need_root() {
   if [ "$(id -u)" != 0 ]; then
@@ -33,6 +34,15 @@ for what in "$@"; do
       fi
       rustup target list --installed 2>/dev/null | grep -q x86_64-unknown-linux-gnu \
         || rustup target add x86_64-unknown-linux-gnu
+      ;;
+    lsof | curl)
+      if ! command -v "$what" >/dev/null 2>&1; then
+        need_root "$what" "apt-get install -y $what"
+        echo "deps: installing $what from apt" >&2
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq
+        apt-get install -y -qq "$what" >/dev/null
+      fi
       ;;
     *) echo "deps: unknown dependency $what" >&2; exit 2 ;;
   esac

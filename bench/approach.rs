@@ -1,0 +1,878 @@
+//! The deploy approaches, each run in its own world (a private nginx on loopback from the test
+//! harness, app ports outside the ephemeral range like 8081/8082 in production) with the same
+//! demo app, boot delay and load: ~`pre` of load, the deploy, ~`post` of load.
+
+use crate::common::{nginx_bin, signal, wait_until, Client, Env};
+use crate::load::{Load, Rec};
+use std::collections::HashSet;
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime};
+
+/// Set by SIGINT/SIGTERM: runs end early, worlds are cleaned up, `main` exits 130.
+pub static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+/// Boot delay used while setting a world up (not measured).
+const SETUP_BOOT_MS: u64 = 300;
+/// Polling interval of "is it up yet" loops that stand in for a health check (nonstop's
+/// `health.interval` in the harness config is the same 100 ms).
+const POLL: Duration = Duration::from_millis(100);
+/// The JVM readiness prober's interval.
+const PROBE_EVERY: Duration = Duration::from_millis(10);
+/// The hooks of appspec/appspec.yml, in order.
+const BLUEGREEN_HOOKS: [&str; 4] = ["stop", "start", "health", "switch"];
+/// The hooks of appspec/appspec-balanced.yml, in order.
+const BALANCED_HOOKS: [&str; 5] = ["stop", "start", "health", "switch", "deploy-second"];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Approach {
+    /// kill -9 the app, start the new jar on the same port (what teams did before blue/green).
+    KillRestart,
+    /// bench/legacy/{stop,start,health}.sh (health.sh calls switch.sh's switch_proxy).
+    Legacy,
+    /// A bare `nginx -s reload`, nothing else: the floor nginx itself sets.
+    Reload,
+    /// nonstop blue/green: the stop, start, health, switch binaries run as CodeDeploy hooks.
+    BlueGreen,
+    /// nonstop balanced rolling deploy over 3 slots: the same hooks plus deploy-second.
+    Balanced,
+}
+
+impl Approach {
+    pub const ALL: [Approach; 5] = [
+        Approach::KillRestart,
+        Approach::Legacy,
+        Approach::Reload,
+        Approach::BlueGreen,
+        Approach::Balanced,
+    ];
+
+    pub fn key(self) -> &'static str {
+        match self {
+            Approach::KillRestart => "kill-restart",
+            Approach::Legacy => "legacy-scripts",
+            Approach::Reload => "nginx-reload",
+            Approach::BlueGreen => "nonstop-bluegreen",
+            Approach::Balanced => "nonstop-balanced",
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Approach::KillRestart => "kill -9 + restart, one port",
+            Approach::Legacy => "legacy scripts",
+            Approach::Reload => "bare nginx -s reload",
+            Approach::BlueGreen => "nonstop blue/green",
+            Approach::Balanced => "nonstop balanced (3 slots)",
+        }
+    }
+
+    pub fn from_key(k: &str) -> Option<Approach> {
+        Approach::ALL.into_iter().find(|a| a.key() == k)
+    }
+}
+
+/// Load settings shared by every run.
+#[derive(Debug, Clone, Copy)]
+pub struct Params {
+    pub conns: usize,
+    pub pause: Duration,
+    pub pre: Duration,
+    pub post: Duration,
+}
+
+/// A stage of a deploy (a zero-length one is a point marker), as offsets from the load's t0.
+#[derive(Debug, Clone)]
+pub struct Stage {
+    pub name: String,
+    pub start: Duration,
+    pub end: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub enum Status {
+    Ok,
+    Failed(String),
+}
+
+/// Everything one run measured.
+pub struct Outcome {
+    pub approach: Approach,
+    pub boot: Duration,
+    pub status: Status,
+    pub deploy_start: Duration,
+    pub deploy_end: Duration,
+    pub run_end: Duration,
+    pub stages: Vec<Stage>,
+    /// The new JVM's process start (from /proc) to its first answer with the new version.
+    pub launch_to_ready: Option<Duration>,
+    /// App boots the deploy waits for one after another (3 for a 3-slot rolling deploy).
+    pub boots: u32,
+    pub records: Vec<Rec>,
+    /// What nginx answered after the run.
+    pub serving: String,
+}
+
+impl Outcome {
+    fn empty(approach: Approach, boot: Duration, status: Status) -> Outcome {
+        Outcome {
+            approach,
+            boot,
+            status,
+            deploy_start: Duration::ZERO,
+            deploy_end: Duration::ZERO,
+            run_end: Duration::ZERO,
+            stages: vec![],
+            launch_to_ready: None,
+            boots: 1,
+            records: vec![],
+            serving: String::new(),
+        }
+    }
+}
+
+/// Run `approach` with the app booting in `boot`.
+pub fn run(approach: Approach, boot: Duration, p: Params) -> Outcome {
+    let r = match approach {
+        Approach::KillRestart => kill_restart(boot, p),
+        Approach::Legacy => legacy(boot, p),
+        Approach::Reload => reload(boot, p),
+        Approach::BlueGreen => bluegreen(boot, p),
+        Approach::Balanced => balanced(boot, p),
+    };
+    r.unwrap_or_else(|e| Outcome::empty(approach, boot, e))
+}
+
+// ---------- the approaches ----------
+
+/// Approach 1, one port: kill -9 the running app, start the new jar, wait until it answers health.
+fn kill_restart(boot: Duration, p: Params) -> Result<Outcome, Status> {
+    let w = World::new(1)?;
+    let port = w.env.ports[0];
+    let jar1 = w.jar("v1")?;
+    let jar2 = w.jar("v2")?;
+    let mut old = spawn_java(&w, SETUP_BOOT_MS, &jar1, port, "real1", "v1.log").map_err(fail)?;
+    w.point_nginx(port)?;
+    w.measure(Approach::KillRestart, boot, p, |tl| {
+        tl.stage("kill -9", || {
+            old.kill().map_err(|e| format!("kill: {e}"))?;
+            old.wait().map_err(|e| format!("wait: {e}")).map(drop)
+        })?;
+        tl.probe(port);
+        tl.stage("java -jar v2", || {
+            w.spawn(boot.as_millis() as u64, &jar2, port, "real1", "v2.log")
+        })?;
+        tl.stage("until healthy", || {
+            wait_health(port, Duration::from_secs(120))
+        })
+    })
+}
+
+/// Approach 2: the legacy scripts, run as CodeDeploy runs them: stop.sh in AfterInstall,
+/// start.sh in ApplicationStart, health.sh in ValidateService (it calls switch.sh's
+/// switch_proxy).
+fn legacy(boot: Duration, p: Params) -> Result<Outcome, Status> {
+    let w = World::new(2)?;
+    let (p1, p2) = (w.env.ports[0], w.env.ports[1]);
+    // Steady state after earlier deploys: both apps run v1 from the same jar path, real1 is live.
+    let repo = w.env.path("legacy/app");
+    std::fs::create_dir_all(repo.join("zip")).map_err(fail)?;
+    let jar = repo.join("demo-app.jar");
+    std::fs::copy(crate::common::demo_jar("v1"), &jar).map_err(fail)?;
+    std::fs::copy(&jar, repo.join("zip/demo-app.jar")).map_err(fail)?;
+    w.spawn(SETUP_BOOT_MS, &jar, p1, "real1", "real1.log")
+        .map_err(fail)?;
+    w.spawn(SETUP_BOOT_MS, &jar, p2, "real2", "real2.log")
+        .map_err(fail)?;
+    wait_answer(addr(p2), "v1 real2")?;
+    w.point_nginx(p1)?;
+    // CodeDeploy's Install step: the new bundle's jar lands in zip/ (not part of the deploy time).
+    std::fs::copy(crate::common::demo_jar("v2"), repo.join("zip/demo-app.jar")).map_err(fail)?;
+    let scripts = Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/legacy");
+    let vars: Vec<(String, String)> = vec![
+        (
+            "NGINX_URL".into(),
+            format!("http://127.0.0.1:{}", w.env.nginx_port),
+        ),
+        ("PORT_REAL1".into(), p1.to_string()),
+        ("PORT_REAL2".into(), p2.to_string()),
+        ("REPOSITORY".into(), repo.display().to_string()),
+        (
+            "JAVA_OPTS".into(),
+            java_opts(&w, boot.as_millis() as u64).join(" "),
+        ),
+        ("APP_HOST".into(), "127.0.0.1".into()),
+        (
+            "SERVICE_URL_INC".into(),
+            w.env.include_path().display().to_string(),
+        ),
+        ("NGINX_RELOAD".into(), w.reload_argv().join(" ")),
+        ("SUDO".into(), String::new()),
+    ];
+    w.measure(Approach::Legacy, boot, p, |tl| {
+        for s in ["stop.sh", "start.sh", "health.sh"] {
+            if s == "start.sh" {
+                tl.probe(p2);
+            }
+            let t0 = tl.t0;
+            let marks = Arc::new(Mutex::new(vec![]));
+            let m = marks.clone();
+            tl.stage(s, || {
+                run_script(&scripts.join(s), &vars, move |line| {
+                    // switch.sh's first line: the include is about to be rewritten.
+                    if line.contains("Port 전환") {
+                        m.lock().unwrap().push(t0.elapsed());
+                    }
+                })
+            })?;
+            for at in marks.lock().unwrap().iter() {
+                tl.mark("switch_proxy", *at);
+            }
+        }
+        Ok(())
+    })
+}
+
+/// Approach 3: a bare `nginx -s reload` with nothing changed: what every switch costs at the least.
+fn reload(boot: Duration, p: Params) -> Result<Outcome, Status> {
+    let w = World::new(1)?;
+    let port = w.env.ports[0];
+    w.spawn(SETUP_BOOT_MS, &w.jar("v1")?, port, "real1", "v1.log")
+        .map_err(fail)?;
+    w.point_nginx(port)?;
+    let argv = w.reload_argv();
+    w.measure(Approach::Reload, boot, p, |tl| {
+        tl.stage("nginx -s reload", || run_argv(&argv))
+    })
+}
+
+/// Approach 4: nonstop blue/green: the real binaries run as CodeDeploy hooks (`Env::hook`).
+fn bluegreen(boot: Duration, p: Params) -> Result<Outcome, Status> {
+    let mut w = World::new(2)?;
+    // Steady state after earlier deploys: v1 live on blue, v1 on green as the rollback target.
+    for _ in 0..2 {
+        setup_deploy(&w.env, &BLUEGREEN_HOOKS)?;
+    }
+    set_boot(&mut w.env, boot.as_millis() as u64);
+    w.env.stage_jar("v2");
+    let idle = idle_port(&w.env);
+    let env = &w.env;
+    w.measure(Approach::BlueGreen, boot, p, |tl| {
+        deploy_hooks(env, tl, &BLUEGREEN_HOOKS, idle)
+    })
+}
+
+/// Approach 5: nonstop balanced rolling deploy over 3 slots behind an nginx upstream (the
+/// harness's `Env::balanced`: `/api/` goes to the upstream, so the load does too): stop, start,
+/// health, switch on the idle slot, then deploy-second rolls the other two one at a time.
+fn balanced(boot: Duration, p: Params) -> Result<Outcome, Status> {
+    let mut w = World::balanced(3)?;
+    // Steady state after an earlier deploy: v1 on all three slots, all in rotation.
+    setup_deploy(&w.env, &BALANCED_HOOKS)?;
+    set_boot(&mut w.env, boot.as_millis() as u64);
+    w.env.stage_jar("v2");
+    let idle = idle_port(&w.env);
+    let env = &w.env;
+    let mut o = w.measure(Approach::Balanced, boot, p, |tl| {
+        deploy_hooks(env, tl, &BALANCED_HOOKS, idle)
+    })?;
+    o.boots = 3;
+    Ok(o)
+}
+
+/// The port of the slot the next deploy goes to: the one after the live slot (nonstop's rule).
+fn idle_port(env: &Env) -> u16 {
+    let live = env.state()["live"].as_str().unwrap_or("").to_string();
+    let at = env.names.iter().position(|n| *n == live).unwrap_or(0);
+    env.ports[(at + 1) % env.ports.len()]
+}
+
+/// One setup deploy of v1 through `bins` with the short setup boot (not measured).
+fn setup_deploy(env: &Env, bins: &[&str]) -> Result<(), Status> {
+    env.stage_jar("v1");
+    for b in bins {
+        let r = env.hook(b, &[]);
+        if r.code != 0 {
+            return Err(Status::Failed(format!(
+                "setup: {b} exit {}: {}",
+                r.code,
+                r.last_line()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The measured deploy: each hook a stage; the JVM prober on `idle` once `stop` freed it; the
+/// moments nonstop logs (reloads, slots leaving and re-entering rotation) as markers.
+fn deploy_hooks(env: &Env, tl: &mut Timeline, bins: &[&str], idle: u16) -> Result<(), String> {
+    for b in bins {
+        if *b == "start" {
+            tl.probe(idle);
+        }
+        let r = tl.stage(b, || Ok(env.hook(b, &[])))?;
+        for line in r.stderr.lines() {
+            if let Some((at, label)) = nonstop_marker(line) {
+                tl.mark_wall(&label, at);
+            }
+        }
+        if r.code != 0 {
+            return Err(format!("{b} exit {}: {}", r.code, r.last_line()));
+        }
+    }
+    Ok(())
+}
+
+/// A marker for a nonstop log line worth showing on the timeline: its time and label.
+fn nonstop_marker(line: &str) -> Option<(SystemTime, String)> {
+    let (stamp, rest) = line.split_once(' ')?;
+    let msg = rest.split_once("]: ").map_or(rest, |(_, m)| m);
+    let label = if msg.starts_with("nginx reloaded") {
+        "reload".to_string()
+    } else if let Some(r) = msg.strip_prefix("taking slot ") {
+        format!("{} out", r.split_whitespace().next()?)
+    } else if msg.starts_with("slot ") && msg.contains(" rolled to release ") {
+        format!("{} in", msg.split_whitespace().nth(1)?)
+    } else {
+        return None;
+    };
+    Some((parse_utc_millis(stamp)?, label))
+}
+
+/// `2026-11-22T06:56:35.587Z` (nonstop's log time stamps) as a SystemTime.
+fn parse_utc_millis(s: &str) -> Option<SystemTime> {
+    let s = s.strip_suffix('Z')?;
+    let (date, time) = s.split_once('T')?;
+    let d: Vec<i64> = date
+        .split('-')
+        .map(|v| v.parse().ok())
+        .collect::<Option<_>>()?;
+    let (hms, ms) = time.split_once('.')?;
+    let t: Vec<i64> = hms
+        .split(':')
+        .map(|v| v.parse().ok())
+        .collect::<Option<_>>()?;
+    let (&[y, m, day], &[hh, mm, ss]) = (d.as_slice(), t.as_slice()) else {
+        return None;
+    };
+    // Howard Hinnant's days_from_civil.
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs = days * 86_400 + hh * 3600 + mm * 60 + ss;
+    let ms: u64 = ms.parse().ok()?;
+    Some(
+        SystemTime::UNIX_EPOCH
+            + Duration::from_secs(u64::try_from(secs).ok()?)
+            + Duration::from_millis(ms),
+    )
+}
+
+// ---------- a world: the harness Env, low ports, cleanup ----------
+
+struct World {
+    /// Kills every java whose command line names this world's folder (the legacy scripts'
+    /// nohup'd JVMs, nonstop's, ours) before `env` stops nonstop's apps and nginx.
+    _reaper: Reaper,
+    /// JVMs this process started, reaped when the world ends.
+    children: Mutex<Vec<Child>>,
+    /// What the load requests through nginx.
+    path: &'static str,
+    env: Env,
+}
+
+impl World {
+    fn new(slots: usize) -> Result<World, Status> {
+        check_interrupt()?;
+        World::with(Env::new(slots), "/")
+    }
+
+    /// Balanced mode: nginx balances `/api/` over an upstream of every slot.
+    fn balanced(slots: usize) -> Result<World, Status> {
+        check_interrupt()?;
+        World::with(Env::balanced(slots), "/api/")
+    }
+
+    fn with(mut env: Env, path: &'static str) -> Result<World, Status> {
+        let reaper = Reaper(env.dir.path().to_path_buf());
+        env.ports = (0..env.ports.len()).map(|_| low_port()).collect();
+        set_boot(&mut env, SETUP_BOOT_MS);
+        std::fs::write(
+            env.include_path(),
+            format!("set $service_url http://127.0.0.1:{};\n", env.ports[0]),
+        )
+        .map_err(fail)?;
+        if env.balanced {
+            let servers: String = env
+                .ports
+                .iter()
+                .map(|p| format!("    server 127.0.0.1:{p} down;\n"))
+                .collect();
+            std::fs::write(
+                env.upstream_path(),
+                format!("upstream demo {{\n{servers}}}\n"),
+            )
+            .map_err(fail)?;
+        }
+        Ok(World {
+            _reaper: reaper,
+            children: Mutex::new(vec![]),
+            path,
+            env,
+        })
+    }
+
+    /// The demo app's jar for `version`, copied into this world (so the reaper knows its JVMs).
+    fn jar(&self, version: &str) -> Result<PathBuf, Status> {
+        let dir = self.env.path("jars");
+        std::fs::create_dir_all(&dir).map_err(fail)?;
+        let jar = dir.join(format!("demo-app-{version}.jar"));
+        std::fs::copy(crate::common::demo_jar(version), &jar).map_err(fail)?;
+        Ok(jar)
+    }
+
+    /// Start a JVM and keep it to be reaped with the world.
+    fn spawn(
+        &self,
+        boot_ms: u64,
+        jar: &Path,
+        port: u16,
+        profile: &str,
+        log: &str,
+    ) -> Result<(), String> {
+        let child = spawn_java(self, boot_ms, jar, port, profile, log)?;
+        self.children.lock().unwrap().push(child);
+        Ok(())
+    }
+
+    fn reload_argv(&self) -> Vec<String> {
+        vec![
+            nginx_bin().display().to_string(),
+            "-p".into(),
+            self.env.path("nginx").display().to_string(),
+            "-c".into(),
+            self.env.path("nginx/nginx.conf").display().to_string(),
+            "-s".into(),
+            "reload".into(),
+        ]
+    }
+
+    /// Point nginx at `port` (as switch.sh would) and wait until nginx answers from that app.
+    fn point_nginx(&self, port: u16) -> Result<(), Status> {
+        std::fs::write(
+            self.env.include_path(),
+            format!("set $service_url http://127.0.0.1:{port};\n"),
+        )
+        .map_err(fail)?;
+        run_argv(&self.reload_argv()).map_err(Status::Failed)?;
+        let want = format!(" {port}");
+        let answers = || {
+            let (status, body) = self.env.get("/");
+            status == 200 && body.trim_end().ends_with(&want)
+        };
+        setup_wait(&format!("nginx answers from port {port}"), answers)
+    }
+
+    /// Wait until nginx runs exactly one worker (the harness config has `worker_processes 1`):
+    /// an old worker left from a setup reload would still serve the old include to the first
+    /// connections of the load.
+    fn settle_nginx(&self) -> Result<(), Status> {
+        setup_wait("nginx runs one worker", || {
+            std::fs::read_to_string(self.env.path("nginx/nginx.pid"))
+                .ok()
+                .and_then(|p| p.trim().parse::<i32>().ok())
+                .is_some_and(|m| nonstop::process::children(m).len() == 1)
+        })
+    }
+
+    /// Load for `pre`, `deploy` (timed, with its stages), load for `post`; then the records.
+    fn measure(
+        &self,
+        approach: Approach,
+        boot: Duration,
+        p: Params,
+        deploy: impl FnOnce(&mut Timeline) -> Result<(), String>,
+    ) -> Result<Outcome, Status> {
+        self.settle_nginx()?;
+        let t0 = Instant::now();
+        let load = Load::start(self.env.nginx_addr(), self.path, p.conns, p.pause, t0, "v2");
+        let mut tl = Timeline {
+            t0,
+            t0_wall: SystemTime::now(),
+            stages: vec![],
+            prober: None,
+        };
+        let mut status = sleep_checked(p.pre).map_or_else(Status::Failed, |_| Status::Ok);
+        let deploy_start = t0.elapsed();
+        if matches!(status, Status::Ok) {
+            if let Err(e) = deploy(&mut tl) {
+                status = Status::Failed(e);
+            }
+        }
+        let deploy_end = t0.elapsed();
+        if let Err(e) = sleep_checked(p.post) {
+            status = Status::Failed(e);
+        }
+        let records = load.finish();
+        let run_end = t0.elapsed();
+        let launch_to_ready = tl.prober.take().and_then(|pr| pr.finish());
+        let (st, body) = self.env.get(self.path);
+        let serving = format!("{st} {}", body.trim());
+        // Every approach but the bare reload ends with nginx serving v2.
+        let want = if approach == Approach::Reload {
+            "v1 "
+        } else {
+            "v2 "
+        };
+        if matches!(status, Status::Ok) && !body.starts_with(want) {
+            status = Status::Failed(format!("after the deploy nginx answers {serving:?}"));
+        }
+        Ok(Outcome {
+            approach,
+            boot,
+            status,
+            deploy_start,
+            deploy_end,
+            run_end,
+            stages: tl.stages,
+            launch_to_ready,
+            boots: 1,
+            records,
+            serving,
+        })
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        for c in self.children.get_mut().unwrap().iter_mut() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Where a deploy records its stages.
+pub struct Timeline {
+    t0: Instant,
+    /// The wall clock at `t0`, to place nonstop's log time stamps.
+    t0_wall: SystemTime,
+    stages: Vec<Stage>,
+    prober: Option<Prober>,
+}
+
+impl Timeline {
+    fn stage<T>(&mut self, name: &str, f: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
+        check_interrupt().map_err(|_| "interrupted".to_string())?;
+        let start = self.t0.elapsed();
+        let r = f();
+        self.stages.push(Stage {
+            name: name.into(),
+            start,
+            end: self.t0.elapsed(),
+        });
+        r
+    }
+
+    fn mark(&mut self, name: &str, at: Duration) {
+        self.stages.push(Stage {
+            name: name.into(),
+            start: at,
+            end: at,
+        });
+    }
+
+    /// A marker at a wall-clock time (a log line's time stamp).
+    fn mark_wall(&mut self, name: &str, at: SystemTime) {
+        if let Ok(d) = at.duration_since(self.t0_wall) {
+            self.mark(name, d);
+        }
+    }
+
+    /// Start watching `port` for the new version (call it once the old app there is gone).
+    fn probe(&mut self, port: u16) {
+        self.prober = Some(Prober::start(port));
+    }
+}
+
+/// Polls the new app directly every 10 ms; on its first answer with the new version, finds its
+/// JVM in /proc and reports process start -> ready.
+struct Prober {
+    stop: Arc<AtomicBool>,
+    thread: JoinHandle<Option<Duration>>,
+}
+
+impl Prober {
+    fn start(port: u16) -> Prober {
+        let stop = Arc::new(AtomicBool::new(false));
+        let s = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let t0 = Instant::now();
+            while !s.load(Ordering::Relaxed) && t0.elapsed() < Duration::from_secs(150) {
+                let mut c = Client::new(addr(port));
+                if let Ok((200, body)) = c.request("GET", "/", b"") {
+                    if body.starts_with("v2 ") {
+                        let ready = Instant::now();
+                        return java_started(port).map(|launched| ready.duration_since(launched));
+                    }
+                }
+                std::thread::sleep(PROBE_EVERY);
+            }
+            None
+        });
+        Prober { stop, thread }
+    }
+
+    fn finish(self) -> Option<Duration> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.join().ok().flatten()
+    }
+}
+
+/// When the newest `java … -Dserver.port=PORT` process started, as an Instant (10 ms ticks).
+fn java_started(port: u16) -> Option<Instant> {
+    let flag = format!("-Dserver.port={port}");
+    let ticks = std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&pid| {
+            let cmd = nonstop::process::cmdline(pid);
+            is_java(&cmd) && cmd.contains(&flag)
+        })
+        .filter_map(|pid| nonstop::process::stat(pid).map(|s| s.start_time))
+        .max()?;
+    let uptime: f64 = std::fs::read_to_string("/proc/uptime")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    // Field 22 of /proc/PID/stat counts USER_HZ ticks since boot; USER_HZ is 100 on Linux.
+    let ago = uptime - ticks as f64 / 100.0;
+    Instant::now().checked_sub(Duration::from_secs_f64(ago.max(0.0)))
+}
+
+fn is_java(cmd: &[String]) -> bool {
+    cmd.first()
+        .and_then(|a| Path::new(a).file_name())
+        .is_some_and(|n| n == "java")
+}
+
+struct Reaper(PathBuf);
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        let dir = self.0.display().to_string();
+        let Ok(rd) = std::fs::read_dir("/proc") else {
+            return;
+        };
+        for pid in rd
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        {
+            let cmd = nonstop::process::cmdline(pid);
+            if is_java(&cmd) && cmd.iter().any(|a| a.contains(&dir)) {
+                signal(pid, rustix::process::Signal::KILL);
+            }
+        }
+    }
+}
+
+// ---------- helpers ----------
+
+fn fail(e: impl std::fmt::Display) -> Status {
+    Status::Failed(format!("setup: {e}"))
+}
+
+fn addr(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+fn check_interrupt() -> Result<(), Status> {
+    if INTERRUPTED.load(Ordering::Relaxed) {
+        Err(Status::Failed("interrupted".into()))
+    } else {
+        Ok(())
+    }
+}
+
+fn sleep_checked(d: Duration) -> Result<(), String> {
+    let t0 = Instant::now();
+    while t0.elapsed() < d {
+        if INTERRUPTED.load(Ordering::Relaxed) {
+            return Err("interrupted".into());
+        }
+        std::thread::sleep((d - t0.elapsed()).min(Duration::from_millis(50)));
+    }
+    Ok(())
+}
+
+/// A free port below the ephemeral range (like 8081/8082), so no client socket's port can
+/// collide with an app port (which `lsof -ti tcp:PORT` in stop.sh would also match).
+fn low_port() -> u16 {
+    static TAKEN: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
+    let mut taken = TAKEN.lock().unwrap();
+    let taken = taken.get_or_insert_with(HashSet::new);
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .subsec_nanos() as usize
+        + std::process::id() as usize;
+    for i in 0..4000 {
+        let port = 20_000 + ((seed + i * 7919) % 12_000) as u16;
+        if !taken.contains(&port) && TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            taken.insert(port);
+            return port;
+        }
+    }
+    panic!("no free port in 20000..32000");
+}
+
+fn set_boot(env: &mut Env, boot_ms: u64) {
+    env.java_opts.retain(|o| !o.starts_with("-Ddemo.boot-ms="));
+    env.java_opts.push(format!("-Ddemo.boot-ms={boot_ms}"));
+    env.write_config();
+}
+
+/// The harness's JVM options with `boot_ms`.
+fn java_opts(w: &World, boot_ms: u64) -> Vec<String> {
+    let mut o: Vec<String> = w
+        .env
+        .java_opts
+        .iter()
+        .filter(|o| !o.starts_with("-Ddemo.boot-ms="))
+        .cloned()
+        .collect();
+    o.push(format!("-Ddemo.boot-ms={boot_ms}"));
+    o
+}
+
+/// `java OPTS -Dserver.port=PORT -Dspring.profiles.active=PROFILE -jar JAR`, output to a log.
+fn spawn_java(
+    w: &World,
+    boot_ms: u64,
+    jar: &Path,
+    port: u16,
+    profile: &str,
+    log: &str,
+) -> Result<Child, String> {
+    let logs = w.env.path("logs");
+    std::fs::create_dir_all(&logs).map_err(|e| e.to_string())?;
+    let out = std::fs::File::create(logs.join(log)).map_err(|e| e.to_string())?;
+    let err = out.try_clone().map_err(|e| e.to_string())?;
+    Command::new("java")
+        .args(java_opts(w, boot_ms))
+        .arg(format!("-Dserver.port={port}"))
+        .arg(format!("-Dspring.profiles.active={profile}"))
+        .arg("-jar")
+        .arg(jar)
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .spawn()
+        .map_err(|e| format!("java: {e}"))
+}
+
+/// Poll GET /actuator/health on `port` every [`POLL`] until 200.
+fn wait_health(port: u16, limit: Duration) -> Result<(), String> {
+    let t0 = Instant::now();
+    loop {
+        let round = Instant::now();
+        if let Ok((200, _)) = Client::new(addr(port)).request("GET", "/actuator/health", b"") {
+            return Ok(());
+        }
+        if t0.elapsed() > limit {
+            return Err(format!("port {port} not healthy after {limit:?}"));
+        }
+        sleep_checked(POLL.saturating_sub(round.elapsed()))?;
+    }
+}
+
+/// Poll GET / at `a` until the body starts with `prefix`.
+fn wait_answer(a: SocketAddr, prefix: &str) -> Result<(), Status> {
+    setup_wait(
+        &format!("{a} answers {prefix:?}"),
+        || matches!(Client::new(a).request("GET", "/", b""), Ok((200, body)) if body.starts_with(prefix)),
+    )
+}
+
+/// Wait up to 30 s (polling every 20 ms) until `cond` holds during a world's set-up.
+fn setup_wait(what: &str, mut cond: impl FnMut() -> bool) -> Result<(), Status> {
+    let held = wait_until(Duration::from_secs(30), || {
+        INTERRUPTED.load(Ordering::Relaxed) || cond()
+    });
+    check_interrupt()?;
+    if held {
+        Ok(())
+    } else {
+        Err(Status::Failed(format!(
+            "setup: timed out waiting until {what}"
+        )))
+    }
+}
+
+fn run_argv(argv: &[String]) -> Result<(), String> {
+    let out = Command::new(&argv[0])
+        .args(&argv[1..])
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("{}: {e}", argv[0]))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{}` failed: {}",
+            argv.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+/// Run a legacy script with `vars`, echoing its output to stderr and handing each stdout line
+/// to `on_line` as it arrives.
+fn run_script(
+    script: &Path,
+    vars: &[(String, String)],
+    mut on_line: impl FnMut(&str),
+) -> Result<(), String> {
+    let name = script.file_name().unwrap().to_string_lossy().into_owned();
+    let mut child = Command::new("bash")
+        .arg(script)
+        .envs(vars.iter().map(|(k, v)| (k, v)))
+        .current_dir("/")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("{name}: {e}"))?;
+    let stderr = child.stderr.take().unwrap();
+    let tag = name.clone();
+    let errs = std::thread::spawn(move || {
+        for l in BufReader::new(stderr).lines().map_while(Result::ok) {
+            eprintln!("  [{tag} stderr] {l}");
+        }
+    });
+    for l in BufReader::new(child.stdout.take().unwrap())
+        .lines()
+        .map_while(Result::ok)
+    {
+        eprintln!("  [{name}] {l}");
+        on_line(&l);
+    }
+    let st = child.wait().map_err(|e| format!("{name}: {e}"))?;
+    let _ = errs.join();
+    if st.success() {
+        Ok(())
+    } else {
+        Err(format!("{name} exited with {st}"))
+    }
+}

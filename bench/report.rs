@@ -1,0 +1,536 @@
+//! From records to numbers: per-run summaries, the markdown table, results.json, the target
+//! check for nonstop, and the hand-written SVG timelines.
+
+use crate::approach::{Approach, Outcome, Status};
+use crate::load::{Rec, Served};
+use serde::Serialize;
+use std::fmt::Write as _;
+use std::time::Duration;
+
+/// Timeline bucket width.
+pub const BUCKET: Duration = Duration::from_millis(100);
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StageOut {
+    pub name: String,
+    /// Seconds from the deploy's start.
+    pub start_s: f64,
+    pub end_s: f64,
+}
+
+/// Requests per [`BUCKET`], from the load's start.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Buckets {
+    pub ok_old: Vec<u32>,
+    pub ok_new: Vec<u32>,
+    /// Failed raw, succeeded on the one retry.
+    pub retried_ok: Vec<u32>,
+    /// Failed after the retry (or without one).
+    pub failed: Vec<u32>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    pub approach: String,
+    pub label: String,
+    pub boot_s: f64,
+    /// "ok", or why there are no numbers.
+    pub status: String,
+    pub deploy_wall_s: Option<f64>,
+    /// App boots the deploy waits for in sequence (3 for a 3-slot rolling deploy).
+    pub boots: u32,
+    /// Deploy wall time minus `boots` × the configured boot delay.
+    pub wall_minus_boot_s: Option<f64>,
+    /// The new JVM's process start to its first answer with the new version (10 ms probes).
+    pub launch_to_ready_s: Option<f64>,
+    pub requests: usize,
+    pub failed_raw: usize,
+    pub failed_after_retry: usize,
+    pub retried: usize,
+    /// Final failures that were an HTTP status (502 …) rather than a transport error.
+    pub failed_http: usize,
+    pub window_requests: usize,
+    pub p50_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
+    pub max_ms: Option<f64>,
+    /// Seconds from the load's start to the deploy's start.
+    pub deploy_start_s: f64,
+    pub run_s: f64,
+    pub stages: Vec<StageOut>,
+    pub errors: Vec<String>,
+    pub serving: String,
+    pub timeline: Buckets,
+}
+
+impl Summary {
+    pub fn ok(&self) -> bool {
+        self.status == "ok"
+    }
+}
+
+pub fn summarize(o: &Outcome) -> Summary {
+    let (status, measured) = match &o.status {
+        Status::Ok => ("ok".to_string(), true),
+        Status::Failed(why) => (format!("FAILED: {why}"), false),
+    };
+    let secs = |d: Duration| d.as_secs_f64();
+    let wall = o.deploy_end.saturating_sub(o.deploy_start);
+    let boot_applies = !matches!(o.approach, Approach::Reload);
+    let mut window: Vec<Duration> = o
+        .records
+        .iter()
+        .filter(|r| r.start >= o.deploy_start && r.start <= o.deploy_end)
+        .map(|r| r.latency)
+        .collect();
+    window.sort();
+    let pct = |q: f64| -> Option<f64> {
+        if window.is_empty() {
+            return None;
+        }
+        let rank = ((q * window.len() as f64).ceil() as usize).clamp(1, window.len());
+        Some(window[rank - 1].as_secs_f64() * 1000.0)
+    };
+    let mut errors: Vec<String> = vec![];
+    for r in o.records.iter().filter(|r| r.raw_failed) {
+        let e = match (&r.error, r.status) {
+            (Some(e), 200) => format!("{e} (ok on retry)"),
+            (Some(e), _) => e.clone(),
+            (None, s) => format!("HTTP {s}"),
+        };
+        if !errors.contains(&e) && errors.len() < 6 {
+            errors.push(e);
+        }
+    }
+    Summary {
+        approach: o.approach.key().into(),
+        label: o.approach.label().into(),
+        boot_s: secs(o.boot),
+        status,
+        deploy_wall_s: measured.then(|| secs(wall)),
+        boots: o.boots,
+        wall_minus_boot_s: (measured && boot_applies)
+            .then(|| secs(wall) - secs(o.boot) * f64::from(o.boots)),
+        launch_to_ready_s: o.launch_to_ready.map(secs),
+        requests: o.records.len(),
+        failed_raw: o.records.iter().filter(|r| r.raw_failed).count(),
+        failed_after_retry: o.records.iter().filter(|r| r.failed()).count(),
+        retried: o.records.iter().filter(|r| r.retried).count(),
+        failed_http: o
+            .records
+            .iter()
+            .filter(|r| r.failed() && r.status != 0)
+            .count(),
+        window_requests: window.len(),
+        p50_ms: pct(0.50),
+        p99_ms: pct(0.99),
+        max_ms: window.last().map(|d| d.as_secs_f64() * 1000.0),
+        deploy_start_s: secs(o.deploy_start),
+        run_s: secs(o.run_end),
+        stages: o
+            .stages
+            .iter()
+            .map(|s| StageOut {
+                name: s.name.clone(),
+                start_s: secs(s.start) - secs(o.deploy_start),
+                end_s: secs(s.end) - secs(o.deploy_start),
+            })
+            .collect(),
+        errors,
+        serving: o.serving.clone(),
+        timeline: buckets(&o.records, o.run_end),
+    }
+}
+
+fn buckets(records: &[Rec], run_end: Duration) -> Buckets {
+    let n = (run_end.as_millis() / BUCKET.as_millis()) as usize + 1;
+    let mut b = Buckets {
+        ok_old: vec![0; n],
+        ok_new: vec![0; n],
+        retried_ok: vec![0; n],
+        failed: vec![0; n],
+    };
+    for r in records {
+        let i = ((r.start.as_millis() / BUCKET.as_millis()) as usize).min(n - 1);
+        if r.failed() {
+            b.failed[i] += 1;
+        } else if r.raw_failed {
+            b.retried_ok[i] += 1;
+        } else if r.served == Served::New {
+            b.ok_new[i] += 1;
+        } else {
+            b.ok_old[i] += 1;
+        }
+    }
+    b
+}
+
+// ---------- markdown ----------
+
+fn f2(v: Option<f64>) -> String {
+    v.map_or("–".into(), |v| format!("{v:.2} s"))
+}
+
+fn ms(v: Option<f64>) -> String {
+    v.map_or("–".into(), |v| {
+        if v < 10.0 {
+            format!("{v:.1}")
+        } else {
+            format!("{v:.0}")
+        }
+    })
+}
+
+/// The results table, the nonstop stage table and the target check. `img` prefixes the SVG
+/// links (relative to where the markdown lives).
+pub fn markdown(all: &[Summary], boots: &[f64], img: &str) -> String {
+    let mut m = String::new();
+    let _ = writeln!(
+        m,
+        "| app boot | approach | deploy wall time | wall − boot | JVM start → ready | requests | failed raw | failed after 1 retry | p50 / p99 / max latency in deploy (ms) |"
+    );
+    let _ = writeln!(m, "|---|---|---|---|---|---|---|---|---|");
+    for s in all {
+        if !s.ok() {
+            let _ = writeln!(
+                m,
+                "| {} s | {} | {} | | | | | | |",
+                s.boot_s, s.label, s.status
+            );
+            continue;
+        }
+        let _ = writeln!(
+            m,
+            "| {} s | {} | {} | {} | {} | {} | {} | {} | {} / {} / {} |",
+            s.boot_s,
+            s.label,
+            f2(s.deploy_wall_s),
+            if s.boots > 1 {
+                format!("{} ({} boots)", f2(s.wall_minus_boot_s), s.boots)
+            } else {
+                f2(s.wall_minus_boot_s)
+            },
+            f2(s.launch_to_ready_s),
+            s.requests,
+            s.failed_raw,
+            s.failed_after_retry,
+            ms(s.p50_ms),
+            ms(s.p99_ms),
+            ms(s.max_ms)
+        );
+    }
+    let _ = writeln!(
+        m,
+        "\nnonstop, time per hook (each a separate process, run as the CodeDeploy agent runs it):\n"
+    );
+    let _ = writeln!(
+        m,
+        "| app boot | mode | stop | start | health | switch | deploy-second | total |"
+    );
+    let _ = writeln!(m, "|---|---|---|---|---|---|---|---|");
+    for s in all.iter().filter(|s| {
+        s.ok()
+            && (s.approach == Approach::BlueGreen.key() || s.approach == Approach::Balanced.key())
+    }) {
+        let d = |n: &str| {
+            s.stages
+                .iter()
+                .find(|st| st.name == n)
+                .map_or("–".into(), |st| format!("{:.2} s", st.end_s - st.start_s))
+        };
+        let _ = writeln!(
+            m,
+            "| {} s | {} | {} | {} | {} | {} | {} | {} |",
+            s.boot_s,
+            s.label,
+            d("stop"),
+            d("start"),
+            d("health"),
+            d("switch"),
+            d("deploy-second"),
+            f2(s.deploy_wall_s)
+        );
+    }
+    let _ = writeln!(
+        m,
+        "\nTargets for nonstop in this run (0 failures after retry; raw failures no more than the bare reload; wall − boot under 0.5 s):\n"
+    );
+    let mark = |ok: bool| if ok { "met" } else { "**NOT met**" };
+    for &b in boots {
+        let find = |a: Approach| {
+            all.iter()
+                .find(|s| s.approach == a.key() && s.boot_s == b && s.ok())
+        };
+        let reload = find(Approach::Reload);
+        for a in [Approach::BlueGreen, Approach::Balanced] {
+            let Some(ns) = find(a) else {
+                continue;
+            };
+            let raw = match reload {
+                Some(r) => format!(
+                    "raw failures {} vs {} for the bare reload: {}",
+                    ns.failed_raw,
+                    r.failed_raw,
+                    mark(ns.failed_raw <= r.failed_raw)
+                ),
+                None => "raw failures: no reload result to compare".into(),
+            };
+            let wmb = ns.wall_minus_boot_s.unwrap_or(f64::NAN);
+            let _ = writeln!(
+                m,
+                "- boot {b} s, {}: failures after retry {}: {}; {raw}; wall − {}boot {wmb:.2} s: {}",
+                ns.label,
+                ns.failed_after_retry,
+                mark(ns.failed_after_retry == 0),
+                if ns.boots > 1 { format!("{} × ", ns.boots) } else { String::new() },
+                mark(wmb < 0.5)
+            );
+        }
+    }
+    let _ = writeln!(m);
+    for &b in boots {
+        let _ = writeln!(
+            m,
+            "![timeline, app boot {b} s]({img}timeline-{}s.svg)\n",
+            fmt_boot(b)
+        );
+    }
+    m
+}
+
+pub fn fmt_boot(b: f64) -> String {
+    let s = format!("{b}");
+    s.replace('.', "_")
+}
+
+// ---------- SVG ----------
+
+const W: f64 = 980.0;
+const LEFT: f64 = 60.0;
+const RIGHT: f64 = 20.0;
+const PANEL_H: f64 = 180.0;
+const PLOT_H: f64 = 100.0;
+const C_OLD: &str = "#9aa5b1";
+const C_NEW: &str = "#2f9e5b";
+const C_RETRIED: &str = "#f28e1c";
+const C_FAILED: &str = "#d62728";
+const C_RELOAD: &str = "#7b3fa0";
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+/// One SVG for one boot delay: a panel per approach.
+pub fn svg(runs: &[&Summary], boot: f64) -> String {
+    let h = 64.0 + PANEL_H * runs.len() as f64;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{h}" viewBox="0 0 {W} {h}" font-family="Helvetica, Arial, sans-serif" font-size="11">"#
+    );
+    let _ = writeln!(s, r#"<rect width="100%" height="100%" fill="white"/>"#);
+    let _ = writeln!(
+        s,
+        r#"<text x="{LEFT}" y="20" font-size="14" font-weight="bold">Requests through nginx per 100 ms during a deploy, app boot {boot} s (time from deploy start)</text>"#
+    );
+    let legend = [
+        (C_OLD, "ok, old version"),
+        (C_NEW, "ok, new version"),
+        (C_RETRIED, "failed raw, ok after 1 retry"),
+        (C_FAILED, "failed after retry"),
+        ("#dbe8fb", "deploy window"),
+        (C_RELOAD, "reload confirmed (nonstop's log)"),
+    ];
+    let mut x = LEFT;
+    for (c, t) in legend {
+        let _ = writeln!(
+            s,
+            r#"<rect x="{x}" y="32" width="12" height="12" fill="{c}"/><text x="{}" y="42">{t}</text>"#,
+            x + 16.0
+        );
+        x += 26.0 + t.len() as f64 * 6.2;
+    }
+    for (i, r) in runs.iter().enumerate() {
+        panel(&mut s, r, 64.0 + PANEL_H * i as f64);
+    }
+    s.push_str("</svg>\n");
+    s
+}
+
+fn panel(s: &mut String, r: &Summary, y0: f64) {
+    let title = if r.ok() {
+        format!(
+            "{} — deploy {:.2} s, {} requests, {} failed raw, {} after retry",
+            r.label,
+            r.deploy_wall_s.unwrap_or(0.0),
+            r.requests,
+            r.failed_raw,
+            r.failed_after_retry
+        )
+    } else {
+        format!("{} — {}", r.label, r.status)
+    };
+    let _ = writeln!(
+        s,
+        r#"<text x="{LEFT}" y="{}" font-size="12" font-weight="bold">{}</text>"#,
+        y0 + 14.0,
+        esc(&title)
+    );
+    let top = y0 + 50.0;
+    let bottom = top + PLOT_H;
+    let pw = W - LEFT - RIGHT;
+    if !r.ok() {
+        let _ = writeln!(
+            s,
+            r##"<rect x="{LEFT}" y="{top}" width="{pw}" height="{PLOT_H}" fill="#f6f6f6" stroke="#ccc"/><text x="{}" y="{}" text-anchor="middle" fill="#666" font-size="13">{}</text>"##,
+            LEFT + pw / 2.0,
+            top + PLOT_H / 2.0,
+            esc(&r.status)
+        );
+        return;
+    }
+    let tl = &r.timeline;
+    let n = tl.ok_old.len();
+    let bucket = BUCKET.as_secs_f64();
+    // x in seconds relative to the deploy start.
+    let (x_min, x_max) = (-r.deploy_start_s, r.run_s - r.deploy_start_s);
+    let xs = |t: f64| LEFT + (t - x_min) / (x_max - x_min) * pw;
+    let totals: Vec<u32> = (0..n)
+        .map(|i| tl.ok_old[i] + tl.ok_new[i] + tl.retried_ok[i] + tl.failed[i])
+        .collect();
+    let ymax = totals.iter().copied().max().unwrap_or(1).max(1) as f64;
+    let ys = |v: f64| v / ymax * PLOT_H;
+    // deploy window
+    let (wx0, wx1) = (xs(0.0), xs(r.deploy_wall_s.unwrap_or(0.0)));
+    let _ = writeln!(
+        s,
+        r##"<rect x="{wx0:.1}" y="{top}" width="{:.1}" height="{PLOT_H}" fill="#dbe8fb"/>"##,
+        (wx1 - wx0).max(1.0)
+    );
+    // bars: stacked old, new, retried, failed
+    let bw = (pw * bucket / (x_max - x_min)).max(0.5);
+    for i in 0..n {
+        let x = xs(i as f64 * bucket - r.deploy_start_s);
+        let mut y = bottom;
+        for (v, c) in [
+            (tl.ok_old[i], C_OLD),
+            (tl.ok_new[i], C_NEW),
+            (tl.retried_ok[i], C_RETRIED),
+            (tl.failed[i], C_FAILED),
+        ] {
+            if v == 0 {
+                continue;
+            }
+            let hgt = ys(v as f64);
+            y -= hgt;
+            let _ = writeln!(
+                s,
+                r#"<rect x="{x:.1}" y="{y:.2}" width="{:.2}" height="{hgt:.2}" fill="{c}"/>"#,
+                bw * 0.9
+            );
+        }
+    }
+    // failure lane: every bucket with a failure gets a visible tick, whatever the y scale
+    let lane = bottom + 4.0;
+    for i in 0..n {
+        let (c, v) = if tl.failed[i] > 0 {
+            (C_FAILED, tl.failed[i])
+        } else if tl.retried_ok[i] > 0 {
+            (C_RETRIED, tl.retried_ok[i])
+        } else {
+            continue;
+        };
+        let x = xs(i as f64 * bucket - r.deploy_start_s);
+        let _ = writeln!(
+            s,
+            r#"<rect x="{x:.1}" y="{lane}" width="{:.1}" height="6" fill="{c}"><title>{v}</title></rect>"#,
+            bw.max(2.0)
+        );
+    }
+    // axes
+    let _ = writeln!(
+        s,
+        r##"<line x1="{LEFT}" y1="{bottom}" x2="{}" y2="{bottom}" stroke="#333"/><line x1="{LEFT}" y1="{top}" x2="{LEFT}" y2="{bottom}" stroke="#333"/>"##,
+        W - RIGHT
+    );
+    let _ = writeln!(
+        s,
+        r#"<text x="{}" y="{}" text-anchor="end">{ymax:.0}</text><text x="{}" y="{bottom}" text-anchor="end">0</text>"#,
+        LEFT - 4.0,
+        top + 9.0,
+        LEFT - 4.0
+    );
+    let span = x_max - x_min;
+    let step = if span <= 12.0 {
+        1.0
+    } else if span <= 30.0 {
+        2.0
+    } else {
+        5.0
+    };
+    let mut t = (x_min / step).ceil() * step;
+    while t <= x_max {
+        let x = xs(t);
+        let t_label = t.round() + 0.0; // no "-0 s"
+        let _ = writeln!(
+            s,
+            r##"<line x1="{x:.1}" y1="{bottom}" x2="{x:.1}" y2="{}" stroke="#333"/><text x="{x:.1}" y="{}" text-anchor="middle">{t_label} s</text>"##,
+            bottom + 3.0,
+            bottom + 22.0
+        );
+        t += step;
+    }
+    // reloads nonstop confirmed (from its log): a triangle on the plot's top edge
+    for st in r.stages.iter().filter(|st| st.name == "reload") {
+        let x = xs(st.start_s);
+        let _ = writeln!(
+            s,
+            r##"<path d="M{:.1},{} l8,0 l-4,7 z" fill="{C_RELOAD}"><title>reload confirmed</title></path>"##,
+            x - 4.0,
+            top - 7.0
+        );
+    }
+    // stage markers; each label goes on the first of three rows where it does not overlap
+    // (none fits: the line alone)
+    let mut row_end = [f64::MIN; 3];
+    let mut marks: Vec<&StageOut> = r.stages.iter().filter(|st| st.name != "reload").collect();
+    // stages get their labels first, point markers (log lines) where room is left
+    marks.sort_by(|a, b| {
+        (a.end_s == a.start_s)
+            .cmp(&(b.end_s == b.start_s))
+            .then(a.start_s.total_cmp(&b.start_s))
+    });
+    for st in marks {
+        let x = xs(st.start_s);
+        let width = st.name.chars().count() as f64 * 6.0 + 6.0;
+        // a label near the right edge ends at its marker instead of starting there
+        let lx = if x + width > W {
+            x - width + 4.0
+        } else {
+            x + 2.0
+        };
+        let row = (0..3).find(|&k| row_end[k] < lx);
+        let ly = y0 + 25.0 + row.unwrap_or(0) as f64 * 11.0;
+        let label = match row {
+            Some(k) => {
+                row_end[k] = lx + width;
+                format!(
+                    r##"<text x="{lx:.1}" y="{ly}" fill="#1f4e9c">{}</text>"##,
+                    esc(&st.name)
+                )
+            }
+            None => String::new(),
+        };
+        let _ = writeln!(
+            s,
+            r##"<line x1="{x:.1}" y1="{}" x2="{x:.1}" y2="{bottom}" stroke="#1f4e9c" stroke-dasharray="3,2"><title>{}</title></line>{label}"##,
+            if row.is_some() { ly + 2.0 } else { top },
+            esc(&st.name)
+        );
+    }
+    let _ = writeln!(
+        s,
+        r##"<line x1="{wx1:.1}" y1="{top}" x2="{wx1:.1}" y2="{bottom}" stroke="#1f4e9c"/>"##
+    );
+}
