@@ -117,7 +117,8 @@ pub fn check_once(cfg: &Config, slot: &Slot) -> (Probe, std::result::Result<(), 
 
 /// Poll `slot` every `health.interval` until it is healthy (returns how long that took), its
 /// process exits (fails at once with the exit status and the log tail), or `health.deadline`
-/// passes (fails with the last status and body).
+/// passes (fails with the last status and body). While nothing listens on the port yet, the
+/// next probe goes out as soon as the port opens rather than at the next interval.
 pub fn wait_healthy(cfg: &Config, slot: &Slot) -> Result<Duration> {
     let pid_path = cfg.run_dir().join(format!("{}.pid", slot.name));
     let exit_path = cfg.run_dir().join(format!("{}.exit", slot.name));
@@ -177,10 +178,24 @@ pub fn wait_healthy(cfg: &Config, slot: &Slot) -> Result<Duration> {
                 crate::log::human(t0.elapsed())
             )));
         }
-        let next = cfg.health.interval.saturating_sub(round.elapsed());
-        interrupt::sleep(next, "health check")?;
+        let next = round + cfg.health.interval;
+        if p.status.is_none() && !process::port_in_use(slot.port) {
+            // Nothing listens yet: watch the port (a cheap kernel query) and probe as soon as
+            // it opens, instead of sleeping out the interval after the app became ready.
+            while Instant::now() < next && !process::port_in_use(slot.port) {
+                interrupt::sleep(PORT_WATCH, "health check")?;
+            }
+        } else {
+            interrupt::sleep(
+                next.saturating_duration_since(Instant::now()),
+                "health check",
+            )?;
+        }
     }
 }
+
+/// How often `wait_healthy` looks for the slot's port to open while nothing listens on it.
+const PORT_WATCH: Duration = Duration::from_millis(20);
 
 /// The error for an app that exited while we waited: its status and its log tail.
 fn died(

@@ -318,3 +318,22 @@ fn bad_config_exits_2_naming_the_line() {
         .into_bytes()
     );
 }
+
+#[test]
+fn health_probes_as_soon_as_the_port_opens_not_at_the_next_interval() {
+    let mut env = Env::new(2);
+    env.java_opts.retain(|o| !o.starts_with("-Ddemo.boot-ms"));
+    env.java_opts.push("-Ddemo.boot-ms=1000".into());
+    env.write_config();
+    env.edit_config("interval: 100ms", "interval: 20s");
+    env.edit_config("deadline: 30s", "deadline: 60s");
+    env.stage_jar("v1");
+    assert_eq!(env.hook("start", &[]).code, 0);
+    let h = env.hook("health", &[]);
+    assert_eq!(h.code, 0, "{}", h.stderr);
+    eprintln!("healthy after {:?} with a 20 s interval", h.took);
+    // The first probe is refused (the app boots for 1 s); the second goes out when the port
+    // opens. Waiting out the interval would take 20 s.
+    assert!(h.took < Duration::from_secs(10), "{:?}", h.took);
+    assert!(h.stderr.contains("(2 probes"), "{}", h.stderr);
+}
