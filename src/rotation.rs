@@ -79,9 +79,22 @@ pub fn changes(cfg: &Config, rot: &Rotation, include_port: Option<u16>) -> Vec<C
 /// Take `slot` out of rotation and drain it. Refuses if no other slot in rotation is healthy.
 /// Returns how many connections were still open when the drain gave up (0 = fully drained).
 pub fn take_out(cfg: &Config, slot: &Slot) -> Result<usize> {
+    swap(cfg, None, slot)
+}
+
+/// Put `back_in` (a slot just rolled and healthy, if any) into rotation and take `slot` out,
+/// in one nginx transaction (one reload: each reload closes nginx's idle keep-alive client
+/// connections), then drain `slot`. Refuses if no other slot in rotation would be healthy.
+pub fn swap(cfg: &Config, back_in: Option<&Slot>, slot: &Slot) -> Result<usize> {
     let mut rot = read(cfg)?;
+    if let Some(b) = back_in {
+        set(&mut rot, b, Member::Up(1));
+    }
     if member(&rot, slot) == Member::Down {
         log::info!("slot {} is already out of rotation", slot.name);
+        if back_in.is_some() {
+            nginx::apply(cfg, &changes(cfg, &rot, None))?;
+        }
     } else {
         let others: Vec<&Slot> = cfg
             .slots
@@ -95,15 +108,36 @@ pub fn take_out(cfg: &Config, slot: &Slot) -> Result<usize> {
                 slot.name
             )));
         };
-        log::info!(
-            "taking slot {} out of rotation (slot {} stays healthy in it)",
-            slot.name,
-            h.name
-        );
+        match back_in {
+            Some(b) => log::info!(
+                "putting slot {} back in and taking slot {} out of rotation in one reload (slot {} stays healthy in it)",
+                b.name,
+                slot.name,
+                h.name
+            ),
+            None => log::info!(
+                "taking slot {} out of rotation (slot {} stays healthy in it)",
+                slot.name,
+                h.name
+            ),
+        }
         set(&mut rot, slot, Member::Down);
         nginx::apply(cfg, &changes(cfg, &rot, None))?;
     }
     drain(cfg, slot)
+}
+
+/// Names of the slots out of rotation now (for messages); empty if that cannot be read.
+pub fn out_of_rotation(cfg: &Config) -> Vec<String> {
+    read(cfg)
+        .map(|rot| {
+            cfg.slots
+                .iter()
+                .filter(|s| member(&rot, s) == Member::Down)
+                .map(|s| s.name.clone())
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// Wait until no TCP connection to `slot`'s port is established, up to `stop.drain`.

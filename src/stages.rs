@@ -648,22 +648,45 @@ pub fn deploy_second(cfg: &Config, slot: Option<&str>) -> Result<()> {
         pf.release,
         live.name
     );
+    // Balanced: a rolled slot goes back in with the next slot's take-out, in one reload.
+    let mut pending: Option<&Slot> = None;
     for s in targets {
         let t0 = Instant::now();
-        let r = roll_slot(cfg, s, &pf.release, &pf.jar);
+        let r = roll_slot(cfg, s, &pf.release, &pf.jar, &mut pending);
         record(cfg, "deploy-second", s, Some(pf.release.clone()), t0, &r);
         r.map_err(|e| {
+            let out = if cfg.balanced() {
+                rotation::out_of_rotation(cfg).join(", ")
+            } else {
+                String::new()
+            };
             failed(format!(
-                "deploy-second stopped at slot {}: {e}; it stays out of rotation while the others serve",
-                s.name
+                "deploy-second stopped at slot {}: {e}; {} while the others serve",
+                s.name,
+                if out.is_empty() {
+                    "nothing else was changed".to_string()
+                } else {
+                    format!("out of rotation: {out}")
+                }
             ))
         })?;
+    }
+    if let Some(last) = pending {
+        rotation::put_in(cfg, last, 1, false)?;
     }
     Ok(())
 }
 
 /// Bring one non-live slot to `release`: skip if it already runs it healthy and in rotation.
-fn roll_slot(cfg: &Config, s: &Slot, release: &str, jar: &Path) -> Result<()> {
+/// Balanced: `pending` (the slot rolled before, waiting to go back in) joins the rotation in
+/// the same transaction that takes `s` out, and `s` becomes the pending one when healthy.
+fn roll_slot<'a>(
+    cfg: &Config,
+    s: &'a Slot,
+    release: &str,
+    jar: &Path,
+    pending: &mut Option<&'a Slot>,
+) -> Result<()> {
     let current = process::read_pid_file(&pid_path(cfg, s))
         .filter(|p| process::same_process(p.pid, p.start_time));
     let in_rotation = !cfg.balanced() || rotation::member(&rotation::read(cfg)?, s) != Member::Down;
@@ -678,12 +701,14 @@ fn roll_slot(cfg: &Config, s: &Slot, release: &str, jar: &Path) -> Result<()> {
         return Ok(());
     }
     let t0 = Instant::now();
-    leave_rotation(cfg, s)?;
+    if cfg.balanced() {
+        rotation::swap(cfg, pending.take(), s)?;
+    }
     stop_slot(cfg, s, false)?;
     launch_release(cfg, s, release, jar)?;
     health::wait_healthy(cfg, s)?;
     if cfg.balanced() {
-        rotation::put_in(cfg, s, 1, false)?;
+        *pending = Some(s);
     }
     log::info!(
         "slot {} rolled to release {release} in {}",
