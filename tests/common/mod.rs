@@ -103,13 +103,28 @@ pub fn foreign_listener(port: u16) -> std::process::Child {
     child
 }
 
-/// A free loopback port (bound then released).
+/// A free loopback port, never handed out twice in this process, from 20000-31999: below
+/// the kernel's ephemeral range, so no client connection's source port can take it between
+/// now and the moment an app binds it (binding port 0 and releasing it could hand the same
+/// port to two parallel tests). The start is spread by pid for concurrent test processes.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::AtomicU32;
+    const LOW: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let _ = NEXT.compare_exchange(
+        u32::MAX,
+        std::process::id().wrapping_mul(997) % SPAN,
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
+    for _ in 0..SPAN {
+        let port = (LOW + NEXT.fetch_add(1, Ordering::SeqCst) % SPAN) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() && !nonstop::process::port_in_use(port) {
+            return port;
+        }
+    }
+    panic!("no free loopback port in {LOW}-{}", LOW + SPAN - 1);
 }
 
 pub fn nginx_bin() -> PathBuf {
@@ -565,80 +580,58 @@ impl Tally {
     }
 }
 
-/// Continuous GETs and POSTs through nginx on `conns` keep-alive connections until stopped
-/// (bounded to 10 minutes and 1,000,000 requests per connection).
-pub struct Traffic {
+impl Tally {
+    /// Count one request's final outcome: a 200 by the version it names, anything else as a
+    /// failure (and as a raw failure too unless its first try was already counted as one).
+    fn settle(&mut self, r: Result<(u16, String), Fail>, raw_counted: bool) {
+        match r {
+            Ok((200, text)) => {
+                self.ok += 1;
+                let v = text.split_whitespace().next().unwrap_or("").to_string();
+                *self.versions.entry(v).or_default() += 1;
+            }
+            Ok((s, text)) => {
+                if !raw_counted {
+                    self.raw_failed += 1;
+                }
+                self.failed += 1;
+                self.errors.push(format!("HTTP {s}: {}", text.trim()));
+            }
+            Err(f) => {
+                if !raw_counted {
+                    self.raw_failed += 1;
+                }
+                self.failed += 1;
+                self.errors.push(f.err);
+            }
+        }
+    }
+}
+
+/// Client threads that run until [`Load::finish`] stops them and sums what they saw.
+pub struct Load {
     stop: Arc<AtomicBool>,
     threads: Vec<std::thread::JoinHandle<Tally>>,
 }
 
-impl Traffic {
-    pub fn start(addr: SocketAddr, conns: usize, pause: Duration) -> Traffic {
-        Traffic::start_on(addr, "/", conns, pause)
-    }
-
-    /// Like [`Traffic::start`], to `path` (e.g. `/api/` for the balanced upstream).
-    pub fn start_on(
-        addr: SocketAddr,
-        path: &'static str,
-        conns: usize,
-        pause: Duration,
-    ) -> Traffic {
+impl Load {
+    /// `n` threads, each running `body(thread index, stop flag)`.
+    fn spawn<F>(n: usize, body: F) -> Load
+    where
+        F: Fn(usize, &AtomicBool) -> Tally + Send + Sync + 'static,
+    {
         let stop = Arc::new(AtomicBool::new(false));
-        let threads = (0..conns)
+        let body = Arc::new(body);
+        let threads = (0..n)
             .map(|i| {
-                let stop = stop.clone();
-                std::thread::spawn(move || {
-                    let mut c = Client::new(addr);
-                    let mut t = Tally::default();
-                    let t0 = Instant::now();
-                    let mut n = 0usize;
-                    while !stop.load(Ordering::Relaxed)
-                        && t0.elapsed() < Duration::from_secs(600)
-                        && n < 1_000_000
-                    {
-                        n += 1;
-                        let (method, body): (&str, &[u8]) = if (n + i) % 4 == 0 {
-                            ("POST", b"order=42&qty=1")
-                        } else {
-                            ("GET", b"")
-                        };
-                        t.requests += 1;
-                        let mut r = c.request(method, path, body);
-                        let raw_counted = r.is_err();
-                        if let Err(f) = &r {
-                            t.raw_failed += 1;
-                            if f.reused {
-                                r = c.request(method, path, body);
-                            }
-                        }
-                        match r {
-                            Ok((200, text)) => {
-                                t.ok += 1;
-                                let v = text.split_whitespace().next().unwrap_or("").to_string();
-                                *t.versions.entry(v).or_default() += 1;
-                            }
-                            Ok((s, text)) => {
-                                if !raw_counted {
-                                    t.raw_failed += 1;
-                                }
-                                t.failed += 1;
-                                t.errors.push(format!("HTTP {s}: {}", text.trim()));
-                            }
-                            Err(f) => {
-                                t.failed += 1;
-                                t.errors.push(f.err);
-                            }
-                        }
-                        std::thread::sleep(pause);
-                    }
-                    t
-                })
+                let (stop, body) = (stop.clone(), body.clone());
+                std::thread::spawn(move || body(i, &stop))
             })
             .collect();
-        Traffic { stop, threads }
+        Load { stop, threads }
     }
 
+    /// Stop starting requests, wait for those in flight, and sum the tallies.
     pub fn finish(self) -> Tally {
         self.stop.store(true, Ordering::Relaxed);
         let mut all = Tally::default();
@@ -646,62 +639,70 @@ impl Traffic {
             all.merge(t.join().unwrap());
         }
         all
+    }
+}
+
+/// Continuous GETs and POSTs through nginx on keep-alive connections until stopped (bounded
+/// to 10 minutes and 1,000,000 requests per connection); a request that fails on a reused
+/// connection is retried once, as browsers do.
+pub struct Traffic;
+
+impl Traffic {
+    pub fn start(addr: SocketAddr, conns: usize, pause: Duration) -> Load {
+        Traffic::start_on(addr, "/", conns, pause)
+    }
+
+    /// Like [`Traffic::start`], to `path` (e.g. `/api/` for the balanced upstream).
+    pub fn start_on(addr: SocketAddr, path: &'static str, conns: usize, pause: Duration) -> Load {
+        Load::spawn(conns, move |i, stop| {
+            let mut c = Client::new(addr);
+            let mut t = Tally::default();
+            let t0 = Instant::now();
+            let mut n = 0usize;
+            while !stop.load(Ordering::Relaxed)
+                && t0.elapsed() < Duration::from_secs(600)
+                && n < 1_000_000
+            {
+                n += 1;
+                let (method, body): (&str, &[u8]) = if (n + i) % 4 == 0 {
+                    ("POST", b"order=42&qty=1")
+                } else {
+                    ("GET", b"")
+                };
+                t.requests += 1;
+                let mut r = c.request(method, path, body);
+                let raw_counted = r.is_err();
+                if let Err(f) = &r {
+                    t.raw_failed += 1;
+                    if f.reused {
+                        r = c.request(method, path, body);
+                    }
+                }
+                t.settle(r, raw_counted);
+                std::thread::sleep(pause);
+            }
+            t
+        })
     }
 }
 
 /// Slow requests (`/slow?ms=...`) through nginx, each on a fresh connection, kept in flight by
 /// `n` threads until stopped: used to prove a slot leaving rotation lets them finish.
-pub struct SlowRequests {
-    stop: Arc<AtomicBool>,
-    threads: Vec<std::thread::JoinHandle<Tally>>,
-}
+pub struct SlowRequests;
 
 impl SlowRequests {
-    pub fn start(addr: SocketAddr, path: &'static str, n: usize) -> SlowRequests {
-        let stop = Arc::new(AtomicBool::new(false));
-        let threads = (0..n)
-            .map(|i| {
-                let stop = stop.clone();
-                std::thread::spawn(move || {
-                    let mut t = Tally::default();
-                    // Stagger the starts so requests leave and arrive all the time.
-                    std::thread::sleep(Duration::from_millis(150 * i as u64));
-                    let t0 = Instant::now();
-                    while !stop.load(Ordering::Relaxed) && t0.elapsed() < Duration::from_secs(300) {
-                        t.requests += 1;
-                        match Client::new(addr).request("GET", path, b"") {
-                            Ok((200, text)) => {
-                                t.ok += 1;
-                                let v = text.split_whitespace().next().unwrap_or("").to_string();
-                                *t.versions.entry(v).or_default() += 1;
-                            }
-                            Ok((s, text)) => {
-                                t.raw_failed += 1;
-                                t.failed += 1;
-                                t.errors.push(format!("HTTP {s}: {}", text.trim()));
-                            }
-                            Err(f) => {
-                                t.raw_failed += 1;
-                                t.failed += 1;
-                                t.errors.push(f.err);
-                            }
-                        }
-                    }
-                    t
-                })
-            })
-            .collect();
-        SlowRequests { stop, threads }
-    }
-
-    /// Stop starting new ones and wait for those in flight to finish.
-    pub fn finish(self) -> Tally {
-        self.stop.store(true, Ordering::Relaxed);
-        let mut all = Tally::default();
-        for t in self.threads {
-            all.merge(t.join().unwrap());
-        }
-        all
+    pub fn start(addr: SocketAddr, path: &'static str, n: usize) -> Load {
+        Load::spawn(n, move |i, stop| {
+            let mut t = Tally::default();
+            // Stagger the starts so requests leave and arrive all the time.
+            std::thread::sleep(Duration::from_millis(150 * i as u64));
+            let t0 = Instant::now();
+            while !stop.load(Ordering::Relaxed) && t0.elapsed() < Duration::from_secs(300) {
+                t.requests += 1;
+                t.settle(Client::new(addr).request("GET", path, b""), false);
+            }
+            t
+        })
     }
 }
 
