@@ -179,9 +179,9 @@ pub fn drain(cfg: &Config, slot: &Slot) -> Result<usize> {
     }
 }
 
-/// Put `slot` into rotation with `weight` (and point the include at it when `make_live`).
-pub fn put_in(cfg: &Config, slot: &Slot, weight: u32, make_live: bool) -> Result<Duration> {
+/// Put `slot` back into rotation with the default weight; the include is left as it is.
+pub fn put_in(cfg: &Config, slot: &Slot) -> Result<Duration> {
     let mut rot = read(cfg)?;
-    set(&mut rot, slot, Member::Up(weight));
-    nginx::apply(cfg, &changes(cfg, &rot, make_live.then_some(slot.port)))
+    set(&mut rot, slot, Member::Up(1));
+    nginx::apply(cfg, &changes(cfg, &rot, None))
 }

@@ -672,7 +672,7 @@ pub fn deploy_second(cfg: &Config, slot: Option<&str>) -> Result<()> {
         })?;
     }
     if let Some(last) = pending {
-        rotation::put_in(cfg, last, 1, false)?;
+        rotation::put_in(cfg, last)?;
     }
     Ok(())
 }

@@ -210,7 +210,14 @@ impl Env {
 
     /// Start this world's nginx (daemonized; its master writes nginx/nginx.pid).
     pub fn start_nginx(&self) {
+        self.run_nginx(&[]);
+    }
+
+    /// Run this world's nginx binary with its prefix and config plus `extra` (e.g. `-s reload`);
+    /// panics with nginx's stderr if it fails.
+    pub fn run_nginx(&self, extra: &[&str]) {
         let out = Command::new(nginx_bin())
+            .args(extra)
             .args([
                 "-p",
                 self.path_str("nginx"),
@@ -221,7 +228,7 @@ impl Env {
             .unwrap();
         assert!(
             out.status.success(),
-            "nginx did not start: {}",
+            "nginx {extra:?} failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
     }
@@ -768,21 +775,6 @@ impl Env {
              {body}\n}}\n"
         );
         std::fs::write(self.path("nginx/nginx.conf"), conf).unwrap();
-        let out = Command::new(nginx_bin())
-            .args([
-                "-s",
-                "reload",
-                "-p",
-                self.path_str("nginx"),
-                "-c",
-                self.path_str("nginx/nginx.conf"),
-            ])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "nginx reload: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        self.run_nginx(&["-s", "reload"]);
     }
 }
