@@ -58,11 +58,17 @@ fn rolling_deploy_of_three_slots_loses_nothing_and_lets_slow_requests_finish() {
 
     let traffic = Traffic::start_on(env.nginx_addr(), "/api/", 4, Duration::from_millis(2));
     let slow = SlowRequests::start(env.nginx_addr(), "/api/slow?ms=5000", 18);
+    let pinned = SlowRequests::per_slot_in_rotation(&env, 5000);
     std::thread::sleep(Duration::from_secs(3));
     let runs = deploy_all(&env, "v2");
     std::thread::sleep(Duration::from_millis(500));
     let t = traffic.finish();
     let s = slow.finish();
+    let p = pinned.finish();
+    eprintln!(
+        "5-second requests kept on each slot in rotation: {}",
+        p.summary()
+    );
     eprintln!("fast traffic: {}", t.summary());
     eprintln!("5-second requests: {}", s.summary());
 
@@ -79,6 +85,13 @@ fn rolling_deploy_of_three_slots_loses_nothing_and_lets_slow_requests_finish() {
         "slow requests completed on the old version: {}",
         s.summary()
     );
+    assert!(p.requests >= 3, "{}", p.summary());
+    assert_eq!(
+        p.failed, 0,
+        "no request in flight on a slot leaving rotation was cut: {:?}",
+        p.errors
+    );
+    assert!(p.versions.contains_key("v1"), "{}", p.summary());
     // Every slot left rotation with requests in flight and was drained before its stop.
     let logs: String = runs.iter().map(|r| r.stderr.as_str()).collect();
     // deploy-second rolled the two other slots with three reloads, not four: the first slot

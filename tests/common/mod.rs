@@ -713,6 +713,39 @@ impl SlowRequests {
     }
 }
 
+impl SlowRequests {
+    /// One sender per slot that keeps a `/slow?ms=MS` request in flight straight to the slot's
+    /// app whenever the upstream file has the slot in rotation: every slot that leaves rotation
+    /// then has a request in flight (nginx's round robin alone leaves that to chance).
+    pub fn per_slot_in_rotation(env: &Env, ms: u64) -> Load {
+        let ports = env.ports.clone();
+        let upstream = env.upstream_path();
+        let path: &'static str = Box::leak(format!("/slow?ms={ms}").into_boxed_str());
+        Load::spawn(ports.len(), move |i, stop| {
+            let port = ports[i];
+            let addr = SocketAddr::from(([127, 0, 0, 1], port));
+            let mut t = Tally::default();
+            let t0 = Instant::now();
+            while !stop.load(Ordering::Relaxed) && t0.elapsed() < Duration::from_secs(300) {
+                let up = std::fs::read_to_string(&upstream)
+                    .ok()
+                    .and_then(|text| nonstop::nginx::parse_upstream(&text).ok())
+                    .is_some_and(|rot| {
+                        rot.iter()
+                            .any(|(p, m)| *p == port && *m != nonstop::nginx::Member::Down)
+                    });
+                if up {
+                    t.requests += 1;
+                    t.settle(Client::new(addr).request("GET", path, b""), false);
+                } else {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
+            t
+        })
+    }
+}
+
 // ---------- the operator's command, `nonstop` (tests/operator.rs) ----------
 
 /// The outcome of one `nonstop` run: like [`Run`], with its stdout (the report it prints).
