@@ -119,25 +119,53 @@ pub fn check_once(cfg: &Config, slot: &Slot) -> (Probe, std::result::Result<(), 
 /// process exits (fails at once with the exit status and the log tail), or `health.deadline`
 /// passes (fails with the last status and body). While nothing listens on the port yet, the
 /// next probe goes out as soon as the port opens rather than at the next interval.
-pub fn wait_healthy(cfg: &Config, slot: &Slot) -> Result<Duration> {
+///
+/// A passing probe counts only when the slot's own app (its pid file's process or a
+/// descendant) holds the port: a stranger that answers fails at once with its pid and command
+/// line. A slot with no running app of nonstop's fails at once too (a stale pid file says why:
+/// exited, from before a reboot). `force` polls the port without either proof.
+pub fn wait_healthy(cfg: &Config, slot: &Slot, force: bool) -> Result<Duration> {
     let pid_path = cfg.run_dir().join(format!("{}.pid", slot.name));
     let exit_path = cfg.run_dir().join(format!("{}.exit", slot.name));
-    let watched = process::read_pid_file(&pid_path);
-    match &watched {
-        Some(pf) => log::info!(
-            "waiting for slot {} (pid {}, port {}) to pass {} (deadline {:?})",
-            slot.name,
-            pf.pid,
-            slot.port,
-            url(cfg, slot),
-            cfg.health.deadline
-        ),
-        None => log::warn!(
-            "no pid file for slot {}; polling {} without watching a process",
-            slot.name,
-            url(cfg, slot)
-        ),
-    }
+    let watched = match process::slot_process(&pid_path) {
+        process::SlotProcess::Running(pf) => {
+            log::info!(
+                "waiting for slot {} (pid {}, port {}) to pass {} (deadline {:?})",
+                slot.name,
+                pf.pid,
+                slot.port,
+                url(cfg, slot),
+                cfg.health.deadline
+            );
+            Some(pf)
+        }
+        _ if force => {
+            log::warn!(
+                "--force: polling {} without watching or proving a process",
+                url(cfg, slot)
+            );
+            None
+        }
+        process::SlotProcess::None => {
+            return Err(failed(format!(
+                "slot {} runs no app started by nonstop (no pid file {}): run start first, or give --force to poll its port anyway",
+                slot.name,
+                pid_path.display()
+            )))
+        }
+        process::SlotProcess::Stale(pf, process::Stale::Exited) => {
+            return Err(died(cfg, slot, pf.pid, &exit_path, None))
+        }
+        process::SlotProcess::Stale(pf, why) => {
+            return Err(failed(format!(
+                "slot {} runs no app: its pid file {} (pid {}, started {}) is stale: {why}; run start",
+                slot.name,
+                pid_path.display(),
+                pf.pid,
+                pf.started_at
+            )))
+        }
+    };
     let agent = agent(cfg.health.timeout);
     let t0 = Instant::now();
     let mut tries = 0u32;
@@ -148,7 +176,27 @@ pub fn wait_healthy(cfg: &Config, slot: &Slot) -> Result<Duration> {
         let round = Instant::now();
         tries += 1;
         let p = probe(&agent, cfg, slot);
-        let verdict = judge(cfg, &p);
+        let mut verdict = judge(cfg, &p);
+        if verdict.is_ok() && !force {
+            match process::answerer(&pid_path, slot.port) {
+                process::Answerer::App { .. } => {}
+                // The app went away between the probe and now: the exit check below says so.
+                process::Answerer::NoApp(_) | process::Answerer::NotListening(_) => {
+                    verdict = Err("answered, but the slot's app no longer holds the port".into())
+                }
+                stranger => {
+                    progress.finish();
+                    let why = stranger
+                        .proven(&slot.name, slot.port)
+                        .err()
+                        .unwrap_or_default();
+                    return Err(failed(format!(
+                        "slot {} answers health, but not from its app: {why}; give --force if that process is the app",
+                        slot.name
+                    )));
+                }
+            }
+        }
         match verdict {
             Ok(()) => {
                 progress.finish();
@@ -166,9 +214,9 @@ pub fn wait_healthy(cfg: &Config, slot: &Slot) -> Result<Duration> {
             }
         }
         if let Some(pf) = &watched {
-            if !process::same_process(pf.pid, pf.start_time) {
+            if !pf.running() {
                 progress.finish();
-                return Err(died(cfg, slot, pf.pid, &exit_path, t0.elapsed()));
+                return Err(died(cfg, slot, pf.pid, &exit_path, Some(t0.elapsed())));
             }
         }
         if t0.elapsed() >= cfg.health.deadline {
@@ -197,13 +245,14 @@ pub fn wait_healthy(cfg: &Config, slot: &Slot) -> Result<Duration> {
 /// How often `wait_healthy` looks for the slot's port to open while nothing listens on it.
 const PORT_WATCH: Duration = Duration::from_millis(20);
 
-/// The error for an app that exited while we waited: its status and its log tail.
+/// The error for an app that exited: its status and its log tail. `after`: how long into the
+/// health wait it exited; `None` when it had exited before the wait began.
 fn died(
     cfg: &Config,
     slot: &Slot,
     pid: i32,
     exit_path: &Path,
-    after: Duration,
+    after: Option<Duration>,
 ) -> crate::error::Error {
     // The supervisor writes the record right after the app exits; give it a moment.
     let mut rec = None;
@@ -220,11 +269,19 @@ fn died(
     for l in &lines {
         log::error!("| {l}");
     }
+    let status = rec.as_ref().map_or(
+        "an exit status nobody recorded (its supervisor was killed too, or the host rebooted)"
+            .to_string(),
+        |r| r.to_string(),
+    );
+    let when = match (after, &rec) {
+        (Some(d), _) => format!("after {} while waiting for health", crate::log::human(d)),
+        (None, Some(r)) => format!("at {}, before the health check began", r.at),
+        (None, None) => "before the health check began".into(),
+    };
     failed(format!(
-        "slot {} app (pid {pid}) exited with {} after {} while waiting for health; log: {}",
+        "slot {} app (pid {pid}) exited with {status} {when}; log: {}",
         slot.name,
-        rec.map_or("unknown exit status".to_string(), |r| r.to_string()),
-        crate::log::human(after),
         log_file.display()
     ))
 }

@@ -10,6 +10,7 @@
 use crate::error::{failed, Error, Result};
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -64,11 +65,13 @@ pub fn acquire(state_dir: &Path, binary: &str) -> Result<Lock> {
             spanning: false,
         });
     }
+    // O_NOFOLLOW: a symlink planted at the lock's path is refused, never truncated through.
     let mut file = OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
         .truncate(false)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
         .open(&path)
         .map_err(|e| failed(format!("cannot open {}: {e}", path.display())))?;
     if let Err(e) = rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
@@ -116,6 +119,17 @@ mod tests {
         assert!(e.to_string().contains("switch pid"), "{e}");
         drop(held);
         acquire(d.path(), "stop").unwrap();
+    }
+
+    #[test]
+    fn a_symlink_at_the_lock_path_is_refused_not_truncated() {
+        let d = tempfile::tempdir().unwrap();
+        let victim = d.path().join("victim");
+        std::fs::write(&victim, b"precious").unwrap();
+        std::os::unix::fs::symlink(&victim, d.path().join("lock")).unwrap();
+        let e = acquire(d.path(), "stop").unwrap_err();
+        assert_eq!(e.exit_code(), 1);
+        assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
     }
 
     #[test]

@@ -35,6 +35,101 @@ pub struct PidFile {
     pub jar: PathBuf,
     pub release: String,
     pub started_at: String,
+    /// `/proc/sys/kernel/random/boot_id` when the app started: a pid file from before a reboot
+    /// names no process of this boot, whatever its pid and start time (absent in old files).
+    #[serde(default)]
+    pub boot_id: Option<String>,
+}
+
+/// Why a slot's pid file names no running app.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stale {
+    /// Written before the host last booted.
+    BeforeReboot,
+    /// The process is gone (or its pid now belongs to another process).
+    Exited,
+    /// The pid runs, with the recorded start time, but its command line is not this slot's
+    /// java with this jar and port (a forged or hand-edited pid file).
+    NotTheApp(String),
+}
+
+/// What a slot's pid file says now.
+#[derive(Debug, Clone)]
+pub enum SlotProcess {
+    /// No pid file (or an unreadable one).
+    None,
+    /// The recorded process runs and is the slot's app.
+    Running(PidFile),
+    /// A pid file naming no running app of the slot.
+    Stale(PidFile, Stale),
+}
+
+/// This boot's id, if the kernel exposes it.
+pub fn boot_id() -> Option<String> {
+    fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+}
+
+impl PidFile {
+    /// Is the recorded process running now, in this boot, as this slot's app?
+    pub fn check(&self) -> std::result::Result<(), Stale> {
+        if self.boot_id.is_some() && self.boot_id != boot_id() {
+            return Err(Stale::BeforeReboot);
+        }
+        if !same_process(self.pid, self.start_time) {
+            return Err(Stale::Exited);
+        }
+        // The app's command line names its jar and its port: a pid file that names another
+        // process (forged, or copied from elsewhere) with a matching start time is refused.
+        let cmd = cmdline(self.pid);
+        let jar = self.jar.to_string_lossy();
+        let port_arg = format!("-Dserver.port={}", self.port);
+        if !cmd.iter().any(|a| *a == jar) || !cmd.contains(&port_arg) {
+            return Err(Stale::NotTheApp(cmd.join(" ")));
+        }
+        Ok(())
+    }
+
+    /// True if [`PidFile::check`] passes.
+    pub fn running(&self) -> bool {
+        self.check().is_ok()
+    }
+}
+
+impl std::fmt::Display for Stale {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Stale::BeforeReboot => write!(f, "it is from before the host last booted"),
+            Stale::Exited => write!(f, "that process is gone"),
+            Stale::NotTheApp(cmd) => write!(
+                f,
+                "that pid runs something else ({})",
+                if cmd.is_empty() {
+                    "command line unknown"
+                } else {
+                    cmd
+                }
+            ),
+        }
+    }
+}
+
+/// The slot's process as its pid file tells it.
+pub fn slot_process(pid_file: &Path) -> SlotProcess {
+    match read_pid_file(pid_file) {
+        None => SlotProcess::None,
+        Some(pf) => match pf.check() {
+            Ok(()) => SlotProcess::Running(pf),
+            Err(why) => SlotProcess::Stale(pf, why),
+        },
+    }
+}
+
+/// The running app a pid file names, if it is running (see [`PidFile::check`]).
+pub fn running_app(pid_file: &Path) -> Option<PidFile> {
+    read_pid_file(pid_file).filter(PidFile::running)
 }
 
 /// How an app ended, written by its supervisor: `workdir/run/<slot>.exit`.
@@ -186,6 +281,7 @@ pub fn supervise(spec: OsString) -> ExitCode {
         jar: spec.jar.clone(),
         release: spec.release.clone(),
         started_at: crate::log::utc_millis(SystemTime::now()),
+        boot_id: boot_id(),
     };
     if let Err(e) = write_json(&spec.pid_file, &pf) {
         eprintln!("nonstop supervisor: {e}");
@@ -238,6 +334,21 @@ pub fn stat(pid: i32) -> Option<Stat> {
         ppid: f.get(1)?.parse().ok()?,
         start_time: f.get(19)?.parse().ok()?,
     })
+}
+
+/// When `pid` started, as wall-clock time: its /proc start time (clock ticks since boot)
+/// placed against /proc/uptime, so the boot time's whole-second rounding does not enter.
+pub fn started_at(pid: i32) -> Option<SystemTime> {
+    let ticks = stat(pid)?.start_time;
+    let hz = rustix::param::clock_ticks_per_second().max(1);
+    let up: f64 = fs::read_to_string("/proc/uptime")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    let age = up - ticks as f64 / hz as f64;
+    SystemTime::now().checked_sub(Duration::from_secs_f64(age.max(0.0)))
 }
 
 /// Running (a zombie or a dead task counts as exited).
@@ -464,11 +575,110 @@ pub fn listening_sockets_of(pid: i32) -> Vec<u64> {
 
 /// The process holding the LISTEN socket on `port`, if any can be seen.
 pub fn listener(port: u16) -> Option<i32> {
+    listeners(port).into_iter().next()
+}
+
+/// Every process holding a LISTEN socket on `port` (a socket inherited across fork is held by
+/// parent and child; IPv4 and IPv6 sockets are separate), lowest pid first.
+pub fn listeners(port: u16) -> Vec<i32> {
     let inodes = listen_inodes(port);
     if inodes.is_empty() {
-        return None;
+        return vec![];
     }
-    all_pids().find(|&p| holds_socket(p, &inodes))
+    all_pids().filter(|&p| holds_socket(p, &inodes)).collect()
+}
+
+/// `pid` and every process below it (children, grandchildren, ...).
+pub fn tree(pid: i32) -> std::collections::HashSet<i32> {
+    let parents: Vec<(i32, i32)> = all_pids()
+        .filter_map(|p| Some((p, stat(p)?.ppid)))
+        .collect();
+    let mut out = std::collections::HashSet::from([pid]);
+    loop {
+        let before = out.len();
+        for (p, pp) in &parents {
+            if out.contains(pp) {
+                out.insert(*p);
+            }
+        }
+        if out.len() == before {
+            return out;
+        }
+    }
+}
+
+/// Who answers on a slot's port, proved against its pid file.
+#[derive(Debug, Clone)]
+pub enum Answerer {
+    /// The slot's app (the pid file's process or one of its descendants) holds every LISTEN
+    /// socket on the port: `listener` is the one that holds it.
+    App { pf: PidFile, listener: i32 },
+    /// The slot's app runs but nothing listens on the port yet.
+    NotListening(PidFile),
+    /// The slot has no running app of nonstop's (why, when a pid file exists).
+    NoApp(Option<Stale>),
+    /// Another process holds the port: its pid (if visible) and command line.
+    Stranger { pid: Option<i32>, cmd: String },
+}
+
+/// Prove who answers on `port` for the slot whose pid file is `pid_file`.
+pub fn answerer(pid_file: &Path, port: u16) -> Answerer {
+    let holders = listeners(port);
+    let listening = !holders.is_empty() || port_in_use(port);
+    let app = match slot_process(pid_file) {
+        SlotProcess::Running(pf) => pf,
+        SlotProcess::Stale(_, why) if !listening => return Answerer::NoApp(Some(why)),
+        SlotProcess::None if !listening => return Answerer::NoApp(None),
+        SlotProcess::Stale(..) | SlotProcess::None => return stranger(&holders, None),
+    };
+    if !listening {
+        return Answerer::NotListening(app);
+    }
+    let family = tree(app.pid);
+    match holders.iter().filter(|h| family.contains(h)).max() {
+        Some(&listener) if holders.iter().all(|h| family.contains(h)) => {
+            Answerer::App { pf: app, listener }
+        }
+        _ => stranger(&holders, Some(&family)),
+    }
+}
+
+/// The first holder of the port outside `ours` (a pid is `None` when /proc hides it).
+fn stranger(holders: &[i32], ours: Option<&std::collections::HashSet<i32>>) -> Answerer {
+    let pid = holders
+        .iter()
+        .copied()
+        .find(|h| ours.is_none_or(|o| !o.contains(h)));
+    Answerer::Stranger {
+        pid,
+        cmd: pid.map(|p| cmdline(p).join(" ")).unwrap_or_default(),
+    }
+}
+
+impl Answerer {
+    /// `Ok(listener pid)` when the slot's own app answers; else why traffic must not go there.
+    pub fn proven(&self, slot: &str, port: u16) -> std::result::Result<i32, String> {
+        match self {
+            Answerer::App { listener, .. } => Ok(*listener),
+            Answerer::NotListening(pf) => Err(format!(
+                "the app of slot {slot} (pid {}) does not listen on port {port}",
+                pf.pid
+            )),
+            Answerer::NoApp(None) => Err(format!(
+                "slot {slot} runs no app started by nonstop (no pid file): run start first"
+            )),
+            Answerer::NoApp(Some(why)) => Err(format!(
+                "slot {slot} runs no app started by nonstop (its pid file is stale: {why}): run start first"
+            )),
+            Answerer::Stranger { pid: Some(pid), cmd } => Err(format!(
+                "port {port} of slot {slot} is held by pid {pid}, which is not the slot's app ({})",
+                if cmd.is_empty() { "command line unknown" } else { cmd }
+            )),
+            Answerer::Stranger { pid: None, .. } => Err(format!(
+                "port {port} of slot {slot} is held by a process this user cannot see in /proc, not by the slot's app"
+            )),
+        }
+    }
 }
 
 // ---------- whose process is it ----------
@@ -494,17 +704,15 @@ impl Owner {
     }
 }
 
-/// Who runs on `port`, given the slot's pid file.
+/// Who runs on `port`, given the slot's pid file. The pid file's process is ours when it runs
+/// as the slot's app ([`PidFile::check`]) and it or its descendants (a java wrapper that does
+/// not exec) hold every LISTEN socket on the port, or nobody holds one yet.
 pub fn owner(pid_file: &Path, port: u16) -> Option<Owner> {
-    let holder = listener(port);
-    if let Some(pf) = read_pid_file(pid_file) {
-        if same_process(pf.pid, pf.start_time) && (holder.is_none() || holder == Some(pf.pid)) {
-            return Some(Owner::Ours(pf));
-        }
-    }
-    if holder.is_none() && !port_in_use(port) {
-        return None;
-    }
+    let holder = match answerer(pid_file, port) {
+        Answerer::App { pf, .. } | Answerer::NotListening(pf) => return Some(Owner::Ours(pf)),
+        Answerer::NoApp(_) => return None,
+        Answerer::Stranger { pid, .. } => pid,
+    };
     let cmd = holder.map(cmdline).unwrap_or_default();
     let shown = cmd.join(" ");
     let is_java = cmd

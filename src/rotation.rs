@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 
 /// The rotation now: from the upstream file; without one, only the include's slot is up.
 pub fn read(cfg: &Config) -> Result<Rotation> {
-    let include_port = nginx::read_include_port(cfg)?;
+    // Only a blue/green rotation (no upstream file) comes from the include; an include that
+    // cannot be read is the caller's doubt (slots::roles), not a reason to fail here.
+    let include_port = nginx::read_include_port(cfg).ok().flatten();
     let from_file = match &cfg.nginx.upstream_file {
         Some(path) => match std::fs::read_to_string(path) {
             Ok(text) => Some(
@@ -25,6 +27,17 @@ pub fn read(cfg: &Config) -> Result<Rotation> {
         },
         None => None,
     };
+    if let (Some(entries), Some(path)) = (&from_file, &cfg.nginx.upstream_file) {
+        if let Some((port, _)) = entries
+            .iter()
+            .find(|(p, _)| !cfg.slots.iter().any(|s| s.port == *p))
+        {
+            return Err(failed(format!(
+                "{} has `server …:{port}`, which is no slot: nonstop owns this file and would drop it; remove that line or add the slot to nonstop.yml",
+                path.display()
+            )));
+        }
+    }
     Ok(cfg
         .slots
         .iter()

@@ -1,26 +1,97 @@
-//! Which slot is live and which is idle. The nginx include is the truth: the live slot is the
-//! one whose port it names. The idle slot is the next one after the live slot (wrapping), or
-//! the first slot when there is no include yet or it names a port that is no slot.
+//! Which slot is live and which is idle, and whether nonstop can be sure of it.
+//!
+//! The nginx include is the truth: the live slot is the one whose port it names, read as nginx
+//! reads it ([`nginx::parse_include`]). The idle slot is the next one after the live slot
+//! (wrapping), or the first slot when no slot is live.
+//!
+//! Before acting, a command reconciles three facts: the include, whether the running nginx has
+//! loaded it (its newest worker started after the include and the upstream file last changed:
+//! [`nginx::not_loaded`]), and the state file's record of the live slot. Any disagreement is a
+//! [`Doubt`]; [`Roles::certain`] turns it into a refusal naming the repair (`switch --slot
+//! NAME`). This detects an interrupted switch without a journal: a switch killed between its
+//! write and its reload leaves the include newer than nginx's workers, and one killed between
+//! the reload and the state write leaves the state naming the old slot.
 
 use crate::config::{Config, Slot};
-use crate::error::Result;
+use crate::error::{failed, Result};
 use crate::nginx;
+use crate::process;
 use crate::state::State;
+use std::path::{Path, PathBuf};
+
+/// Why nonstop cannot be sure which slot nginx serves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Doubt {
+    /// The include does not exist: nginx serves whatever it loaded before it was deleted.
+    IncludeMissing,
+    /// The include cannot be read as nginx reads it (or at all).
+    IncludeUnreadable(String),
+    /// The include has no `set $VARIABLE …;`.
+    NoSet,
+    /// A file nonstop owns changed after nginx last loaded its configuration.
+    NotLoaded(PathBuf),
+    /// The state file records another live slot than the include names.
+    StateDisagrees {
+        recorded: String,
+        include: Option<String>,
+    },
+}
+
+impl Doubt {
+    /// The doubt as words, for "cannot tell which slot nginx serves: …".
+    pub fn describe(&self, cfg: &Config) -> String {
+        let inc = cfg.nginx.include.display();
+        match self {
+            Doubt::IncludeMissing => format!(
+                "{inc} is missing (nginx keeps serving what it loaded before)"
+            ),
+            Doubt::IncludeUnreadable(why) => format!("{inc} cannot be read: {why}"),
+            Doubt::NoSet => format!(
+                "{inc} has no `set ${} …;` statement",
+                cfg.nginx.variable
+            ),
+            Doubt::NotLoaded(p) => format!(
+                "{} changed after nginx last loaded its configuration (a switch interrupted before its reload, or an edit without one), so nginx may still serve the slot before it",
+                p.display()
+            ),
+            Doubt::StateDisagrees { recorded, include } => format!(
+                "the state file records slot {recorded} as live but {inc} names {} (a switch interrupted before it was recorded, or a change by hand)",
+                include.as_deref().map_or("no slot".to_string(), |s| format!("slot {s}"))
+            ),
+        }
+    }
+}
 
 /// The roles of the slots right now.
 #[derive(Debug, Clone)]
 pub struct Roles<'a> {
-    /// The slot nginx sends traffic to, if any.
+    /// The slot the include names (what nginx serves unless there is a [`Doubt`]).
     pub live: Option<&'a Slot>,
     /// The slot the next deployment goes to.
     pub idle: &'a Slot,
-    /// The port the include names, if there is an include.
+    /// The port the include names, if it names one.
     pub include_port: Option<u16>,
+    /// Why the above may not be what nginx serves.
+    pub doubt: Option<Doubt>,
+    /// The slot the state file records as live (what nginx served after the last switch
+    /// nonstop completed).
+    pub recorded: Option<&'a Slot>,
 }
 
-/// Read the include and work out the roles; warns where the state file disagrees.
+/// Read the include, check nginx loaded it and the state agrees, and work out the roles.
 pub fn roles<'a>(cfg: &'a Config, st: &State) -> Result<Roles<'a>> {
-    let include_port = nginx::read_include_port(cfg)?;
+    let mut doubt = None;
+    let include_port = match read_include(&cfg.nginx.include, &cfg.nginx.variable) {
+        Ok(Some(p)) => Some(p),
+        Ok(None) => {
+            doubt = Some(Doubt::NoSet);
+            None
+        }
+        Err(d) => {
+            doubt = Some(d);
+            None
+        }
+    };
     let live_idx = include_port.and_then(|p| cfg.slots.iter().position(|s| s.port == p));
     if let (Some(p), None) = (include_port, live_idx) {
         log::warn!(
@@ -30,19 +101,43 @@ pub fn roles<'a>(cfg: &'a Config, st: &State) -> Result<Roles<'a>> {
     }
     let live = live_idx.map(|i| &cfg.slots[i]);
     let idle = &cfg.slots[live_idx.map_or(0, |i| (i + 1) % cfg.slots.len())];
-    let recorded = st.live.as_deref();
-    if recorded.is_some() && recorded != live.map(|s| s.name.as_str()) {
-        log::warn!(
-            "state file says {} is live but the nginx include says {}; trusting the include",
-            recorded.unwrap_or("none"),
-            live.map_or("none", |s| s.name.as_str())
-        );
+    if doubt.is_none() {
+        let mut files: Vec<&Path> = vec![&cfg.nginx.include];
+        if let Some(up) = &cfg.nginx.upstream_file {
+            files.push(up);
+        }
+        doubt = nginx::not_loaded(cfg, &files)
+            .into_iter()
+            .next()
+            .map(|(p, _)| Doubt::NotLoaded(p));
+    }
+    if doubt.is_none() {
+        if let Some(recorded) = st.live.as_deref() {
+            if Some(recorded) != live.map(|s| s.name.as_str()) {
+                doubt = Some(Doubt::StateDisagrees {
+                    recorded: recorded.to_string(),
+                    include: live.map(|s| s.name.clone()),
+                });
+            }
+        }
     }
     Ok(Roles {
         live,
         idle,
         include_port,
+        doubt,
+        recorded: st.live.as_deref().and_then(|n| cfg.slot(n).ok()),
     })
+}
+
+/// The include's port, or the doubt that keeps nonstop from knowing it.
+fn read_include(path: &Path, variable: &str) -> std::result::Result<Option<u16>, Doubt> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(Doubt::IncludeMissing),
+        Err(e) => return Err(Doubt::IncludeUnreadable(e.to_string())),
+    };
+    nginx::parse_include(&text, variable).map_err(Doubt::IncludeUnreadable)
 }
 
 impl<'a> Roles<'a> {
@@ -57,5 +152,64 @@ impl<'a> Roles<'a> {
     /// True if `slot` is the live one.
     pub fn is_live(&self, slot: &Slot) -> bool {
         self.live.is_some_and(|l| l.name == slot.name)
+    }
+
+    /// `Ok` when nonstop knows what nginx serves, or when not knowing cannot hurt (no slot
+    /// runs an app), or when `force` says to trust the include; else the refusal of `command`,
+    /// naming the repair. `force_flag`: the command takes `--force`.
+    pub fn certain(
+        &self,
+        cfg: &Config,
+        command: &str,
+        force: bool,
+        force_flag: bool,
+    ) -> Result<()> {
+        let Some(doubt) = &self.doubt else {
+            return Ok(());
+        };
+        let what = doubt.describe(cfg);
+        if force {
+            log::warn!("--force: acting on what the include names although {what}");
+            return Ok(());
+        }
+        let running: Vec<&str> = cfg
+            .slots
+            .iter()
+            .filter(|s| {
+                process::owner(&cfg.run_dir().join(format!("{}.pid", s.name)), s.port).is_some()
+            })
+            .map(|s| s.name.as_str())
+            .collect();
+        if running.is_empty() {
+            log::warn!("{what}; no slot runs an app, so there is nothing nginx could be serving to protect");
+            return Ok(());
+        }
+        let name = |names: &[&str]| match names {
+            [one] => format!("`switch --slot {one}`"),
+            many => format!("`switch --slot NAME` (NAME one of: {})", many.join(", ")),
+        };
+        let repair = match doubt {
+            Doubt::StateDisagrees {
+                recorded,
+                include: Some(inc),
+            } => format!(
+                "run `switch --slot {inc}` to record what nginx serves, or `switch --slot {recorded}` to go back"
+            ),
+            Doubt::StateDisagrees { recorded, .. } if running.contains(&recorded.as_str()) => {
+                format!("run `switch --slot {recorded}` to go back to it")
+            }
+            _ => format!(
+                "run {} to make that slot live and reload nginx",
+                name(&running)
+            ),
+        };
+        Err(failed(format!(
+            "refusing to {command}: cannot tell which slot nginx serves: {what}; {repair}{}",
+            if force_flag {
+                ", or give --force to trust the include"
+            } else {
+                ""
+            }
+        )))
     }
 }

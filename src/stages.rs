@@ -45,6 +45,7 @@ fn record(
 pub fn stop(cfg: &Config, slot: Option<&str>, force: bool) -> Result<()> {
     let _lock = lock::acquire(&cfg.state_dir, "stop")?;
     let roles = slots::roles(cfg, &state::load(&cfg.state_dir))?;
+    roles.certain(cfg, "stop", force, true)?;
     let target = roles.target(cfg, slot)?;
     if roles.is_live(target) {
         return Err(failed(format!(
@@ -107,13 +108,33 @@ pub fn stop_slot(cfg: &Config, slot: &Slot, force: bool) -> Result<()> {
             )))
         }
     };
+    // A java wrapper that does not exec: the port is held by a descendant of the pid file's
+    // process. Stop the listener first (the JVM's graceful shutdown), then the wrapper.
+    let listener = match &owner {
+        Some(Owner::Ours(_)) => match process::answerer(&pid_file, slot.port) {
+            process::Answerer::App { listener, .. } if listener != pid => Some(listener),
+            _ => None,
+        },
+        _ => None,
+    };
     let start_time = process::stat(pid).map(|s| s.start_time).unwrap_or(0);
     log::info!(
-        "stopping slot {} (port {}): pid {pid}, {how}",
+        "stopping slot {} (port {}): pid {pid}, {how}{}",
         slot.name,
-        slot.port
+        slot.port,
+        listener.map_or(String::new(), |l| format!(
+            "; its descendant pid {l} holds the port and is signalled first"
+        ))
     );
-    let (took, killed) = process::terminate(pid, start_time, cfg.stop.grace)?;
+    let (took, killed) = match listener {
+        Some(l) => {
+            let l_start = process::stat(l).map(|s| s.start_time).unwrap_or(0);
+            let (t1, k1) = process::terminate(l, l_start, cfg.stop.grace)?;
+            let (_, k2) = process::terminate(pid, start_time, cfg.stop.grace)?;
+            (t1, k1 || k2)
+        }
+        None => process::terminate(pid, start_time, cfg.stop.grace)?,
+    };
     if !process::wait_port_free(slot.port, Duration::from_secs(5)) {
         return Err(failed(format!(
             "pid {pid} exited but port {} is still in use 5 s later",
@@ -145,6 +166,7 @@ pub fn stop_slot(cfg: &Config, slot: &Slot, force: bool) -> Result<()> {
 pub fn start(cfg: &Config, slot: Option<&str>) -> Result<()> {
     let _lock = lock::acquire(&cfg.state_dir, "start")?;
     let roles = slots::roles(cfg, &state::load(&cfg.state_dir))?;
+    roles.certain(cfg, "start", false, false)?;
     let target = roles.target(cfg, slot)?;
     if roles.is_live(target) {
         return Err(failed(format!(
@@ -372,8 +394,7 @@ fn prune_releases(cfg: &Config, current: &str) {
     let in_use: Vec<String> = cfg
         .slots
         .iter()
-        .filter_map(|s| process::read_pid_file(&pid_path(cfg, s)))
-        .filter(|p| process::same_process(p.pid, p.start_time))
+        .filter_map(|s| process::running_app(&pid_path(cfg, s)))
         .map(|p| p.release)
         .collect();
     let mut dirs: Vec<(SystemTime, String)> = fs::read_dir(&root)
@@ -404,11 +425,20 @@ fn prune_releases(cfg: &Config, current: &str) {
 
 // ---------- health ----------
 
-/// `health`: wait until the idle slot (or `slot`) is healthy.
+/// `health`: wait until the idle slot (or `slot`) is healthy and proven to be the slot's app.
 pub fn health(cfg: &Config, slot: Option<&str>) -> Result<()> {
+    health_forced(cfg, slot, false)
+}
+
+/// [`health`]; `force`: poll the port without proving who answers (an app nonstop did not
+/// start).
+pub fn health_forced(cfg: &Config, slot: Option<&str>, force: bool) -> Result<()> {
     let roles = slots::roles(cfg, &state::load(&cfg.state_dir))?;
+    if let Some(d) = &roles.doubt {
+        log::warn!("cannot tell which slot nginx serves: {}", d.describe(cfg));
+    }
     let target = roles.target(cfg, slot)?;
-    health::wait_healthy(cfg, target).map(drop)
+    health::wait_healthy(cfg, target, force).map(drop)
 }
 
 // ---------- switch ----------
@@ -437,6 +467,15 @@ pub fn switch(cfg: &Config, slot: Option<&str>, force: bool, mode: SwitchMode) -
     let _lock = lock::acquire(&cfg.state_dir, "switch")?;
     let st = state::load(&cfg.state_dir);
     let roles = slots::roles(cfg, &st)?;
+    match (&roles.doubt, mode, slot) {
+        // `switch --slot NAME` is the repair: it proves NAME, writes the files and reloads.
+        (Some(d), SwitchMode::Full, Some(name)) => log::warn!(
+            "cannot tell which slot nginx serves: {}; switching to slot {name} repairs it",
+            d.describe(cfg)
+        ),
+        (Some(_), _, _) => roles.certain(cfg, "switch", force, true)?,
+        (None, _, _) => {}
+    }
     let target = match (mode, slot, &st.canary) {
         (SwitchMode::Promote | SwitchMode::Abort, None, Some(c)) => cfg.slot(&c.slot)?,
         (SwitchMode::Promote | SwitchMode::Abort, None, None) => {
@@ -466,9 +505,20 @@ pub fn switch(cfg: &Config, slot: Option<&str>, force: bool, mode: SwitchMode) -
 /// One probe of `target`, unless `force`; an unhealthy slot is refused.
 fn probe_before_switch(cfg: &Config, target: &Slot, force: bool) -> Result<()> {
     if force {
-        log::warn!("--force: using slot {} without a health probe", target.name);
+        log::warn!(
+            "--force: using slot {} without a health probe or proof of who answers",
+            target.name
+        );
         return Ok(());
     }
+    let listener = process::answerer(&pid_path(cfg, target), target.port)
+        .proven(&target.name, target.port)
+        .map_err(|why| {
+            failed(format!(
+                "refusing to switch to slot {}: {why}; nginx untouched (--force sends traffic there anyway)",
+                target.name
+            ))
+        })?;
     let (p, verdict) = health::check_once(cfg, target);
     verdict.map_err(|why| {
         failed(format!(
@@ -477,9 +527,10 @@ fn probe_before_switch(cfg: &Config, target: &Slot, force: bool) -> Result<()> {
         ))
     })?;
     log::info!(
-        "slot {} answered health in {}",
+        "slot {} answered health in {} (port {} held by its app, pid {listener})",
         target.name,
-        human(p.latency)
+        human(p.latency),
+        target.port
     );
     Ok(())
 }
@@ -567,7 +618,7 @@ fn abort_canary(cfg: &Config, roles: &slots::Roles, target: &Slot) -> Result<()>
 pub fn switch_to(cfg: &Config, roles: &slots::Roles, target: &Slot, force: bool) -> Result<()> {
     let mut rot = rotation::read(cfg)?;
     let in_rotation = !cfg.balanced() || rotation::member(&rot, target) == Member::Up(1);
-    if roles.is_live(target) && in_rotation {
+    if roles.is_live(target) && in_rotation && roles.doubt.is_none() {
         log::info!("slot {} is already live; nothing to switch", target.name);
         return Ok(());
     }
@@ -578,24 +629,50 @@ pub fn switch_to(cfg: &Config, roles: &slots::Roles, target: &Slot, force: bool)
             e.1 = Member::Up(1);
         }
     }
-    let took = nginx::apply(cfg, &rotation::changes(cfg, &rot, Some(target.port)))?;
+    let changes = rotation::changes(cfg, &rot, Some(target.port));
+    // In doubt, reload even if the files already say the right thing: nginx may not have
+    // loaded them.
+    let took = if roles.doubt.is_some() {
+        nginx::apply_and_reload(cfg, &changes)?
+    } else {
+        nginx::apply(cfg, &changes)?
+    };
     if crate::interrupt::requested() {
         log::warn!(
             "a termination signal arrived during the nginx transaction; it was completed first"
         );
     }
+    // Traffic has moved: from here on nothing fails the switch. A state file that cannot be
+    // written is a warning (the include is the truth; the next run names the repair).
     let pf = process::read_pid_file(&pid_path(cfg, target));
-    state::update(&cfg.state_dir, |s| {
-        s.previous = roles.live.map(|l| l.name.clone());
+    // The slot traffic came from: in doubt, the one the last completed switch recorded.
+    let previous = match roles.doubt {
+        Some(_) => roles.recorded.or(roles.live),
+        None => roles.live,
+    }
+    .filter(|l| l.name != target.name);
+    if let Err(e) = state::update(&cfg.state_dir, |s| {
+        if let Some(old) = previous {
+            s.previous = Some(old.name.clone());
+        }
         s.live = Some(target.name.clone());
         s.release = pf.as_ref().map(|p| p.release.clone());
         s.jar = pf.as_ref().map(|p| p.jar.clone());
         s.time = Some(crate::log::utc_millis(SystemTime::now()));
         s.canary = None;
-    })?;
-    match roles.live {
-        Some(old) => log::info!(
+    }) {
+        log::warn!(
+            "nginx serves slot {} now, but the state file could not record it: {e}",
+            target.name
+        );
+    }
+    match previous {
+        Some(old) if process::running_app(&pid_path(cfg, old)).is_some() => log::info!(
             "switched nginx from slot {} (port {}) to slot {} (port {}) in {}; {} keeps running as the rollback target",
+            old.name, old.port, target.name, target.port, human(took), old.name
+        ),
+        Some(old) => log::info!(
+            "switched nginx from slot {} (port {}) to slot {} (port {}) in {}; {} runs no app, so there is no instant rollback target",
             old.name, old.port, target.name, target.port, human(took), old.name
         ),
         None => log::info!(
@@ -616,17 +693,16 @@ pub fn switch_to(cfg: &Config, roles: &slots::Roles, target: &Slot, force: bool)
 pub fn deploy_second(cfg: &Config, slot: Option<&str>) -> Result<()> {
     let _lock = lock::acquire(&cfg.state_dir, "deploy-second")?;
     let roles = slots::roles(cfg, &state::load(&cfg.state_dir))?;
+    roles.certain(cfg, "deploy-second", false, false)?;
     let live = roles
         .live
         .ok_or_else(|| failed("no slot is live (the include names none): run switch first"))?;
-    let pf = process::read_pid_file(&pid_path(cfg, live))
-        .filter(|p| process::same_process(p.pid, p.start_time))
-        .ok_or_else(|| {
-            failed(format!(
-                "the live slot {} runs no app started by nonstop: nothing to roll out",
-                live.name
-            ))
-        })?;
+    let pf = process::running_app(&pid_path(cfg, live)).ok_or_else(|| {
+        failed(format!(
+            "the live slot {} runs no app started by nonstop: nothing to roll out",
+            live.name
+        ))
+    })?;
     let targets: Vec<&Slot> = match slot {
         Some(name) => {
             let s = cfg.slot(name)?;
@@ -687,8 +763,7 @@ fn roll_slot<'a>(
     jar: &Path,
     pending: &mut Option<&'a Slot>,
 ) -> Result<()> {
-    let current = process::read_pid_file(&pid_path(cfg, s))
-        .filter(|p| process::same_process(p.pid, p.start_time));
+    let current = process::running_app(&pid_path(cfg, s));
     let in_rotation = !cfg.balanced() || rotation::member(&rotation::read(cfg)?, s) != Member::Down;
     if current.as_ref().is_some_and(|p| p.release == release)
         && in_rotation
@@ -706,7 +781,7 @@ fn roll_slot<'a>(
     }
     stop_slot(cfg, s, false)?;
     launch_release(cfg, s, release, jar)?;
-    health::wait_healthy(cfg, s)?;
+    health::wait_healthy(cfg, s, false)?;
     if cfg.balanced() {
         *pending = Some(s);
     }

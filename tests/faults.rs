@@ -160,7 +160,8 @@ fn app_exits_after_health_before_switch() {
     assert_eq!(s.code, 1);
     assert!(
         s.last_line().contains("refusing to switch to slot blue")
-            && s.last_line().contains("no response"),
+            && s.last_line().contains("runs no app")
+            && s.last_line().contains("that process is gone"),
         "{}",
         s.last_line()
     );
@@ -285,45 +286,146 @@ fn nginx_master_not_running_at_reload() {
     assert_serves(&env, "v1");
 }
 
+/// The slot nginx serves (green, v1) keeps running and nginx serves v1.
+fn assert_green_serves_v1(env: &Env, green: &nonstop::process::PidFile) {
+    assert!(green.running(), "green (the serving slot) untouched");
+    assert_serves(env, "v1");
+}
+
 #[test]
 fn include_deleted() {
     let env = with_v1_live(Env::new(2));
     let green = env.pid_of("green").unwrap();
     std::fs::remove_file(env.include_path()).unwrap();
     assert_serves(&env, "v1"); // nginx keeps the config it loaded
-    env.deploy("v2");
+    env.stage_jar("v2");
+    // Not knowing what nginx serves, nothing is stopped or started.
+    for b in ["stop", "start"] {
+        let r = env.hook(b, &[]);
+        assert_eq!(r.code, 1, "{b}");
+        assert!(
+            r.last_line()
+                .contains("cannot tell which slot nginx serves")
+                && r.last_line().contains("is missing")
+                && r.last_line().contains("switch --slot"),
+            "{}",
+            r.last_line()
+        );
+    }
+    assert!(env.pid_of("blue").is_none(), "nothing launched");
+    assert_green_serves_v1(&env, &green);
+    // The repair named: switch to the slot that should be live, then deploy as usual.
+    let r = env.hook("switch", &["--slot", "green"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(
         env.include(),
         format!(
             "set $service_url http://127.0.0.1:{};\n",
-            env.port_of("blue")
+            env.port_of("green")
         )
         .into_bytes()
     );
+    env.deploy("v2");
     assert_serves(&env, "v2");
-    assert!(
-        nonstop::process::same_process(green.pid, green.start_time),
-        "green untouched"
-    );
+    assert!(green.running(), "green kept as the rollback target");
     assert_nothing_half_written(&env);
 }
 
 #[test]
 fn include_hand_edited_to_an_unknown_port() {
     let env = with_v1_live(Env::new(2));
+    let green = env.pid_of("green").unwrap();
+    // Edited and reloaded by hand: nginx serves port 1 (nothing), the state says green.
     std::fs::write(env.include_path(), "set $service_url http://127.0.0.1:1;\n").unwrap();
+    env.run_nginx(&["-s", "reload"]);
     env.stage_jar("v2");
     let r = env.hook("stop", &[]);
-    assert_eq!(r.code, 0);
+    assert_eq!(r.code, 1);
     assert!(
-        r.stderr.contains("points at port 1, which is no slot"),
+        r.stderr.contains("points at port 1, which is no slot")
+            && r.last_line().contains("records slot green as live")
+            && r.last_line().contains("switch --slot green"),
         "{}",
         r.stderr
     );
-    for b in ["start", "health", "switch"] {
-        assert_eq!(env.hook(b, &[]).code, 0, "{b}");
-    }
+    assert!(green.running());
+    let r = env.hook("switch", &["--slot", "green"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_green_serves_v1(&env, &green);
+    env.deploy("v2");
     assert_serves(&env, "v2");
+    assert_nothing_half_written(&env);
+}
+
+#[test]
+fn include_edited_without_a_reload_is_not_trusted() {
+    let env = with_v1_live(Env::new(2));
+    let green = env.pid_of("green").unwrap();
+    let blue_port = env.port_of("blue");
+    // Someone points the include at blue (nothing runs there) and does not reload: nginx
+    // still serves green, so green must not be stopped as "idle".
+    std::fs::write(
+        env.include_path(),
+        format!("set $service_url http://127.0.0.1:{blue_port};\n"),
+    )
+    .unwrap();
+    let r = env.hook("stop", &[]);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.last_line()
+            .contains("changed after nginx last loaded its configuration")
+            && r.last_line().contains("switch --slot"),
+        "{}",
+        r.last_line()
+    );
+    let r = env.hook("stop", &["--slot", "green"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert_green_serves_v1(&env, &green);
+    // Garbage in the include (not reloaded) is refused the same way, never read as "no slot".
+    std::fs::write(env.include_path(), "garbage\n").unwrap();
+    let r = env.hook("stop", &["--slot", "green"]);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.last_line()
+            .contains("cannot tell which slot nginx serves"),
+        "{}",
+        r.last_line()
+    );
+    assert_green_serves_v1(&env, &green);
+    let r = env.hook("switch", &["--slot", "green"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    env.deploy("v2");
+    assert_serves(&env, "v2");
+    assert_nothing_half_written(&env);
+}
+
+#[test]
+fn include_read_as_nginx_reads_it() {
+    let env = with_v1_live(Env::new(2));
+    let green = env.pid_of("green").unwrap();
+    let (blue_port, green_port) = (env.port_of("blue"), env.port_of("green"));
+    // Two `set`s (nginx applies the last: green) and an upper-case variable name, reloaded.
+    std::fs::write(
+        env.include_path(),
+        format!(
+            "# by hand\nset $service_url http://127.0.0.1:{blue_port};\nset $SERVICE_URL \"http://127.0.0.1:{green_port}\";\n"
+        ),
+    )
+    .unwrap();
+    env.run_nginx(&["-s", "reload"]);
+    assert_serves(&env, "v1");
+    let r = env.hook("stop", &["--slot", "green"]);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.last_line().contains("refusing to stop slot green")
+            && r.last_line().contains("it is live"),
+        "{}",
+        r.last_line()
+    );
+    // The idle slot is blue: the deploy goes there and leaves green running.
+    env.deploy("v2");
+    assert_serves(&env, "v2");
+    assert!(green.running());
     assert_nothing_half_written(&env);
 }
 
@@ -614,4 +716,459 @@ fn config_with_an_injection_attempt() {
     assert_eq!(env.include(), before);
     assert_serves(&env, "v1");
     assert_nothing_half_written(&env);
+}
+
+// ---- correctness round: reconcile, restore, prove ----
+
+/// v2 started and healthy on blue, v1 live on green: ready for `switch`.
+fn v2_ready_on_blue(env: &Env) {
+    env.stage_jar("v2");
+    for b in ["stop", "start", "health"] {
+        let r = env.hook(b, &[]);
+        assert_eq!(r.code, 0, "{b}: {}", r.stderr);
+    }
+}
+
+/// A shell script at `name` in the test's folder.
+fn script(env: &Env, name: &str, body: &str) -> String {
+    use std::os::unix::fs::PermissionsExt;
+    let p = env.path(name);
+    std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    p.to_string_lossy().into_owned()
+}
+
+/// The nginx test command of this world as YAML list items.
+fn nginx_test_argv(env: &Env) -> String {
+    let n = env.path("nginx");
+    let n = n.display();
+    format!("{} -t -q -p {n} -c {n}/nginx.conf", nginx_bin().display())
+}
+
+fn include_mtime(env: &Env) -> std::time::SystemTime {
+    std::fs::metadata(env.include_path())
+        .unwrap()
+        .modified()
+        .unwrap()
+}
+
+#[test]
+fn nginx_test_command_that_cannot_run_restores_and_the_next_stop_spares_the_live_slot() {
+    let env = with_v1_live(Env::new(2));
+    let green = env.pid_of("green").unwrap();
+    v2_ready_on_blue(&env);
+    let (before, mtime) = (env.include(), include_mtime(&env));
+    let n = env.path("nginx");
+    let n = n.display();
+    env.edit_config(
+        &format!("test: [{}", nginx_bin().display()),
+        "test: [/nonexistent/nginx",
+    );
+    let s = env.hook("switch", &[]);
+    assert_eq!(s.code, 1);
+    assert!(
+        s.last_line().contains("cannot run `/nonexistent/nginx")
+            && s.last_line()
+                .contains("previous files restored, nginx not reloaded"),
+        "{}",
+        s.last_line()
+    );
+    assert!(!s.stderr.contains("could not restore"), "{}", s.stderr);
+    assert_eq!(env.include(), before, "include byte for byte");
+    assert_eq!(include_mtime(&env), mtime, "and its time: nginx loaded it");
+    assert_green_serves_v1(&env, &green);
+    // The next ordinary deploy's stop goes to blue, not to the slot nginx serves.
+    env.edit_config(
+        "test: [/nonexistent/nginx",
+        &format!("test: [{}", nginx_bin().display()),
+    );
+    let _ = n;
+    let r = env.hook("stop", &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains("stopping slot blue"), "{}", r.stderr);
+    assert_green_serves_v1(&env, &green);
+    assert_nothing_half_written(&env);
+}
+
+#[test]
+fn nginx_test_command_that_hangs_is_killed_and_restores() {
+    let env = with_v1_live(Env::new(2));
+    let green = env.pid_of("green").unwrap();
+    v2_ready_on_blue(&env);
+    let before = env.include();
+    let slow = script(&env, "hang.sh", "sleep 60");
+    env.edit_config(
+        &format!("test: [{}", nginx_bin().display()),
+        &format!("test: [{slow}"),
+    );
+    let s = env.hook("switch", &[]);
+    assert_eq!(s.code, 1);
+    assert!(
+        s.last_line().contains("did not finish within 30s")
+            && s.last_line()
+                .contains("previous files restored, nginx not reloaded"),
+        "{}",
+        s.last_line()
+    );
+    assert_eq!(env.include(), before);
+    assert!(
+        s.took < Duration::from_secs(40),
+        "bounded by the command timeout"
+    );
+    assert_green_serves_v1(&env, &green);
+    let r = env.hook("stop", &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_green_serves_v1(&env, &green);
+    assert_nothing_half_written(&env);
+}
+
+#[test]
+fn switch_killed_during_nginx_test_is_detected_and_repaired() {
+    let env = with_v1_live(Env::new(2));
+    let green = env.pid_of("green").unwrap();
+    v2_ready_on_blue(&env);
+    let slow = script(
+        &env,
+        "slow-test.sh",
+        &format!("sleep 3\nexec {}", nginx_test_argv(&env)),
+    );
+    env.edit_config(
+        &format!("test: [{}", nginx_bin().display()),
+        &format!("test: [{slow}"),
+    );
+    let child = Command::new(env.path("bundle/bin/switch"))
+        .current_dir("/")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id() as i32;
+    let blue_port = env.port_of("blue");
+    assert!(wait_until(Duration::from_secs(10), || String::from_utf8(
+        env.include()
+    )
+    .unwrap()
+    .contains(&blue_port.to_string())));
+    signal(pid, rustix::process::Signal::KILL);
+    let _ = child.wait_with_output();
+    // The include names blue, nginx still serves green: the next run must not trust it.
+    assert_green_serves_v1(&env, &green);
+    for b in ["stop", "start", "switch"] {
+        let r = env.hook(b, &[]);
+        assert_eq!(r.code, 1, "{b}: {}", r.stderr);
+        assert!(
+            r.last_line()
+                .contains("cannot tell which slot nginx serves")
+                && r.last_line().contains("switch --slot"),
+            "{b}: {}",
+            r.last_line()
+        );
+    }
+    let r = env.hook("stop", &["--slot", "green"]);
+    assert_eq!(r.code, 1);
+    assert_green_serves_v1(&env, &green);
+    // `switch --slot blue` finishes what was interrupted (after proving blue), with a reload.
+    env.edit_config(
+        &format!("test: [{slow}"),
+        &format!("test: [{}", nginx_bin().display()),
+    );
+    let r = env.hook("switch", &["--slot", "blue"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains("nginx reloaded"), "{}", r.stderr);
+    assert_serves(&env, "v2");
+    assert_eq!(env.state()["live"], "blue");
+    assert_eq!(env.state()["previous"], "green");
+    assert_nothing_half_written(&env);
+}
+
+#[test]
+fn reload_that_reloads_then_hangs_counts_as_switched() {
+    let env = with_v1_live(Env::new(2));
+    v2_ready_on_blue(&env);
+    let n = env.path("nginx");
+    let n = n.display();
+    let reload = script(
+        &env,
+        "reload-then-hang.sh",
+        &format!(
+            "{} -s reload -p {n} -c {n}/nginx.conf\nsleep 60",
+            nginx_bin().display()
+        ),
+    );
+    env.edit_config(
+        &format!("reload: [{}, -s, reload", nginx_bin().display()),
+        &format!("reload: [{reload}, -s, reload"),
+    );
+    let s = env.hook("switch", &[]);
+    assert_eq!(s.code, 0, "{}", s.stderr);
+    assert!(
+        s.stderr
+            .contains("did not finish within 30s, but nginx did reload"),
+        "{}",
+        s.stderr
+    );
+    assert_serves(&env, "v2");
+    assert_eq!(env.state()["live"], "blue");
+    assert_nothing_half_written(&env);
+}
+
+#[test]
+fn state_write_failing_after_the_reload_is_a_warning() {
+    let env = with_v1_live(Env::new(2));
+    v2_ready_on_blue(&env);
+    // state.json a folder: it cannot be read (an empty record) nor replaced.
+    std::fs::remove_file(env.path("state/state.json")).unwrap();
+    std::fs::create_dir(env.path("state/state.json")).unwrap();
+    let s = env.hook("switch", &[]);
+    assert_eq!(
+        s.code, 0,
+        "traffic moved: the switch succeeded\n{}",
+        s.stderr
+    );
+    assert!(
+        s.stderr
+            .contains("nginx serves slot blue now, but the state file could not record it"),
+        "{}",
+        s.stderr
+    );
+    assert!(s.last_line().contains("switch done"), "{}", s.last_line());
+    assert_serves(&env, "v2");
+}
+
+#[test]
+fn a_stranger_on_the_slot_port_gets_no_traffic() {
+    let mut env = with_v1_live(Env::new(2));
+    let green = env.pid_of("green").unwrap();
+    let port = env.port_of("blue");
+    // A slow-booting v2 on blue, and a stranger that takes the port first and answers UP.
+    env.java_opts.retain(|o| !o.starts_with("-Ddemo.boot-ms"));
+    env.java_opts.push("-Ddemo.boot-ms=4000".into());
+    env.write_config();
+    env.stage_jar("v2");
+    assert_eq!(env.hook("stop", &[]).code, 0);
+    assert_eq!(env.hook("start", &[]).code, 0);
+    let docroot = env.path("stranger");
+    std::fs::create_dir_all(docroot.join("actuator")).unwrap();
+    std::fs::write(docroot.join("actuator/health"), "{\"status\":\"UP\"}").unwrap();
+    let mut stranger = Command::new("python3")
+        .args([
+            "-m",
+            "http.server",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--directory",
+        ])
+        .arg(&docroot)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(wait_until(Duration::from_secs(10), || {
+        nonstop::process::port_in_use(port)
+    }));
+    let h = env.hook("health", &[]);
+    assert_eq!(h.code, 1, "{}", h.stderr);
+    assert!(
+        h.last_line()
+            .contains("answers health, but not from its app")
+            && h.last_line()
+                .contains(&format!("is held by pid {}", stranger.id()))
+            && h.last_line().contains("http.server"),
+        "{}",
+        h.last_line()
+    );
+    for args in [&[][..], &["--slot", "blue"][..]] {
+        let s = env.hook("switch", args);
+        assert_eq!(s.code, 1);
+        assert!(
+            s.last_line().contains("refusing to switch to slot blue")
+                && s.last_line().contains("not the slot's app")
+                && s.last_line().contains("nginx untouched"),
+            "{}",
+            s.last_line()
+        );
+    }
+    assert!(stranger.try_wait().unwrap().is_none(), "stranger untouched");
+    assert_green_serves_v1(&env, &green);
+    stranger.kill().unwrap();
+    stranger.wait().unwrap();
+    assert_nothing_half_written(&env);
+}
+
+#[test]
+fn switch_to_a_slot_with_nothing_started_is_refused() {
+    let env = with_v1_live(Env::new(2));
+    let green = env.pid_of("green").unwrap();
+    let s = env.hook("switch", &["--slot", "blue"]);
+    assert_eq!(s.code, 1);
+    assert!(
+        s.last_line()
+            .contains("slot blue runs no app started by nonstop"),
+        "{}",
+        s.last_line()
+    );
+    let h = env.hook("health", &["--slot", "blue"]);
+    assert_eq!(h.code, 1);
+    assert!(
+        h.took < Duration::from_secs(5),
+        "fails at once, no deadline wait"
+    );
+    assert!(h.last_line().contains("no pid file"), "{}", h.last_line());
+    assert_green_serves_v1(&env, &green);
+}
+
+#[test]
+fn nginx_pid_file_naming_another_process_is_not_signalled() {
+    let env = with_v1_live(Env::new(2));
+    v2_ready_on_blue(&env);
+    let pid_file = env.path("nginx/nginx.pid");
+    let master = std::fs::read_to_string(&pid_file).unwrap();
+    let mut stranger = Command::new("sleep").arg("60").spawn().unwrap();
+    std::fs::write(&pid_file, format!("{}\n", stranger.id())).unwrap();
+    let before = env.include();
+    let s = env.hook("switch", &[]);
+    std::fs::write(&pid_file, &master).unwrap();
+    assert_eq!(s.code, 1);
+    assert!(
+        s.last_line().contains(&format!(
+            "names pid {}, which is not an nginx master",
+            stranger.id()
+        )) && s.last_line().contains("refusing to signal it"),
+        "{}",
+        s.last_line()
+    );
+    assert!(
+        stranger.try_wait().unwrap().is_none(),
+        "sleep was not signalled"
+    );
+    assert_eq!(env.include(), before);
+    assert_serves(&env, "v1");
+    stranger.kill().unwrap();
+    stranger.wait().unwrap();
+}
+
+#[test]
+fn stale_pid_files_after_a_reboot_or_a_crash_are_named() {
+    let env = with_v1_live(Env::new(2));
+    env.stage_jar("v2");
+    for b in ["stop", "start"] {
+        assert_eq!(env.hook(b, &[]).code, 0);
+    }
+    // A crash: kill -9 of the app; its supervisor records how it ended.
+    let pf = env.pid_of("blue").unwrap();
+    signal(pf.pid, rustix::process::Signal::KILL);
+    assert!(wait_until(Duration::from_secs(10), || env
+        .path("work/run/blue.exit")
+        .exists()));
+    let h = env.hook("health", &[]);
+    assert_eq!(h.code, 1);
+    assert!(
+        h.last_line().contains("killed by signal 9")
+            && h.last_line().contains("before the health check began"),
+        "{}",
+        h.last_line()
+    );
+    // A pid file from before a reboot: another boot id, no exit record.
+    let path = env.path("work/run/blue.pid");
+    let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    v["boot_id"] = "00000000-0000-0000-0000-000000000000".into();
+    std::fs::write(&path, serde_json::to_vec(&v).unwrap()).unwrap();
+    std::fs::remove_file(env.path("work/run/blue.exit")).unwrap();
+    let h = env.hook("health", &[]);
+    assert_eq!(h.code, 1);
+    assert!(
+        h.last_line()
+            .contains("is stale: it is from before the host last booted"),
+        "{}",
+        h.last_line()
+    );
+    assert_serves(&env, "v1");
+}
+
+#[test]
+fn forged_pid_file_with_the_right_start_time_is_not_signalled() {
+    let env = with_v1_live(Env::new(2));
+    let mut victim = Command::new("sleep").arg("60").spawn().unwrap();
+    let pid = victim.id() as i32;
+    let forged = nonstop::process::PidFile {
+        pid,
+        start_time: nonstop::process::stat(pid).unwrap().start_time,
+        supervisor: 1,
+        slot: "blue".into(),
+        port: env.port_of("blue"),
+        jar: env.path("work/releases/x/demo-v1.jar"),
+        release: "x".into(),
+        started_at: "2026-01-01T00:00:00Z".into(),
+        boot_id: nonstop::process::boot_id(),
+    };
+    std::fs::create_dir_all(env.path("work/run")).unwrap();
+    std::fs::write(
+        env.path("work/run/blue.pid"),
+        serde_json::to_vec(&forged).unwrap(),
+    )
+    .unwrap();
+    let r = env.hook("stop", &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("nothing running on slot blue"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        victim.try_wait().unwrap().is_none(),
+        "sleep was not signalled"
+    );
+    victim.kill().unwrap();
+    victim.wait().unwrap();
+    assert_serves(&env, "v1");
+}
+
+#[test]
+fn java_wrapper_that_does_not_exec_is_still_the_app() {
+    let env = with_v1_live(Env::new(2));
+    let java = which::which("java").unwrap();
+    let wrapper = script(&env, "java-wrapper", &format!("{} \"$@\"", java.display()));
+    env.edit_config("app:\n", &format!("app:\n  java: {wrapper}\n"));
+    env.deploy("v2");
+    assert_serves(&env, "v2");
+    let blue = env.pid_of("blue").unwrap();
+    // blue is live; green (v1, plain java) is idle. Deploy v3 to green, then stop blue.
+    env.deploy("v3");
+    assert_serves(&env, "v3");
+    let r = env.hook("stop", &["--slot", "blue"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("holds the port and is signalled first")
+            && r.stderr.contains("stopped slot blue gracefully"),
+        "{}",
+        r.stderr
+    );
+    assert!(!blue.running());
+    assert!(!nonstop::process::port_in_use(env.port_of("blue")));
+    assert_serves(&env, "v3");
+}
+
+#[test]
+fn include_that_is_a_symlink_is_not_written_through() {
+    let env = with_v1_live(Env::new(2));
+    v2_ready_on_blue(&env);
+    let real = env.path("nginx/real.inc");
+    std::fs::rename(env.include_path(), &real).unwrap();
+    std::os::unix::fs::symlink(&real, env.include_path()).unwrap();
+    let before = std::fs::read(&real).unwrap();
+    let s = env.hook("switch", &[]);
+    assert_eq!(s.code, 1);
+    assert!(
+        s.last_line().contains("is a symlink, not a regular file"),
+        "{}",
+        s.last_line()
+    );
+    assert_eq!(std::fs::read(&real).unwrap(), before);
+    assert!(std::fs::symlink_metadata(env.include_path())
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert_serves(&env, "v1");
 }

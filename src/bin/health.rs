@@ -12,12 +12,15 @@ use nonstop::cli::Common;
 struct Cli {
     #[command(flatten)]
     common: Common,
+    /// Poll the port without proving that the slot's own app answers (an app nonstop did not start)
+    #[arg(long)]
+    force: bool,
 }
 
 nonstop::flags!(Cli);
 
 fn main() -> std::process::ExitCode {
     nonstop::cli::main("health", |c: &Cli, cfg| {
-        nonstop::stages::health(cfg, c.common.slot.as_deref())
+        nonstop::stages::health_forced(cfg, c.common.slot.as_deref(), c.force)
     })
 }
