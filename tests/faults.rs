@@ -1172,3 +1172,112 @@ fn include_that_is_a_symlink_is_not_written_through() {
         .is_symlink());
     assert_serves(&env, "v1");
 }
+
+/// Run a hook binary as `uid` (the appspec's `runas`), the way [`Env::hook`] runs it.
+fn hook_as(env: &Env, uid: u32, bin: &str, args: &[&str]) -> (i32, String) {
+    use std::os::unix::process::CommandExt;
+    let out = Command::new(env.path("bundle/bin").join(bin))
+        .args(args)
+        .current_dir("/")
+        .stdin(Stdio::null())
+        .env_remove("NONSTOP_CONFIG")
+        .env("DEPLOYMENT_ID", "d-RUNAS")
+        .uid(uid)
+        .gid(uid)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    eprintln!(
+        "--- {bin} as uid {uid} exit {:?}\n{stderr}",
+        out.status.code()
+    );
+    (out.status.code().unwrap_or(-1), stderr)
+}
+
+/// Stops the nginx master named by `pid_file` on drop (this test moves nginx's pid file).
+struct NginxAt(std::path::PathBuf);
+impl Drop for NginxAt {
+    fn drop(&mut self) {
+        if let Some(pid) = std::fs::read_to_string(&self.0)
+            .ok()
+            .and_then(|p| p.trim().parse().ok())
+        {
+            signal(pid, rustix::process::Signal::TERM);
+        }
+    }
+}
+
+#[test]
+fn runas_with_the_include_writable_in_a_folder_it_cannot_write() {
+    use std::os::unix::fs::MetadataExt;
+    use std::os::unix::process::CommandExt;
+    const NOBODY: u32 = 65534;
+    let env = Env::new(2);
+    // nginx, the apps and every hook run as an unprivileged user; nginx's folder (with the
+    // include in it) stays root's, as /etc/nginx/conf.d is, the include itself is the user's.
+    let master: i32 = std::fs::read_to_string(env.path("nginx/nginx.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    signal(master, rustix::process::Signal::QUIT);
+    assert!(wait_until(Duration::from_secs(10), || !env
+        .path("nginx/nginx.pid")
+        .exists()));
+    let conf = std::fs::read_to_string(env.path("nginx/nginx.conf")).unwrap();
+    let n = env.path("nginx");
+    let n = n.display();
+    std::fs::write(
+        env.path("nginx/nginx.conf"),
+        conf.replace(
+            &format!("pid {n}/nginx.pid;"),
+            &format!("pid {n}/logs/nginx.pid;"),
+        ),
+    )
+    .unwrap();
+    env.edit_config(
+        &format!("pid_file: {n}/nginx.pid"),
+        &format!("pid_file: {n}/logs/nginx.pid"),
+    );
+    assert!(Command::new("chown")
+        .args(["-R", &format!("{NOBODY}:{NOBODY}")])
+        .arg(env.dir.path())
+        .status()
+        .unwrap()
+        .success());
+    std::os::unix::fs::chown(env.path("nginx"), Some(0), Some(0)).unwrap();
+    let _nginx = NginxAt(env.path("nginx/logs/nginx.pid"));
+    let st = Command::new(nginx_bin())
+        .args([
+            "-p",
+            env.path_str("nginx"),
+            "-c",
+            env.path_str("nginx/nginx.conf"),
+        ])
+        .uid(NOBODY)
+        .gid(NOBODY)
+        .status()
+        .unwrap();
+    assert!(st.success(), "nginx as nobody");
+    for (version, slot) in [("v1", "green"), ("v2", "blue")] {
+        env.stage_jar(version);
+        for b in BINARIES {
+            let (code, stderr) = hook_as(&env, NOBODY, b, &[]);
+            assert_eq!(code, 0, "{b} as nobody: {stderr}");
+            assert!(!stderr.contains("could not restore"), "{stderr}");
+            if b == "switch" {
+                assert!(
+                    stderr.contains("in place (its folder is not writable for this user)"),
+                    "{stderr}"
+                );
+            }
+        }
+        assert_serves(&env, version);
+        assert_eq!(env.state()["live"], slot);
+    }
+    let meta = std::fs::symlink_metadata(env.include_path()).unwrap();
+    assert!(meta.file_type().is_file());
+    assert_eq!(meta.uid(), NOBODY, "the include keeps its owner");
+    assert_eq!(std::fs::metadata(env.path("nginx")).unwrap().uid(), 0);
+    assert_nothing_half_written(&env);
+}
