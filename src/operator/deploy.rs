@@ -23,7 +23,7 @@ pub fn run(cfg: &Config, slot: Option<&str>, jar: Option<&Path>) -> Result<()> {
     let cfg = with_jar(cfg, jar)?;
     let cfg = cfg.as_ref();
     let _lock = super::lock_run(cfg, "nonstop deploy")?;
-    let jar = stages::resolve_jar(cfg)?;
+    let jar = crate::releases::resolve_jar(cfg)?;
     let roles = slots::roles(cfg, &state::load(&cfg.state_dir))?;
     let target = roles.target(cfg, slot)?;
     println!(

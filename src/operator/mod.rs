@@ -13,7 +13,7 @@ pub mod status;
 pub mod validate;
 
 use crate::config::Config;
-use crate::error::{failed, Context, Result};
+use crate::error::{Context, Result};
 use crate::lock;
 use crate::log::human;
 use crate::state;
@@ -222,28 +222,6 @@ pub fn man(cmd: clap::Command, dir: Option<&Path>) -> Result<()> {
         println!("{}", p.display());
     }
     Ok(())
-}
-
-/// The one jar inside a release folder (`workdir/releases/<release>/`).
-pub fn release_jar(cfg: &Config, release: &str) -> Result<std::path::PathBuf> {
-    let dir = cfg.releases_dir().join(release);
-    let entries = std::fs::read_dir(&dir).map_err(|e| {
-        failed(format!(
-            "release {release} is gone ({}: {e}); it may have been pruned (keep_releases {})",
-            dir.display(),
-            cfg.keep_releases
-        ))
-    })?;
-    entries
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| p.extension().is_some_and(|x| x == "jar") && p.is_file())
-        .ok_or_else(|| {
-            failed(format!(
-                "release {release} holds no jar in {}",
-                dir.display()
-            ))
-        })
 }
 
 #[cfg(test)]

@@ -19,7 +19,7 @@ use crate::log::human;
 use crate::process::{self, Owner};
 use crate::stages::{self, SwitchMode};
 use crate::state::State;
-use crate::{health, slots, state};
+use crate::{health, releases, slots, state};
 use std::time::Instant;
 
 /// Roll back to the previous slot (or `slot`).
@@ -79,7 +79,7 @@ pub fn run(cfg: &Config, slot: Option<&str>) -> Result<()> {
                 target.name
             );
             (|| {
-                let jar = super::release_jar(cfg, &want)?;
+                let jar = releases::release_jar(cfg, &want)?;
                 st_run.run("stop", || stages::stop(cfg, name, false))?;
                 st_run.run("start", || {
                     stages::launch_release(cfg, target, &want, &jar).map(drop)

@@ -1,0 +1,186 @@
+//! The release store, `workdir/releases/<name>/`: which jar a deploy takes (`app.jar`, newest
+//! match), the copy of it into a new release folder (never over a running JVM's jar), the jar a
+//! recorded release holds (what `nonstop rollback` launches again), and pruning beyond
+//! `keep_releases`.
+//!
+//! Launching a release is not its business: [`crate::stages::launch_release`] does that.
+
+use crate::config::Config;
+use crate::error::{failed, Context, Result};
+use crate::{process, stages};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+/// The newest file matching `app.jar` (wildcards in the file name only).
+pub fn resolve_jar(cfg: &Config) -> Result<PathBuf> {
+    let pattern = &cfg.app.jar;
+    let dir = pattern.parent().unwrap_or(Path::new("/"));
+    let name = pattern
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut best: Option<(SystemTime, PathBuf)> = None;
+    let entries = fs::read_dir(dir).map_err(|e| {
+        failed(format!(
+            "no jar: cannot read {} for app.jar {:?}: {e}",
+            dir.display(),
+            name
+        ))
+    })?;
+    for e in entries.flatten() {
+        let fname = e.file_name().to_string_lossy().into_owned();
+        if !glob_match(&name, &fname) {
+            continue;
+        }
+        // Follow symlinks (app.jar -> app-1.2.jar); a dangling one is reported, not skipped.
+        let meta = fs::metadata(e.path())
+            .map_err(|err| failed(format!("jar {} is unreadable: {err}", e.path().display())))?;
+        if !meta.is_file() {
+            continue;
+        }
+        let mtime = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
+        if best
+            .as_ref()
+            .is_none_or(|(t, p)| (mtime, e.path()) > (*t, p.clone()))
+        {
+            best = Some((mtime, e.path()));
+        }
+    }
+    best.map(|(_, p)| p)
+        .ok_or_else(|| failed(format!("no jar matches {}", pattern.display())))
+}
+
+/// `*` and `?` matching of one file name.
+pub fn glob_match(pat: &str, name: &str) -> bool {
+    fn m(p: &[char], n: &[char]) -> bool {
+        match (p.first(), n.first()) {
+            (None, None) => true,
+            (Some('*'), _) => m(&p[1..], n) || (!n.is_empty() && m(p, &n[1..])),
+            (Some('?'), Some(_)) => m(&p[1..], &n[1..]),
+            (Some(a), Some(b)) if a == b => m(&p[1..], &n[1..]),
+            _ => false,
+        }
+    }
+    let p: Vec<char> = pat.chars().collect();
+    let n: Vec<char> = name.chars().collect();
+    m(&p, &n)
+}
+
+/// Copy `jar` to `releases/<DEPLOYMENT_ID or UTC time>[-N]/<name>` (always a new file, so a
+/// running JVM's jar is never overwritten). Returns the release name and the copied jar.
+pub fn new_release(cfg: &Config, jar: &Path) -> Result<(String, PathBuf)> {
+    let base = std::env::var("DEPLOYMENT_ID")
+        .ok()
+        .filter(|v| {
+            !v.is_empty()
+                && v.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+        })
+        .unwrap_or_else(|| crate::log::utc_compact(SystemTime::now()));
+    let root = cfg.releases_dir();
+    fs::create_dir_all(&root).context(format!("cannot create {}", root.display()))?;
+    let mut name = base.clone();
+    let mut n = 1;
+    let dir = loop {
+        let d = root.join(&name);
+        match fs::create_dir(&d) {
+            Ok(()) => break d,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                n += 1;
+                name = format!("{base}-{n}");
+            }
+            Err(e) => return Err(failed(format!("cannot create {}: {e}", d.display()))),
+        }
+    };
+    let file = jar
+        .file_name()
+        .ok_or_else(|| failed("jar path has no file name"))?;
+    let dest = dir.join(file);
+    let tmp = dir.join(".copying");
+    let copy = fs::copy(jar, &tmp)
+        .and_then(|_| fs::File::open(&tmp)?.sync_all())
+        .and_then(|_| fs::rename(&tmp, &dest));
+    if let Err(e) = copy {
+        let _ = fs::remove_dir_all(&dir);
+        return Err(failed(format!("cannot copy jar {}: {e}", jar.display())));
+    }
+    log::info!(
+        "release {name}: copied {} to {}",
+        jar.display(),
+        dest.display()
+    );
+    Ok((name, dest))
+}
+
+/// Remove releases beyond `keep_releases` (newest kept), never `current` nor one a running
+/// slot uses.
+pub fn prune_releases(cfg: &Config, current: &str) {
+    let root = cfg.releases_dir();
+    let in_use: Vec<String> = cfg
+        .slots
+        .iter()
+        .filter_map(|s| process::read_pid_file(&stages::pid_path(cfg, s)))
+        .filter(|p| process::same_process(p.pid, p.start_time))
+        .map(|p| p.release)
+        .collect();
+    let mut dirs: Vec<(SystemTime, String)> = fs::read_dir(&root)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|e| {
+            (
+                e.metadata()
+                    .and_then(|m| m.modified())
+                    .unwrap_or(SystemTime::UNIX_EPOCH),
+                e.file_name().to_string_lossy().into_owned(),
+            )
+        })
+        .collect();
+    dirs.sort_by(|a, b| b.cmp(a));
+    for (_, name) in dirs.into_iter().skip(cfg.keep_releases) {
+        if name == current || in_use.contains(&name) {
+            continue;
+        }
+        match fs::remove_dir_all(root.join(&name)) {
+            Ok(()) => log::info!("pruned release {name}"),
+            Err(e) => log::warn!("could not prune release {name}: {e}"),
+        }
+    }
+}
+
+/// The one jar inside a release folder (`workdir/releases/<release>/`).
+pub fn release_jar(cfg: &Config, release: &str) -> Result<PathBuf> {
+    let dir = cfg.releases_dir().join(release);
+    let entries = fs::read_dir(&dir).map_err(|e| {
+        failed(format!(
+            "release {release} is gone ({}: {e}); it may have been pruned (keep_releases {})",
+            dir.display(),
+            cfg.keep_releases
+        ))
+    })?;
+    entries
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "jar") && p.is_file())
+        .ok_or_else(|| {
+            failed(format!(
+                "release {release} holds no jar in {}",
+                dir.display()
+            ))
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::glob_match;
+
+    #[test]
+    fn globs() {
+        assert!(glob_match("*.jar", "app-1.0.jar"));
+        assert!(glob_match("app-?.jar", "app-2.jar"));
+        assert!(!glob_match("*.jar", "app.jar.bak"));
+        assert!(!glob_match("app-*.jar", "other.jar"));
+    }
+}
