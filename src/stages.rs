@@ -7,7 +7,7 @@ use crate::error::{failed, Result};
 use crate::log::human;
 use crate::nginx::Member;
 use crate::process::{self, Owner};
-use crate::state;
+use crate::state::{self, Action};
 use crate::{health, lock, nginx, rotation, slots};
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -26,16 +26,13 @@ pub fn exit_path(cfg: &Config, slot: &Slot) -> PathBuf {
 /// Record `action` on `slot` in the state history with its outcome and duration.
 fn record(
     cfg: &Config,
-    action: &str,
+    action: Action,
     slot: &Slot,
     release: Option<String>,
     t0: Instant,
     r: &Result<()>,
 ) {
-    let outcome = match r {
-        Ok(()) => "ok".into(),
-        Err(e) => format!("failed: {e}"),
-    };
+    let outcome = state::Outcome::of(r);
     state::record_event(&cfg.state_dir, action, &slot.name, release, t0, outcome);
 }
 
@@ -56,7 +53,7 @@ pub fn stop(cfg: &Config, slot: Option<&str>, force: bool) -> Result<()> {
     }
     let t0 = Instant::now();
     let r = leave_rotation(cfg, target).and_then(|_| stop_slot(cfg, target, force));
-    record(cfg, "stop", target, None, t0, &r);
+    record(cfg, Action::Stop, target, None, t0, &r);
     r
 }
 
@@ -157,7 +154,7 @@ pub fn start(cfg: &Config, slot: Option<&str>) -> Result<()> {
     let r = start_slot(cfg, target, &jar);
     let release = r.as_ref().ok().map(|p| p.release.clone());
     let r = r.map(drop);
-    record(cfg, "start", target, release, t0, &r);
+    record(cfg, Action::Start, target, release, t0, &r);
     r
 }
 
@@ -316,12 +313,12 @@ pub fn switch(cfg: &Config, slot: Option<&str>, force: bool, mode: SwitchMode) -
         SwitchMode::Abort => abort_canary(cfg, &roles, target),
     };
     let action = match mode {
-        SwitchMode::Full => "switch".to_string(),
-        SwitchMode::Canary(p) => format!("canary {p}%"),
-        SwitchMode::Promote => "promote".into(),
-        SwitchMode::Abort => "abort".into(),
+        SwitchMode::Full => Action::Switch,
+        SwitchMode::Canary(p) => Action::Canary(p),
+        SwitchMode::Promote => Action::Promote,
+        SwitchMode::Abort => Action::Abort,
     };
-    record(cfg, &action, target, slot_release(cfg, target), t0, &r);
+    record(cfg, action, target, slot_release(cfg, target), t0, &r);
     r
 }
 
@@ -515,7 +512,14 @@ pub fn deploy_second(cfg: &Config, slot: Option<&str>) -> Result<()> {
     for s in targets {
         let t0 = Instant::now();
         let r = roll_slot(cfg, s, &pf.release, &pf.jar, &mut pending);
-        record(cfg, "deploy-second", s, Some(pf.release.clone()), t0, &r);
+        record(
+            cfg,
+            Action::DeploySecond,
+            s,
+            Some(pf.release.clone()),
+            t0,
+            &r,
+        );
         r.map_err(|e| {
             let out = if cfg.balanced() {
                 rotation::out_of_rotation(cfg).join(", ")

@@ -10,7 +10,7 @@
 //!
 //! In balanced mode [`stages::deploy_second`] then rolls the other slots to that release too.
 //! The release a slot served is read from the state history: the release recorded by the last
-//! successful switch to that slot.
+//! successful switch to that slot ([`crate::state::State::served_release`]).
 
 use super::{record_run, Stages};
 use crate::config::{Config, Slot};
@@ -18,7 +18,7 @@ use crate::error::{failed, Result};
 use crate::log::human;
 use crate::process::{self, Owner};
 use crate::stages::{self, SwitchMode};
-use crate::state::State;
+use crate::state::Action;
 use crate::{health, releases, slots, state};
 use std::time::Instant;
 
@@ -50,7 +50,7 @@ pub fn run(cfg: &Config, slot: Option<&str>) -> Result<()> {
             target.name
         )));
     }
-    let want = served_release(&st, target).ok_or_else(|| {
+    let want = st.served_release(&target.name).ok_or_else(|| {
         failed(format!(
             "no release of slot {} was ever switched live in the recorded history: nothing to roll back to (give --slot NAME, or deploy)",
             target.name
@@ -70,7 +70,7 @@ pub fn run(cfg: &Config, slot: Option<&str>) -> Result<()> {
     let mut st_run = Stages::default();
     let why_not = ready(cfg, target, &want);
     let r = match &why_not {
-        None => st_run.run("switch", || {
+        None => st_run.run(Action::Switch, || {
             stages::switch(cfg, name, false, SwitchMode::Full)
         }),
         Some(why) => {
@@ -80,12 +80,12 @@ pub fn run(cfg: &Config, slot: Option<&str>) -> Result<()> {
             );
             (|| {
                 let jar = releases::release_jar(cfg, &want)?;
-                st_run.run("stop", || stages::stop(cfg, name, false))?;
-                st_run.run("start", || {
+                st_run.run(Action::Stop, || stages::stop(cfg, name, false))?;
+                st_run.run(Action::Start, || {
                     stages::launch_release(cfg, target, &want, &jar).map(drop)
                 })?;
-                st_run.run("health", || stages::health(cfg, name))?;
-                st_run.run("switch", || {
+                st_run.run(Action::Health, || stages::health(cfg, name))?;
+                st_run.run(Action::Switch, || {
                     stages::switch(cfg, name, false, SwitchMode::Full)
                 })
             })()
@@ -93,14 +93,14 @@ pub fn run(cfg: &Config, slot: Option<&str>) -> Result<()> {
     };
     let r = r.and_then(|()| {
         if cfg.balanced() {
-            st_run.run("deploy-second", || stages::deploy_second(cfg, None))
+            st_run.run(Action::DeploySecond, || stages::deploy_second(cfg, None))
         } else {
             Ok(())
         }
     });
     record_run(
         cfg,
-        "rollback",
+        Action::Rollback,
         &target.name,
         Some(want.clone()),
         t0,
@@ -120,16 +120,6 @@ pub fn run(cfg: &Config, slot: Option<&str>) -> Result<()> {
         ),
     }
     Ok(())
-}
-
-/// The release `slot` served when it was last switched live (from the history).
-pub fn served_release(st: &State, slot: &Slot) -> Option<String> {
-    st.history
-        .iter()
-        .rev()
-        .filter(|e| e.slot == slot.name && e.outcome == "ok")
-        .find(|e| matches!(e.action.as_str(), "switch" | "promote"))
-        .and_then(|e| e.release.clone())
 }
 
 /// `None` when `slot` runs `release` (started by nonstop) and answers its health probe now;
