@@ -7,6 +7,7 @@
 
 use crate::config::Config;
 use crate::error::{failed, Context, Result};
+use crate::state::{self, State};
 use crate::{process, stages};
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -113,17 +114,11 @@ pub fn new_release(cfg: &Config, jar: &Path) -> Result<(String, PathBuf)> {
     Ok((name, dest))
 }
 
-/// Remove releases beyond `keep_releases` (newest kept), never `current` nor one a running
-/// slot uses.
+/// Remove releases beyond `keep_releases` (newest kept), never `current` nor one that
+/// [`named_releases`] names (the live release, every slot's rollback target, every pid file's).
 pub fn prune_releases(cfg: &Config, current: &str) {
     let root = cfg.releases_dir();
-    let in_use: Vec<String> = cfg
-        .slots
-        .iter()
-        .filter_map(|s| process::read_pid_file(&stages::pid_path(cfg, s)))
-        .filter(|p| process::same_process(p.pid, p.start_time))
-        .map(|p| p.release)
-        .collect();
+    let named = named_releases(cfg, &state::load(&cfg.state_dir));
     let mut dirs: Vec<(SystemTime, String)> = fs::read_dir(&root)
         .into_iter()
         .flatten()
@@ -140,7 +135,14 @@ pub fn prune_releases(cfg: &Config, current: &str) {
         .collect();
     dirs.sort_by(|a, b| b.cmp(a));
     for (_, name) in dirs.into_iter().skip(cfg.keep_releases) {
-        if name == current || in_use.contains(&name) {
+        if name == current {
+            continue;
+        }
+        if let Some((_, why)) = named.iter().find(|(r, _)| *r == name) {
+            log::info!(
+                "kept release {name} beyond keep_releases {}: it is {why}",
+                cfg.keep_releases
+            );
             continue;
         }
         match fs::remove_dir_all(root.join(&name)) {
@@ -148,6 +150,44 @@ pub fn prune_releases(cfg: &Config, current: &str) {
             Err(e) => log::warn!("could not prune release {name}: {e}"),
         }
     }
+}
+
+/// The releases something still names, each with why (the first reason found): the state's
+/// live release, the release each slot served at its last successful switch (what
+/// `nonstop rollback` launches again; every slot the history or the config knows), and the
+/// release each slot's pid file names, running or not.
+pub fn named_releases(cfg: &Config, st: &State) -> Vec<(String, String)> {
+    let mut named: Vec<(String, String)> = vec![];
+    let mut add = |release: Option<String>, why: String| {
+        if let Some(r) = release {
+            if !named.iter().any(|(n, _)| *n == r) {
+                named.push((r, why));
+            }
+        }
+    };
+    add(
+        st.release.clone(),
+        "the live release in the state file".into(),
+    );
+    let mut slots: Vec<&str> = cfg.slots.iter().map(|s| s.name.as_str()).collect();
+    for e in &st.history {
+        if !slots.contains(&e.slot.as_str()) {
+            slots.push(&e.slot);
+        }
+    }
+    for name in slots {
+        add(
+            st.served_release(name),
+            format!("what slot {name} served at its last switch (its rollback target)"),
+        );
+    }
+    for s in &cfg.slots {
+        add(
+            process::read_pid_file(&stages::pid_path(cfg, s)).map(|p| p.release),
+            format!("named by slot {}'s pid file", s.name),
+        );
+    }
+    named
 }
 
 /// The one jar inside a release folder (`workdir/releases/<release>/`).

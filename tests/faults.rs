@@ -615,3 +615,93 @@ fn config_with_an_injection_attempt() {
     assert_serves(&env, "v1");
     assert_nothing_half_written(&env);
 }
+
+// ---- releases ----
+
+/// The release folders under work/releases, sorted.
+fn release_dirs(env: &Env) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(env.path("work/releases"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn pruning_keeps_the_releases_state_names_and_rollback_works_after_failed_deploys() {
+    let mut env = with_v1_live(Env::new(2)); // v1 on green
+    let v1 = env.pid_of("green").unwrap();
+    env.deploy("v2"); // blue live, green keeps v1 as the rollback target
+    let v2 = env.pid_of("blue").unwrap();
+    assert_serves(&env, "v2");
+    // Four deploys that fail health (keep_releases is 3): each goes to green, the idle slot,
+    // and so stops v1 there. Six releases are made in all.
+    env.java_opts.push("-Ddemo.unhealthy=true".into());
+    env.write_config();
+    env.edit_config("deadline: 30s", "deadline: 2s");
+    env.stage_jar("v3");
+    for i in 0..4 {
+        assert_eq!(env.hook("stop", &[]).code, 0, "failed deploy {i}");
+        assert_eq!(env.hook("start", &[]).code, 0, "failed deploy {i}");
+        let h = env.hook("health", &[]);
+        assert_eq!(h.code, 1, "failed deploy {i}");
+        assert!(
+            h.last_line().contains("slot green not healthy"),
+            "{}",
+            h.last_line()
+        );
+    }
+    assert_serves(&env, "v2");
+    let failed = env.pid_of("green").unwrap();
+    let rels = release_dirs(&env);
+    for (what, r) in [
+        (
+            "v1, green's last served release (the rollback target)",
+            &v1.release,
+        ),
+        ("v2, the live release", &v2.release),
+        ("the release green's pid file names", &failed.release),
+    ] {
+        assert!(rels.contains(r), "{what} {r} was pruned: {rels:?}");
+    }
+    assert_eq!(
+        std::fs::read(&v1.jar).ok(),
+        Some(std::fs::read(demo_jar("v1")).unwrap()),
+        "v1's jar {} is still on disk, byte for byte",
+        v1.jar.display()
+    );
+    assert_eq!(
+        rels.len(),
+        5,
+        "pruning still prunes: 3 newest + v1 + v2: {rels:?}"
+    );
+
+    // The rollback target is intact: `nonstop rollback` starts v1 again on green.
+    env.java_opts.retain(|o| o != "-Ddemo.unhealthy=true");
+    env.write_config();
+    let r = env.nonstop(&["rollback"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stdout.contains(&format!(
+            "rolled back to slot green (port {}, release {})",
+            env.port_of("green"),
+            v1.release
+        )),
+        "{}",
+        r.stdout
+    );
+    assert_serves(&env, "v1");
+    let now = env.pid_of("green").unwrap();
+    assert_eq!((&now.release, &now.jar), (&v1.release, &v1.jar));
+    let st = env.state();
+    assert_eq!(st["live"], "green");
+    assert_eq!(st["release"], v1.release.as_str());
+    assert_eq!(st["previous"], "blue");
+    let rels = release_dirs(&env);
+    for r in [&v1.release, &v2.release] {
+        assert!(rels.contains(r), "{r} is named by the state: {rels:?}");
+    }
+    assert_nothing_half_written(&env);
+}
