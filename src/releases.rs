@@ -9,6 +9,7 @@ use crate::config::Config;
 use crate::error::{failed, Context, Result};
 use crate::state::{self, State};
 use crate::{process, stages};
+use sha2::{Digest, Sha256};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
@@ -68,16 +69,41 @@ pub fn glob_match(pat: &str, name: &str) -> bool {
     m(&p, &n)
 }
 
-/// Copy `jar` to `releases/<DEPLOYMENT_ID or UTC time>[-N]/<name>` (always a new file, so a
-/// running JVM's jar is never overwritten). Returns the release name and the copied jar.
+/// Longest deployment id used as a release folder name as it is.
+const ID_MAX: usize = 64;
+
+/// The release folder name for deployment id `id`: the id itself when it is 1 to [`ID_MAX`]
+/// characters of `[A-Za-z0-9._-]` (and not only dots); a longer one is cut to its first
+/// [`ID_MAX`] characters plus `-` and the first 12 hex digits of its sha256, so the name stays
+/// far below NAME_MAX (255 bytes) and is still the same for the same id and different for
+/// another. `None` (use the time instead) for an id with any other character.
+pub fn release_name(id: &str) -> Option<String> {
+    if id.is_empty()
+        || id.chars().all(|c| c == '.')
+        || !id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+    {
+        return None;
+    }
+    if id.len() <= ID_MAX {
+        return Some(id.to_string());
+    }
+    let hash: String = Sha256::digest(id.as_bytes())
+        .iter()
+        .take(6)
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    Some(format!("{}-{hash}", &id[..ID_MAX]))
+}
+
+/// Copy `jar` to `releases/<release_name(DEPLOYMENT_ID) or UTC time>[-N]/<name>` (always a
+/// new file, so a running JVM's jar is never overwritten). Returns the release name and the
+/// copied jar.
 pub fn new_release(cfg: &Config, jar: &Path) -> Result<(String, PathBuf)> {
     let base = std::env::var("DEPLOYMENT_ID")
         .ok()
-        .filter(|v| {
-            !v.is_empty()
-                && v.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
-        })
+        .and_then(|id| release_name(&id))
         .unwrap_or_else(|| crate::log::utc_compact(SystemTime::now()));
     let root = cfg.releases_dir();
     fs::create_dir_all(&root).context(format!("cannot create {}", root.display()))?;
@@ -214,7 +240,29 @@ pub fn release_jar(cfg: &Config, release: &str) -> Result<PathBuf> {
 
 #[cfg(test)]
 mod tests {
-    use super::glob_match;
+    use super::*;
+
+    #[test]
+    fn release_names_are_bounded_deterministic_and_unique_per_id() {
+        assert_eq!(release_name("d-ABC123XYZ").as_deref(), Some("d-ABC123XYZ"));
+        let at_max = "a".repeat(ID_MAX);
+        assert_eq!(release_name(&at_max), Some(at_max.clone()));
+        let long = format!("d-{}", "x".repeat(298));
+        let name = release_name(&long).unwrap();
+        assert_eq!(name.len(), ID_MAX + 13, "{name}");
+        assert!(name.starts_with(&long[..ID_MAX]), "{name}");
+        // sha256("d-xxx...x", 300 characters), as `printf %s ID | sha256sum` prints it.
+        assert_eq!(&name[ID_MAX..], "-205970f14967", "{name}");
+        assert_eq!(release_name(&long), Some(name.clone()), "deterministic");
+        let other = format!("{}y", &long[..299]);
+        let other_name = release_name(&other).unwrap();
+        assert_ne!(other_name, name, "same first 64 characters, another id");
+        assert_eq!(other_name[..ID_MAX], name[..ID_MAX]);
+        for bad in ["", ".", "..", "d/../x", "d 1", "d\u{e9}", "a;b"] {
+            assert_eq!(release_name(bad), None, "{bad:?}");
+        }
+        assert_eq!(release_name(".hidden").as_deref(), Some(".hidden"));
+    }
 
     #[test]
     fn globs() {

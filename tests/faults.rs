@@ -705,3 +705,45 @@ fn pruning_keeps_the_releases_state_names_and_rollback_works_after_failed_deploy
     }
     assert_nothing_half_written(&env);
 }
+
+#[test]
+fn a_300_character_deployment_id_gets_a_bounded_release_name() {
+    let env = with_v1_live(Env::new(2));
+    env.stage_jar("v2");
+    let id = format!("d-{}", "x".repeat(298));
+    for b in BINARIES {
+        let out = Command::new(env.path("bundle/bin").join(b))
+            .current_dir("/")
+            .stdin(Stdio::null())
+            .env_remove("NONSTOP_CONFIG")
+            .env("DEPLOYMENT_ID", &id)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        eprintln!("--- {b} exit {:?}\n{stderr}", out.status.code());
+        assert_eq!(out.status.code(), Some(0), "{b}: {}", last(&stderr));
+    }
+    assert_serves(&env, "v2");
+    // The id's first 64 characters, `-`, 12 hex digits of `printf %s ID | sha256sum`.
+    let sha = Command::new("sh")
+        .args(["-c", "printf %s \"$1\" | sha256sum", "sh", &id])
+        .output()
+        .unwrap();
+    let sha = String::from_utf8_lossy(&sha.stdout)[..12].to_string();
+    let want = format!("{}-{sha}", &id[..64]);
+    let pf = env.pid_of("blue").unwrap();
+    assert_eq!(pf.release, want);
+    assert_eq!(
+        std::fs::read(env.path("work/releases").join(&want).join("demo-v2.jar")).unwrap(),
+        std::fs::read(demo_jar("v2")).unwrap()
+    );
+    let st = env.state();
+    assert_eq!(st["release"], want.as_str());
+    let last_event = st["history"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(
+        last_event["deployment_id"],
+        id.as_str(),
+        "the full id is recorded"
+    );
+    assert_nothing_half_written(&env);
+}
