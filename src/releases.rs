@@ -98,8 +98,9 @@ pub fn release_name(id: &str) -> Option<String> {
 }
 
 /// Copy `jar` to `releases/<release_name(DEPLOYMENT_ID) or UTC time>[-N]/<name>` (always a
-/// new file, so a running JVM's jar is never overwritten). Returns the release name and the
-/// copied jar.
+/// new file, so a running JVM's jar is never overwritten; never a name the state records, so a
+/// recorded release never comes to mean another jar). Returns the release name and the copied
+/// jar.
 pub fn new_release(cfg: &Config, jar: &Path) -> Result<(String, PathBuf)> {
     let base = std::env::var("DEPLOYMENT_ID")
         .ok()
@@ -107,11 +108,25 @@ pub fn new_release(cfg: &Config, jar: &Path) -> Result<(String, PathBuf)> {
         .unwrap_or_else(|| crate::log::utc_compact(SystemTime::now()));
     let root = cfg.releases_dir();
     fs::create_dir_all(&root).context(format!("cannot create {}", root.display()))?;
+    // A name the state records (a pruned release's) is not given to another jar.
+    let st = state::load(&cfg.state_dir);
+    let recorded = |name: &str| {
+        st.release.as_deref() == Some(name)
+            || st
+                .history
+                .iter()
+                .any(|e| e.release.as_deref() == Some(name))
+    };
     let mut name = base.clone();
     let mut n = 1;
     let dir = loop {
         let d = root.join(&name);
-        match fs::create_dir(&d) {
+        let made = if recorded(&name) {
+            Err(std::io::ErrorKind::AlreadyExists.into())
+        } else {
+            fs::create_dir(&d)
+        };
+        match made {
             Ok(()) => break d,
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                 n += 1;

@@ -703,6 +703,25 @@ fn pruning_keeps_the_releases_state_names_and_rollback_works_after_failed_deploy
     for r in [&v1.release, &v2.release] {
         assert!(rels.contains(r), "{r} is named by the state: {rels:?}");
     }
+
+    // The next release never takes a pruned release's recorded name (it would hold another jar).
+    let recorded: Vec<String> = env.state()["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["release"].as_str().map(String::from))
+        .collect();
+    assert!(
+        recorded.iter().any(|r| !rels.contains(r)),
+        "some recorded release was pruned: {recorded:?} on disk {rels:?}"
+    );
+    assert_eq!(env.hook("stop", &[]).code, 0);
+    assert_eq!(env.hook("start", &[]).code, 0);
+    let next = env.pid_of("blue").unwrap().release;
+    assert!(
+        !recorded.contains(&next),
+        "new release {next} reuses a recorded name: {recorded:?}"
+    );
     assert_nothing_half_written(&env);
 }
 
