@@ -766,3 +766,37 @@ fn a_300_character_deployment_id_gets_a_bounded_release_name() {
     );
     assert_nothing_half_written(&env);
 }
+
+#[test]
+fn rollback_from_a_dead_slot_does_not_say_it_keeps_running() {
+    let env = with_v1_live(Env::new(2)); // v1 on green
+    env.deploy("v2"); // blue live
+    let blue = env.pid_of("blue").unwrap();
+    signal(blue.pid, rustix::process::Signal::KILL);
+    assert!(wait_until(Duration::from_secs(10), || {
+        !nonstop::process::alive(blue.pid)
+    }));
+    let r = env.nonstop(&["rollback"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let last_out = r.stdout.lines().last().unwrap_or("");
+    assert!(
+        last_out.contains("switch only, no process started")
+            && last_out.ends_with(&format!(
+                "; blue is not running (nothing listens on port {})",
+                env.port_of("blue")
+            )),
+        "{last_out}"
+    );
+    assert!(
+        r.stdout.contains(&format!(
+            "from slot blue (port {}, release {}, not running)",
+            env.port_of("blue"),
+            blue.release
+        )),
+        "{}",
+        r.stdout
+    );
+    assert!(!r.stdout.contains("blue keeps running"), "{}", r.stdout);
+    assert_serves(&env, "v1");
+    assert_nothing_half_written(&env);
+}

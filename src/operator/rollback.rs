@@ -56,14 +56,17 @@ pub fn run(cfg: &Config, slot: Option<&str>) -> Result<()> {
             target.name
         ))
     })?;
-    let live_release = process::read_pid_file(&stages::pid_path(cfg, live)).map(|p| p.release);
+    let pid_file = stages::pid_path(cfg, live);
+    let live_release = match process::owner(&pid_file, live.port) {
+        Some(Owner::Ours(pf)) => pf.release,
+        _ => match process::read_pid_file(&pid_file) {
+            Some(pf) => format!("{}, not running", pf.release),
+            None => "?, not running".into(),
+        },
+    };
     println!(
-        "rollback {id}: from slot {} (port {}, release {}) to slot {} (port {}, release {want})",
-        live.name,
-        live.port,
-        live_release.as_deref().unwrap_or("?"),
-        target.name,
-        target.port
+        "rollback {id}: from slot {} (port {}, release {live_release}) to slot {} (port {}, release {want})",
+        live.name, live.port, target.name, target.port
     );
 
     let name = Some(target.name.as_str());
@@ -109,17 +112,35 @@ pub fn run(cfg: &Config, slot: Option<&str>) -> Result<()> {
     );
     r?;
     let took = human(t0.elapsed());
-    match why_not {
-        None => println!(
-            "rolled back to slot {} (port {}, release {want}) in {took}: switch only, no process started; {} keeps running",
-            target.name, target.port, live.name
+    let how = match why_not {
+        None => "switch only, no process started",
+        Some(_) => "release started again",
+    };
+    println!(
+        "rolled back to slot {} (port {}, release {want}) in {took}: {how}; {}",
+        target.name,
+        target.port,
+        left_behind(cfg, live)
+    );
+    Ok(())
+}
+
+/// What is true now of `slot`, the slot rolled back from, as the end of the last line: it
+/// keeps running only if its own app (pid file checked in /proc) still does.
+fn left_behind(cfg: &Config, slot: &Slot) -> String {
+    match process::owner(&stages::pid_path(cfg, slot), slot.port) {
+        Some(Owner::Ours(_)) => format!("{} keeps running", slot.name),
+        None => format!(
+            "{} is not running (nothing listens on port {})",
+            slot.name, slot.port
         ),
-        Some(_) => println!(
-            "rolled back to slot {} (port {}, release {want}) in {took}: release started again; {} keeps running",
-            target.name, target.port, live.name
+        Some(o) => format!(
+            "{}'s app is not running: port {} is held by pid {} that nonstop did not start",
+            slot.name,
+            slot.port,
+            o.pid().map_or("?".to_string(), |p| p.to_string())
         ),
     }
-    Ok(())
 }
 
 /// `None` when `slot` runs `release` (started by nonstop) and answers its health probe now;
