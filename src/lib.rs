@@ -16,6 +16,7 @@ pub mod nginx;
 pub mod operator;
 pub mod process;
 pub mod progress;
+pub mod releases;
 pub mod rotation;
 pub mod slots;
 pub mod stages;

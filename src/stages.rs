@@ -3,11 +3,11 @@
 //! that runs several stages calls the same functions, never a copy.
 
 use crate::config::{Config, Slot};
-use crate::error::{failed, Context, Result};
+use crate::error::{failed, Result};
 use crate::log::human;
 use crate::nginx::Member;
 use crate::process::{self, Owner};
-use crate::state;
+use crate::state::{self, Action};
 use crate::{health, lock, nginx, rotation, slots};
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -26,16 +26,13 @@ pub fn exit_path(cfg: &Config, slot: &Slot) -> PathBuf {
 /// Record `action` on `slot` in the state history with its outcome and duration.
 fn record(
     cfg: &Config,
-    action: &str,
+    action: Action,
     slot: &Slot,
     release: Option<String>,
     t0: Instant,
     r: &Result<()>,
 ) {
-    let outcome = match r {
-        Ok(()) => "ok".into(),
-        Err(e) => format!("failed: {e}"),
-    };
+    let outcome = state::Outcome::of(r);
     state::record_event(&cfg.state_dir, action, &slot.name, release, t0, outcome);
 }
 
@@ -57,7 +54,7 @@ pub fn stop(cfg: &Config, slot: Option<&str>, force: bool) -> Result<()> {
     }
     let t0 = Instant::now();
     let r = leave_rotation(cfg, target).and_then(|_| stop_slot(cfg, target, force));
-    record(cfg, "stop", target, None, t0, &r);
+    record(cfg, Action::Stop, target, None, t0, &r);
     r
 }
 
@@ -175,11 +172,11 @@ pub fn start(cfg: &Config, slot: Option<&str>) -> Result<()> {
         )));
     }
     let t0 = Instant::now();
-    let jar = resolve_jar(cfg)?;
+    let jar = crate::releases::resolve_jar(cfg)?;
     let r = start_slot(cfg, target, &jar);
     let release = r.as_ref().ok().map(|p| p.release.clone());
     let r = r.map(drop);
-    record(cfg, "start", target, release, t0, &r);
+    record(cfg, Action::Start, target, release, t0, &r);
     r
 }
 
@@ -208,8 +205,8 @@ pub fn start_slot(cfg: &Config, slot: &Slot, jar: &Path) -> Result<process::PidF
         )));
     }
     java_path(cfg)?;
-    let (release, release_jar) = new_release(cfg, jar)?;
-    prune_releases(cfg, &release);
+    let (release, release_jar) = crate::releases::new_release(cfg, jar)?;
+    crate::releases::prune_releases(cfg, &release);
     launch_release(cfg, slot, &release, &release_jar)
 }
 
@@ -270,61 +267,6 @@ pub fn launch_release(
     Ok(pf)
 }
 
-/// The newest file matching `app.jar` (wildcards in the file name only).
-pub fn resolve_jar(cfg: &Config) -> Result<PathBuf> {
-    let pattern = &cfg.app.jar;
-    let dir = pattern.parent().unwrap_or(Path::new("/"));
-    let name = pattern
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let mut best: Option<(SystemTime, PathBuf)> = None;
-    let entries = fs::read_dir(dir).map_err(|e| {
-        failed(format!(
-            "no jar: cannot read {} for app.jar {:?}: {e}",
-            dir.display(),
-            name
-        ))
-    })?;
-    for e in entries.flatten() {
-        let fname = e.file_name().to_string_lossy().into_owned();
-        if !glob_match(&name, &fname) {
-            continue;
-        }
-        // Follow symlinks (app.jar -> app-1.2.jar); a dangling one is reported, not skipped.
-        let meta = fs::metadata(e.path())
-            .map_err(|err| failed(format!("jar {} is unreadable: {err}", e.path().display())))?;
-        if !meta.is_file() {
-            continue;
-        }
-        let mtime = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
-        if best
-            .as_ref()
-            .is_none_or(|(t, p)| (mtime, e.path()) > (*t, p.clone()))
-        {
-            best = Some((mtime, e.path()));
-        }
-    }
-    best.map(|(_, p)| p)
-        .ok_or_else(|| failed(format!("no jar matches {}", pattern.display())))
-}
-
-/// `*` and `?` matching of one file name.
-pub fn glob_match(pat: &str, name: &str) -> bool {
-    fn m(p: &[char], n: &[char]) -> bool {
-        match (p.first(), n.first()) {
-            (None, None) => true,
-            (Some('*'), _) => m(&p[1..], n) || (!n.is_empty() && m(p, &n[1..])),
-            (Some('?'), Some(_)) => m(&p[1..], &n[1..]),
-            (Some(a), Some(b)) if a == b => m(&p[1..], &n[1..]),
-            _ => false,
-        }
-    }
-    let p: Vec<char> = pat.chars().collect();
-    let n: Vec<char> = name.chars().collect();
-    m(&p, &n)
-}
-
 /// The java to run: `app.java`, else `$JAVA_HOME/bin/java`, else `java` on PATH.
 pub fn java_path(cfg: &Config) -> Result<PathBuf> {
     if let Some(j) = &cfg.app.java {
@@ -339,88 +281,6 @@ pub fn java_path(cfg: &Config) -> Result<PathBuf> {
     }
     which::which("java")
         .map_err(|_| failed("java not found: set app.java or JAVA_HOME, or put java on PATH"))
-}
-
-/// Copy `jar` to `releases/<DEPLOYMENT_ID or UTC time>[-N]/<name>` (always a new file, so a
-/// running JVM's jar is never overwritten). Returns the release name and the copied jar.
-fn new_release(cfg: &Config, jar: &Path) -> Result<(String, PathBuf)> {
-    let base = std::env::var("DEPLOYMENT_ID")
-        .ok()
-        .filter(|v| {
-            !v.is_empty()
-                && v.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
-        })
-        .unwrap_or_else(|| crate::log::utc_compact(SystemTime::now()));
-    let root = cfg.releases_dir();
-    fs::create_dir_all(&root).context(format!("cannot create {}", root.display()))?;
-    let mut name = base.clone();
-    let mut n = 1;
-    let dir = loop {
-        let d = root.join(&name);
-        match fs::create_dir(&d) {
-            Ok(()) => break d,
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                n += 1;
-                name = format!("{base}-{n}");
-            }
-            Err(e) => return Err(failed(format!("cannot create {}: {e}", d.display()))),
-        }
-    };
-    let file = jar
-        .file_name()
-        .ok_or_else(|| failed("jar path has no file name"))?;
-    let dest = dir.join(file);
-    let tmp = dir.join(".copying");
-    let copy = fs::copy(jar, &tmp)
-        .and_then(|_| fs::File::open(&tmp)?.sync_all())
-        .and_then(|_| fs::rename(&tmp, &dest));
-    if let Err(e) = copy {
-        let _ = fs::remove_dir_all(&dir);
-        return Err(failed(format!("cannot copy jar {}: {e}", jar.display())));
-    }
-    log::info!(
-        "release {name}: copied {} to {}",
-        jar.display(),
-        dest.display()
-    );
-    Ok((name, dest))
-}
-
-/// Remove releases beyond `keep_releases` (newest kept), never `current` nor one a running
-/// slot uses.
-fn prune_releases(cfg: &Config, current: &str) {
-    let root = cfg.releases_dir();
-    let in_use: Vec<String> = cfg
-        .slots
-        .iter()
-        .filter_map(|s| process::running_app(&pid_path(cfg, s)))
-        .map(|p| p.release)
-        .collect();
-    let mut dirs: Vec<(SystemTime, String)> = fs::read_dir(&root)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-        .map(|e| {
-            (
-                e.metadata()
-                    .and_then(|m| m.modified())
-                    .unwrap_or(SystemTime::UNIX_EPOCH),
-                e.file_name().to_string_lossy().into_owned(),
-            )
-        })
-        .collect();
-    dirs.sort_by(|a, b| b.cmp(a));
-    for (_, name) in dirs.into_iter().skip(cfg.keep_releases) {
-        if name == current || in_use.contains(&name) {
-            continue;
-        }
-        match fs::remove_dir_all(root.join(&name)) {
-            Ok(()) => log::info!("pruned release {name}"),
-            Err(e) => log::warn!("could not prune release {name}: {e}"),
-        }
-    }
 }
 
 // ---------- health ----------
@@ -493,12 +353,12 @@ pub fn switch(cfg: &Config, slot: Option<&str>, force: bool, mode: SwitchMode) -
         SwitchMode::Abort => abort_canary(cfg, &roles, target),
     };
     let action = match mode {
-        SwitchMode::Full => "switch".to_string(),
-        SwitchMode::Canary(p) => format!("canary {p}%"),
-        SwitchMode::Promote => "promote".into(),
-        SwitchMode::Abort => "abort".into(),
+        SwitchMode::Full => Action::Switch,
+        SwitchMode::Canary(p) => Action::Canary(p),
+        SwitchMode::Promote => Action::Promote,
+        SwitchMode::Abort => Action::Abort,
     };
-    record(cfg, &action, target, slot_release(cfg, target), t0, &r);
+    record(cfg, action, target, slot_release(cfg, target), t0, &r);
     r
 }
 
@@ -729,7 +589,14 @@ pub fn deploy_second(cfg: &Config, slot: Option<&str>) -> Result<()> {
     for s in targets {
         let t0 = Instant::now();
         let r = roll_slot(cfg, s, &pf.release, &pf.jar, &mut pending);
-        record(cfg, "deploy-second", s, Some(pf.release.clone()), t0, &r);
+        record(
+            cfg,
+            Action::DeploySecond,
+            s,
+            Some(pf.release.clone()),
+            t0,
+            &r,
+        );
         r.map_err(|e| {
             let out = if cfg.balanced() {
                 rotation::out_of_rotation(cfg).join(", ")
@@ -791,17 +658,4 @@ fn roll_slot<'a>(
         human(t0.elapsed())
     );
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::glob_match;
-
-    #[test]
-    fn globs() {
-        assert!(glob_match("*.jar", "app-1.0.jar"));
-        assert!(glob_match("app-?.jar", "app-2.jar"));
-        assert!(!glob_match("*.jar", "app.jar.bak"));
-        assert!(!glob_match("app-*.jar", "other.jar"));
-    }
 }

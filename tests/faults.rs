@@ -1281,3 +1281,188 @@ fn runas_with_the_include_writable_in_a_folder_it_cannot_write() {
     assert_eq!(std::fs::metadata(env.path("nginx")).unwrap().uid(), 0);
     assert_nothing_half_written(&env);
 }
+
+// ---- releases ----
+
+/// The release folders under work/releases, sorted.
+fn release_dirs(env: &Env) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(env.path("work/releases"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn pruning_keeps_the_releases_state_names_and_rollback_works_after_failed_deploys() {
+    let mut env = with_v1_live(Env::new(2)); // v1 on green
+    let v1 = env.pid_of("green").unwrap();
+    env.deploy("v2"); // blue live, green keeps v1 as the rollback target
+    let v2 = env.pid_of("blue").unwrap();
+    assert_serves(&env, "v2");
+    // Four deploys that fail health (keep_releases is 3): each goes to green, the idle slot,
+    // and so stops v1 there. Six releases are made in all.
+    env.java_opts.push("-Ddemo.unhealthy=true".into());
+    env.write_config();
+    env.edit_config("deadline: 30s", "deadline: 2s");
+    env.stage_jar("v3");
+    for i in 0..4 {
+        assert_eq!(env.hook("stop", &[]).code, 0, "failed deploy {i}");
+        assert_eq!(env.hook("start", &[]).code, 0, "failed deploy {i}");
+        let h = env.hook("health", &[]);
+        assert_eq!(h.code, 1, "failed deploy {i}");
+        assert!(
+            h.last_line().contains("slot green not healthy"),
+            "{}",
+            h.last_line()
+        );
+    }
+    assert_serves(&env, "v2");
+    let failed = env.pid_of("green").unwrap();
+    let rels = release_dirs(&env);
+    for (what, r) in [
+        (
+            "v1, green's last served release (the rollback target)",
+            &v1.release,
+        ),
+        ("v2, the live release", &v2.release),
+        ("the release green's pid file names", &failed.release),
+    ] {
+        assert!(rels.contains(r), "{what} {r} was pruned: {rels:?}");
+    }
+    assert_eq!(
+        std::fs::read(&v1.jar).ok(),
+        Some(std::fs::read(demo_jar("v1")).unwrap()),
+        "v1's jar {} is still on disk, byte for byte",
+        v1.jar.display()
+    );
+    assert_eq!(
+        rels.len(),
+        5,
+        "pruning still prunes: 3 newest + v1 + v2: {rels:?}"
+    );
+
+    // The rollback target is intact: `nonstop rollback` starts v1 again on green.
+    env.java_opts.retain(|o| o != "-Ddemo.unhealthy=true");
+    env.write_config();
+    let r = env.nonstop(&["rollback"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stdout.contains(&format!(
+            "rolled back to slot green (port {}, release {})",
+            env.port_of("green"),
+            v1.release
+        )),
+        "{}",
+        r.stdout
+    );
+    assert_serves(&env, "v1");
+    let now = env.pid_of("green").unwrap();
+    assert_eq!((&now.release, &now.jar), (&v1.release, &v1.jar));
+    let st = env.state();
+    assert_eq!(st["live"], "green");
+    assert_eq!(st["release"], v1.release.as_str());
+    assert_eq!(st["previous"], "blue");
+    let rels = release_dirs(&env);
+    for r in [&v1.release, &v2.release] {
+        assert!(rels.contains(r), "{r} is named by the state: {rels:?}");
+    }
+
+    // The next release never takes a pruned release's recorded name (it would hold another jar).
+    let recorded: Vec<String> = env.state()["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["release"].as_str().map(String::from))
+        .collect();
+    assert!(
+        recorded.iter().any(|r| !rels.contains(r)),
+        "some recorded release was pruned: {recorded:?} on disk {rels:?}"
+    );
+    assert_eq!(env.hook("stop", &[]).code, 0);
+    assert_eq!(env.hook("start", &[]).code, 0);
+    let next = env.pid_of("blue").unwrap().release;
+    assert!(
+        !recorded.contains(&next),
+        "new release {next} reuses a recorded name: {recorded:?}"
+    );
+    assert_nothing_half_written(&env);
+}
+
+#[test]
+fn a_300_character_deployment_id_gets_a_bounded_release_name() {
+    let env = with_v1_live(Env::new(2));
+    env.stage_jar("v2");
+    let id = format!("d-{}", "x".repeat(298));
+    for b in BINARIES {
+        let out = Command::new(env.path("bundle/bin").join(b))
+            .current_dir("/")
+            .stdin(Stdio::null())
+            .env_remove("NONSTOP_CONFIG")
+            .env("DEPLOYMENT_ID", &id)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        eprintln!("--- {b} exit {:?}\n{stderr}", out.status.code());
+        assert_eq!(out.status.code(), Some(0), "{b}: {}", last(&stderr));
+    }
+    assert_serves(&env, "v2");
+    // The id's first 64 characters, `-`, 12 hex digits of `printf %s ID | sha256sum`.
+    let sha = Command::new("sh")
+        .args(["-c", "printf %s \"$1\" | sha256sum", "sh", &id])
+        .output()
+        .unwrap();
+    let sha = String::from_utf8_lossy(&sha.stdout)[..12].to_string();
+    let want = format!("{}-{sha}", &id[..64]);
+    let pf = env.pid_of("blue").unwrap();
+    assert_eq!(pf.release, want);
+    assert_eq!(
+        std::fs::read(env.path("work/releases").join(&want).join("demo-v2.jar")).unwrap(),
+        std::fs::read(demo_jar("v2")).unwrap()
+    );
+    let st = env.state();
+    assert_eq!(st["release"], want.as_str());
+    let last_event = st["history"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(
+        last_event["deployment_id"],
+        id.as_str(),
+        "the full id is recorded"
+    );
+    assert_nothing_half_written(&env);
+}
+
+#[test]
+fn rollback_from_a_dead_slot_does_not_say_it_keeps_running() {
+    let env = with_v1_live(Env::new(2)); // v1 on green
+    env.deploy("v2"); // blue live
+    let blue = env.pid_of("blue").unwrap();
+    signal(blue.pid, rustix::process::Signal::KILL);
+    assert!(wait_until(Duration::from_secs(10), || {
+        !nonstop::process::alive(blue.pid)
+    }));
+    let r = env.nonstop(&["rollback"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let last_out = r.stdout.lines().last().unwrap_or("");
+    assert!(
+        last_out.contains("switch only, no process started")
+            && last_out.ends_with(&format!(
+                "; blue is not running (nothing listens on port {})",
+                env.port_of("blue")
+            )),
+        "{last_out}"
+    );
+    assert!(
+        r.stdout.contains(&format!(
+            "from slot blue (port {}, release {}, not running)",
+            env.port_of("blue"),
+            blue.release
+        )),
+        "{}",
+        r.stdout
+    );
+    assert!(!r.stdout.contains("blue keeps running"), "{}", r.stdout);
+    assert_serves(&env, "v1");
+    assert_nothing_half_written(&env);
+}

@@ -11,6 +11,7 @@ use crate::config::Config;
 use crate::error::{failed, Result};
 use crate::log::human;
 use crate::stages::{self, SwitchMode};
+use crate::state::Action;
 use crate::{process, slots, state};
 use std::borrow::Cow;
 use std::path::Path;
@@ -23,7 +24,7 @@ pub fn run(cfg: &Config, slot: Option<&str>, jar: Option<&Path>) -> Result<()> {
     let cfg = with_jar(cfg, jar)?;
     let cfg = cfg.as_ref();
     let _lock = super::lock_run(cfg, "nonstop deploy")?;
-    let jar = stages::resolve_jar(cfg)?;
+    let jar = crate::releases::resolve_jar(cfg)?;
     let roles = slots::roles(cfg, &state::load(&cfg.state_dir))?;
     let target = roles.target(cfg, slot)?;
     println!(
@@ -39,19 +40,27 @@ pub fn run(cfg: &Config, slot: Option<&str>, jar: Option<&Path>) -> Result<()> {
     let name = Some(target.name.as_str());
     let mut st = Stages::default();
     let r = (|| {
-        st.run("stop", || stages::stop(cfg, name, false))?;
-        st.run("start", || stages::start(cfg, name))?;
-        st.run("health", || stages::health(cfg, name))?;
-        st.run("switch", || {
+        st.run(Action::Stop, || stages::stop(cfg, name, false))?;
+        st.run(Action::Start, || stages::start(cfg, name))?;
+        st.run(Action::Health, || stages::health(cfg, name))?;
+        st.run(Action::Switch, || {
             stages::switch(cfg, name, false, SwitchMode::Full)
         })?;
         if cfg.balanced() {
-            st.run("deploy-second", || stages::deploy_second(cfg, None))?;
+            st.run(Action::DeploySecond, || stages::deploy_second(cfg, None))?;
         }
         Ok(())
     })();
     let release = process::read_pid_file(&stages::pid_path(cfg, target)).map(|p| p.release);
-    record_run(cfg, "deploy", &target.name, release.clone(), t0, &r, &st);
+    record_run(
+        cfg,
+        Action::Deploy,
+        &target.name,
+        release.clone(),
+        t0,
+        &r,
+        &st,
+    );
     r?;
     let old = roles.live.filter(|l| l.name != target.name);
     println!(

@@ -13,10 +13,10 @@ pub mod status;
 pub mod validate;
 
 use crate::config::Config;
-use crate::error::{failed, Context, Result};
+use crate::error::{Context, Result};
 use crate::lock;
 use crate::log::human;
-use crate::state;
+use crate::state::{self, Action, Outcome};
 use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -26,29 +26,26 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 #[derive(Debug, Default)]
 pub struct Stages {
     /// (stage, ok, took) in order.
-    pub done: Vec<(String, bool, Duration)>,
+    pub done: Vec<(Action, bool, Duration)>,
 }
 
 impl Stages {
-    /// Run `f` as stage `name`, print its line, and pass its result on.
-    pub fn run<T>(&mut self, name: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    /// Run `f` as `stage`, print its line, and pass its result on.
+    pub fn run<T>(&mut self, stage: Action, f: impl FnOnce() -> Result<T>) -> Result<T> {
         let t0 = Instant::now();
         let r = f();
         let took = t0.elapsed();
-        let line = stage_line(name, r.is_ok(), took);
+        let line = stage_line(&stage.as_string(), r.is_ok(), took);
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "{line}");
         let _ = out.flush();
-        self.done.push((name.to_string(), r.is_ok(), took));
+        self.done.push((stage, r.is_ok(), took));
         r
     }
 
     /// The stage that failed, if one did.
-    pub fn failed_stage(&self) -> Option<&str> {
-        self.done
-            .iter()
-            .find(|(_, ok, _)| !ok)
-            .map(|(n, _, _)| n.as_str())
+    pub fn failed_stage(&self) -> Option<&Action> {
+        self.done.iter().find(|(_, ok, _)| !ok).map(|(a, _, _)| a)
     }
 }
 
@@ -88,19 +85,19 @@ pub fn lock_run(cfg: &Config, what: &str) -> Result<lock::Lock> {
 /// stages recorded themselves: its total time and, on failure, the stage that failed.
 pub fn record_run(
     cfg: &Config,
-    action: &str,
+    action: Action,
     slot: &str,
     release: Option<String>,
     t0: Instant,
     r: &Result<()>,
     stages: &Stages,
 ) {
-    let outcome = match r {
-        Ok(()) => "ok".to_string(),
-        Err(e) => match stages.failed_stage() {
-            Some(s) => format!("failed at {s}: {e}"),
-            None => format!("failed: {e}"),
+    let outcome = match (r, stages.failed_stage()) {
+        (Err(e), Some(s)) => Outcome::FailedAt {
+            stage: s.clone(),
+            reason: e.to_string(),
         },
+        _ => Outcome::of(r),
     };
     state::record_event(&cfg.state_dir, action, slot, release, t0, outcome);
 }
@@ -222,28 +219,6 @@ pub fn man(cmd: clap::Command, dir: Option<&Path>) -> Result<()> {
         println!("{}", p.display());
     }
     Ok(())
-}
-
-/// The one jar inside a release folder (`workdir/releases/<release>/`).
-pub fn release_jar(cfg: &Config, release: &str) -> Result<std::path::PathBuf> {
-    let dir = cfg.releases_dir().join(release);
-    let entries = std::fs::read_dir(&dir).map_err(|e| {
-        failed(format!(
-            "release {release} is gone ({}: {e}); it may have been pruned (keep_releases {})",
-            dir.display(),
-            cfg.keep_releases
-        ))
-    })?;
-    entries
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| p.extension().is_some_and(|x| x == "jar") && p.is_file())
-        .ok_or_else(|| {
-            failed(format!(
-                "release {release} holds no jar in {}",
-                dir.display()
-            ))
-        })
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@
 //!
 //! In balanced mode [`stages::deploy_second`] then rolls the other slots to that release too.
 //! The release a slot served is read from the state history: the release recorded by the last
-//! successful switch to that slot.
+//! successful switch to that slot ([`crate::state::State::served_release`]).
 
 use super::{record_run, Stages};
 use crate::config::{Config, Slot};
@@ -18,8 +18,8 @@ use crate::error::{failed, Result};
 use crate::log::human;
 use crate::process::{self, Owner};
 use crate::stages::{self, SwitchMode};
-use crate::state::State;
-use crate::{health, slots, state};
+use crate::state::Action;
+use crate::{health, releases, slots, state};
 use std::time::Instant;
 
 /// Roll back to the previous slot (or `slot`).
@@ -50,27 +50,30 @@ pub fn run(cfg: &Config, slot: Option<&str>) -> Result<()> {
             target.name
         )));
     }
-    let want = served_release(&st, target).ok_or_else(|| {
+    let want = st.served_release(&target.name).ok_or_else(|| {
         failed(format!(
             "no release of slot {} was ever switched live in the recorded history: nothing to roll back to (give --slot NAME, or deploy)",
             target.name
         ))
     })?;
-    let live_release = process::read_pid_file(&stages::pid_path(cfg, live)).map(|p| p.release);
+    let pid_file = stages::pid_path(cfg, live);
+    let live_release = match process::owner(&pid_file, live.port) {
+        Some(Owner::Ours(pf)) => pf.release,
+        _ => match process::read_pid_file(&pid_file) {
+            Some(pf) => format!("{}, not running", pf.release),
+            None => "?, not running".into(),
+        },
+    };
     println!(
-        "rollback {id}: from slot {} (port {}, release {}) to slot {} (port {}, release {want})",
-        live.name,
-        live.port,
-        live_release.as_deref().unwrap_or("?"),
-        target.name,
-        target.port
+        "rollback {id}: from slot {} (port {}, release {live_release}) to slot {} (port {}, release {want})",
+        live.name, live.port, target.name, target.port
     );
 
     let name = Some(target.name.as_str());
     let mut st_run = Stages::default();
     let why_not = ready(cfg, target, &want);
     let r = match &why_not {
-        None => st_run.run("switch", || {
+        None => st_run.run(Action::Switch, || {
             stages::switch(cfg, name, false, SwitchMode::Full)
         }),
         Some(why) => {
@@ -79,13 +82,13 @@ pub fn run(cfg: &Config, slot: Option<&str>) -> Result<()> {
                 target.name
             );
             (|| {
-                let jar = super::release_jar(cfg, &want)?;
-                st_run.run("stop", || stages::stop(cfg, name, false))?;
-                st_run.run("start", || {
+                let jar = releases::release_jar(cfg, &want)?;
+                st_run.run(Action::Stop, || stages::stop(cfg, name, false))?;
+                st_run.run(Action::Start, || {
                     stages::launch_release(cfg, target, &want, &jar).map(drop)
                 })?;
-                st_run.run("health", || stages::health(cfg, name))?;
-                st_run.run("switch", || {
+                st_run.run(Action::Health, || stages::health(cfg, name))?;
+                st_run.run(Action::Switch, || {
                     stages::switch(cfg, name, false, SwitchMode::Full)
                 })
             })()
@@ -93,14 +96,14 @@ pub fn run(cfg: &Config, slot: Option<&str>) -> Result<()> {
     };
     let r = r.and_then(|()| {
         if cfg.balanced() {
-            st_run.run("deploy-second", || stages::deploy_second(cfg, None))
+            st_run.run(Action::DeploySecond, || stages::deploy_second(cfg, None))
         } else {
             Ok(())
         }
     });
     record_run(
         cfg,
-        "rollback",
+        Action::Rollback,
         &target.name,
         Some(want.clone()),
         t0,
@@ -109,27 +112,35 @@ pub fn run(cfg: &Config, slot: Option<&str>) -> Result<()> {
     );
     r?;
     let took = human(t0.elapsed());
-    match why_not {
-        None => println!(
-            "rolled back to slot {} (port {}, release {want}) in {took}: switch only, no process started; {} keeps running",
-            target.name, target.port, live.name
-        ),
-        Some(_) => println!(
-            "rolled back to slot {} (port {}, release {want}) in {took}: release started again; {} keeps running",
-            target.name, target.port, live.name
-        ),
-    }
+    let how = match why_not {
+        None => "switch only, no process started",
+        Some(_) => "release started again",
+    };
+    println!(
+        "rolled back to slot {} (port {}, release {want}) in {took}: {how}; {}",
+        target.name,
+        target.port,
+        left_behind(cfg, live)
+    );
     Ok(())
 }
 
-/// The release `slot` served when it was last switched live (from the history).
-pub fn served_release(st: &State, slot: &Slot) -> Option<String> {
-    st.history
-        .iter()
-        .rev()
-        .filter(|e| e.slot == slot.name && e.outcome == "ok")
-        .find(|e| matches!(e.action.as_str(), "switch" | "promote"))
-        .and_then(|e| e.release.clone())
+/// What is true now of `slot`, the slot rolled back from, as the end of the last line: it
+/// keeps running only if its own app (pid file checked in /proc) still does.
+fn left_behind(cfg: &Config, slot: &Slot) -> String {
+    match process::owner(&stages::pid_path(cfg, slot), slot.port) {
+        Some(Owner::Ours(_)) => format!("{} keeps running", slot.name),
+        None => format!(
+            "{} is not running (nothing listens on port {})",
+            slot.name, slot.port
+        ),
+        Some(o) => format!(
+            "{}'s app is not running: port {} is held by pid {} that nonstop did not start",
+            slot.name,
+            slot.port,
+            o.pid().map_or("?".to_string(), |p| p.to_string())
+        ),
+    }
 }
 
 /// `None` when `slot` runs `release` (started by nonstop) and answers its health probe now;

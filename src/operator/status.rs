@@ -13,7 +13,7 @@ use crate::error::{Context, Result};
 use crate::log::human;
 use crate::nginx::Member;
 use crate::process::{self, Owner};
-use crate::state::{Event, State};
+use crate::state::{Action, Event, State};
 use crate::{health, rotation, slots, stages, state};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -234,8 +234,8 @@ pub fn sha256_file(path: &Path) -> std::io::Result<String> {
 }
 
 /// Steps that make a slot live and so complete a deployment.
-fn completes(action: &str) -> bool {
-    matches!(action, "switch" | "promote")
+fn completes(action: &Action) -> bool {
+    action.makes_live()
 }
 
 /// Piece deployments together from the history (oldest first in, newest first out). Steps
@@ -249,11 +249,11 @@ pub fn deployments(history: &[Event]) -> Vec<Deployment> {
             None => true,
             Some(g) => {
                 let last = g.last().expect("groups are never empty");
-                let closed = matches!(last.action.as_str(), "deploy" | "rollback");
-                let ended = g.iter().any(|x| completes(&x.action) || x.outcome != "ok");
+                let closed = matches!(last.action, Action::Deploy | Action::Rollback);
+                let ended = g.iter().any(|x| completes(&x.action) || !x.outcome.is_ok());
                 closed
                     || last.deployment_id != e.deployment_id
-                    || (ended && matches!(e.action.as_str(), "stop" | "start"))
+                    || (ended && matches!(e.action, Action::Stop | Action::Start))
             }
         };
         if starts_new {
@@ -280,21 +280,21 @@ fn summarize(g: &[&Event]) -> Deployment {
     let summary = g
         .iter()
         .rev()
-        .find(|e| matches!(e.action.as_str(), "deploy" | "rollback"));
+        .find(|e| matches!(e.action, Action::Deploy | Action::Rollback));
     let switch = g.iter().rev().find(|e| completes(&e.action));
-    let failure = g.iter().find(|e| e.outcome != "ok");
+    let failure = g.iter().find(|e| !e.outcome.is_ok());
     let outcome = match (summary, failure) {
-        (Some(s), _) => s.outcome.clone(),
+        (Some(s), _) => s.outcome.to_string(),
         (None, Some(f)) => format!(
             "failed at {}: {}",
             f.action,
-            f.outcome.strip_prefix("failed: ").unwrap_or(&f.outcome)
+            f.outcome.reason().unwrap_or_default()
         ),
         (None, None) if switch.is_some() => "ok".into(),
         (None, None) if first.deployment_id.is_none() => format!(
             "by hand: {}",
             g.iter()
-                .map(|e| e.action.as_str())
+                .map(|e| e.action.as_string())
                 .collect::<Vec<_>>()
                 .join(", ")
         ),
@@ -311,7 +311,7 @@ fn summarize(g: &[&Event]) -> Deployment {
             .and_then(|e| e.release.clone())
             .or_else(|| g.iter().rev().find_map(|e| e.release.clone())),
         outcome,
-        steps: g.iter().map(|e| e.action.clone()).collect(),
+        steps: g.iter().map(|e| e.action.to_string()).collect(),
     }
 }
 
@@ -414,10 +414,10 @@ mod tests {
         Event {
             time: time.into(),
             deployment_id: Some(id.into()),
-            action: action.into(),
+            action: Action::parse(action),
             slot: slot.into(),
             release: (action != "stop").then(|| format!("{id}-rel")),
-            outcome: outcome.into(),
+            outcome: state::Outcome::parse(outcome),
             duration_ms: ms,
         }
     }

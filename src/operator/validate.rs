@@ -797,7 +797,7 @@ fn java_check(cfg: &Config) -> Check {
 }
 
 fn jar_check(cfg: &Config) -> Check {
-    let jar: PathBuf = match stages::resolve_jar(cfg) {
+    let jar: PathBuf = match crate::releases::resolve_jar(cfg) {
         Ok(j) => j,
         Err(e) => return check(Verdict::Fail, "jar", e.to_string()),
     };
