@@ -874,3 +874,134 @@ fn in_balanced_mode_deploy_rolls_every_slot_and_status_shows_the_rotation() {
         serde_json::json!(["stop", "start", "switch", "deploy-second", "deploy"])
     );
 }
+
+/// Run `bundle/bin/nonstop ARGS` like [`Env::nonstop`] but with `stdout` as given; stderr is
+/// collected by a thread. Returns the child (to read its stdout) and the stderr collector.
+fn nonstop_with_stdout(
+    env: &Env,
+    args: &[&str],
+    stdout: Stdio,
+) -> (std::process::Child, std::thread::JoinHandle<String>) {
+    let bin = env.path("bundle/bin/nonstop");
+    if !bin.is_file() {
+        std::fs::copy(bin_dir().join("nonstop"), &bin).unwrap();
+    }
+    let mut child = Command::new(bin)
+        .args(args)
+        .current_dir("/")
+        .stdin(Stdio::null())
+        .stdout(stdout)
+        .stderr(Stdio::piped())
+        .env_remove("NONSTOP_CONFIG")
+        .env_remove("DEPLOYMENT_ID")
+        .env_remove("LIFECYCLE_EVENT")
+        .spawn()
+        .unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let collect = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        s
+    });
+    (child, collect)
+}
+
+#[test]
+fn a_closed_stdout_is_a_normal_end() {
+    let env = Env::new(2);
+    let green = env.port_of("green");
+    env.stage_jar("v1");
+
+    // `nonstop status --json | true`: the reader is gone before the first byte. A socket whose
+    // other end is closed gives EPIPE on the first write, with no race against the reader.
+    let (ours, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+    drop(ours);
+    let (mut child, err) = nonstop_with_stdout(
+        &env,
+        &["status", "--json"],
+        Stdio::from(std::os::fd::OwnedFd::from(theirs)),
+    );
+    let code = child.wait().unwrap().code();
+    let stderr = err.join().unwrap();
+    eprintln!("--- status --json into a closed stdout: exit {code:?}\n{stderr}");
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(stderr.is_empty(), "status logs nothing: {stderr}");
+
+    // `nonstop deploy | head -1`: a pipe whose reader takes the first line and leaves.
+    let (mut child, err) = nonstop_with_stdout(&env, &["deploy"], Stdio::piped());
+    let mut first = String::new();
+    {
+        use std::io::BufRead;
+        let mut r = std::io::BufReader::new(child.stdout.take().unwrap());
+        r.read_line(&mut first).unwrap();
+    } // the reader closes here, long before the health stage ends
+    let code = child.wait().unwrap().code();
+    let stderr = err.join().unwrap();
+    eprintln!("--- deploy | head -1: exit {code:?}\n{first}{stderr}");
+    assert!(first.starts_with("deploy deploy-"), "{first}");
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let last = stderr.lines().last().unwrap_or("");
+    assert!(last.contains("nonstop done in"), "{last}");
+    // The deploy went all the way: nginx serves the new version and the history says ok.
+    assert_eq!(body_of(&env), format!("v1 real2 {green}"));
+    let st = status_json(&env);
+    assert_eq!(st["live"], "green");
+    assert_eq!(st["deployments"][0]["outcome"], "ok");
+}
+
+#[test]
+fn usage_errors_end_on_their_reason() {
+    let env = Env::new(2);
+    // A hook binary.
+    let r = env.hook("stop", &["--bogus"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("Usage: stop"),
+        "clap's message stays: {}",
+        r.stderr
+    );
+    assert!(
+        r.last_line()
+            .ends_with("stop failed: unexpected argument '--bogus' found"),
+        "{}",
+        r.last_line()
+    );
+    // A bad value keeps clap's reason too.
+    let r = env.hook("switch", &["--canary", "200"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.last_line()
+            .contains("switch failed: invalid value '200' for '--canary <PERCENT>'"),
+        "{}",
+        r.last_line()
+    );
+    // The operator's command.
+    let r = env.nonstop(&["bogus"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.last_line()
+            .ends_with("nonstop failed: unrecognized subcommand 'bogus'"),
+        "{}",
+        r.last_line()
+    );
+    let r = env.nonstop(&[]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("Usage: nonstop"), "{}", r.stderr);
+    assert!(
+        r.last_line()
+            .ends_with("nonstop failed: a subcommand is required (see the list above)"),
+        "{}",
+        r.last_line()
+    );
+    // --help and --version are no errors: stdout, exit 0, nothing on stderr.
+    for args in [&["--help"][..], &["status", "--help"], &["--version"]] {
+        let r = env.nonstop(args);
+        assert_eq!(r.code, 0, "{args:?}: {}", r.stderr);
+        assert!(r.stderr.is_empty(), "{args:?}: {}", r.stderr);
+        assert!(!r.stdout.is_empty(), "{args:?}");
+    }
+    let r = env.hook("health", &["--version"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+}

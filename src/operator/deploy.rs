@@ -26,7 +26,7 @@ pub fn run(cfg: &Config, slot: Option<&str>, jar: Option<&Path>) -> Result<()> {
     let jar = stages::resolve_jar(cfg)?;
     let roles = slots::roles(cfg, &state::load(&cfg.state_dir))?;
     let target = roles.target(cfg, slot)?;
-    println!(
+    crate::outln!(
         "deploy {id}: {} to slot {} (port {}); live now: {}",
         jar.display(),
         target.name,
@@ -54,7 +54,7 @@ pub fn run(cfg: &Config, slot: Option<&str>, jar: Option<&Path>) -> Result<()> {
     record_run(cfg, "deploy", &target.name, release.clone(), t0, &r, &st);
     r?;
     let old = roles.live.filter(|l| l.name != target.name);
-    println!(
+    crate::outln!(
         "deployed release {} to slot {} (port {}) in {}{}",
         release.as_deref().unwrap_or("?"),
         target.name,

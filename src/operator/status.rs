@@ -111,9 +111,9 @@ pub fn run(cfg: &Config, slot: Option<&str>, json: bool) -> Result<()> {
     }
     if json {
         let text = serde_json::to_string_pretty(&s).context("cannot encode the status")?;
-        println!("{text}");
+        crate::cli::out(text);
     } else {
-        print!("{}", render(&s));
+        crate::cli::out_raw(render(&s).as_bytes());
     }
     Ok(())
 }

@@ -79,7 +79,7 @@ fn check(verdict: Verdict, name: &str, detail: impl Into<String>) -> Check {
 pub fn run(config_flag: Option<&Path>, appspec: Option<&Path>) -> Result<()> {
     let mut all = vec![];
     let mut emit = |c: Check| {
-        println!("{c}");
+        crate::cli::out(&c);
         all.push(c);
     };
     match config::load(config_flag) {
@@ -113,7 +113,7 @@ pub fn run(config_flag: Option<&Path>, appspec: Option<&Path>) -> Result<()> {
         .map(|c| c.name.as_str())
         .collect();
     let ok = all.iter().filter(|c| c.verdict == Verdict::Ok).count();
-    println!(
+    crate::outln!(
         "{} checks: {ok} ok, {} failed, {} warnings, {} skipped",
         all.len(),
         failed_names.len(),
