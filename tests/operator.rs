@@ -1005,3 +1005,65 @@ fn usage_errors_end_on_their_reason() {
     let r = env.hook("health", &["--version"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
 }
+
+#[test]
+fn status_shows_how_a_slots_app_ended() {
+    let mut env = Env::new(2);
+    env.deploy("v1"); // green live
+    let st = status_json(&env);
+    assert_eq!(slot(&st, "green")["exit"], Value::Null, "it runs");
+    assert_eq!(slot(&st, "blue")["exit"], Value::Null, "nothing ever ran");
+
+    // The live slot's JVM is killed: status says so, with the supervisor's record.
+    let pf = env.pid_of("green").unwrap();
+    signal(pf.pid, rustix::process::Signal::KILL);
+    let exit_file = env.path("work/run/green.exit");
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            nonstop::process::read_exit_record(&exit_file).is_some_and(|r| r.pid == pf.pid)
+        }),
+        "the supervisor records the exit"
+    );
+    let st = status_json(&env);
+    let g = slot(&st, "green");
+    assert_eq!(g["state"], "live", "{g}");
+    assert_eq!(g["health"], Value::Null);
+    assert_eq!(g["exit"]["pid"], pf.pid);
+    assert_eq!(g["exit"]["signal"], 9);
+    assert_eq!(g["exit"]["code"], Value::Null);
+    assert!(g["exit"]["at"].as_str().unwrap().starts_with("20"), "{g}");
+    let r = env.nonstop(&["status"]);
+    let row = r.stdout.lines().find(|l| l.starts_with("green ")).unwrap();
+    assert!(
+        row.contains(&format!(
+            "down: nothing listens; killed by signal 9 at {}",
+            g["exit"]["at"].as_str().unwrap()
+        )),
+        "{row}"
+    );
+
+    // An app that fails at boot on the idle slot: its exit status is shown.
+    env.java_opts.push("-Ddemo.crash-at-boot=true".into());
+    env.write_config();
+    env.stage_jar("v2");
+    env.hook("start", &[]);
+    let exit_file = env.path("work/run/blue.exit");
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            nonstop::process::read_exit_record(&exit_file).is_some_and(|r| r.code == Some(3))
+        }),
+        "the app exits with status 3"
+    );
+    assert!(wait_until(Duration::from_secs(5), || {
+        !nonstop::process::port_in_use(env.port_of("blue"))
+    }));
+    let st = status_json(&env);
+    let b = slot(&st, "blue");
+    assert_eq!(b["state"], "stopped", "{b}");
+    assert_eq!(b["exit"]["code"], 3, "{b}");
+    assert_eq!(b["exit"]["signal"], Value::Null);
+    let r = env.nonstop(&["status"]);
+    let row = r.stdout.lines().find(|l| l.starts_with("blue ")).unwrap();
+    assert!(row.contains(" stopped "), "{row}");
+    assert!(row.contains("exited: exit status 3 at 20"), "{row}");
+}
