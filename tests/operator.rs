@@ -1067,3 +1067,258 @@ fn status_shows_how_a_slots_app_ended() {
     assert!(row.contains(" stopped "), "{row}");
     assert!(row.contains("exited: exit status 3 at 20"), "{row}");
 }
+
+/// `chown -R uid:gid path` (tests run as root).
+fn chown_r(p: &Path, id: u32) {
+    std::os::unix::fs::chown(p, Some(id), Some(id)).unwrap();
+    if p.is_dir() && !p.is_symlink() {
+        for e in std::fs::read_dir(p).unwrap().flatten() {
+            chown_r(&e.path(), id);
+        }
+    }
+}
+
+#[test]
+fn validate_catches_another_default_server_and_what_nginx_really_serves() {
+    let env = Env::new(2);
+    std::fs::write(
+        env.path("bundle/appspec.yml"),
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("appspec/appspec.yml"))
+            .unwrap(),
+    )
+    .unwrap();
+    env.deploy("v1"); // green live
+    let green = env.port_of("green");
+
+    // The harness's nginx: one server, proxying to the live slot.
+    let r = env.nonstop(&["validate"]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let (v, line) = verdict_of(&r, "nginx default server");
+    assert_eq!(v, "ok", "{line}");
+    let (v, line) = verdict_of(&r, "nginx serves live");
+    assert_eq!(v, "ok", "{line}");
+    assert!(
+        line.contains(&format!(
+            "on slot green (port {green}) answer the same: HTTP 200"
+        )),
+        "{line}"
+    );
+
+    // Debian's layout: sites-enabled/default is the default_server on the app's port.
+    let sites = env.path("nginx/sites-enabled");
+    std::fs::create_dir_all(&sites).unwrap();
+    let default_site = |flag: &str| {
+        format!(
+            "server {{\n  listen 127.0.0.1:{}{flag};\n  server_name _;\n  location / {{ return 200 \"Welcome to nginx!\\n\"; }}\n}}\n",
+            env.nginx_port
+        )
+    };
+    let app_site = |flag: &str| {
+        format!(
+            "server {{\n  listen 127.0.0.1:{}{flag};\n  location / {{\n    include {};\n    proxy_pass $service_url;\n    proxy_http_version 1.1;\n    proxy_set_header Connection \"\";\n  }}\n}}\n",
+            env.nginx_port,
+            env.include_path().display()
+        )
+    };
+    std::fs::write(sites.join("default"), default_site(" default_server")).unwrap();
+    std::fs::write(sites.join("myapp"), app_site("")).unwrap();
+    let old = nginx_workers(&env);
+    env.nginx_http(&format!("  include {}/*;", sites.display()));
+    settled(&env, &old);
+    // What a user sees (once the reload took effect): the welcome page, not the app.
+    assert!(
+        wait_until(Duration::from_secs(5), || env.get("/")
+            == (200, "Welcome to nginx!\n".to_string())),
+        "{:?}",
+        env.get("/")
+    );
+    let r = env.nonstop(&["validate"]);
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    let (v, line) = verdict_of(&r, "nginx default server");
+    assert_eq!(v, "FAIL", "{line}");
+    assert!(
+        line.contains(&format!(
+            "the server at {}:1 (no server_name) is the default_server there",
+            sites.join("default").display()
+        )),
+        "{line}"
+    );
+    assert!(
+        line.contains(&format!(
+            "not to the app's server at {}:1",
+            sites.join("myapp").display()
+        )),
+        "{line}"
+    );
+    let (v, line) = verdict_of(&r, "nginx serves live");
+    assert_eq!(v, "FAIL", "{line}");
+    assert!(line.contains("HTTP 200 \"Welcome to nginx!\""), "{line}");
+    assert!(
+        line.contains(&format!("HTTP 200 \"v1 real2 {green}\"")),
+        "{line}"
+    );
+    assert!(
+        r.last_line()
+            .ends_with("2 of 17 checks failed: nginx default server, nginx serves live"),
+        "{}",
+        r.last_line()
+    );
+
+    // Without default_server, the earlier server block is the default all the same.
+    std::fs::write(sites.join("default"), default_site("")).unwrap();
+    reload(&env);
+    assert!(wait_until(Duration::from_secs(5), || env
+        .get("/")
+        .1
+        .starts_with("Welcome")));
+    let r = env.nonstop(&["validate"]);
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    let (v, line) = verdict_of(&r, "nginx default server");
+    assert_eq!(v, "FAIL", "{line}");
+    assert!(
+        line.contains("comes first there, so it is the default"),
+        "{line}"
+    );
+
+    // The app's server marked default_server: nginx serves the app, validate passes.
+    std::fs::write(sites.join("myapp"), app_site(" default_server")).unwrap();
+    reload(&env);
+    assert!(wait_until(Duration::from_secs(5), || env
+        .get("/")
+        .1
+        .starts_with("v1 ")));
+    let r = env.nonstop(&["validate"]);
+    assert_eq!(r.code, 0, "{}", r.stdout);
+    let (v, line) = verdict_of(&r, "nginx default server");
+    assert_eq!(v, "ok", "{line}");
+    assert_eq!(verdict_of(&r, "nginx serves live").0, "ok");
+
+    // Nothing else on the port: the check passes too.
+    std::fs::remove_file(sites.join("default")).unwrap();
+    std::fs::write(sites.join("myapp"), app_site("")).unwrap();
+    reload(&env);
+    let r = env.nonstop(&["validate"]);
+    assert_eq!(r.code, 0, "{}", r.stdout);
+    assert_eq!(verdict_of(&r, "nginx default server").0, "ok");
+    assert_eq!(verdict_of(&r, "nginx serves live").0, "ok");
+}
+
+#[test]
+fn validate_checks_what_the_runas_user_may_write() {
+    let env = Env::new(2);
+    let spec: String =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("appspec/appspec.yml"))
+            .unwrap()
+            .lines()
+            .map(|l| {
+                if l.trim_start().starts_with("- location: bin/") {
+                    format!("{l}\n      runas: nobody\n")
+                } else {
+                    format!("{l}\n")
+                }
+            })
+            .collect();
+    std::fs::write(env.path("bundle/appspec.yml"), spec).unwrap();
+    env.deploy("v1"); // as root: state/ and work/ exist, owned by root
+    let nobody = 65534;
+    let mode = |m: u32| std::os::unix::fs::PermissionsExt::from_mode(m);
+    std::fs::set_permissions(env.dir.path(), mode(0o700)).unwrap();
+
+    // The test's folder is root's, mode 0700: nobody cannot even reach the include.
+    let r = env.nonstop(&["validate"]);
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    let (v, line) = verdict_of(&r, "write access");
+    assert_eq!(v, "FAIL", "{line}");
+    let top = env.dir.path().display().to_string();
+    assert!(
+        line.contains(&format!(
+            "nobody cannot write the include {} (cannot enter {top} (owner root, mode 0700))",
+            env.include_path().display()
+        )),
+        "{line}"
+    );
+    assert!(
+        r.last_line().ends_with("checks failed: write access"),
+        "{}",
+        r.last_line()
+    );
+
+    // Reachable, but the include, state_dir and workdir are root's.
+    std::fs::set_permissions(env.dir.path(), mode(0o755)).unwrap();
+    let r = env.nonstop(&["validate"]);
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    let (_, line) = verdict_of(&r, "write access");
+    for want in [
+        format!(
+            "nobody cannot write the include {} (owner root, mode 0644)",
+            env.include_path().display()
+        ),
+        format!(
+            "nobody cannot create files in state_dir {} (owner root, mode 0755)",
+            env.path("bundle/../state").display()
+        ),
+        format!(
+            "nobody cannot create files in workdir/releases {}",
+            env.path("bundle/../work/releases").display()
+        ),
+        format!(
+            "nobody cannot write {}",
+            env.path("bundle/../work/logs/green.log").display()
+        ),
+    ] {
+        assert!(line.contains(&want), "{want}\n{line}");
+    }
+
+    // The set-up runas needs: nobody owns the include (its folder stays root's: the include is
+    // rewritten in place), state_dir and workdir.
+    std::os::unix::fs::chown(env.include_path(), Some(nobody), Some(nobody)).unwrap();
+    chown_r(&env.path("state"), nobody);
+    chown_r(&env.path("work"), nobody);
+    let r = env.nonstop(&["validate"]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let (v, line) = verdict_of(&r, "write access");
+    assert_eq!(v, "ok", "{line}");
+    assert!(
+        line.starts_with(&format!(
+            "{:<5} {:<21} nobody (runas in appspec.yml) can write the include",
+            "ok", "write access"
+        )),
+        "{line}"
+    );
+    assert!(
+        line.contains(&format!(
+            "note: the include is rewritten in place: nobody cannot create files in {} (owner root, mode 0755)",
+            env.path("nginx").display()
+        )),
+        "{line}"
+    );
+}
+
+/// The pids of the private nginx master's workers now.
+fn nginx_workers(env: &Env) -> Vec<i32> {
+    let master: i32 = std::fs::read_to_string(env.path("nginx/nginx.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    nonstop::process::children(master)
+}
+
+/// Wait until the workers `old` have exited: a reload is done only then (until they exit they
+/// may still accept a connection with the old configuration).
+fn settled(env: &Env, old: &[i32]) {
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            let now = nginx_workers(env);
+            !now.is_empty() && old.iter().all(|p| !now.contains(p))
+        }),
+        "nginx's old workers {old:?} did not exit"
+    );
+}
+
+/// `nginx -s reload` and wait until it took effect.
+fn reload(env: &Env) {
+    let old = nginx_workers(env);
+    env.run_nginx(&["-s", "reload"]);
+    settled(env, &old);
+}
