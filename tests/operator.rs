@@ -1269,6 +1269,18 @@ fn validate_checks_what_the_runas_user_may_write() {
         assert!(line.contains(&want), "{want}\n{line}");
     }
 
+    // The same, seen by nobody itself (validate run as nobody: access(2) decides).
+    let as_nobody = as_user(&env, nobody, &["validate"]);
+    let (v, line) = verdict_of(&as_nobody, "write access");
+    assert_eq!(v, "FAIL", "{line}");
+    assert!(
+        line.contains(&format!(
+            "nobody cannot write the include {} (owner root, mode 0644)",
+            env.include_path().display()
+        )),
+        "{line}"
+    );
+
     // The set-up runas needs: nobody owns the include (its folder stays root's: the include is
     // rewritten in place), state_dir and workdir.
     std::os::unix::fs::chown(env.include_path(), Some(nobody), Some(nobody)).unwrap();
@@ -1292,6 +1304,51 @@ fn validate_checks_what_the_runas_user_may_write() {
         )),
         "{line}"
     );
+    let as_nobody = as_user(&env, nobody, &["validate"]);
+    let (v, line) = verdict_of(&as_nobody, "write access");
+    assert_eq!(v, "ok", "{line}");
+    assert!(
+        line.contains("note: the include is rewritten in place"),
+        "{line}"
+    );
+}
+
+/// Run `bundle/bin/nonstop ARGS` as user `uid` (setpriv, groups cleared), as [`Env::nonstop`].
+fn as_user(env: &Env, uid: u32, args: &[&str]) -> OpRun {
+    let bin = env.path("bundle/bin/nonstop");
+    if !bin.is_file() {
+        std::fs::copy(bin_dir().join("nonstop"), &bin).unwrap();
+    }
+    let id = uid.to_string();
+    let out = Command::new("setpriv")
+        .args([
+            format!("--reuid={id}"),
+            format!("--regid={id}"),
+            "--clear-groups".into(),
+        ])
+        .arg(&bin)
+        .args(args)
+        .current_dir("/")
+        .stdin(Stdio::null())
+        .env_remove("NONSTOP_CONFIG")
+        .env_remove("DEPLOYMENT_ID")
+        .env_remove("LIFECYCLE_EVENT")
+        .output()
+        .unwrap();
+    let r = OpRun {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        took: Duration::ZERO,
+    };
+    eprintln!(
+        "--- as uid {uid}: nonstop {} exit {}\n{}{}",
+        args.join(" "),
+        r.code,
+        r.stdout,
+        r.stderr
+    );
+    r
 }
 
 /// The pids of the private nginx master's workers now.
