@@ -1,13 +1,68 @@
 //! What every binary shares: the common flags, config loading, logging and signal set-up, the
-//! supervisor re-entry, and turning a [`crate::Error`] into a last log line and an exit code.
+//! supervisor re-entry, turning a [`crate::Error`] (or a usage error) into a last log line and
+//! an exit code, and [`out`], the one way a report reaches stdout.
 
 use crate::config::{self, Config};
 use crate::error::Result;
 use crate::{interrupt, process};
 use clap::Parser;
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
+
+/// Set once stdout cannot take more output (its reader went away): every later [`out`] is
+/// dropped.
+static STDOUT_GONE: AtomicBool = AtomicBool::new(false);
+
+/// Print `line` and a newline on stdout (flushed at once, so a report shows as it is made).
+///
+/// A closed stdout (`nonstop status | head -1`, a pager quit early: `BrokenPipe`) is a normal
+/// end of the reader's interest, not a failure of the command: this and every later line are
+/// dropped silently and the command goes on (a deploy is never aborted halfway because its
+/// reader left) and exits with its real code. Any other write error is logged once as a
+/// warning and later output is dropped the same way.
+pub fn out(line: impl std::fmt::Display) {
+    write_out(format_args!("{line}\n"));
+}
+
+/// Like [`out`] for text that carries its own line ends (a rendered table, a man page).
+pub fn out_raw(bytes: &[u8]) {
+    if STDOUT_GONE.load(Ordering::Relaxed) {
+        return;
+    }
+    let mut o = std::io::stdout().lock();
+    settle(o.write_all(bytes).and_then(|()| o.flush()));
+}
+
+/// `println!` through [`out`]: `nonstop::outln!("wrote {}", p.display())`.
+#[macro_export]
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::cli::out(format_args!($($arg)*))
+    };
+}
+
+/// True once stdout was found closed (or failing) and output is being dropped.
+pub fn stdout_gone() -> bool {
+    STDOUT_GONE.load(Ordering::Relaxed)
+}
+
+fn write_out(args: std::fmt::Arguments<'_>) {
+    if STDOUT_GONE.load(Ordering::Relaxed) {
+        return;
+    }
+    let mut o = std::io::stdout().lock();
+    settle(o.write_fmt(args).and_then(|()| o.flush()));
+}
+
+fn settle(r: std::io::Result<()>) {
+    let Err(e) = r else { return };
+    if !STDOUT_GONE.swap(true, Ordering::Relaxed) && e.kind() != std::io::ErrorKind::BrokenPipe {
+        log::warn!("cannot write to stdout ({e}); the rest of the report is dropped");
+    }
+}
 
 /// Flags every binary takes.
 #[derive(clap::Args, Debug, Clone)]
@@ -65,7 +120,10 @@ pub fn run<F: Flags>(binary: &'static str, body: impl FnOnce(&F) -> Result<()>) 
     if let Some(spec) = std::env::var_os(process::SUPERVISE_ENV) {
         return process::supervise(spec);
     }
-    let flags = F::parse();
+    let flags = match F::try_parse() {
+        Ok(f) => f,
+        Err(e) => return usage_error(binary, &e),
+    };
     crate::log::init(binary, flags.common().verbose);
     interrupt::install();
     let t0 = Instant::now();
@@ -85,4 +143,35 @@ pub fn run<F: Flags>(binary: &'static str, body: impl FnOnce(&F) -> Result<()>) 
             ExitCode::from(e.exit_code())
         }
     }
+}
+
+/// `--help` and `--version` print as clap prints them and exit 0. A real usage error prints
+/// clap's message (with its usage and tip) and then, as the last stderr line like any other
+/// failure, `BINARY failed: REASON` (clap's first line, e.g. `unexpected argument '--bogus'
+/// found`); exit 2.
+fn usage_error(binary: &'static str, e: &clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+        let _ = e.print();
+        return ExitCode::SUCCESS;
+    }
+    let _ = e.print();
+    crate::log::init(binary, 0);
+    log::error!("{binary} failed: {}", usage_reason(e));
+    ExitCode::from(2)
+}
+
+/// The reason of a clap error on one line: its first line without the `error: ` prefix.
+pub fn usage_reason(e: &clap::Error) -> String {
+    use clap::error::ErrorKind;
+    if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+        return "a subcommand is required (see the list above)".into();
+    }
+    let text = e.render().to_string();
+    let first = text
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("bad usage");
+    first.strip_prefix("error: ").unwrap_or(first).to_string()
 }

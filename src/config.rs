@@ -1,8 +1,11 @@
 //! `nonstop.yml`: finding it, parsing it, and validating every value before anything uses it.
 //!
-//! Values that end up in an nginx file (variable name, host, ports) are checked by their types'
-//! `Deserialize` impls, so the YAML parser reports the file, line and column of a bad value.
-//! Cross-field problems (duplicate slots) are located by searching the source text.
+//! Values that end up in an nginx file (variable name, host, ports), or that would fail every
+//! run (durations, the health path, a status, keep_releases, the jar pattern), are checked by
+//! their types' `Deserialize` impls. Each check runs inside the YAML parser's visit of that very
+//! value, so the error carries the value's own line and column (a check made after the value
+//! was read would be reported at the enclosing block). Cross-field problems (duplicate slots,
+//! a deadline shorter than the interval) are located by searching the source text.
 
 use crate::error::{Error, Result};
 use serde::{de, Deserialize, Deserializer};
@@ -97,7 +100,7 @@ struct RawConfig {
     nginx: RawNginx,
     state_dir: Option<PathBuf>,
     #[serde(default = "default_keep")]
-    keep_releases: usize,
+    keep_releases: Keep,
 }
 
 #[derive(Deserialize)]
@@ -105,7 +108,7 @@ struct RawConfig {
 struct RawApp {
     name: AppName,
     #[serde(default = "default_jar")]
-    jar: String,
+    jar: JarGlob,
     java: Option<String>,
     #[serde(default)]
     java_opts: Vec<String>,
@@ -128,10 +131,10 @@ struct RawSlot {
 #[serde(deny_unknown_fields, default)]
 struct RawHealth {
     path: HttpPath,
-    status: Option<u16>,
+    status: Option<HttpStatus>,
     body: Option<String>,
-    interval: Dur,
-    timeout: Dur,
+    interval: Positive,
+    timeout: Positive,
     deadline: Dur,
 }
 
@@ -165,11 +168,11 @@ fn default_slots() -> Vec<RawSlot> {
         })
         .collect()
 }
-fn default_keep() -> usize {
-    5
+fn default_keep() -> Keep {
+    Keep(5)
 }
-fn default_jar() -> String {
-    "*.jar".into()
+fn default_jar() -> JarGlob {
+    JarGlob("*.jar".into())
 }
 
 impl Default for RawHealth {
@@ -178,8 +181,8 @@ impl Default for RawHealth {
             path: HttpPath("/actuator/health".into()),
             status: None,
             body: None,
-            interval: Dur(Duration::from_millis(500)),
-            timeout: Dur(Duration::from_secs(2)),
+            interval: Positive(Duration::from_millis(500)),
+            timeout: Positive(Duration::from_secs(2)),
             deadline: Dur(Duration::from_secs(120)),
         }
     }
@@ -209,6 +212,30 @@ impl Default for RawNginx {
 
 // ---------- validated scalar types ----------
 
+/// A string checked while the parser visits it (so an error points at the value itself).
+struct CheckedStr<T> {
+    what: &'static str,
+    check: fn(&str) -> bool,
+    make: fn(String) -> T,
+}
+
+impl<T> de::Visitor<'_> for CheckedStr<T> {
+    type Value = T;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        write!(f, "a string ({})", self.what)
+    }
+    fn visit_str<E: de::Error>(self, s: &str) -> std::result::Result<T, E> {
+        if (self.check)(s) {
+            Ok((self.make)(s.to_string()))
+        } else {
+            Err(E::custom(match self.what.split_once(" (") {
+                Some((name, want)) => format!("invalid {name} {s:?} ({want}"),
+                None => format!("invalid {} {s:?}", self.what),
+            }))
+        }
+    }
+}
+
 /// Defines a newtype over String whose Deserialize impl rejects values `check` refuses.
 macro_rules! checked_string {
     ($name:ident, $what:literal, $check:expr) => {
@@ -216,16 +243,11 @@ macro_rules! checked_string {
         struct $name(String);
         impl<'de> Deserialize<'de> for $name {
             fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-                let s = String::deserialize(d)?;
-                let check: fn(&str) -> bool = $check;
-                if check(&s) {
-                    Ok($name(s))
-                } else {
-                    Err(de::Error::custom(format!(
-                        concat!("invalid ", $what, " {:?}"),
-                        s
-                    )))
-                }
+                d.deserialize_str(CheckedStr {
+                    what: $what,
+                    check: $check,
+                    make: $name,
+                })
             }
         }
     };
@@ -273,9 +295,43 @@ checked_string!(
 );
 checked_string!(
     HttpPath,
-    "health path (want /path with no spaces or control characters)",
-    |s| s.starts_with('/') && charset(s, 512, |c| c.is_ascii_graphic())
+    "health path (want /path[?query] of URI characters: letters, digits, -._~!$&()*+,;=:@/?% and %XX; no spaces, quotes, #, \\)",
+    valid_http_path
 );
+checked_string!(
+    JarGlob,
+    "app.jar (want a path whose file name may hold * and ?, not its folders)",
+    |s| !s.is_empty()
+        && !Path::new(s)
+            .parent()
+            .is_some_and(|p| p.to_string_lossy().contains(['*', '?']))
+);
+
+/// A request target a probe can send as is: `/`, then only RFC 3986 path and query
+/// characters (unreserved, sub-delims but `'`, `:@/?`, and `%` with two hex digits).
+fn valid_http_path(s: &str) -> bool {
+    let b = s.as_bytes();
+    if !s.starts_with('/') || s.len() > 512 {
+        return false;
+    }
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        if c == b'%' {
+            if !(i + 2 < b.len() && b[i + 1].is_ascii_hexdigit() && b[i + 2].is_ascii_hexdigit()) {
+                return false;
+            }
+            i += 3;
+            continue;
+        }
+        let ok = c.is_ascii_alphanumeric() || b"-._~!$&()*+,;=:@/?".contains(&c);
+        if !ok {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
 
 /// A host that is safe to write between `http://` and `:PORT;` in an nginx file.
 fn valid_host(s: &str) -> bool {
@@ -292,18 +348,68 @@ fn valid_host(s: &str) -> bool {
         .all(|l| !l.is_empty() && !l.starts_with('-') && !l.ends_with('-'))
 }
 
+/// A whole number checked while the parser visits it: `Ok(n)` or the complaint.
+struct CheckedInt<T> {
+    what: &'static str,
+    check: fn(i128) -> std::result::Result<T, String>,
+}
+
+impl<T> de::Visitor<'_> for CheckedInt<T> {
+    type Value = T;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        write!(f, "a whole number ({})", self.what)
+    }
+    fn visit_i64<E: de::Error>(self, n: i64) -> std::result::Result<T, E> {
+        (self.check)(n.into()).map_err(E::custom)
+    }
+    fn visit_u64<E: de::Error>(self, n: u64) -> std::result::Result<T, E> {
+        (self.check)(n.into()).map_err(E::custom)
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 struct Port(u16);
 impl<'de> Deserialize<'de> for Port {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        let n = i64::deserialize(d)?;
-        if (1..=65535).contains(&n) {
-            Ok(Port(n as u16))
-        } else {
-            Err(de::Error::custom(format!(
-                "invalid port {n} (want 1 to 65535)"
-            )))
-        }
+        d.deserialize_i64(CheckedInt {
+            what: "a port, 1 to 65535",
+            check: |n| match u16::try_from(n) {
+                Ok(p) if p > 0 => Ok(Port(p)),
+                _ => Err(format!("invalid port {n} (want 1 to 65535)")),
+            },
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct HttpStatus(u16);
+impl<'de> Deserialize<'de> for HttpStatus {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        d.deserialize_i64(CheckedInt {
+            what: "an HTTP status, 100 to 599",
+            check: |n| match u16::try_from(n) {
+                Ok(s) if (100..=599).contains(&s) => Ok(HttpStatus(s)),
+                _ => Err(format!(
+                    "health.status {n} is not an HTTP status (want 100 to 599)"
+                )),
+            },
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Keep(usize);
+impl<'de> Deserialize<'de> for Keep {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        d.deserialize_i64(CheckedInt {
+            what: "a number of releases, at least 2",
+            check: |n| match usize::try_from(n) {
+                Ok(k) if k >= 2 => Ok(Keep(k)),
+                _ => Err(format!(
+                    "keep_releases {n}: want at least 2 (the live and the previous release)"
+                )),
+            },
+        })
     }
 }
 
@@ -311,13 +417,63 @@ impl<'de> Deserialize<'de> for Port {
 struct Argv(Vec<String>);
 impl<'de> Deserialize<'de> for Argv {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        let v = Vec::<String>::deserialize(d)?;
-        if v.is_empty() || v[0].trim().is_empty() {
-            return Err(de::Error::custom(
-                "a command must be a non-empty argv list such as [\"nginx\", \"-t\"]",
-            ));
+        struct V;
+        impl<'de> de::Visitor<'de> for V {
+            type Value = Argv;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an argv list such as [\"nginx\", \"-t\"]")
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> std::result::Result<Argv, A::Error> {
+                let mut v: Vec<String> = vec![];
+                while let Some(a) = seq.next_element()? {
+                    v.push(a);
+                }
+                if v.is_empty() || v[0].trim().is_empty() {
+                    return Err(de::Error::custom(
+                        "a command must be a non-empty argv list such as [\"nginx\", \"-t\"]",
+                    ));
+                }
+                Ok(Argv(v))
+            }
         }
-        Ok(Argv(v))
+        d.deserialize_seq(V)
+    }
+}
+
+/// A duration checked while the parser visits it; `nonzero` refuses `0s`.
+struct DurVisitor {
+    nonzero: bool,
+}
+
+impl de::Visitor<'_> for DurVisitor {
+    type Value = Duration;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a duration such as 500ms, 2s or 3m")
+    }
+    fn visit_str<E: de::Error>(self, s: &str) -> std::result::Result<Duration, E> {
+        let d = parse_duration(s).map_err(E::custom)?;
+        if self.nonzero && d.is_zero() {
+            return Err(E::custom(format!(
+                "invalid duration {s:?}: must be above zero"
+            )));
+        }
+        Ok(d)
+    }
+    fn visit_i64<E: de::Error>(self, n: i64) -> std::result::Result<Duration, E> {
+        Err(E::custom(format!(
+            "invalid duration {n} (want a number and a unit: 500ms, 2s, 3m, 1h)"
+        )))
+    }
+    fn visit_u64<E: de::Error>(self, n: u64) -> std::result::Result<Duration, E> {
+        self.visit_i64(n.min(i64::MAX as u64) as i64)
+    }
+    fn visit_f64<E: de::Error>(self, n: f64) -> std::result::Result<Duration, E> {
+        Err(E::custom(format!(
+            "invalid duration {n} (want a number and a unit: 500ms, 2s, 3m, 1h)"
+        )))
     }
 }
 
@@ -325,15 +481,17 @@ impl<'de> Deserialize<'de> for Argv {
 struct Dur(Duration);
 impl<'de> Deserialize<'de> for Dur {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        let s = match serde_yaml::Value::deserialize(d)? {
-            serde_yaml::Value::String(s) => s,
-            other => {
-                return Err(de::Error::custom(format!(
-                    "invalid duration {other:?} (want a string such as 500ms, 2s or 3m)"
-                )))
-            }
-        };
-        parse_duration(&s).map(Dur).map_err(de::Error::custom)
+        d.deserialize_any(DurVisitor { nonzero: false }).map(Dur)
+    }
+}
+
+/// A duration above zero (health.interval, health.timeout).
+#[derive(Debug, Clone, Copy)]
+struct Positive(Duration);
+impl<'de> Deserialize<'de> for Positive {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        d.deserialize_any(DurVisitor { nonzero: true })
+            .map(Positive)
     }
 }
 
@@ -454,39 +612,20 @@ pub fn parse(text: &str, path: &Path) -> Result<Config> {
             }
         }
     }
-    if raw.keep_releases < 2 {
-        return Err(Error::Config(format!(
-            "{}: keep_releases must be at least 2 (the live and the previous release)",
-            at("keep_releases", 0)
-        )));
-    }
     let h = raw.health;
-    if let Some(s) = h.status {
-        if !(100..=599).contains(&s) {
-            return Err(Error::Config(format!(
-                "{}: health.status {s} is not an HTTP status",
-                at("status:", 0)
-            )));
-        }
-    }
-    if h.interval.0.is_zero() || h.timeout.0.is_zero() || h.deadline.0 < h.interval.0 {
+    if h.deadline.0 < h.interval.0 {
         return Err(Error::Config(format!(
-            "{}: health: interval and timeout must be above zero and deadline at least one interval",
-            at("health:", 0)
+            "{}: health.deadline {} is shorter than one health.interval {}",
+            match line_of(text, "deadline:", 0) {
+                Some(_) => at("deadline:", 0),
+                None => at("health:", 0),
+            },
+            crate::log::human(h.deadline.0),
+            crate::log::human(h.interval.0)
         )));
     }
     let name = raw.app.name.0;
-    let jar_pattern = PathBuf::from(&raw.app.jar);
-    if raw.app.jar.is_empty()
-        || jar_pattern
-            .parent()
-            .is_some_and(|p| p.to_string_lossy().contains(['*', '?']))
-    {
-        return Err(Error::Config(format!(
-            "{}: app.jar: wildcards are allowed only in the file name, not in folders",
-            at("jar:", 0)
-        )));
-    }
+    let jar_pattern = PathBuf::from(&raw.app.jar.0);
     Ok(Config {
         path: abs.clone(),
         app: App {
@@ -513,7 +652,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config> {
             .collect(),
         health: Health {
             path: h.path.0,
-            status: h.status,
+            status: h.status.map(|s| s.0),
             body: h.body.filter(|b| !b.is_empty()),
             interval: h.interval.0,
             timeout: h.timeout.0,
@@ -540,7 +679,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config> {
             &raw.state_dir
                 .unwrap_or_else(|| PathBuf::from("/var/lib/nonstop").join(&name)),
         ),
-        keep_releases: raw.keep_releases,
+        keep_releases: raw.keep_releases.0,
     })
 }
 
@@ -672,6 +811,92 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(m.contains(":5: duplicate slot port 8081"), "{m}");
+    }
+
+    /// The `FILE:LINE:COL` an error starts with.
+    fn where_(text: &str) -> String {
+        let m = p(text).unwrap_err().to_string();
+        let rest = m
+            .strip_prefix("/srv/app/nonstop.yml:")
+            .unwrap_or_else(|| panic!("{m}"));
+        let mut it = rest.splitn(3, ':');
+        format!("{}:{}", it.next().unwrap(), it.next().unwrap())
+    }
+
+    #[test]
+    fn errors_point_at_the_bad_value_not_its_block() {
+        // A bad port in a block-style slot: line 6, column 11 is `99999`, not the slot's `- `.
+        let t = "app:\n  name: a\nslots:\n  - name: blue\n    profile: a\n    port: 99999\n  - {name: g, port: 2, profile: b}\n";
+        assert_eq!(where_(t), "6:11");
+        assert!(p(t).unwrap_err().to_string().contains("invalid port 99999"));
+        // In a flow mapping: the value's column on its line.
+        let t = "app:\n  name: a\nslots:\n  - {name: blue, port: 8081, profile: a}\n  - {name: green, port: 0, profile: b}\n";
+        assert_eq!(where_(t), "5:25");
+        // A bad duration, a zero interval, a number for a duration.
+        let t = "app:\n  name: a\nhealth:\n  path: /up\n  deadline: 5 parsecs\n";
+        assert_eq!(where_(t), "5:13");
+        let t = "app:\n  name: a\nhealth:\n  path: /up\n  interval: 0s\n";
+        assert_eq!(where_(t), "5:13");
+        assert!(p(t).unwrap_err().to_string().contains("above zero"));
+        let t = "app:\n  name: a\nstop:\n  grace: 5\n";
+        assert_eq!(where_(t), "4:10");
+        // A bad nginx variable, a bad status, keep_releases, an empty argv, a jar pattern.
+        let t = "app:\n  name: a\nnginx:\n  include: /x.inc\n  variable: 'x; return 200'\n";
+        assert_eq!(where_(t), "5:13");
+        let t = "app:\n  name: a\nhealth:\n  path: /up\n  status: 700\n";
+        assert_eq!(where_(t), "5:11");
+        let t = "app:\n  name: a\nkeep_releases: 1\n";
+        assert_eq!(where_(t), "3:16");
+        let t = "app:\n  name: a\nnginx:\n  include: /x.inc\n  test: []\n";
+        assert_eq!(where_(t), "5:9");
+        let t = "app:\n  name: a\n  jar: 'build/*/app.jar'\n";
+        assert_eq!(where_(t), "3:8");
+        for t in [
+            "app:\n  name: a\nhealth:\n  path: /up\n  deadline: 50ms\n",
+            "app:\n  name: a\nhealth:\n  deadline: 50ms\n",
+        ] {
+            let m = p(t).unwrap_err().to_string();
+            assert!(m.contains("shorter than one health.interval"), "{m}");
+            assert!(
+                m.starts_with(&format!("/srv/app/nonstop.yml:{}:", t.lines().count())),
+                "{m}"
+            );
+        }
+    }
+
+    #[test]
+    fn health_path_must_be_a_request_target() {
+        for good in [
+            "/actuator/health",
+            "/",
+            "/health?full=1&x=a%20b",
+            "/api/v1/health;jsessionid=1",
+            "/~user/a-b_c.d/@me:1/*,+!$()=",
+        ] {
+            let c = p(&format!("app:\n  name: a\nhealth:\n  path: \"{good}\"\n"));
+            assert_eq!(c.unwrap().health.path, good);
+        }
+        for bad in [
+            "actuator/health",
+            "/a b",
+            "/a#frag",
+            "/a\\\\b",
+            "/a\\\"b",
+            "/a'b",
+            "/a\\tb",
+            "/a%2",
+            "/a%zz",
+            "/a<b>",
+            "/caf\u{e9}",
+            "",
+        ] {
+            let t = format!("app:\n  name: a\nhealth:\n  path: \"{bad}\"\n");
+            let e = p(&t).unwrap_err();
+            assert_eq!(e.exit_code(), 2, "{bad:?}");
+            let m = e.to_string();
+            assert!(m.starts_with("/srv/app/nonstop.yml:4:9: "), "{bad:?}: {m}");
+            assert!(m.contains("invalid health path"), "{bad:?}: {m}");
+        }
     }
 
     #[test]

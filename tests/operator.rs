@@ -874,3 +874,508 @@ fn in_balanced_mode_deploy_rolls_every_slot_and_status_shows_the_rotation() {
         serde_json::json!(["stop", "start", "switch", "deploy-second", "deploy"])
     );
 }
+
+/// Run `bundle/bin/nonstop ARGS` like [`Env::nonstop`] but with `stdout` as given; stderr is
+/// collected by a thread. Returns the child (to read its stdout) and the stderr collector.
+fn nonstop_with_stdout(
+    env: &Env,
+    args: &[&str],
+    stdout: Stdio,
+) -> (std::process::Child, std::thread::JoinHandle<String>) {
+    let bin = env.path("bundle/bin/nonstop");
+    if !bin.is_file() {
+        std::fs::copy(bin_dir().join("nonstop"), &bin).unwrap();
+    }
+    let mut child = Command::new(bin)
+        .args(args)
+        .current_dir("/")
+        .stdin(Stdio::null())
+        .stdout(stdout)
+        .stderr(Stdio::piped())
+        .env_remove("NONSTOP_CONFIG")
+        .env_remove("DEPLOYMENT_ID")
+        .env_remove("LIFECYCLE_EVENT")
+        .spawn()
+        .unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let collect = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        s
+    });
+    (child, collect)
+}
+
+#[test]
+fn a_closed_stdout_is_a_normal_end() {
+    let env = Env::new(2);
+    let green = env.port_of("green");
+    env.stage_jar("v1");
+
+    // `nonstop status --json | true`: the reader is gone before the first byte. A socket whose
+    // other end is closed gives EPIPE on the first write, with no race against the reader.
+    let (ours, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+    drop(ours);
+    let (mut child, err) = nonstop_with_stdout(
+        &env,
+        &["status", "--json"],
+        Stdio::from(std::os::fd::OwnedFd::from(theirs)),
+    );
+    let code = child.wait().unwrap().code();
+    let stderr = err.join().unwrap();
+    eprintln!("--- status --json into a closed stdout: exit {code:?}\n{stderr}");
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(stderr.is_empty(), "status logs nothing: {stderr}");
+
+    // `nonstop deploy | head -1`: a pipe whose reader takes the first line and leaves.
+    let (mut child, err) = nonstop_with_stdout(&env, &["deploy"], Stdio::piped());
+    let mut first = String::new();
+    {
+        use std::io::BufRead;
+        let mut r = std::io::BufReader::new(child.stdout.take().unwrap());
+        r.read_line(&mut first).unwrap();
+    } // the reader closes here, long before the health stage ends
+    let code = child.wait().unwrap().code();
+    let stderr = err.join().unwrap();
+    eprintln!("--- deploy | head -1: exit {code:?}\n{first}{stderr}");
+    assert!(first.starts_with("deploy deploy-"), "{first}");
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let last = stderr.lines().last().unwrap_or("");
+    assert!(last.contains("nonstop done in"), "{last}");
+    // The deploy went all the way: nginx serves the new version and the history says ok.
+    assert_eq!(body_of(&env), format!("v1 real2 {green}"));
+    let st = status_json(&env);
+    assert_eq!(st["live"], "green");
+    assert_eq!(st["deployments"][0]["outcome"], "ok");
+}
+
+#[test]
+fn usage_errors_end_on_their_reason() {
+    let env = Env::new(2);
+    // A hook binary.
+    let r = env.hook("stop", &["--bogus"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("Usage: stop"),
+        "clap's message stays: {}",
+        r.stderr
+    );
+    assert!(
+        r.last_line()
+            .ends_with("stop failed: unexpected argument '--bogus' found"),
+        "{}",
+        r.last_line()
+    );
+    // A bad value keeps clap's reason too.
+    let r = env.hook("switch", &["--canary", "200"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.last_line()
+            .contains("switch failed: invalid value '200' for '--canary <PERCENT>'"),
+        "{}",
+        r.last_line()
+    );
+    // The operator's command.
+    let r = env.nonstop(&["bogus"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.last_line()
+            .ends_with("nonstop failed: unrecognized subcommand 'bogus'"),
+        "{}",
+        r.last_line()
+    );
+    let r = env.nonstop(&[]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("Usage: nonstop"), "{}", r.stderr);
+    assert!(
+        r.last_line()
+            .ends_with("nonstop failed: a subcommand is required (see the list above)"),
+        "{}",
+        r.last_line()
+    );
+    // --help and --version are no errors: stdout, exit 0, nothing on stderr.
+    for args in [&["--help"][..], &["status", "--help"], &["--version"]] {
+        let r = env.nonstop(args);
+        assert_eq!(r.code, 0, "{args:?}: {}", r.stderr);
+        assert!(r.stderr.is_empty(), "{args:?}: {}", r.stderr);
+        assert!(!r.stdout.is_empty(), "{args:?}");
+    }
+    let r = env.hook("health", &["--version"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+}
+
+#[test]
+fn status_shows_how_a_slots_app_ended() {
+    let mut env = Env::new(2);
+    env.deploy("v1"); // green live
+    let st = status_json(&env);
+    assert_eq!(slot(&st, "green")["exit"], Value::Null, "it runs");
+    assert_eq!(slot(&st, "blue")["exit"], Value::Null, "nothing ever ran");
+
+    // The live slot's JVM is killed: status says so, with the supervisor's record.
+    let pf = env.pid_of("green").unwrap();
+    signal(pf.pid, rustix::process::Signal::KILL);
+    let exit_file = env.path("work/run/green.exit");
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            nonstop::process::read_exit_record(&exit_file).is_some_and(|r| r.pid == pf.pid)
+        }),
+        "the supervisor records the exit"
+    );
+    let st = status_json(&env);
+    let g = slot(&st, "green");
+    assert_eq!(g["state"], "live", "{g}");
+    assert_eq!(g["health"], Value::Null);
+    assert_eq!(g["exit"]["pid"], pf.pid);
+    assert_eq!(g["exit"]["signal"], 9);
+    assert_eq!(g["exit"]["code"], Value::Null);
+    assert!(g["exit"]["at"].as_str().unwrap().starts_with("20"), "{g}");
+    let r = env.nonstop(&["status"]);
+    let row = r.stdout.lines().find(|l| l.starts_with("green ")).unwrap();
+    assert!(
+        row.contains(&format!(
+            "down: nothing listens; killed by signal 9 at {}",
+            g["exit"]["at"].as_str().unwrap()
+        )),
+        "{row}"
+    );
+
+    // An app that fails at boot on the idle slot: its exit status is shown.
+    env.java_opts.push("-Ddemo.crash-at-boot=true".into());
+    env.write_config();
+    env.stage_jar("v2");
+    env.hook("start", &[]);
+    let exit_file = env.path("work/run/blue.exit");
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            nonstop::process::read_exit_record(&exit_file).is_some_and(|r| r.code == Some(3))
+        }),
+        "the app exits with status 3"
+    );
+    assert!(wait_until(Duration::from_secs(5), || {
+        !nonstop::process::port_in_use(env.port_of("blue"))
+    }));
+    let st = status_json(&env);
+    let b = slot(&st, "blue");
+    assert_eq!(b["state"], "stopped", "{b}");
+    assert_eq!(b["exit"]["code"], 3, "{b}");
+    assert_eq!(b["exit"]["signal"], Value::Null);
+    let r = env.nonstop(&["status"]);
+    let row = r.stdout.lines().find(|l| l.starts_with("blue ")).unwrap();
+    assert!(row.contains(" stopped "), "{row}");
+    assert!(row.contains("exited: exit status 3 at 20"), "{row}");
+}
+
+/// `chown -R uid:gid path` (tests run as root).
+fn chown_r(p: &Path, id: u32) {
+    std::os::unix::fs::chown(p, Some(id), Some(id)).unwrap();
+    if p.is_dir() && !p.is_symlink() {
+        for e in std::fs::read_dir(p).unwrap().flatten() {
+            chown_r(&e.path(), id);
+        }
+    }
+}
+
+#[test]
+fn validate_catches_another_default_server_and_what_nginx_really_serves() {
+    let env = Env::new(2);
+    std::fs::write(
+        env.path("bundle/appspec.yml"),
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("appspec/appspec.yml"))
+            .unwrap(),
+    )
+    .unwrap();
+    env.deploy("v1"); // green live
+    let green = env.port_of("green");
+
+    // The harness's nginx: one server, proxying to the live slot.
+    let r = env.nonstop(&["validate"]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let (v, line) = verdict_of(&r, "nginx default server");
+    assert_eq!(v, "ok", "{line}");
+    let (v, line) = verdict_of(&r, "nginx serves live");
+    assert_eq!(v, "ok", "{line}");
+    assert!(
+        line.contains(&format!(
+            "on slot green (port {green}) answer the same: HTTP 200"
+        )),
+        "{line}"
+    );
+
+    // Debian's layout: sites-enabled/default is the default_server on the app's port.
+    let sites = env.path("nginx/sites-enabled");
+    std::fs::create_dir_all(&sites).unwrap();
+    let default_site = |flag: &str| {
+        format!(
+            "server {{\n  listen 127.0.0.1:{}{flag};\n  server_name _;\n  location / {{ return 200 \"Welcome to nginx!\\n\"; }}\n}}\n",
+            env.nginx_port
+        )
+    };
+    let app_site = |flag: &str| {
+        format!(
+            "server {{\n  listen 127.0.0.1:{}{flag};\n  location / {{\n    include {};\n    proxy_pass $service_url;\n    proxy_http_version 1.1;\n    proxy_set_header Connection \"\";\n  }}\n}}\n",
+            env.nginx_port,
+            env.include_path().display()
+        )
+    };
+    std::fs::write(sites.join("default"), default_site(" default_server")).unwrap();
+    std::fs::write(sites.join("myapp"), app_site("")).unwrap();
+    let old = nginx_workers(&env);
+    env.nginx_http(&format!("  include {}/*;", sites.display()));
+    settled(&env, &old);
+    // What a user sees (once the reload took effect): the welcome page, not the app.
+    assert!(
+        wait_until(Duration::from_secs(5), || env.get("/")
+            == (200, "Welcome to nginx!\n".to_string())),
+        "{:?}",
+        env.get("/")
+    );
+    let r = env.nonstop(&["validate"]);
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    let (v, line) = verdict_of(&r, "nginx default server");
+    assert_eq!(v, "FAIL", "{line}");
+    assert!(
+        line.contains(&format!(
+            "the server at {}:1 (no server_name) is the default_server there",
+            sites.join("default").display()
+        )),
+        "{line}"
+    );
+    assert!(
+        line.contains(&format!(
+            "not to the app's server at {}:1",
+            sites.join("myapp").display()
+        )),
+        "{line}"
+    );
+    let (v, line) = verdict_of(&r, "nginx serves live");
+    assert_eq!(v, "FAIL", "{line}");
+    assert!(line.contains("HTTP 200 \"Welcome to nginx!\""), "{line}");
+    assert!(
+        line.contains(&format!("HTTP 200 \"v1 real2 {green}\"")),
+        "{line}"
+    );
+    assert!(
+        r.last_line()
+            .ends_with("2 of 17 checks failed: nginx default server, nginx serves live"),
+        "{}",
+        r.last_line()
+    );
+
+    // Without default_server, the earlier server block is the default all the same.
+    std::fs::write(sites.join("default"), default_site("")).unwrap();
+    reload(&env);
+    assert!(wait_until(Duration::from_secs(5), || env
+        .get("/")
+        .1
+        .starts_with("Welcome")));
+    let r = env.nonstop(&["validate"]);
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    let (v, line) = verdict_of(&r, "nginx default server");
+    assert_eq!(v, "FAIL", "{line}");
+    assert!(
+        line.contains("comes first there, so it is the default"),
+        "{line}"
+    );
+
+    // The app's server marked default_server: nginx serves the app, validate passes.
+    std::fs::write(sites.join("myapp"), app_site(" default_server")).unwrap();
+    reload(&env);
+    assert!(wait_until(Duration::from_secs(5), || env
+        .get("/")
+        .1
+        .starts_with("v1 ")));
+    let r = env.nonstop(&["validate"]);
+    assert_eq!(r.code, 0, "{}", r.stdout);
+    let (v, line) = verdict_of(&r, "nginx default server");
+    assert_eq!(v, "ok", "{line}");
+    assert_eq!(verdict_of(&r, "nginx serves live").0, "ok");
+
+    // Nothing else on the port: the check passes too.
+    std::fs::remove_file(sites.join("default")).unwrap();
+    std::fs::write(sites.join("myapp"), app_site("")).unwrap();
+    reload(&env);
+    let r = env.nonstop(&["validate"]);
+    assert_eq!(r.code, 0, "{}", r.stdout);
+    assert_eq!(verdict_of(&r, "nginx default server").0, "ok");
+    assert_eq!(verdict_of(&r, "nginx serves live").0, "ok");
+}
+
+#[test]
+fn validate_checks_what_the_runas_user_may_write() {
+    let env = Env::new(2);
+    let spec: String =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("appspec/appspec.yml"))
+            .unwrap()
+            .lines()
+            .map(|l| {
+                if l.trim_start().starts_with("- location: bin/") {
+                    format!("{l}\n      runas: nobody\n")
+                } else {
+                    format!("{l}\n")
+                }
+            })
+            .collect();
+    std::fs::write(env.path("bundle/appspec.yml"), spec).unwrap();
+    env.deploy("v1"); // as root: state/ and work/ exist, owned by root
+    let nobody = 65534;
+    let mode = |m: u32| std::os::unix::fs::PermissionsExt::from_mode(m);
+    std::fs::set_permissions(env.dir.path(), mode(0o700)).unwrap();
+
+    // The test's folder is root's, mode 0700: nobody cannot even reach the include.
+    let r = env.nonstop(&["validate"]);
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    let (v, line) = verdict_of(&r, "write access");
+    assert_eq!(v, "FAIL", "{line}");
+    let top = env.dir.path().display().to_string();
+    assert!(
+        line.contains(&format!(
+            "nobody cannot write the include {} (cannot enter {top} (owner root, mode 0700))",
+            env.include_path().display()
+        )),
+        "{line}"
+    );
+    assert!(
+        r.last_line().ends_with("checks failed: write access"),
+        "{}",
+        r.last_line()
+    );
+
+    // Reachable, but the include, state_dir and workdir are root's.
+    std::fs::set_permissions(env.dir.path(), mode(0o755)).unwrap();
+    let r = env.nonstop(&["validate"]);
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    let (_, line) = verdict_of(&r, "write access");
+    for want in [
+        format!(
+            "nobody cannot write the include {} (owner root, mode 0644)",
+            env.include_path().display()
+        ),
+        format!(
+            "nobody cannot create files in state_dir {} (owner root, mode 0755)",
+            env.path("bundle/../state").display()
+        ),
+        format!(
+            "nobody cannot create files in workdir/releases {}",
+            env.path("bundle/../work/releases").display()
+        ),
+        format!(
+            "nobody cannot write {}",
+            env.path("bundle/../work/logs/green.log").display()
+        ),
+    ] {
+        assert!(line.contains(&want), "{want}\n{line}");
+    }
+
+    // The same, seen by nobody itself (validate run as nobody: access(2) decides).
+    let as_nobody = as_user(&env, nobody, &["validate"]);
+    let (v, line) = verdict_of(&as_nobody, "write access");
+    assert_eq!(v, "FAIL", "{line}");
+    assert!(
+        line.contains(&format!(
+            "nobody cannot write the include {} (owner root, mode 0644)",
+            env.include_path().display()
+        )),
+        "{line}"
+    );
+
+    // The set-up runas needs: nobody owns the include (its folder stays root's: the include is
+    // rewritten in place), state_dir and workdir.
+    std::os::unix::fs::chown(env.include_path(), Some(nobody), Some(nobody)).unwrap();
+    chown_r(&env.path("state"), nobody);
+    chown_r(&env.path("work"), nobody);
+    let r = env.nonstop(&["validate"]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let (v, line) = verdict_of(&r, "write access");
+    assert_eq!(v, "ok", "{line}");
+    assert!(
+        line.starts_with(&format!(
+            "{:<5} {:<21} nobody (runas in appspec.yml) can write the include",
+            "ok", "write access"
+        )),
+        "{line}"
+    );
+    assert!(
+        line.contains(&format!(
+            "note: the include is rewritten in place: nobody cannot create files in {} (owner root, mode 0755)",
+            env.path("nginx").display()
+        )),
+        "{line}"
+    );
+    let as_nobody = as_user(&env, nobody, &["validate"]);
+    let (v, line) = verdict_of(&as_nobody, "write access");
+    assert_eq!(v, "ok", "{line}");
+    assert!(
+        line.contains("note: the include is rewritten in place"),
+        "{line}"
+    );
+}
+
+/// Run `bundle/bin/nonstop ARGS` as user `uid` (setpriv, groups cleared), as [`Env::nonstop`].
+fn as_user(env: &Env, uid: u32, args: &[&str]) -> OpRun {
+    let bin = env.path("bundle/bin/nonstop");
+    if !bin.is_file() {
+        std::fs::copy(bin_dir().join("nonstop"), &bin).unwrap();
+    }
+    let id = uid.to_string();
+    let out = Command::new("setpriv")
+        .args([
+            format!("--reuid={id}"),
+            format!("--regid={id}"),
+            "--clear-groups".into(),
+        ])
+        .arg(&bin)
+        .args(args)
+        .current_dir("/")
+        .stdin(Stdio::null())
+        .env_remove("NONSTOP_CONFIG")
+        .env_remove("DEPLOYMENT_ID")
+        .env_remove("LIFECYCLE_EVENT")
+        .output()
+        .unwrap();
+    let r = OpRun {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        took: Duration::ZERO,
+    };
+    eprintln!(
+        "--- as uid {uid}: nonstop {} exit {}\n{}{}",
+        args.join(" "),
+        r.code,
+        r.stdout,
+        r.stderr
+    );
+    r
+}
+
+/// The pids of the private nginx master's workers now.
+fn nginx_workers(env: &Env) -> Vec<i32> {
+    let master: i32 = std::fs::read_to_string(env.path("nginx/nginx.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    nonstop::process::children(master)
+}
+
+/// Wait until the workers `old` have exited: a reload is done only then (until they exit they
+/// may still accept a connection with the old configuration).
+fn settled(env: &Env, old: &[i32]) {
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            let now = nginx_workers(env);
+            !now.is_empty() && old.iter().all(|p| !now.contains(p))
+        }),
+        "nginx's old workers {old:?} did not exit"
+    );
+}
+
+/// `nginx -s reload` and wait until it took effect.
+fn reload(env: &Env) {
+    let old = nginx_workers(env);
+    env.run_nginx(&["-s", "reload"]);
+    settled(env, &old);
+}

@@ -27,7 +27,7 @@ pub fn run(cfg: &Config, slot: Option<&str>, jar: Option<&Path>) -> Result<()> {
     let jar = crate::releases::resolve_jar(cfg)?;
     let roles = slots::roles(cfg, &state::load(&cfg.state_dir))?;
     let target = roles.target(cfg, slot)?;
-    println!(
+    crate::outln!(
         "deploy {id}: {} to slot {} (port {}); live now: {}",
         jar.display(),
         target.name,
@@ -63,7 +63,7 @@ pub fn run(cfg: &Config, slot: Option<&str>, jar: Option<&Path>) -> Result<()> {
     );
     r?;
     let old = roles.live.filter(|l| l.name != target.name);
-    println!(
+    crate::outln!(
         "deployed release {} to slot {} (port {}) in {}{}",
         release.as_deref().unwrap_or("?"),
         target.name,

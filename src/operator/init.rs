@@ -84,10 +84,10 @@ pub fn run(o: &Options) -> Result<()> {
                 .map_err(|e| failed(format!("cannot create {}: {e}", parent.display())))?;
         }
         write_atomic(&p, text.as_bytes(), 0o644)?;
-        println!("wrote {}", p.display());
+        crate::outln!("wrote {}", p.display());
     }
     let d = o.dir.display();
-    println!(
+    crate::outln!(
         "next: edit {d}/deploy/nonstop.yml (slots, health, java_opts) and the names in the Jenkinsfile / workflow;\n      \
          install {d}/deploy/nginx/site.conf and service-url.inc on the host (see their comments);\n      \
          then, in a bundle or on the host: nonstop validate --config {d}/deploy/nonstop.yml"

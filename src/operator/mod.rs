@@ -8,6 +8,7 @@
 
 pub mod deploy;
 pub mod init;
+pub mod nginx_conf;
 pub mod rollback;
 pub mod status;
 pub mod validate;
@@ -17,7 +18,6 @@ use crate::error::{Context, Result};
 use crate::lock;
 use crate::log::human;
 use crate::state::{self, Action, Outcome};
-use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -35,10 +35,7 @@ impl Stages {
         let t0 = Instant::now();
         let r = f();
         let took = t0.elapsed();
-        let line = stage_line(&stage.as_string(), r.is_ok(), took);
-        let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "{line}");
-        let _ = out.flush();
+        crate::cli::out(stage_line(&stage.as_string(), r.is_ok(), took));
         self.done.push((stage, r.is_ok(), took));
         r
     }
@@ -175,9 +172,10 @@ pub fn table(rows: &[Vec<String>]) -> String {
 /// `nonstop completions SHELL`: the completion script for `cmd` on stdout.
 pub fn completions(mut cmd: clap::Command, shell: clap_complete::Shell) -> Result<()> {
     let name = cmd.get_name().to_string();
-    let mut out = std::io::stdout().lock();
-    clap_complete::generate(shell, &mut cmd, name, &mut out);
-    out.flush().context("cannot write the completions")
+    let mut script = vec![];
+    clap_complete::generate(shell, &mut cmd, name, &mut script);
+    crate::cli::out_raw(&script);
+    Ok(())
 }
 
 /// `nonstop man [DIR]`: the man page on stdout, or into DIR as `nonstop.1` plus one page per
@@ -191,12 +189,8 @@ pub fn man(cmd: clap::Command, dir: Option<&Path>) -> Result<()> {
         Ok(buf)
     };
     let Some(dir) = dir else {
-        let page = render(cmd)?;
-        let mut out = std::io::stdout().lock();
-        return out
-            .write_all(&page)
-            .and_then(|_| out.flush())
-            .context("cannot write the man page");
+        crate::cli::out_raw(&render(cmd)?);
+        return Ok(());
     };
     std::fs::create_dir_all(dir).context(format!("cannot create {}", dir.display()))?;
     let name = cmd.get_name().to_string();
@@ -216,7 +210,7 @@ pub fn man(cmd: clap::Command, dir: Option<&Path>) -> Result<()> {
     for (file, page) in pages {
         let p = dir.join(&file);
         crate::fsx::write_atomic(&p, &page, 0o644)?;
-        println!("{}", p.display());
+        crate::cli::out(p.display());
     }
     Ok(())
 }

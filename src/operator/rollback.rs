@@ -64,7 +64,7 @@ pub fn run(cfg: &Config, slot: Option<&str>) -> Result<()> {
             None => "?, not running".into(),
         },
     };
-    println!(
+    crate::outln!(
         "rollback {id}: from slot {} (port {}, release {live_release}) to slot {} (port {}, release {want})",
         live.name, live.port, target.name, target.port
     );
@@ -77,7 +77,7 @@ pub fn run(cfg: &Config, slot: Option<&str>) -> Result<()> {
             stages::switch(cfg, name, false, SwitchMode::Full)
         }),
         Some(why) => {
-            println!(
+            crate::outln!(
                 "slot {} {why}: starting release {want} on it again",
                 target.name
             );
@@ -116,7 +116,7 @@ pub fn run(cfg: &Config, slot: Option<&str>) -> Result<()> {
         None => "switch only, no process started",
         Some(_) => "release started again",
     };
-    println!(
+    crate::outln!(
         "rolled back to slot {} (port {}, release {want}) in {took}: {how}; {}",
         target.name,
         target.port,

@@ -4,7 +4,8 @@
 //! latency; then the last deployments from the state history.
 //!
 //! It reads the include (the truth for "live"), the upstream file, the pid files (each checked
-//! against /proc), and the state file. It changes nothing and takes no lock, so it works while a
+//! against /proc), the exit records the supervisor writes when an app ends (`run/<slot>.exit`,
+//! shown for a slot where nothing runs), and the state file. It changes nothing and takes no lock, so it works while a
 //! deployment runs.
 
 use super::{parse_utc, table, uptime};
@@ -12,7 +13,7 @@ use crate::config::{Config, Slot};
 use crate::error::{Context, Result};
 use crate::log::human;
 use crate::nginx::Member;
-use crate::process::{self, Owner};
+use crate::process::{self, ExitRecord, Owner};
 use crate::state::{Action, Event, State};
 use crate::{health, rotation, slots, stages, state};
 use serde::Serialize;
@@ -53,7 +54,7 @@ pub struct SlotStatus {
     pub port: u16,
     pub profile: String,
     /// `live` (the include names it), `standby` (running, not live) or `stopped`.
-    pub state: String,
+    pub state: SlotState,
     /// Balanced mode: `in` or `out` of the upstream's rotation (`in` with `weight`); `None`
     /// without an upstream file.
     pub rotation: Option<String>,
@@ -71,6 +72,31 @@ pub struct SlotStatus {
     pub sha256: Option<String>,
     /// One probe now; `None` when nothing listens on the port.
     pub health: Option<HealthNow>,
+    /// How the slot's last app ended (`{pid, code, signal, at}`, from `run/<slot>.exit`), when
+    /// nothing listens on its port now; `None` otherwise or when nothing was recorded.
+    pub exit: Option<ExitRecord>,
+}
+
+/// A slot's state; in JSON the lower-case names `live`, `standby`, `stopped`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SlotState {
+    /// The include names it.
+    Live,
+    /// Something holds its port, and it is not live.
+    Standby,
+    /// Nothing holds its port, and it is not live.
+    Stopped,
+}
+
+impl std::fmt::Display for SlotState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            SlotState::Live => "live",
+            SlotState::Standby => "standby",
+            SlotState::Stopped => "stopped",
+        })
+    }
 }
 
 /// One probe's outcome.
@@ -111,9 +137,9 @@ pub fn run(cfg: &Config, slot: Option<&str>, json: bool) -> Result<()> {
     }
     if json {
         let text = serde_json::to_string_pretty(&s).context("cannot encode the status")?;
-        println!("{text}");
+        crate::cli::out(text);
     } else {
-        print!("{}", render(&s));
+        crate::cli::out_raw(render(&s).as_bytes());
     }
     Ok(())
 }
@@ -182,13 +208,12 @@ fn slot_status(
         port: s.port,
         profile: s.profile.clone(),
         state: if live {
-            "live"
+            SlotState::Live
         } else if owner.is_some() {
-            "standby"
+            SlotState::Standby
         } else {
-            "stopped"
-        }
-        .into(),
+            SlotState::Stopped
+        },
         rotation,
         weight,
         previous: st.previous.as_deref() == Some(s.name.as_str()) && !live,
@@ -212,6 +237,10 @@ fn slot_status(
         sha256: pf.as_ref().and_then(|p| sha256_file(&p.jar).ok()),
         jar: pf.map(|p| p.jar),
         health,
+        exit: owner
+            .is_none()
+            .then(|| process::read_exit_record(&stages::exit_path(cfg, s)))
+            .flatten(),
     }
 }
 
@@ -315,6 +344,14 @@ fn summarize(g: &[&Event]) -> Deployment {
     }
 }
 
+/// `exited: exit status 3 at 2026-11-22T07:13:34.211Z` (or `killed by signal 9 at ...`).
+fn exited(e: &ExitRecord) -> String {
+    match (e.code, e.signal) {
+        (None, Some(_)) => format!("{e} at {}", e.at),
+        _ => format!("exited: {e} at {}", e.at),
+    }
+}
+
 /// The text form.
 pub fn render(s: &Status) -> String {
     let mut out = String::new();
@@ -343,7 +380,7 @@ pub fn render(s: &Status) -> String {
             x.name.clone(),
             x.port.to_string(),
             x.profile.clone(),
-            x.state.clone(),
+            x.state.to_string(),
             match (&x.rotation, x.weight) {
                 (Some(r), Some(w)) if w != 1 => format!("{r} (weight {w})"),
                 (Some(r), _) => r.clone(),
@@ -359,11 +396,15 @@ pub fn render(s: &Status) -> String {
             x.uptime_s
                 .map_or_else(dash, |u| uptime(Duration::from_secs(u))),
             x.release.clone().unwrap_or_else(dash),
-            match &x.health {
-                None if x.state == "live" => "down: nothing listens".into(),
-                None => dash(),
-                Some(h) if h.ok => format!("up: {} in {} ms", h.detail, h.latency_ms),
-                Some(h) => format!("DOWN: {} ({} ms)", h.detail, h.latency_ms),
+            match (&x.health, &x.exit) {
+                (None, Some(e)) if x.state == SlotState::Live => {
+                    format!("down: nothing listens; {}", exited(e))
+                }
+                (None, None) if x.state == SlotState::Live => "down: nothing listens".into(),
+                (None, Some(e)) => exited(e),
+                (None, None) => dash(),
+                (Some(h), _) if h.ok => format!("up: {} in {} ms", h.detail, h.latency_ms),
+                (Some(h), _) => format!("DOWN: {} ({} ms)", h.detail, h.latency_ms),
             },
         ]);
     }

@@ -4,12 +4,18 @@
 //! Checks: the config loads; the nginx master runs; `nginx -T` (the test command with `-t`
 //! replaced by `-T`) passes, lists the include file among the files nginx really loads, and a
 //! `proxy_pass` uses the variable (and, in balanced mode, the upstream file and its name); the
-//! include names a slot; `appspec.yml` (next to the config, i.e. in the bundle, or `--appspec`)
-//! is one the CodeDeploy agent accepts (the rules in shared/reference/codedeploy-hooks.md);
-//! its hooks run the stages in a working order; each hook's timeout covers what its binary may
-//! wait (stop.drain, stop.grace, health.deadline, ...) plus a margin; java and the jar are found.
+//! server that includes the include is the one nginx picks for its listen address (no other
+//! `default_server`, no earlier server there: Debian's `sites-enabled/default`); the include
+//! names a slot; a request through nginx's listen port gets what the live slot answers;
+//! `appspec.yml` (next to the config, i.e. in the bundle, or `--appspec`) is one the CodeDeploy
+//! agent accepts (the rules in shared/reference/codedeploy-hooks.md); its hooks run the stages
+//! in a working order; each hook's timeout covers what its binary may wait (stop.drain,
+//! stop.grace, health.deadline, ...) plus a margin; the user the hooks run as (`runas`, else
+//! this one) can write the nginx files nonstop owns and create files in state_dir and workdir;
+//! java and the jar are found.
 
-use crate::config::{self, Config};
+use super::nginx_conf::{self, Listen, Server};
+use crate::config::{self, Config, Slot};
 use crate::error::{failed, Result};
 use crate::{nginx, stages};
 use serde_yaml::Value;
@@ -79,13 +85,13 @@ fn check(verdict: Verdict, name: &str, detail: impl Into<String>) -> Check {
 pub fn run(config_flag: Option<&Path>, appspec: Option<&Path>) -> Result<()> {
     let mut all = vec![];
     let mut emit = |c: Check| {
-        println!("{c}");
+        crate::cli::out(&c);
         all.push(c);
     };
     match config::load(config_flag) {
         Err(e) => {
             emit(check(Verdict::Fail, "config", e.to_string()));
-            for name in ["nginx", "appspec", "java", "jar"] {
+            for name in ["nginx", "appspec", "write access", "java", "jar"] {
                 emit(check(Verdict::Skip, name, "needs a config that loads"));
             }
         }
@@ -100,9 +106,11 @@ pub fn run(config_flag: Option<&Path>, appspec: Option<&Path>) -> Result<()> {
                     .unwrap_or(Path::new("/"))
                     .join("appspec.yml")
             });
-            for c in appspec_checks(&cfg, &spec) {
+            let (checks, hooks) = appspec_checks(&cfg, &spec);
+            for c in checks {
                 emit(c);
             }
+            emit(write_check(&cfg, hooks.as_deref()));
             emit(java_check(&cfg));
             emit(jar_check(&cfg));
         }
@@ -113,7 +121,7 @@ pub fn run(config_flag: Option<&Path>, appspec: Option<&Path>) -> Result<()> {
         .map(|c| c.name.as_str())
         .collect();
     let ok = all.iter().filter(|c| c.verdict == Verdict::Ok).count();
-    println!(
+    crate::outln!(
         "{} checks: {ok} ok, {} failed, {} warnings, {} skipped",
         all.len(),
         failed_names.len(),
@@ -188,10 +196,7 @@ fn statements(text: &str) -> Vec<Vec<String>> {
         .collect()
 }
 
-fn same_file(a: &str, b: &Path) -> bool {
-    Path::new(a) == b
-        || matches!((std::fs::canonicalize(a), std::fs::canonicalize(b)), (Ok(x), Ok(y)) if x == y)
-}
+use nginx_conf::same_file;
 
 /// True if `arg` uses `$var` (and not a longer name that starts with it).
 fn uses_var(arg: &str, var: &str) -> bool {
@@ -213,7 +218,12 @@ fn nginx_checks(cfg: &Config) -> Vec<Check> {
         ),
         Err(e) => check(Verdict::Fail, "nginx running", e.to_string()),
     });
-    let names = ["nginx includes", "nginx uses var"];
+    let names = [
+        "nginx includes",
+        "nginx uses var",
+        "nginx default server",
+        "nginx serves live",
+    ];
     let Some(argv) = dump_command(cfg) else {
         out.push(check(
             Verdict::Fail,
@@ -329,6 +339,12 @@ fn nginx_checks(cfg: &Config) -> Vec<Check> {
             ),
         });
     }
+    let servers = nginx_conf::servers(&nginx_conf::load(&files), include);
+    out.push(default_server_check(&servers));
+    let live = nginx::read_include_port(cfg)
+        .ok()
+        .flatten()
+        .and_then(|p| cfg.slots.iter().find(|s| s.port == p));
     out.push(match nginx::read_include_port(cfg) {
         Ok(None) => check(
             Verdict::Ok,
@@ -356,7 +372,323 @@ fn nginx_checks(cfg: &Config) -> Vec<Check> {
         },
         Err(e) => check(Verdict::Fail, "include", e.to_string()),
     });
+    out.push(serves_live_check(cfg, &servers, live));
     out
+}
+
+/// The catch-all names that do not make a server the one requests are meant for.
+fn names_of(s: &Server) -> String {
+    match s.real_names().as_slice() {
+        [] => "no server_name".into(),
+        n => format!("server_name {}", n.join(" ")),
+    }
+}
+
+/// For each listen address of the server(s) that include the include: is that server the one
+/// nginx picks for a request whose Host matches no server_name? Another `default_server` there,
+/// or an earlier server block on the same address:port, takes those requests (Debian's
+/// `sites-enabled/default`: the deploy "works" and users see "Welcome to nginx!"). A server
+/// listening on a specific address takes the requests to that address from a wildcard listen.
+fn default_server_check(servers: &[Server]) -> Check {
+    const NAME: &str = "nginx default server";
+    let apps: Vec<&Server> = servers.iter().filter(|s| s.includes.is_some()).collect();
+    if apps.is_empty() {
+        return check(
+            Verdict::Skip,
+            NAME,
+            "no `server` block of `http` includes the include (see nginx includes)",
+        );
+    }
+    let mut problems = vec![];
+    let mut fine = vec![];
+    for app in &apps {
+        for l in &app.listens {
+            let mut taken = vec![];
+            match nginx_conf::default_for(servers, l) {
+                Some(d) if d.at != app.at => {
+                    let marked = d
+                        .listens
+                        .iter()
+                        .any(|x| x.addr == l.addr && x.port == l.port && x.default);
+                    let why = if marked {
+                        "is the default_server there"
+                    } else {
+                        "comes first there, so it is the default"
+                    };
+                    taken.push(format!(
+                        "the server at {} ({}) {why}: requests to {l} whose Host matches no server_name go to it, not to the app's server at {}",
+                        d.at,
+                        names_of(d),
+                        app.at
+                    ));
+                }
+                _ => {}
+            }
+            if l.addr == "*" {
+                // A specific IPv4 address on the same port takes the requests sent to it.
+                let specific = servers.iter().filter(|o| o.at != app.at).find_map(|o| {
+                    o.listens
+                        .iter()
+                        .find(|x| {
+                            x.port == l.port
+                                && x.addr != "*"
+                                && !x.addr.starts_with('[')
+                                && !app
+                                    .listens
+                                    .iter()
+                                    .any(|a| a.addr == x.addr && a.port == x.port)
+                        })
+                        .map(|x| (o, x))
+                });
+                if let Some((o, x)) = specific {
+                    taken.push(format!(
+                        "the server at {} listens on {x}: requests to that address go to it, not to the app's server at {} (listen {l})",
+                        o.at, app.at
+                    ));
+                }
+            }
+            if taken.is_empty() {
+                fine.push(format!("{} is the default for {l}", app.at));
+            } else {
+                problems.extend(taken);
+            }
+        }
+    }
+    if problems.is_empty() {
+        return check(Verdict::Ok, NAME, fine.join("; "));
+    }
+    let named = apps.iter().all(|a| !a.real_names().is_empty());
+    if named {
+        // The app's server is picked by its names; only other names (and bare IPs) miss it.
+        check(
+            Verdict::Warn,
+            NAME,
+            format!(
+                "{}; requests for {} still reach the app",
+                problems.join("; "),
+                apps.iter()
+                    .map(|a| names_of(a))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        )
+    } else {
+        check(
+            Verdict::Fail,
+            NAME,
+            format!(
+                "{} (add `default_server` to the app's listen, or remove the other server)",
+                problems.join("; ")
+            ),
+        )
+    }
+}
+
+/// One HTTP/1.0 answer, as the check shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    pub status: u16,
+    pub body: String,
+}
+
+impl std::fmt::Display for Answer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut b: String = self
+            .body
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+            .chars()
+            .take(60)
+            .collect();
+        if self.body.chars().count() > 60 {
+            b.push('…');
+        }
+        write!(f, "HTTP {} {b:?}", self.status)
+    }
+}
+
+/// GET `path` from `addr` with `Host: host`: one HTTP/1.0 request (no keep-alive, no chunks),
+/// 2 s for the connect and 2 s for the whole answer, at most 64 KiB of body.
+pub fn get(
+    addr: std::net::SocketAddr,
+    host: &str,
+    path: &str,
+) -> std::result::Result<Answer, String> {
+    use std::io::{Read, Write};
+    use std::time::Instant;
+    let limit = Duration::from_secs(2);
+    let mut s = std::net::TcpStream::connect_timeout(&addr, limit).map_err(|e| e.to_string())?;
+    let t0 = Instant::now();
+    s.set_write_timeout(Some(limit))
+        .map_err(|e| e.to_string())?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {host}\r\nUser-Agent: nonstop-validate\r\nAccept: */*\r\n\r\n")
+        .map_err(|e| e.to_string())?;
+    let mut buf = vec![];
+    let mut chunk = [0u8; 8192];
+    loop {
+        let left = limit.saturating_sub(t0.elapsed());
+        if left.is_zero() {
+            return Err("no complete answer within 2 s".into());
+        }
+        s.set_read_timeout(Some(left)).map_err(|e| e.to_string())?;
+        match s.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => {
+                buf.extend_from_slice(&chunk[..n]);
+                if buf.len() > 64 * 1024 {
+                    break;
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    let text = String::from_utf8_lossy(&buf);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .lines()
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| {
+            format!(
+                "not an HTTP answer: {:?}",
+                head.chars().take(40).collect::<String>()
+            )
+        })?;
+    Ok(Answer {
+        status,
+        body: body.to_string(),
+    })
+}
+
+/// True for the pages nginx makes itself (its welcome page, its error pages).
+fn nginx_page(body: &str) -> bool {
+    body.contains("Welcome to nginx") || body.contains("<center>nginx")
+}
+
+/// Where a loopback client reaches `l`, or `None` when it listens on another address or TLS.
+fn loopback(l: &Listen) -> Option<std::net::SocketAddr> {
+    if l.tls {
+        return None;
+    }
+    let ip: std::net::IpAddr = match l.addr.as_str() {
+        "*" | "127.0.0.1" => std::net::Ipv4Addr::LOCALHOST.into(),
+        "[::]" | "[::1]" => std::net::Ipv6Addr::LOCALHOST.into(),
+        _ => return None,
+    };
+    Some((ip, l.port).into())
+}
+
+/// GET the include's location through nginx's listen port (loopback only) and straight from
+/// the live slot; they must agree. Nothing live: skip. The slot not answering: nginx must
+/// answer as a proxy with nothing behind it (502/504), not with a page of its own.
+fn serves_live_check(cfg: &Config, servers: &[Server], live: Option<&Slot>) -> Check {
+    const NAME: &str = "nginx serves live";
+    let Some(slot) = live else {
+        return check(
+            Verdict::Skip,
+            NAME,
+            "no slot is live yet: nothing to compare",
+        );
+    };
+    let Some(app) = servers.iter().find(|s| s.includes.is_some()) else {
+        return check(Verdict::Skip, NAME, "no server block includes the include");
+    };
+    let mut ls: Vec<&Listen> = app.listens.iter().collect();
+    ls.sort_by_key(|l| l.addr.starts_with('['));
+    let Some((l, addr)) = ls.iter().find_map(|l| loopback(l).map(|a| (*l, a))) else {
+        return check(
+            Verdict::Skip,
+            NAME,
+            format!(
+                "the app's server at {} listens on {} only: no plain HTTP on loopback to probe",
+                app.at,
+                app.listens
+                    .iter()
+                    .map(|l| l.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        );
+    };
+    let path = app.includes.clone().unwrap_or_else(|| "/".into());
+    let host = app
+        .real_names()
+        .first()
+        .map(|n| n.to_string())
+        .unwrap_or_else(|| addr.to_string());
+    let via = match get(addr, &host, &path) {
+        Ok(a) => a,
+        Err(e) => {
+            return check(
+                Verdict::Fail,
+                NAME,
+                format!(
+                    "GET {path} on {addr} (listen {l} of {}): no answer: {e}",
+                    app.at
+                ),
+            )
+        }
+    };
+    // The slot as nginx reaches it: nginx.host (what the include names) and its port.
+    let h = cfg.nginx.host.trim_start_matches('[').trim_end_matches(']');
+    let slot_addr = std::net::ToSocketAddrs::to_socket_addrs(&(h, slot.port))
+        .ok()
+        .and_then(|mut a| a.next())
+        .unwrap_or_else(|| (std::net::Ipv4Addr::LOCALHOST, slot.port).into());
+    let direct = get(
+        slot_addr,
+        &format!("{}:{}", cfg.nginx.host, slot.port),
+        &path,
+    );
+    let shown = format!("GET {path} through nginx ({addr}, Host {host})");
+    match direct {
+        Err(e) if matches!(via.status, 502 | 504) => check(
+            Verdict::Ok,
+            NAME,
+            format!(
+                "{shown}: {} while slot {} (port {}) does not answer ({e}): nginx proxies to it",
+                via, slot.name, slot.port
+            ),
+        ),
+        Err(e) => check(
+            Verdict::Warn,
+            NAME,
+            format!(
+                "{shown}: {via}, but slot {} (port {}) does not answer ({e}): that answer comes from elsewhere (an error_page, or another server); probe again once the slot runs",
+                slot.name, slot.port
+            ),
+        ),
+        Ok(d) if d == via => check(
+            Verdict::Ok,
+            NAME,
+            format!(
+                "{shown} and on slot {} (port {}) answer the same: HTTP {}, {} bytes",
+                slot.name,
+                slot.port,
+                d.status,
+                d.body.len()
+            ),
+        ),
+        Ok(d) if d.status == via.status && !nginx_page(&via.body) => check(
+            Verdict::Warn,
+            NAME,
+            format!(
+                "{shown}: {via}; slot {} (port {}): {d}: same status, other body (fine if the page changes per request)",
+                slot.name, slot.port
+            ),
+        ),
+        Ok(d) => check(
+            Verdict::Fail,
+            NAME,
+            format!(
+                "{shown}: {via}; slot {} (port {}) itself: {d}: nginx does not serve the live slot",
+                slot.name, slot.port
+            ),
+        ),
+    }
 }
 
 // ---------- appspec.yml ----------
@@ -451,20 +783,25 @@ pub struct Hook {
     pub event: String,
     pub location: String,
     pub timeout: Option<u64>,
+    /// `runas: USER`: the agent runs the hook as that user.
+    pub runas: Option<String>,
 }
 
-fn appspec_checks(cfg: &Config, path: &Path) -> Vec<Check> {
+fn appspec_checks(cfg: &Config, path: &Path) -> (Vec<Check>, Option<Vec<Hook>>) {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) => {
-            return vec![
-                check(
-                    Verdict::Fail,
-                    "appspec",
-                    format!("cannot read {}: {e} (give --appspec PATH)", path.display()),
-                ),
-                check(Verdict::Skip, "hooks", "needs appspec.yml"),
-            ]
+            return (
+                vec![
+                    check(
+                        Verdict::Fail,
+                        "appspec",
+                        format!("cannot read {}: {e} (give --appspec PATH)", path.display()),
+                    ),
+                    check(Verdict::Skip, "hooks", "needs appspec.yml"),
+                ],
+                None,
+            )
         }
     };
     let (format, hooks) = appspec_format(&text);
@@ -486,11 +823,11 @@ fn appspec_checks(cfg: &Config, path: &Path) -> Vec<Check> {
             "hooks",
             "appspec.yml has no readable hooks",
         ));
-        return out;
+        return (out, None);
     };
     let bundle = path.parent().unwrap_or(Path::new("/"));
     out.extend(hook_checks(cfg, bundle, &hooks));
-    out
+    (out, Some(hooks))
 }
 
 /// The agent's rules on the document itself: `Ok(summary)` or the problems found; also the
@@ -604,6 +941,10 @@ pub fn appspec_format(text: &str) -> (std::result::Result<String, Vec<String>>, 
                             event: ev.clone(),
                             location: location.to_string(),
                             timeout,
+                            runas: item
+                                .get("runas")
+                                .and_then(Value::as_str)
+                                .map(str::to_string),
                         });
                     }
                 }
@@ -765,6 +1106,280 @@ fn hook_checks(cfg: &Config, bundle: &Path, hooks: &[Hook]) -> Vec<Check> {
     out
 }
 
+// ---------- write access (runas) ----------
+
+/// A user the hooks run as, for the write checks.
+#[derive(Debug, Clone)]
+pub struct Who {
+    pub name: String,
+    pub uid: u32,
+    /// Primary and supplementary groups.
+    pub groups: Vec<u32>,
+    /// This process's own user: access(2) answers for it (ACLs, read-only mounts included);
+    /// for another user the mode bits are read.
+    pub current: bool,
+}
+
+/// `/etc/passwd` and `/etc/group` as (name, id, rest) rows.
+fn db(path: &str) -> Vec<Vec<String>> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| l.split(':').map(String::from).collect::<Vec<_>>())
+        .filter(|f| f.len() >= 4)
+        .collect()
+}
+
+fn name_of_uid(uid: u32) -> String {
+    db("/etc/passwd")
+        .into_iter()
+        .find(|f| f[2] == uid.to_string())
+        .map_or_else(|| format!("uid {uid}"), |f| f[0].clone())
+}
+
+/// The user called `name` (or with that number) from /etc/passwd and /etc/group.
+pub fn lookup_user(name: &str) -> Option<Who> {
+    let pw = db("/etc/passwd")
+        .into_iter()
+        .find(|f| f[0] == name || f[2] == name)?;
+    let uid: u32 = pw[2].parse().ok()?;
+    let gid: u32 = pw[3].parse().ok()?;
+    let mut groups = vec![gid];
+    for g in db("/etc/group") {
+        if g[3].split(',').any(|m| m == pw[0]) {
+            if let Ok(id) = g[2].parse() {
+                groups.push(id);
+            }
+        }
+    }
+    Some(Who {
+        name: pw[0].clone(),
+        uid,
+        groups,
+        current: uid == rustix::process::geteuid().as_raw(),
+    })
+}
+
+/// Whether the mode bits let `who` do `want` (bits of rwx: 4, 2, 1) on a file owned by
+/// `uid:gid` with permission bits `mode`. Root may do anything.
+pub fn mode_allows(who: &Who, uid: u32, gid: u32, mode: u32, want: u32) -> bool {
+    if who.uid == 0 {
+        return true;
+    }
+    let bits = if who.uid == uid {
+        mode >> 6
+    } else if who.groups.contains(&gid) {
+        mode >> 3
+    } else {
+        mode
+    } & 7;
+    bits & want == want
+}
+
+/// `owner root, mode 0755`
+fn owner_mode(p: &Path) -> String {
+    use std::os::unix::fs::MetadataExt;
+    match std::fs::metadata(p) {
+        Ok(m) => format!(
+            "owner {}, mode {:04o}",
+            name_of_uid(m.uid()),
+            m.mode() & 0o7777
+        ),
+        Err(e) => e.to_string(),
+    }
+}
+
+/// Why `who` cannot do `want` (4 read, 2 write, 1 search/exec) on the existing `p`, or `None`.
+pub fn denied(who: &Who, p: &Path, want: u32) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let allowed = |p: &Path, want: u32| -> bool {
+        if who.current {
+            let mut a = rustix::fs::Access::empty();
+            if want & 4 != 0 {
+                a |= rustix::fs::Access::READ_OK;
+            }
+            if want & 2 != 0 {
+                a |= rustix::fs::Access::WRITE_OK;
+            }
+            if want & 1 != 0 {
+                a |= rustix::fs::Access::EXEC_OK;
+            }
+            rustix::fs::access(p, a).is_ok()
+        } else {
+            std::fs::metadata(p).is_ok_and(|m| mode_allows(who, m.uid(), m.gid(), m.mode(), want))
+        }
+    };
+    let mut ancestors: Vec<&Path> = p.ancestors().skip(1).collect();
+    ancestors.reverse();
+    for a in ancestors {
+        if !allowed(a, 1) {
+            return Some(format!("cannot enter {} ({})", a.display(), owner_mode(a)));
+        }
+    }
+    if allowed(p, want) {
+        None
+    } else {
+        Some(owner_mode(p))
+    }
+}
+
+/// The nearest folder of `p` (itself included) that exists.
+fn nearest_existing(p: &Path) -> &Path {
+    p.ancestors().find(|a| a.exists()).unwrap_or(Path::new("/"))
+}
+
+/// What `who` lacks to run nonstop's writes: (problems, notes). A file nonstop replaces must be
+/// writable (or creatable); a writable file in a folder `who` cannot create files in is written
+/// in place (a note); state_dir and workdir/{releases,logs,run} must take new files (or be
+/// creatable), and the lock and log files there, when they exist, must be writable.
+pub fn write_problems(cfg: &Config, who: &Who) -> (Vec<String>, Vec<String>) {
+    let mut problems = vec![];
+    let mut notes = vec![];
+    let u = &who.name;
+    let mut files: Vec<(&str, &Path)> = vec![("the include", cfg.nginx.include.as_path())];
+    if let Some(up) = &cfg.nginx.upstream_file {
+        files.push(("the upstream file", up.as_path()));
+    }
+    for (what, f) in files {
+        let dir = f.parent().unwrap_or(Path::new("/"));
+        if f.exists() {
+            if let Some(why) = denied(who, f, 2) {
+                problems.push(format!("{u} cannot write {what} {} ({why})", f.display()));
+            } else if let Some(why) = denied(who, dir, 3) {
+                notes.push(format!(
+                    "{what} is rewritten in place: {u} cannot create files in {} ({why})",
+                    dir.display()
+                ));
+            }
+        } else {
+            let at = nearest_existing(dir);
+            if let Some(why) = denied(who, at, 3) {
+                problems.push(format!(
+                    "{u} cannot create {what} {} (in {}: {why})",
+                    f.display(),
+                    at.display()
+                ));
+            }
+        }
+    }
+    let w = &cfg.app.workdir;
+    let dirs = [
+        ("state_dir", cfg.state_dir.clone()),
+        ("workdir/releases", w.join("releases")),
+        ("workdir/logs", w.join("logs")),
+        ("workdir/run", w.join("run")),
+    ];
+    let mut seen = std::collections::BTreeSet::new();
+    for (what, d) in &dirs {
+        let at = nearest_existing(d);
+        if !seen.insert(at.to_path_buf()) {
+            continue;
+        }
+        if let Some(why) = denied(who, at, 3) {
+            problems.push(if at == d.as_path() {
+                format!("{u} cannot create files in {what} {} ({why})", d.display())
+            } else {
+                format!(
+                    "{u} cannot create {what} {} (in {}: {why})",
+                    d.display(),
+                    at.display()
+                )
+            });
+        }
+    }
+    let mut existing = vec![cfg.state_dir.join("lock")];
+    if let Ok(rd) = std::fs::read_dir(w.join("logs")) {
+        existing.extend(
+            rd.flatten()
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "log")),
+        );
+    }
+    for f in existing.iter().filter(|f| f.is_file()) {
+        if let Some(why) = denied(who, f, 2) {
+            problems.push(format!("{u} cannot write {} ({why})", f.display()));
+        }
+    }
+    (problems, notes)
+}
+
+/// The hooks' `runas` users (else this process's user) can do nonstop's writes.
+fn write_check(cfg: &Config, hooks: Option<&[Hook]>) -> Check {
+    const NAME: &str = "write access";
+    let runas: std::collections::BTreeSet<&str> = hooks
+        .unwrap_or_default()
+        .iter()
+        .filter(|h| ORDER.contains(&binary_of(h).as_str()) || binary_of(h) == "nonstop")
+        .filter_map(|h| h.runas.as_deref())
+        .collect();
+    let mut users = vec![];
+    let mut unknown = vec![];
+    if runas.is_empty() {
+        let uid = rustix::process::geteuid().as_raw();
+        let mut who = lookup_user(&uid.to_string()).unwrap_or(Who {
+            name: format!("uid {uid}"),
+            uid,
+            groups: vec![rustix::process::getegid().as_raw()],
+            current: true,
+        });
+        who.current = true;
+        users.push((who, "this user: no runas in appspec.yml"));
+    } else {
+        for name in &runas {
+            match lookup_user(name) {
+                Some(w) => users.push((w, "runas in appspec.yml")),
+                None => unknown.push(*name),
+            }
+        }
+    }
+    let mut problems = vec![];
+    let mut notes = vec![];
+    let mut who_ok = vec![];
+    for (who, why) in &users {
+        let (p, n) = write_problems(cfg, who);
+        if p.is_empty() {
+            who_ok.push(format!("{} ({why})", who.name));
+        }
+        problems.extend(p);
+        notes.extend(n);
+    }
+    let what = if cfg.balanced() {
+        "the include and the upstream file"
+    } else {
+        "the include"
+    };
+    if !problems.is_empty() {
+        return check(Verdict::Fail, NAME, problems.join("; "));
+    }
+    if !unknown.is_empty() {
+        return check(
+            Verdict::Warn,
+            NAME,
+            format!(
+                "runas {} is no user on this host: cannot check what it may write{}",
+                unknown.join(", "),
+                if who_ok.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        "; {} can write {what}, state_dir and workdir",
+                        who_ok.join(", ")
+                    )
+                }
+            ),
+        );
+    }
+    let mut line = format!(
+        "{} can write {what} and create files in state_dir and workdir",
+        who_ok.join(", ")
+    );
+    for n in notes {
+        line += &format!("; note: {n}");
+    }
+    check(Verdict::Ok, NAME, line)
+}
+
 // ---------- java and the jar ----------
 
 fn java_check(cfg: &Config) -> Check {
@@ -874,6 +1489,97 @@ mod tests {
         assert!(uses_var("$service_url/api", "service_url"));
         assert!(uses_var("http://${service_url}", "service_url"));
         assert!(!uses_var("$service_url2", "service_url"));
+    }
+
+    #[test]
+    fn mode_bits_decide_for_another_user() {
+        let who = Who {
+            name: "ec2-user".into(),
+            uid: 1000,
+            groups: vec![1000, 4],
+            current: false,
+        };
+        // A root-owned folder, 0755: ec2-user may enter it, not create files in it.
+        assert!(mode_allows(&who, 0, 0, 0o755, 1));
+        assert!(!mode_allows(&who, 0, 0, 0o755, 3));
+        // Its own file, 0644: writable. A group-writable file of group 4: writable.
+        assert!(mode_allows(&who, 1000, 1000, 0o644, 2));
+        assert!(mode_allows(&who, 0, 4, 0o664, 2));
+        assert!(!mode_allows(&who, 0, 5, 0o664, 2));
+        // The owner's bits count for the owner, even when "other" could.
+        assert!(!mode_allows(&who, 1000, 0, 0o077, 2));
+        let root = Who {
+            uid: 0,
+            ..who.clone()
+        };
+        assert!(mode_allows(&root, 5, 5, 0o000, 3));
+        // A read-only folder by its bits: nobody gets no write; as seen through denied().
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(
+            dir.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o555),
+        )
+        .unwrap();
+        let nobody = Who {
+            name: "nobody".into(),
+            uid: 65534,
+            groups: vec![65534],
+            current: false,
+        };
+        let why = denied(&nobody, dir.path(), 3).expect("no write for nobody");
+        assert!(
+            why.contains("mode 0555") || why.contains("cannot enter"),
+            "{why}"
+        );
+    }
+
+    #[test]
+    fn a_default_server_elsewhere_fails_unless_the_app_is_named() {
+        let dump = |app_names: &str, flag: &str| {
+            vec![
+                ("/n/nginx.conf".to_string(), "http {\n include /n/sites/*;\n}\n".to_string()),
+                (
+                    "/n/sites/a-default".to_string(),
+                    format!("server {{\n listen 80{flag};\n server_name _;\n}}\n"),
+                ),
+                (
+                    "/n/sites/b-app".to_string(),
+                    format!("server {{\n listen 80;\n{app_names} location / {{ include /n/x.inc; }}\n}}\n"),
+                ),
+                ("/n/x.inc".to_string(), "set $service_url http://127.0.0.1:8081;\n".to_string()),
+            ]
+        };
+        let run = |d: Vec<(String, String)>| {
+            let tree = nginx_conf::load(&d);
+            default_server_check(&nginx_conf::servers(&tree, Path::new("/n/x.inc")))
+        };
+        let c = run(dump("", " default_server"));
+        assert_eq!(c.verdict, Verdict::Fail, "{c}");
+        assert!(
+            c.detail
+                .contains("/n/sites/a-default:1 (no server_name) is the default_server"),
+            "{c}"
+        );
+        let c = run(dump("", ""));
+        assert_eq!(c.verdict, Verdict::Fail, "{c}");
+        assert!(c.detail.contains("comes first there"), "{c}");
+        let c = run(dump(" server_name app.example.com;\n", " default_server"));
+        assert_eq!(c.verdict, Verdict::Warn, "{c}");
+        assert!(
+            c.detail
+                .contains("requests for server_name app.example.com still reach the app"),
+            "{c}"
+        );
+        // Alone on its port, or on another port: fine.
+        let mut d = dump("", " default_server");
+        d[1].1 = "server {\n listen 81 default_server;\n}\n".into();
+        assert_eq!(run(d).verdict, Verdict::Ok);
+        // A specific address on the same port takes what is sent to it.
+        let mut d = dump("", "");
+        d[1].1 = "server {\n listen 127.0.0.1:80;\n}\n".into();
+        let c = run(d);
+        assert_eq!(c.verdict, Verdict::Fail, "{c}");
+        assert!(c.detail.contains("listens on 127.0.0.1:80"), "{c}");
     }
 
     #[test]
