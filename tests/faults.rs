@@ -868,6 +868,24 @@ fn switch_killed_during_nginx_test_is_detected_and_repaired() {
     let r = env.hook("stop", &["--slot", "green"]);
     assert_eq!(r.code, 1);
     assert_green_serves_v1(&env, &green);
+    // `nonstop status` shows the doubt instead of calling blue live without one.
+    let st = env.nonstop(&["status", "--json"]);
+    assert_eq!(st.code, 0);
+    let v: serde_json::Value = serde_json::from_str(&st.stdout).unwrap();
+    assert!(
+        v["include"]["doubt"]
+            .as_str()
+            .is_some_and(|d| d.contains("changed after nginx last loaded")),
+        "{}",
+        st.stdout
+    );
+    let text = env.nonstop(&["status"]);
+    assert!(
+        text.stdout
+            .contains("DOUBT    cannot tell which slot nginx serves"),
+        "{}",
+        text.stdout
+    );
     // `switch --slot blue` finishes what was interrupted (after proving blue), with a reload.
     env.edit_config(
         &format!("test: [{slow}"),

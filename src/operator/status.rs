@@ -43,8 +43,11 @@ pub struct Status {
 #[derive(Debug, Clone, Serialize)]
 pub struct Include {
     pub path: PathBuf,
-    /// `None` when the file does not exist yet.
+    /// `None` when the file does not exist or names no port.
     pub port: Option<u16>,
+    /// Why nonstop cannot be sure nginx serves what the include names (every changing
+    /// command refuses until `switch --slot NAME` repairs it); `None` when it can.
+    pub doubt: Option<String>,
 }
 
 /// One slot.
@@ -164,6 +167,7 @@ pub fn collect(cfg: &Config) -> Result<Status> {
         include: Include {
             path: cfg.nginx.include.clone(),
             port: roles.include_port,
+            doubt: roles.doubt.as_ref().map(|d| d.describe(cfg)),
         },
         live: roles.live.map(|l| l.name.clone()),
         previous: st.previous.clone(),
@@ -360,11 +364,17 @@ pub fn render(s: &Status) -> String {
         "nginx    {} -> {}\n",
         s.include.path.display(),
         match (s.include.port, &s.live) {
+            (None, _) if s.include.doubt.is_some() => "no port read".to_string(),
             (None, _) => "not written yet: no slot is live".to_string(),
             (Some(p), Some(l)) => format!("port {p} = slot {l}"),
             (Some(p), None) => format!("port {p}, which is no slot"),
         }
     );
+    if let Some(d) = &s.include.doubt {
+        out += &format!(
+            "DOUBT    cannot tell which slot nginx serves: {d}; deploys refuse until `switch --slot NAME` repairs it\n"
+        );
+    }
     if let Some(p) = &s.previous {
         out += &format!("rollback {p} (`nonstop rollback` switches back to it)\n");
     }
