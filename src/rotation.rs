@@ -198,3 +198,39 @@ pub fn put_in(cfg: &Config, slot: &Slot) -> Result<Duration> {
     set(&mut rot, slot, Member::Up(1));
     nginx::apply(cfg, &changes(cfg, &rot, None))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_server_that_is_no_slot_is_refused_not_dropped() {
+        let d = tempfile::tempdir().unwrap();
+        let up = d.path().join("up.conf");
+        let cfg = crate::config::parse(
+            &format!(
+                "app:\n  name: shop\nnginx:\n  include: {}/x.inc\n  upstream_file: {}\n",
+                d.path().display(),
+                up.display()
+            ),
+            &d.path().join("nonstop.yml"),
+        )
+        .unwrap();
+        std::fs::write(
+            &up,
+            "upstream shop {\n  server 127.0.0.1:8081;\n  server 127.0.0.1:8082 down;\n}\n",
+        )
+        .unwrap();
+        assert_eq!(
+            read(&cfg).unwrap(),
+            vec![(8081, Member::Up(1)), (8082, Member::Down)]
+        );
+        std::fs::write(
+            &up,
+            "upstream shop {\n  server 127.0.0.1:8081;\n  server 10.0.0.9:9000 backup;\n}\n",
+        )
+        .unwrap();
+        let e = read(&cfg).unwrap_err().to_string();
+        assert!(e.contains("`server …:9000`, which is no slot"), "{e}");
+    }
+}
