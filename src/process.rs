@@ -15,6 +15,7 @@ use crate::interrupt;
 use serde::{Deserialize, Serialize};
 use std::ffi::OsString;
 use std::fs::{self, OpenOptions};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
@@ -177,15 +178,18 @@ pub fn launch(spec: &Launch) -> Result<PidFile> {
         } else {
             d.parent().unwrap_or(Path::new("/"))
         };
-        fs::create_dir_all(dir).context(format!("cannot create {}", dir.display()))?;
+        crate::fsx::create_dirs(dir).context(format!("cannot create {}", dir.display()))?;
     }
     let _ = fs::remove_file(&spec.pid_file);
     let _ = fs::remove_file(&spec.exit_file);
     let log = OpenOptions::new()
         .create(true)
         .append(true)
+        .mode(0o644)
         .open(&spec.log)
         .context(format!("cannot open log {}", spec.log.display()))?;
+    // 0644 whatever the umask: the operator reads it without root.
+    let _ = log.set_permissions(fs::Permissions::from_mode(0o644));
     let log2 = log
         .try_clone()
         .context("cannot duplicate the log descriptor")?;

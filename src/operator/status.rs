@@ -382,7 +382,15 @@ pub fn render(s: &Status) -> String {
         );
     }
     if let Some(p) = &s.previous {
-        out += &format!("rollback {p} (`nonstop rollback` switches back to it)\n");
+        let running = s
+            .slots
+            .iter()
+            .any(|x| &x.name == p && x.owner.as_deref() == Some("nonstop"));
+        out += &if running {
+            format!("rollback {p} (`nonstop rollback` switches back to it)\n")
+        } else {
+            format!("rollback {p} (not running: `nonstop rollback` starts its release again)\n")
+        };
     }
     out.push('\n');
     let mut rows = vec![[

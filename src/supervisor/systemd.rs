@@ -201,7 +201,7 @@ fn write_unit(cfg: &Config, name: &str, text: &str) -> Result<bool> {
     } else {
         // Written as the deploy user beside its pid files, then installed by root.
         let tmp = cfg.run_dir().join(name);
-        std::fs::create_dir_all(cfg.run_dir())
+        fsx::create_dirs(&cfg.run_dir())
             .context(format!("cannot create {}", cfg.run_dir().display()))?;
         fsx::write_atomic(&tmp, text.as_bytes(), 0o644)?;
         let st = privileged(&[
@@ -272,7 +272,7 @@ impl Supervisor for Systemd {
             started_at: crate::log::utc_millis(SystemTime::now()),
             boot_id: process::boot_id(),
         };
-        std::fs::create_dir_all(cfg.run_dir())
+        fsx::create_dirs(&cfg.run_dir())
             .context(format!("cannot create {}", cfg.run_dir().display()))?;
         let mut json = serde_json::to_string_pretty(&pf).context("cannot encode")?;
         json.push('\n');
@@ -304,6 +304,8 @@ impl Supervisor for Systemd {
                     pid,
                     start_time: process::stat(pid).map_or(0, |s| s.start_time),
                     boot_id: process::boot_id(),
+                    started_at: process::started_at(pid)
+                        .map_or(recorded.started_at.clone(), crate::log::utc_millis),
                     ..recorded
                 };
                 match pf.check() {
