@@ -75,6 +75,7 @@ pub fn stop_slot(cfg: &Config, slot: &Slot, force: bool) -> Result<()> {
     let owner = supervisor::owner(cfg, slot);
     let (pid, how) = match &owner {
         None => {
+            sup.settle(cfg, slot)?;
             let _ = fs::remove_file(&pid_file);
             log::info!(
                 "nothing running on slot {} (port {}); nothing to stop",

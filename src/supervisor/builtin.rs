@@ -52,6 +52,10 @@ impl Supervisor for Builtin {
         terminate_app(cfg, slot, pf, |pf| process::tree(pf.pid))
     }
 
+    fn settle(&self, _cfg: &Config, _slot: &Slot) -> Result<()> {
+        Ok(())
+    }
+
     fn last_exit(&self, cfg: &Config, slot: &Slot) -> Option<ExitRecord> {
         process::read_exit_record(&cfg.exit_file(slot))
     }

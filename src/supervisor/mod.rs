@@ -93,6 +93,9 @@ pub trait Supervisor: Sync {
     /// Stop the slot's app `pf` (proved the slot's by the caller): SIGTERM, `stop.grace`,
     /// SIGKILL.
     fn stop(&self, cfg: &Config, slot: &Slot, pf: &PidFile) -> Result<Stopped>;
+    /// The slot has no running app: make sure its supervisor does not start one behind
+    /// nonstop's back (systemd: a unit waiting to restart a crashed app is stopped).
+    fn settle(&self, cfg: &Config, slot: &Slot) -> Result<()>;
     /// How the slot's app last ended, if it did.
     fn last_exit(&self, cfg: &Config, slot: &Slot) -> Option<ExitRecord>;
     /// The last `n` lines the app wrote.

@@ -375,6 +375,24 @@ impl Supervisor for Systemd {
         }
     }
 
+    fn settle(&self, cfg: &Config, slot: &Slot) -> Result<()> {
+        let unit = unit_name(cfg, slot);
+        if !ours(&unit) {
+            return Ok(());
+        }
+        let props = show(&unit);
+        let state = props.get("ActiveState").map_or("", |s| s.as_str());
+        if matches!(state, "activating" | "active" | "reloading" | "deactivating") {
+            log::info!(
+                "{unit} is {state} ({}) with no app on port {}: stopping it so systemd does not start one",
+                props.get("SubState").map_or("?", |s| s.as_str()),
+                slot.port
+            );
+            systemctl(&["stop", "--no-block", &unit])?;
+        }
+        Ok(())
+    }
+
     fn last_exit(&self, cfg: &Config, slot: &Slot) -> Option<ExitRecord> {
         let props = show(&unit_name(cfg, slot));
         let at = props
