@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install what a fresh machine lacks, or say clearly how to. Usage: scripts/deps.sh nginx zigbuild
-# (lsof and curl: only `make bench` needs them, for the legacy scripts in bench/legacy/)
+# (lsof and curl: only `make bench` needs them, for the legacy scripts in bench/legacy/;
+# sudo: `make test` checks the sudoers file `nonstop init` writes with its visudo)
 set -euo pipefail
 need_root() {
   if [ "$(id -u)" != 0 ]; then
@@ -35,7 +36,8 @@ for what in "$@"; do
       rustup target list --installed 2>/dev/null | grep -q x86_64-unknown-linux-gnu \
         || rustup target add x86_64-unknown-linux-gnu
       ;;
-    lsof | curl)
+    lsof | curl | sudo)
+      # sudo: its visudo checks the sudoers file `nonstop init` writes (tests/operator.rs)
       if ! command -v "$what" >/dev/null 2>&1; then
         need_root "$what" "apt-get install -y $what"
         echo "deps: installing $what from apt" >&2

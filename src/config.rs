@@ -28,8 +28,18 @@ pub struct Config {
     pub health: Health,
     pub stop: Stop,
     pub nginx: Nginx,
+    pub logs: Logs,
     pub state_dir: PathBuf,
     pub keep_releases: usize,
+}
+
+/// The builtin supervisor's log files (`workdir/logs/<slot>.log`); systemd uses journald.
+#[derive(Debug, Clone)]
+pub struct Logs {
+    /// A slot's log over this many bytes is rotated when the slot's next app starts.
+    pub max_size: u64,
+    /// Rotated files kept (`<slot>.log.1` … `.N`).
+    pub keep: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -42,6 +52,15 @@ pub struct App {
     pub args: Vec<String>,
     pub env: BTreeMap<String, String>,
     pub workdir: PathBuf,
+    /// Who keeps the app running: `auto` (systemd when PID 1 is systemd and nonstop may
+    /// manage units), `systemd` or `builtin`.
+    pub supervisor: crate::supervisor::Choice,
+    /// The user the JVM runs as; `None`: the user nonstop runs as.
+    pub user: Option<String>,
+    /// Its group; `None`: the user's primary group.
+    pub group: Option<String>,
+    /// systemd: the standby slots start at boot too (default: only the live one).
+    pub standby_at_boot: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -98,6 +117,8 @@ struct RawConfig {
     stop: RawStop,
     #[serde(default)]
     nginx: RawNginx,
+    #[serde(default)]
+    logs: RawLogs,
     state_dir: Option<PathBuf>,
     #[serde(default = "default_keep")]
     keep_releases: Keep,
@@ -117,6 +138,71 @@ struct RawApp {
     #[serde(default)]
     env: BTreeMap<EnvName, String>,
     workdir: Option<PathBuf>,
+    #[serde(default)]
+    supervisor: crate::supervisor::Choice,
+    user: Option<UserName>,
+    group: Option<UserName>,
+    #[serde(default)]
+    standby_at_boot: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawLogs {
+    max_size: Size,
+    keep: usize,
+}
+
+impl Default for RawLogs {
+    fn default() -> Self {
+        RawLogs {
+            max_size: Size(100 << 20),
+            keep: 5,
+        }
+    }
+}
+
+/// A byte count: a number, or a string with a K, M or G suffix (powers of 1024).
+#[derive(Debug, Clone, Copy)]
+struct Size(u64);
+impl<'de> Deserialize<'de> for Size {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct V;
+        impl de::Visitor<'_> for V {
+            type Value = Size;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                write!(f, "a size in bytes (e.g. 104857600 or \"100M\")")
+            }
+            fn visit_u64<E: de::Error>(self, n: u64) -> std::result::Result<Size, E> {
+                Ok(Size(n))
+            }
+            fn visit_i64<E: de::Error>(self, n: i64) -> std::result::Result<Size, E> {
+                u64::try_from(n)
+                    .map(Size)
+                    .map_err(|_| E::custom(format!("invalid size {n}: want 0 or more bytes")))
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> std::result::Result<Size, E> {
+                let t = s.trim();
+                let (num, mult) = match t.chars().last() {
+                    Some('K' | 'k') => (&t[..t.len() - 1], 1u64 << 10),
+                    Some('M' | 'm') => (&t[..t.len() - 1], 1 << 20),
+                    Some('G' | 'g') => (&t[..t.len() - 1], 1 << 30),
+                    _ => (t, 1),
+                };
+                num.trim()
+                    .parse::<u64>()
+                    .ok()
+                    .and_then(|n| n.checked_mul(mult))
+                    .map(Size)
+                    .ok_or_else(|| {
+                        E::custom(format!(
+                            "invalid size {s:?} (want bytes, or a number with K, M or G)"
+                        ))
+                    })
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 #[derive(Deserialize)]
@@ -263,6 +349,14 @@ checked_string!(AppName, "app name (want [a-z0-9._-]+)", |s| charset(
     |c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c)
 ) && !s
     .starts_with('.'));
+checked_string!(
+    UserName,
+    "user or group name (want [a-z_][a-z0-9_-]*)",
+    |s| charset(s, 32, |c| c.is_ascii_lowercase()
+        || c.is_ascii_digit()
+        || "_-".contains(c))
+        && !s.starts_with(|c: char| c.is_ascii_digit() || c == '-')
+);
 checked_string!(SlotName, "slot name (want [a-z0-9_-]+)", |s| charset(
     s,
     32,
@@ -640,6 +734,14 @@ pub fn parse(text: &str, path: &Path) -> Result<Config> {
                     .unwrap_or_else(|| PathBuf::from("/opt/nonstop").join(&name)),
             ),
             name: name.clone(),
+            supervisor: raw.app.supervisor,
+            user: raw.app.user.map(|u| u.0),
+            group: raw.app.group.map(|g| g.0),
+            standby_at_boot: raw.app.standby_at_boot,
+        },
+        logs: Logs {
+            max_size: raw.logs.max_size.0,
+            keep: raw.logs.keep,
         },
         slots: raw
             .slots
@@ -702,6 +804,14 @@ impl Config {
                 known.join(", ")
             ))
         })
+    }
+    /// `workdir/run/<slot>.pid`: the slot's app as nonstop recorded it at its start.
+    pub fn pid_file(&self, slot: &Slot) -> PathBuf {
+        self.run_dir().join(format!("{}.pid", slot.name))
+    }
+    /// `workdir/run/<slot>.exit`: how the builtin supervisor's app ended.
+    pub fn exit_file(&self, slot: &Slot) -> PathBuf {
+        self.run_dir().join(format!("{}.exit", slot.name))
     }
     /// `workdir/releases`
     pub fn releases_dir(&self) -> PathBuf {

@@ -166,6 +166,32 @@ pub fn set_mtime(path: &Path, t: std::time::SystemTime) -> Result<()> {
         .context(format!("cannot set the time of {}", path.display()))
 }
 
+/// `mkdir -p` with mode 0755 for every folder it creates, whatever the umask: a hardened
+/// `umask 027` (which the CodeDeploy agent's unit sources from /etc/profile) must not lock the
+/// app user or the operator out of nonstop's folders.
+pub fn create_dirs(path: &Path) -> std::io::Result<()> {
+    if path.is_dir() {
+        return Ok(());
+    }
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        create_dirs(parent)?;
+    }
+    create_dir(path).or_else(|e| {
+        if e.kind() == std::io::ErrorKind::AlreadyExists && path.is_dir() {
+            Ok(())
+        } else {
+            Err(e)
+        }
+    })
+}
+
+/// `mkdir` with mode 0755 whatever the umask (fails if it exists).
+pub fn create_dir(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    fs::DirBuilder::new().mode(0o755).create(path)?;
+    fs::set_permissions(path, fs::Permissions::from_mode(0o755))
+}
+
 /// The last `n` lines of a text file (reads at most its last 64 KiB). Missing file: empty.
 pub fn tail(path: &Path, n: usize) -> Vec<String> {
     let Ok(mut f) = File::open(path) else {

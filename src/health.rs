@@ -6,8 +6,7 @@
 
 use crate::config::{Config, Slot};
 use crate::error::{failed, Result};
-use crate::{fsx, interrupt, process};
-use std::path::Path;
+use crate::{interrupt, process};
 use std::time::{Duration, Instant};
 
 /// What one probe saw.
@@ -125,9 +124,9 @@ pub fn check_once(cfg: &Config, slot: &Slot) -> (Probe, std::result::Result<(), 
 /// line. A slot with no running app of nonstop's fails at once too (a stale pid file says why:
 /// exited, from before a reboot). `force` polls the port without either proof.
 pub fn wait_healthy(cfg: &Config, slot: &Slot, force: bool) -> Result<Duration> {
-    let pid_path = cfg.run_dir().join(format!("{}.pid", slot.name));
-    let exit_path = cfg.run_dir().join(format!("{}.exit", slot.name));
-    let watched = match process::slot_process(&pid_path) {
+    let pid_path = cfg.pid_file(slot);
+    let sup = crate::supervisor::of(cfg);
+    let watched = match sup.app(cfg, slot) {
         process::SlotProcess::Running(pf) => {
             log::info!(
                 "waiting for slot {} (pid {}, port {}) to pass {} (deadline {:?})",
@@ -154,7 +153,7 @@ pub fn wait_healthy(cfg: &Config, slot: &Slot, force: bool) -> Result<Duration> 
             )))
         }
         process::SlotProcess::Stale(pf, process::Stale::Exited) => {
-            return Err(died(cfg, slot, pf.pid, &exit_path, None))
+            return Err(died(cfg, slot, pf.pid, None))
         }
         process::SlotProcess::Stale(pf, why) => {
             return Err(failed(format!(
@@ -178,7 +177,7 @@ pub fn wait_healthy(cfg: &Config, slot: &Slot, force: bool) -> Result<Duration> 
         let p = probe(&agent, cfg, slot);
         let mut verdict = judge(cfg, &p);
         if verdict.is_ok() && !force {
-            match process::answerer(&pid_path, slot.port) {
+            match crate::supervisor::answerer(cfg, slot) {
                 process::Answerer::App { .. } => {}
                 // The app went away between the probe and now: the exit check below says so.
                 process::Answerer::NoApp(_) | process::Answerer::NotListening(_) => {
@@ -216,7 +215,7 @@ pub fn wait_healthy(cfg: &Config, slot: &Slot, force: bool) -> Result<Duration> 
         if let Some(pf) = &watched {
             if !pf.running() {
                 progress.finish();
-                return Err(died(cfg, slot, pf.pid, &exit_path, Some(t0.elapsed())));
+                return Err(died(cfg, slot, pf.pid, Some(t0.elapsed())));
             }
         }
         if t0.elapsed() >= cfg.health.deadline {
@@ -245,27 +244,22 @@ pub fn wait_healthy(cfg: &Config, slot: &Slot, force: bool) -> Result<Duration> 
 /// How often `wait_healthy` looks for the slot's port to open while nothing listens on it.
 const PORT_WATCH: Duration = Duration::from_millis(20);
 
-/// The error for an app that exited: its status and its log tail. `after`: how long into the
-/// health wait it exited; `None` when it had exited before the wait began.
-fn died(
-    cfg: &Config,
-    slot: &Slot,
-    pid: i32,
-    exit_path: &Path,
-    after: Option<Duration>,
-) -> crate::error::Error {
-    // The supervisor writes the record right after the app exits; give it a moment.
+/// The error for an app that exited: its status and its log tail, from its supervisor.
+/// `after`: how long into the health wait it exited; `None` when it had exited before.
+fn died(cfg: &Config, slot: &Slot, pid: i32, after: Option<Duration>) -> crate::error::Error {
+    let sup = crate::supervisor::of(cfg);
+    // The supervisor records the exit right after the app exits; give it a moment.
     let mut rec = None;
     for _ in 0..50 {
-        rec = process::read_exit_record(exit_path).filter(|r| r.pid == pid);
+        rec = sup.last_exit(cfg, slot).filter(|r| r.pid == pid);
         if rec.is_some() {
             break;
         }
         std::thread::sleep(Duration::from_millis(10));
     }
-    let log_file = cfg.log_file(slot);
-    let lines = fsx::tail(&log_file, 30);
-    log::error!("last {} lines of {}:", lines.len(), log_file.display());
+    let hint = sup.log_hint(cfg, slot);
+    let lines = sup.log_tail(cfg, slot, 30);
+    log::error!("last {} lines ({hint}):", lines.len());
     for l in &lines {
         log::error!("| {l}");
     }
@@ -280,9 +274,8 @@ fn died(
         (None, None) => "before the health check began".into(),
     };
     failed(format!(
-        "slot {} app (pid {pid}) exited with {status} {when}; log: {}",
-        slot.name,
-        log_file.display()
+        "slot {} app (pid {pid}) exited with {status} {when}; {hint}",
+        slot.name
     ))
 }
 
@@ -291,7 +284,11 @@ mod tests {
     use super::*;
 
     fn cfg(extra: &str) -> Config {
-        crate::config::parse(&format!("app:\n  name: a\n{extra}"), Path::new("/x/n.yml")).unwrap()
+        crate::config::parse(
+            &format!("app:\n  name: a\n{extra}"),
+            std::path::Path::new("/x/n.yml"),
+        )
+        .unwrap()
     }
     fn probe(status: u16, body: &str) -> Probe {
         Probe {

@@ -21,5 +21,6 @@ pub mod rotation;
 pub mod slots;
 pub mod stages;
 pub mod state;
+pub mod supervisor;
 
 pub use error::{Error, Result};

@@ -50,7 +50,7 @@ pub fn acquire_spanning(state_dir: &Path, binary: &str) -> Result<Lock> {
 
 /// Take the lock for `binary`, or fail with [`Error::LockHeld`].
 pub fn acquire(state_dir: &Path, binary: &str) -> Result<Lock> {
-    std::fs::create_dir_all(state_dir)
+    crate::fsx::create_dirs(state_dir)
         .map_err(|e| failed(format!("cannot create {}: {e}", state_dir.display())))?;
     let path = state_dir.join("lock");
     if SPANNING
@@ -72,8 +72,11 @@ pub fn acquire(state_dir: &Path, binary: &str) -> Result<Lock> {
         .create(true)
         .truncate(false)
         .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+        .mode(0o644)
         .open(&path)
         .map_err(|e| failed(format!("cannot open {}: {e}", path.display())))?;
+    // 0644 whatever the umask, so that the operator can read who holds it.
+    let _ = file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644));
     if let Err(e) = rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
         if e == rustix::io::Errno::WOULDBLOCK {
             let mut holder = String::new();

@@ -15,6 +15,7 @@ use crate::interrupt;
 use serde::{Deserialize, Serialize};
 use std::ffi::OsString;
 use std::fs::{self, OpenOptions};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
@@ -164,6 +165,9 @@ pub struct Launch {
     pub port: u16,
     pub jar: PathBuf,
     pub release: String,
+    /// uid and gid the app runs as (`app.user`); `None`: the user nonstop runs as.
+    #[serde(default)]
+    pub run_as: Option<(u32, u32)>,
 }
 
 /// Start the app described by `spec` and return its pid file once the supervisor wrote it.
@@ -174,15 +178,18 @@ pub fn launch(spec: &Launch) -> Result<PidFile> {
         } else {
             d.parent().unwrap_or(Path::new("/"))
         };
-        fs::create_dir_all(dir).context(format!("cannot create {}", dir.display()))?;
+        crate::fsx::create_dirs(dir).context(format!("cannot create {}", dir.display()))?;
     }
     let _ = fs::remove_file(&spec.pid_file);
     let _ = fs::remove_file(&spec.exit_file);
     let log = OpenOptions::new()
         .create(true)
         .append(true)
+        .mode(0o644)
         .open(&spec.log)
         .context(format!("cannot open log {}", spec.log.display()))?;
+    // 0644 whatever the umask: the operator reads it without root.
+    let _ = log.set_permissions(fs::Permissions::from_mode(0o644));
     let log2 = log
         .try_clone()
         .context("cannot duplicate the log descriptor")?;
@@ -257,6 +264,9 @@ pub fn supervise(spec: OsString) -> ExitCode {
         .envs(spec.env.iter().map(|(k, v)| (k, v)))
         .current_dir(&spec.cwd)
         .stdin(Stdio::null());
+    if let Some((uid, gid)) = spec.run_as {
+        cmd.uid(uid).gid(gid);
+    }
     let mut child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) => {
@@ -621,11 +631,22 @@ pub enum Answerer {
     Stranger { pid: Option<i32>, cmd: String },
 }
 
-/// Prove who answers on `port` for the slot whose pid file is `pid_file`.
+/// Prove who answers on `port` for the slot whose pid file is `pid_file` (the builtin
+/// supervisor's view: the app is the pid file's process and its descendants).
 pub fn answerer(pid_file: &Path, port: u16) -> Answerer {
+    answerer_of(slot_process(pid_file), |pf| tree(pf.pid), port)
+}
+
+/// Prove who answers on `port` for a slot whose app is `app`; `family` gives every process
+/// that belongs to the app (its process tree, or its systemd unit's cgroup).
+pub fn answerer_of(
+    app: SlotProcess,
+    family: impl Fn(&PidFile) -> std::collections::HashSet<i32>,
+    port: u16,
+) -> Answerer {
     let holders = listeners(port);
     let listening = !holders.is_empty() || port_in_use(port);
-    let app = match slot_process(pid_file) {
+    let app = match app {
         SlotProcess::Running(pf) => pf,
         SlotProcess::Stale(_, why) if !listening => return Answerer::NoApp(Some(why)),
         SlotProcess::None if !listening => return Answerer::NoApp(None),
@@ -634,7 +655,7 @@ pub fn answerer(pid_file: &Path, port: u16) -> Answerer {
     if !listening {
         return Answerer::NotListening(app);
     }
-    let family = tree(app.pid);
+    let family = family(&app);
     match holders.iter().filter(|h| family.contains(h)).max() {
         Some(&listener) if holders.iter().all(|h| family.contains(h)) => {
             Answerer::App { pf: app, listener }
@@ -704,11 +725,17 @@ impl Owner {
     }
 }
 
-/// Who runs on `port`, given the slot's pid file. The pid file's process is ours when it runs
-/// as the slot's app ([`PidFile::check`]) and it or its descendants (a java wrapper that does
-/// not exec) hold every LISTEN socket on the port, or nobody holds one yet.
+/// Who runs on `port`, given the slot's pid file (the builtin supervisor's view). The pid
+/// file's process is ours when it runs as the slot's app ([`PidFile::check`]) and it or its
+/// descendants (a java wrapper that does not exec) hold every LISTEN socket on the port, or
+/// nobody holds one yet.
 pub fn owner(pid_file: &Path, port: u16) -> Option<Owner> {
-    let holder = match answerer(pid_file, port) {
+    owner_of(answerer(pid_file, port), port)
+}
+
+/// Who runs on `port`, from what [`answerer_of`] proved.
+pub fn owner_of(answerer: Answerer, port: u16) -> Option<Owner> {
+    let holder = match answerer {
         Answerer::App { pf, .. } | Answerer::NotListening(pf) => return Some(Owner::Ours(pf)),
         Answerer::NoApp(_) => return None,
         Answerer::Stranger { pid, .. } => pid,

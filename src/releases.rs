@@ -107,7 +107,7 @@ pub fn new_release(cfg: &Config, jar: &Path) -> Result<(String, PathBuf)> {
         .and_then(|id| release_name(&id))
         .unwrap_or_else(|| crate::log::utc_compact(SystemTime::now()));
     let root = cfg.releases_dir();
-    fs::create_dir_all(&root).context(format!("cannot create {}", root.display()))?;
+    crate::fsx::create_dirs(&root).context(format!("cannot create {}", root.display()))?;
     // A name the state records (a pruned release's) is not given to another jar.
     let st = state::load(&cfg.state_dir);
     let recorded = |name: &str| {
@@ -124,7 +124,7 @@ pub fn new_release(cfg: &Config, jar: &Path) -> Result<(String, PathBuf)> {
         let made = if recorded(&name) {
             Err(std::io::ErrorKind::AlreadyExists.into())
         } else {
-            fs::create_dir(&d)
+            crate::fsx::create_dir(&d)
         };
         match made {
             Ok(()) => break d,

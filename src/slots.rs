@@ -15,7 +15,6 @@
 use crate::config::{Config, Slot};
 use crate::error::{failed, Result};
 use crate::nginx;
-use crate::process;
 use crate::state::State;
 use std::path::{Path, PathBuf};
 
@@ -175,9 +174,7 @@ impl<'a> Roles<'a> {
         let running: Vec<&str> = cfg
             .slots
             .iter()
-            .filter(|s| {
-                process::owner(&cfg.run_dir().join(format!("{}.pid", s.name)), s.port).is_some()
-            })
+            .filter(|s| crate::supervisor::owner(cfg, s).is_some())
             .map(|s| s.name.as_str())
             .collect();
         if running.is_empty() {

@@ -8,19 +8,19 @@ use crate::log::human;
 use crate::nginx::Member;
 use crate::process::{self, Owner};
 use crate::state::{self, Action};
-use crate::{health, lock, nginx, rotation, slots};
+use crate::{health, lock, nginx, rotation, slots, supervisor};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
 /// `workdir/run/<slot>.pid`
 pub fn pid_path(cfg: &Config, slot: &Slot) -> PathBuf {
-    cfg.run_dir().join(format!("{}.pid", slot.name))
+    cfg.pid_file(slot)
 }
 
 /// `workdir/run/<slot>.exit`
 pub fn exit_path(cfg: &Config, slot: &Slot) -> PathBuf {
-    cfg.run_dir().join(format!("{}.exit", slot.name))
+    cfg.exit_file(slot)
 }
 
 /// Record `action` on `slot` in the state history with its outcome and duration.
@@ -71,9 +71,11 @@ pub fn leave_rotation(cfg: &Config, slot: &Slot) -> Result<usize> {
 /// Callers guarantee `slot` is not live. Nothing running is success.
 pub fn stop_slot(cfg: &Config, slot: &Slot, force: bool) -> Result<()> {
     let pid_file = pid_path(cfg, slot);
-    let owner = process::owner(&pid_file, slot.port);
+    let sup = supervisor::of(cfg);
+    let owner = supervisor::owner(cfg, slot);
     let (pid, how) = match &owner {
         None => {
+            sup.settle(cfg, slot)?;
             let _ = fs::remove_file(&pid_file);
             log::info!(
                 "nothing running on slot {} (port {}); nothing to stop",
@@ -82,7 +84,10 @@ pub fn stop_slot(cfg: &Config, slot: &Slot, force: bool) -> Result<()> {
             );
             return Ok(());
         }
-        Some(Owner::Ours(pf)) => (pf.pid, format!("started by nonstop, release {}", pf.release)),
+        Some(Owner::Ours(pf)) => (
+            pf.pid,
+            format!("started by nonstop ({}), release {}", sup.kind(), pf.release),
+        ),
         Some(Owner::JavaWithPort { pid, cmd }) => {
             log::warn!("pid {pid} on port {} was not started by nonstop but is java with the port on its command line: {cmd}", slot.port);
             (*pid, "java with the port on its command line".to_string())
@@ -105,32 +110,18 @@ pub fn stop_slot(cfg: &Config, slot: &Slot, force: bool) -> Result<()> {
             )))
         }
     };
-    // A java wrapper that does not exec: the port is held by a descendant of the pid file's
-    // process. Stop the listener first (the JVM's graceful shutdown), then the wrapper.
-    let listener = match &owner {
-        Some(Owner::Ours(_)) => match process::answerer(&pid_file, slot.port) {
-            process::Answerer::App { listener, .. } if listener != pid => Some(listener),
-            _ => None,
-        },
-        _ => None,
-    };
-    let start_time = process::stat(pid).map(|s| s.start_time).unwrap_or(0);
     log::info!(
-        "stopping slot {} (port {}): pid {pid}, {how}{}",
+        "stopping slot {} (port {}): pid {pid}, {how}",
         slot.name,
-        slot.port,
-        listener.map_or(String::new(), |l| format!(
-            "; its descendant pid {l} holds the port and is signalled first"
-        ))
+        slot.port
     );
-    let (took, killed) = match listener {
-        Some(l) => {
-            let l_start = process::stat(l).map(|s| s.start_time).unwrap_or(0);
-            let (t1, k1) = process::terminate(l, l_start, cfg.stop.grace)?;
-            let (_, k2) = process::terminate(pid, start_time, cfg.stop.grace)?;
-            (t1, k1 || k2)
+    let supervisor::Stopped { took, killed } = match &owner {
+        Some(Owner::Ours(pf)) => sup.stop(cfg, slot, pf)?,
+        _ => {
+            let start_time = process::stat(pid).map(|s| s.start_time).unwrap_or(0);
+            let (took, killed) = process::terminate(pid, start_time, cfg.stop.grace)?;
+            supervisor::Stopped { took, killed }
         }
-        None => process::terminate(pid, start_time, cfg.stop.grace)?,
     };
     if !process::wait_port_free(slot.port, Duration::from_secs(5)) {
         return Err(failed(format!(
@@ -187,7 +178,7 @@ fn slot_release(cfg: &Config, slot: &Slot) -> Option<String> {
 
 /// Copy `jar` into a new release and launch it on `slot`. Returns the pid file.
 pub fn start_slot(cfg: &Config, slot: &Slot, jar: &Path) -> Result<process::PidFile> {
-    if let Some(o) = process::owner(&pid_path(cfg, slot), slot.port) {
+    if let Some(o) = supervisor::owner(cfg, slot) {
         let who = match o {
             Owner::Ours(p) => format!("pid {} (nonstop, release {})", p.pid, p.release),
             Owner::JavaWithPort { pid, cmd }
@@ -237,7 +228,8 @@ pub fn launch_release(
     argv.push("-jar".into());
     argv.push(release_jar.to_string_lossy().into_owned());
     argv.extend(cfg.app.args.iter().cloned());
-    let spec = process::Launch {
+    let start = supervisor::Start {
+        slot,
         argv,
         env: cfg
             .app
@@ -246,23 +238,20 @@ pub fn launch_release(
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect(),
         cwd: cfg.releases_dir().join(release),
-        log: cfg.log_file(slot),
-        pid_file: pid_path(cfg, slot),
-        exit_file: exit_path(cfg, slot),
-        slot: slot.name.clone(),
-        port: slot.port,
         jar: release_jar.to_path_buf(),
         release: release.to_string(),
     };
-    log::debug!("launching {}", spec.argv.join(" "));
-    let pf = process::launch(&spec)?;
+    log::debug!("launching {}", start.argv.join(" "));
+    let sup = supervisor::of(cfg);
+    let pf = sup.launch(cfg, &start)?;
     log::info!(
-        "started slot {} (port {}, profile {}) as pid {}: release {release}, log {}",
+        "started slot {} (port {}, profile {}) as pid {} under the {} supervisor: release {release}, {}",
         slot.name,
         slot.port,
         slot.profile,
         pf.pid,
-        spec.log.display()
+        sup.kind(),
+        sup.log_hint(cfg, slot)
     );
     Ok(pf)
 }
@@ -371,7 +360,7 @@ fn probe_before_switch(cfg: &Config, target: &Slot, force: bool) -> Result<()> {
         );
         return Ok(());
     }
-    let listener = process::answerer(&pid_path(cfg, target), target.port)
+    let listener = supervisor::answerer(cfg, target)
         .proven(&target.name, target.port)
         .map_err(|why| {
             failed(format!(
@@ -526,8 +515,16 @@ pub fn switch_to(cfg: &Config, roles: &slots::Roles, target: &Slot, force: bool)
             target.name
         );
     }
+    // The live slot's app comes back after a reboot (systemd); a failure here is a warning:
+    // traffic has moved.
+    if let Err(e) = supervisor::of(cfg).at_boot(cfg, target) {
+        log::warn!(
+            "slot {} is live, but its start at boot could not be set: {e}",
+            target.name
+        );
+    }
     match previous {
-        Some(old) if process::running_app(&pid_path(cfg, old)).is_some() => log::info!(
+        Some(old) if supervisor::running_app(cfg, old).is_some() => log::info!(
             "switched nginx from slot {} (port {}) to slot {} (port {}) in {}; {} keeps running as the rollback target",
             old.name, old.port, target.name, target.port, human(took), old.name
         ),
@@ -557,7 +554,7 @@ pub fn deploy_second(cfg: &Config, slot: Option<&str>) -> Result<()> {
     let live = roles
         .live
         .ok_or_else(|| failed("no slot is live (the include names none): run switch first"))?;
-    let pf = process::running_app(&pid_path(cfg, live)).ok_or_else(|| {
+    let pf = supervisor::running_app(cfg, live).ok_or_else(|| {
         failed(format!(
             "the live slot {} runs no app started by nonstop: nothing to roll out",
             live.name
@@ -630,7 +627,7 @@ fn roll_slot<'a>(
     jar: &Path,
     pending: &mut Option<&'a Slot>,
 ) -> Result<()> {
-    let current = process::running_app(&pid_path(cfg, s));
+    let current = supervisor::running_app(cfg, s);
     let in_rotation = !cfg.balanced() || rotation::member(&rotation::read(cfg)?, s) != Member::Down;
     if current.as_ref().is_some_and(|p| p.release == release)
         && in_rotation

@@ -268,7 +268,7 @@ pub fn load(state_dir: &Path) -> State {
 
 /// Write the state atomically.
 pub fn save(state_dir: &Path, st: &State) -> Result<()> {
-    std::fs::create_dir_all(state_dir)
+    crate::fsx::create_dirs(state_dir)
         .map_err(|e| crate::error::failed(format!("cannot create {}: {e}", state_dir.display())))?;
     let mut s = serde_json::to_string_pretty(st).expect("state serializes");
     s.push('\n');

@@ -1484,3 +1484,115 @@ fn rollback_from_a_dead_slot_does_not_say_it_keeps_running() {
     assert_serves(&env, "v1");
     assert_nothing_half_written(&env);
 }
+
+// ---- supervision (builtin): modes under a hardened umask, logs, log rotation ----
+
+#[test]
+fn a_hardened_umask_does_not_lock_the_operator_out() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    let env = Env::new(2);
+    env.stage_jar("v1");
+    for b in BINARIES {
+        let mut cmd = Command::new(env.path("bundle/bin").join(b));
+        cmd.current_dir("/")
+            .stdin(Stdio::null())
+            .env("DEPLOYMENT_ID", "d-UMASK");
+        // As /etc/profile's `umask 027` does to every hook under the agent's unit.
+        unsafe {
+            cmd.pre_exec(|| {
+                rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o027));
+                Ok(())
+            });
+        }
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{b}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert_serves(&env, "v1");
+    let mode = |rel: &str| {
+        std::fs::metadata(env.path(rel))
+            .unwrap_or_else(|e| panic!("{rel}: {e}"))
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    for d in [
+        "work",
+        "work/releases",
+        "work/releases/d-UMASK",
+        "work/logs",
+        "work/run",
+        "state",
+    ] {
+        assert_eq!(mode(d), 0o755, "{d}");
+    }
+    for f in [
+        "work/logs/green.log",
+        "work/run/green.pid",
+        "state/state.json",
+        "state/lock",
+    ] {
+        assert_eq!(mode(f), 0o644, "{f}");
+    }
+}
+
+#[test]
+fn nonstop_logs_shows_the_live_slots_output_and_logs_rotate_at_start() {
+    let env = with_v1_live(Env::new(2));
+    let r = env.nonstop(&["logs", "-n", "5"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stdout
+            .contains(&format!("Started DemoApp on port {}", env.port_of("green"))),
+        "{}",
+        r.stdout
+    );
+    assert!(r.stdout.lines().count() <= 5, "{}", r.stdout);
+    // Follow: what the app writes next shows up (bounded: the process is killed after).
+    let f = Command::new(env.path("bundle/bin/nonstop"))
+        .args(["logs", "green", "-n", "0", "-f"])
+        .current_dir("/")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    use std::io::Write;
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(env.path("work/logs/green.log"))
+        .unwrap()
+        .write_all(b"a line written after -f started\n")
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(800));
+    signal(f.id() as i32, rustix::process::Signal::TERM);
+    let out = f.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("a line written after -f started"), "{text}");
+    // A log over logs.max_size is rotated when the slot's next app starts.
+    env.edit_config(
+        "keep_releases: 3\n",
+        "keep_releases: 3\nlogs:\n  max_size: 100\n  keep: 2\n",
+    );
+    let before = std::fs::read(env.path("work/logs/blue.log")).unwrap_or_default();
+    std::fs::write(
+        env.path("work/logs/blue.log"),
+        [before, vec![b'x'; 200]].concat(),
+    )
+    .unwrap();
+    env.deploy("v2");
+    assert_serves(&env, "v2");
+    let rotated = std::fs::read(env.path("work/logs/blue.log.1")).unwrap();
+    assert!(
+        rotated.ends_with(&[b'x'; 200]),
+        "the old log moved to blue.log.1"
+    );
+    let fresh = std::fs::read_to_string(env.path("work/logs/blue.log")).unwrap();
+    assert!(fresh.contains("Started DemoApp"), "{fresh}");
+    assert!(!fresh.contains("xxxx"));
+}

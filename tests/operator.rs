@@ -617,6 +617,7 @@ fn init_output_passes_validate() {
         "deploy/nginx/service-url.inc",
         "deploy/nginx/site.conf",
         "deploy/nginx/upstream.conf",
+        "deploy/sudoers",
         "Jenkinsfile",
         ".github/workflows/nonstop-deploy.yml",
     ] {
@@ -625,6 +626,26 @@ fn init_output_passes_validate() {
             .stdout
             .contains(&format!("wrote {}", project.join(f).display())));
     }
+    // The sudo rules name the app's own units only, and pass visudo's check.
+    let sudoers = std::fs::read_to_string(project.join("deploy/sudoers")).unwrap();
+    assert!(
+        sudoers.contains("nonstop-demo-*.service") && !sudoers.contains("myapp"),
+        "{sudoers}"
+    );
+    let visudo = which::which("visudo")
+        .or_else(|_| which::which("/usr/sbin/visudo"))
+        .expect("visudo (apt-get install sudo; `make test` installs it)");
+    let st = Command::new(visudo)
+        .arg("-cf")
+        .arg(project.join("deploy/sudoers"))
+        .output()
+        .unwrap();
+    assert!(
+        st.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&st.stdout),
+        String::from_utf8_lossy(&st.stderr)
+    );
     // A second init refuses and changes nothing; --force rewrites.
     std::fs::write(project.join("Jenkinsfile"), "// mine\n").unwrap();
     let again = env.nonstop(&args);
@@ -1159,7 +1180,7 @@ fn validate_catches_another_default_server_and_what_nginx_really_serves() {
     );
     assert!(
         r.last_line()
-            .ends_with("2 of 17 checks failed: nginx default server, nginx serves live"),
+            .ends_with("2 of 18 checks failed: nginx default server, nginx serves live"),
         "{}",
         r.last_line()
     );

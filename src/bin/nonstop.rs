@@ -8,10 +8,10 @@ use std::path::PathBuf;
 #[command(
     name = "nonstop",
     version,
-    about = "Operate nonstop blue/green deploys: status, rollback, deploy, validate, init",
+    about = "Operate nonstop blue/green deploys: status, logs, rollback, deploy, validate, init",
     subcommand_required = true,
     arg_required_else_help = true,
-    after_help = "Examples:\n  nonstop status                            # what runs where, health now, last deployments\n  nonstop status --json | jq '.slots[] | {name, state, release}'\n  nonstop rollback                          # back to the previous slot\n  nonstop deploy --jar build/libs/app.jar   # stop, start, health, switch in one run\n  nonstop validate                          # config, nginx, appspec.yml, hook timeouts, java, jar\n  nonstop init .                            # deploy/, Jenkinsfile, GitHub workflow\n\nExit codes: 0 done, 1 failed (the last stderr line says why), 2 usage/config, 3 lock held"
+    after_help = "Examples:\n  nonstop status                            # what runs where, health now, last deployments\n  nonstop status --json | jq '.slots[] | {name, state, release}'\n  nonstop logs -f                           # the live slot's app output, followed\n  nonstop rollback                          # back to the previous slot\n  nonstop deploy --jar build/libs/app.jar   # stop, start, health, switch in one run\n  nonstop validate                          # config, nginx, appspec.yml, hook timeouts, java, jar\n  nonstop init .                            # deploy/, Jenkinsfile, GitHub workflow\n\nExit codes: 0 done, 1 failed (the last stderr line says why), 2 usage/config, 3 lock held"
 )]
 struct Cli {
     #[command(flatten)]
@@ -38,6 +38,23 @@ enum Cmd {
     /// at once (same probe and nginx transaction as `switch`); otherwise start that release on
     /// it again, wait for health, switch. --slot NAME rolls back to another slot.
     Rollback,
+    /// The app's output: the journal (systemd) or the slot's log file (builtin)
+    ///
+    /// The last N lines of a slot's app (the live slot unless SLOT or --slot is given), then,
+    /// with -f, new lines as they come until interrupted. Under systemd this is
+    /// `journalctl -u nonstop-APP-SLOT.service`; under the builtin supervisor it reads
+    /// workdir/logs/SLOT.log (following it across a rotation or a copytruncate).
+    Logs {
+        /// The slot [default: the live one]
+        #[arg(value_name = "SLOT")]
+        name: Option<String>,
+        /// Lines to show first
+        #[arg(short = 'n', long, default_value_t = 50)]
+        lines: usize,
+        /// Keep printing new lines
+        #[arg(short, long)]
+        follow: bool,
+    },
     /// stop, start, health, switch in one run
     ///
     /// The same stage functions the hook binaries run, holding the lock throughout, with one
@@ -109,6 +126,11 @@ fn main() -> std::process::ExitCode {
         match &c.cmd {
             Cmd::Status { json } => operator::status::run(&config()?, slot, *json),
             Cmd::Rollback => operator::rollback::run(&config()?, slot),
+            Cmd::Logs {
+                name,
+                lines,
+                follow,
+            } => operator::logs::run(&config()?, name.as_deref().or(slot), *lines, *follow),
             Cmd::Deploy { jar } => operator::deploy::run(&config()?, slot, jar.as_deref()),
             Cmd::Validate { appspec } => {
                 operator::validate::run(c.common.config.as_deref(), appspec.as_deref())

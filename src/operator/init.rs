@@ -4,6 +4,8 @@
 //! - `deploy/nonstop.yml`, `deploy/appspec.yml`: the bundle's config and CodeDeploy hooks;
 //! - `deploy/nginx/{service-url.inc,site.conf,upstream.conf}`: the include nonstop owns, a
 //!   site that uses it, and the balanced-mode upstream;
+//! - `deploy/sudoers`: the exact sudo rules hooks run as `ec2-user` need (nginx test and
+//!   reload, the app's own systemd units);
 //! - `Jenkinsfile` and `.github/workflows/nonstop-deploy.yml`: build, `make bundle`, upload to
 //!   S3, `aws deploy create-deployment`.
 //!
@@ -16,7 +18,7 @@ use crate::fsx::write_atomic;
 use std::path::{Path, PathBuf};
 
 /// Every file `init` writes: (path under DIR, template).
-pub const FILES: [(&str, &str); 7] = [
+pub const FILES: [(&str, &str); 8] = [
     (
         "deploy/nonstop.yml",
         include_str!("../../templates/nonstop.yml"),
@@ -37,6 +39,7 @@ pub const FILES: [(&str, &str); 7] = [
         "deploy/nginx/upstream.conf",
         include_str!("../../templates/nginx/upstream.conf"),
     ),
+    ("deploy/sudoers", include_str!("../../templates/sudoers")),
     ("Jenkinsfile", include_str!("../../templates/Jenkinsfile")),
     (
         ".github/workflows/nonstop-deploy.yml",

@@ -8,6 +8,7 @@
 
 pub mod deploy;
 pub mod init;
+pub mod logs;
 pub mod nginx_conf;
 pub mod rollback;
 pub mod status;

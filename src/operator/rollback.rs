@@ -57,7 +57,7 @@ pub fn run(cfg: &Config, slot: Option<&str>) -> Result<()> {
         ))
     })?;
     let pid_file = stages::pid_path(cfg, live);
-    let live_release = match process::owner(&pid_file, live.port) {
+    let live_release = match crate::supervisor::owner(cfg, live) {
         Some(Owner::Ours(pf)) => pf.release,
         _ => match process::read_pid_file(&pid_file) {
             Some(pf) => format!("{}, not running", pf.release),
@@ -128,7 +128,7 @@ pub fn run(cfg: &Config, slot: Option<&str>) -> Result<()> {
 /// What is true now of `slot`, the slot rolled back from, as the end of the last line: it
 /// keeps running only if its own app (pid file checked in /proc) still does.
 fn left_behind(cfg: &Config, slot: &Slot) -> String {
-    match process::owner(&stages::pid_path(cfg, slot), slot.port) {
+    match crate::supervisor::owner(cfg, slot) {
         Some(Owner::Ours(_)) => format!("{} keeps running", slot.name),
         None => format!(
             "{} is not running (nothing listens on port {})",
@@ -146,7 +146,7 @@ fn left_behind(cfg: &Config, slot: &Slot) -> String {
 /// `None` when `slot` runs `release` (started by nonstop) and answers its health probe now;
 /// else why not, as words that follow "slot NAME".
 fn ready(cfg: &Config, slot: &Slot, release: &str) -> Option<String> {
-    match process::owner(&stages::pid_path(cfg, slot), slot.port) {
+    match crate::supervisor::owner(cfg, slot) {
         None => Some("is stopped".into()),
         Some(Owner::Ours(pf)) if pf.release != release => {
             Some(format!("runs release {}, not {release}", pf.release))

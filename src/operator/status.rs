@@ -13,9 +13,9 @@ use crate::config::{Config, Slot};
 use crate::error::{Context, Result};
 use crate::log::human;
 use crate::nginx::Member;
-use crate::process::{self, ExitRecord, Owner};
+use crate::process::{ExitRecord, Owner};
 use crate::state::{Action, Event, State};
-use crate::{health, rotation, slots, stages, state};
+use crate::{health, rotation, slots, state};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::io::Read;
@@ -78,6 +78,12 @@ pub struct SlotStatus {
     /// How the slot's last app ended (`{pid, code, signal, at}`, from `run/<slot>.exit`), when
     /// nothing listens on its port now; `None` otherwise or when nothing was recorded.
     pub exit: Option<ExitRecord>,
+    /// Who keeps its app running: `builtin` or `systemd`.
+    pub supervisor: crate::supervisor::Kind,
+    /// systemd: `unit`, `active` (its ActiveState), `enabled` (starts at boot), `restarts`
+    /// (NRestarts); all `null` under builtin.
+    #[serde(flatten)]
+    pub supervision: crate::supervisor::Supervision,
 }
 
 /// A slot's state; in JSON the lower-case names `live`, `standby`, `stopped`.
@@ -184,7 +190,8 @@ fn slot_status(
     st: &State,
     rot: Option<&crate::nginx::Rotation>,
 ) -> SlotStatus {
-    let owner = process::owner(&stages::pid_path(cfg, s), s.port);
+    let sup = crate::supervisor::of(cfg);
+    let owner = crate::supervisor::owner(cfg, s);
     let pf = match &owner {
         Some(Owner::Ours(pf)) => Some(pf.clone()),
         _ => None,
@@ -241,10 +248,9 @@ fn slot_status(
         sha256: pf.as_ref().and_then(|p| sha256_file(&p.jar).ok()),
         jar: pf.map(|p| p.jar),
         health,
-        exit: owner
-            .is_none()
-            .then(|| process::read_exit_record(&stages::exit_path(cfg, s)))
-            .flatten(),
+        exit: owner.is_none().then(|| sup.last_exit(cfg, s)).flatten(),
+        supervisor: sup.kind(),
+        supervision: sup.supervision(cfg, s),
     }
 }
 
@@ -376,7 +382,15 @@ pub fn render(s: &Status) -> String {
         );
     }
     if let Some(p) = &s.previous {
-        out += &format!("rollback {p} (`nonstop rollback` switches back to it)\n");
+        let running = s
+            .slots
+            .iter()
+            .any(|x| &x.name == p && x.owner.as_deref() == Some("nonstop"));
+        out += &if running {
+            format!("rollback {p} (`nonstop rollback` switches back to it)\n")
+        } else {
+            format!("rollback {p} (not running: `nonstop rollback` starts its release again)\n")
+        };
     }
     out.push('\n');
     let mut rows = vec![[
@@ -434,6 +448,33 @@ pub fn render(s: &Status) -> String {
     if !jars.is_empty() {
         out += "\nJARS\n";
         out += &table(&jars);
+    }
+    let units: Vec<Vec<String>> = s
+        .slots
+        .iter()
+        .filter_map(|x| {
+            let u = &x.supervision;
+            let unit = u.unit.clone()?;
+            Some(vec![
+                x.name.clone(),
+                unit,
+                u.active.clone().unwrap_or_else(|| "not installed".into()),
+                match u.enabled {
+                    Some(true) => "yes".into(),
+                    Some(false) => "no".into(),
+                    None => "-".into(),
+                },
+                u.restarts.map_or("-".into(), |n| n.to_string()),
+            ])
+        })
+        .collect();
+    if !units.is_empty() {
+        let mut rows = vec![["SLOT", "UNIT", "ACTIVE", "AT BOOT", "RESTARTS"]
+            .map(String::from)
+            .to_vec()];
+        rows.extend(units);
+        out += "\nSYSTEMD\n";
+        out += &table(&rows);
     }
     out += "\nLAST DEPLOYMENTS\n";
     if s.deployments.is_empty() {

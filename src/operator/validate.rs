@@ -91,7 +91,14 @@ pub fn run(config_flag: Option<&Path>, appspec: Option<&Path>) -> Result<()> {
     match config::load(config_flag) {
         Err(e) => {
             emit(check(Verdict::Fail, "config", e.to_string()));
-            for name in ["nginx", "appspec", "write access", "java", "jar"] {
+            for name in [
+                "nginx",
+                "appspec",
+                "write access",
+                "supervisor",
+                "java",
+                "jar",
+            ] {
                 emit(check(Verdict::Skip, name, "needs a config that loads"));
             }
         }
@@ -111,6 +118,7 @@ pub fn run(config_flag: Option<&Path>, appspec: Option<&Path>) -> Result<()> {
                 emit(c);
             }
             emit(write_check(&cfg, hooks.as_deref()));
+            emit(supervisor_check(&cfg));
             emit(java_check(&cfg));
             emit(jar_check(&cfg));
         }
@@ -1381,6 +1389,74 @@ fn write_check(cfg: &Config, hooks: Option<&[Hook]>) -> Check {
 }
 
 // ---------- java and the jar ----------
+
+/// Which supervisor runs the apps, and whether the apps outlive what runs the hooks: with
+/// builtin on a systemd host, every app a hook starts lives in the hook's cgroup, and the
+/// CodeDeploy agent's unit (no `KillMode`, so `control-group`) kills them all when it stops
+/// or restarts.
+fn supervisor_check(cfg: &Config) -> Check {
+    use crate::supervisor::{self, Choice, Kind};
+    let kind = supervisor::choose(cfg.app.supervisor);
+    let systemd_host = std::path::Path::new("/run/systemd/system").is_dir();
+    match kind {
+        Kind::Systemd => check(
+            Verdict::Ok,
+            "supervisor",
+            format!(
+                "systemd ({}): units {}, the live one started at boot{}",
+                if cfg.app.supervisor == Choice::Auto {
+                    "auto"
+                } else {
+                    "app.supervisor"
+                },
+                cfg.slots
+                    .iter()
+                    .map(|s| supervisor::systemd::unit_name(cfg, s))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                cfg.app
+                    .user
+                    .as_ref()
+                    .map_or(String::new(), |u| format!(", JVMs as {u}"))
+            ),
+        ),
+        Kind::Builtin if systemd_host => {
+            let agent = std::fs::read_to_string("/etc/systemd/system/codedeploy-agent.service")
+                .or_else(|_| {
+                    std::fs::read_to_string("/lib/systemd/system/codedeploy-agent.service")
+                })
+                .or_else(|_| {
+                    std::fs::read_to_string("/usr/lib/systemd/system/codedeploy-agent.service")
+                });
+            let kills = agent.as_ref().is_ok_and(|u| {
+                !u.lines()
+                    .any(|l| l.trim().replace(' ', "") == "KillMode=process")
+            });
+            check(
+                Verdict::Warn,
+                "supervisor",
+                format!(
+                    "builtin on a host whose PID 1 is systemd{}: apps run in the cgroup of whatever runs the hooks{}; use app.supervisor: systemd (or auto as root)",
+                    if cfg.app.supervisor == Choice::Auto {
+                        " (auto found no way to manage units: not root, and `sudo -n systemctl` fails)"
+                    } else {
+                        ""
+                    },
+                    if kills {
+                        ", and codedeploy-agent.service has no KillMode=process: its next restart kills every app it started"
+                    } else {
+                        ""
+                    }
+                ),
+            )
+        }
+        Kind::Builtin => check(
+            Verdict::Ok,
+            "supervisor",
+            "builtin (PID 1 is not systemd): nothing restarts a crashed app or starts one at boot",
+        ),
+    }
+}
 
 fn java_check(cfg: &Config) -> Check {
     let java = match stages::java_path(cfg) {

@@ -53,6 +53,27 @@ pub fn demo_jar(version: &str) -> PathBuf {
     jar
 }
 
+/// `Command::output` that retries a spawn failing with ETXTBSY: a binary this test process
+/// just copied can still be open for writing in a child another test thread forked at that
+/// moment (until that child's exec closes it), and exec refuses a file open for writing.
+pub trait RunOutput {
+    fn run_output(&mut self) -> Output;
+}
+
+impl RunOutput for Command {
+    fn run_output(&mut self) -> Output {
+        for _ in 0..50 {
+            match self.output() {
+                Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy => {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
+                r => return r.unwrap(),
+            }
+        }
+        self.output().unwrap()
+    }
+}
+
 /// Send `sig` to one process. Tests never shell out to kill(1): procps parses
 /// `kill -TERM -PGID` as kill(-1, SIGTERM), which signals every process on the machine.
 pub fn signal(pid: i32, sig: rustix::process::Signal) {
@@ -349,8 +370,7 @@ impl Env {
             .env_remove("NONSTOP_CONFIG")
             .env("DEPLOYMENT_ID", "d-TEST")
             .env("LIFECYCLE_EVENT", lifecycle(bin))
-            .output()
-            .unwrap();
+            .run_output();
         Run::new(bin, out, t0.elapsed())
     }
 
@@ -778,8 +798,7 @@ impl Env {
             .env_remove("NONSTOP_CONFIG")
             .env_remove("DEPLOYMENT_ID")
             .env_remove("LIFECYCLE_EVENT")
-            .output()
-            .unwrap();
+            .run_output();
         let took = t0.elapsed();
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
         let stderr = String::from_utf8_lossy(&out.stderr).into_owned();

@@ -1,0 +1,186 @@
+//! Who keeps a slot's app running: the seam between the stages and the two supervisors.
+//!
+//! - [`builtin`]: nonstop's own supervisor process (a re-executed nonstop in its own session;
+//!   pid file + /proc proofs; the log file `workdir/logs/<slot>.log`). For containers, CI and
+//!   laptops, and any host where systemd is not PID 1.
+//! - [`systemd`]: one generated unit per slot, `nonstop-<app>-<slot>.service`, in a cgroup of
+//!   its own (so the CodeDeploy agent's restart does not take the JVM with it), started at boot
+//!   when it is the live slot, restarted on failure with a start limit, logging to journald.
+//!
+//! The choice is made once per run from `app.supervisor` ([`Choice`]; `auto` picks systemd
+//! when PID 1 is systemd and nonstop may manage units: root, or `sudo -n systemctl` works) and
+//! the stages call only the [`Supervisor`] trait. **Only [`systemd`] runs `systemctl` and
+//! `journalctl`; only [`crate::process`] sends signals.**
+
+pub mod builtin;
+pub mod systemd;
+
+use crate::config::{Config, Slot};
+use crate::error::Result;
+use crate::process::{self, Answerer, ExitRecord, Owner, PidFile, SlotProcess};
+use serde::Serialize;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+/// `app.supervisor` as configured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Choice {
+    #[default]
+    Auto,
+    Systemd,
+    Builtin,
+}
+
+/// The supervisor a run uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    Builtin,
+    Systemd,
+}
+
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Kind::Builtin => "builtin",
+            Kind::Systemd => "systemd",
+        })
+    }
+}
+
+/// What is needed to start a release on a slot (built by the stages from the config).
+#[derive(Debug, Clone)]
+pub struct Start<'a> {
+    pub slot: &'a Slot,
+    pub argv: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub cwd: std::path::PathBuf,
+    pub jar: std::path::PathBuf,
+    pub release: String,
+}
+
+/// How a stop went.
+#[derive(Debug, Clone, Copy)]
+pub struct Stopped {
+    pub took: Duration,
+    /// SIGKILL was needed after `stop.grace`.
+    pub killed: bool,
+}
+
+/// A slot's supervision as `status` shows it.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Supervision {
+    /// The unit (systemd), `None` for builtin.
+    pub unit: Option<String>,
+    /// systemd's ActiveState (`active`, `activating`, `failed`, `inactive`, …).
+    pub active: Option<String>,
+    /// The unit starts at boot.
+    pub enabled: Option<bool>,
+    /// Restarts systemd made since the unit was last started by nonstop.
+    pub restarts: Option<u32>,
+}
+
+/// The interface the stages use; one implementation per supervisor.
+pub trait Supervisor: Sync {
+    fn kind(&self) -> Kind;
+    /// Start `start` on its slot (whose port is free) and return its pid file.
+    fn launch(&self, cfg: &Config, start: &Start) -> Result<PidFile>;
+    /// The slot's app as its supervisor knows it.
+    fn app(&self, cfg: &Config, slot: &Slot) -> SlotProcess;
+    /// Every process that belongs to the app `pf` (its process tree, or its unit's cgroup).
+    fn family(&self, cfg: &Config, slot: &Slot, pf: &PidFile) -> std::collections::HashSet<i32>;
+    /// Stop the slot's app `pf` (proved the slot's by the caller): SIGTERM, `stop.grace`,
+    /// SIGKILL.
+    fn stop(&self, cfg: &Config, slot: &Slot, pf: &PidFile) -> Result<Stopped>;
+    /// The slot has no running app: make sure its supervisor does not start one behind
+    /// nonstop's back (systemd: a unit waiting to restart a crashed app is stopped).
+    fn settle(&self, cfg: &Config, slot: &Slot) -> Result<()>;
+    /// How the slot's app last ended, if it did.
+    fn last_exit(&self, cfg: &Config, slot: &Slot) -> Option<ExitRecord>;
+    /// The last `n` lines the app wrote.
+    fn log_tail(&self, cfg: &Config, slot: &Slot, n: usize) -> Vec<String>;
+    /// Where its output goes, for messages (`log /path` or `journalctl -u UNIT`).
+    fn log_hint(&self, cfg: &Config, slot: &Slot) -> String;
+    /// Print the last `n` lines of the app's output to stdout and, with `follow`, new ones
+    /// until interrupted.
+    fn logs(&self, cfg: &Config, slot: &Slot, n: usize, follow: bool) -> Result<()>;
+    /// After `live` became live: it starts at boot, the others only if
+    /// `app.standby_at_boot`. Builtin: nothing starts at boot (a warning says so once).
+    fn at_boot(&self, cfg: &Config, live: &Slot) -> Result<()>;
+    /// What `status` shows about the slot's supervision.
+    fn supervision(&self, cfg: &Config, slot: &Slot) -> Supervision;
+}
+
+static CHOSEN: OnceLock<Kind> = OnceLock::new();
+
+/// The supervisor for `cfg` (chosen once per run).
+pub fn of(cfg: &Config) -> &'static dyn Supervisor {
+    match *CHOSEN.get_or_init(|| choose(cfg.app.supervisor)) {
+        Kind::Builtin => &builtin::Builtin,
+        Kind::Systemd => &systemd::Systemd,
+    }
+}
+
+/// Resolve `app.supervisor`: `auto` is systemd when PID 1 is systemd and units can be managed.
+pub fn choose(choice: Choice) -> Kind {
+    match choice {
+        Choice::Builtin => Kind::Builtin,
+        Choice::Systemd => Kind::Systemd,
+        Choice::Auto if systemd::available() => Kind::Systemd,
+        Choice::Auto => Kind::Builtin,
+    }
+}
+
+/// Prove who answers on `slot`'s port (see [`process::answerer_of`]).
+pub fn answerer(cfg: &Config, slot: &Slot) -> Answerer {
+    let sup = of(cfg);
+    process::answerer_of(
+        sup.app(cfg, slot),
+        |pf| sup.family(cfg, slot, pf),
+        slot.port,
+    )
+}
+
+/// Who runs on `slot`'s port, and how sure nonstop is that it is the slot's app.
+pub fn owner(cfg: &Config, slot: &Slot) -> Option<Owner> {
+    process::owner_of(answerer(cfg, slot), slot.port)
+}
+
+/// The slot's running app, if it runs.
+pub fn running_app(cfg: &Config, slot: &Slot) -> Option<PidFile> {
+    match of(cfg).app(cfg, slot) {
+        SlotProcess::Running(pf) => Some(pf),
+        _ => None,
+    }
+}
+
+/// uid and gid for `app.user` / `app.group` from /etc/passwd and /etc/group (`None`: the
+/// user nonstop runs as).
+pub fn resolve_user(cfg: &Config) -> Result<Option<(u32, u32)>> {
+    let Some(user) = &cfg.app.user else {
+        return Ok(None);
+    };
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    let (uid, gid) = passwd
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| f.len() > 3 && f[0] == user)
+        .and_then(|f| Some((f[2].parse().ok()?, f[3].parse().ok()?)))
+        .ok_or_else(|| {
+            crate::error::failed(format!("app.user {user:?} is not a user of this host"))
+        })?;
+    let gid = match &cfg.app.group {
+        None => gid,
+        Some(g) => std::fs::read_to_string("/etc/group")
+            .unwrap_or_default()
+            .lines()
+            .map(|l| l.split(':').collect::<Vec<_>>())
+            .find(|f| f.len() > 2 && f[0] == g)
+            .and_then(|f| f[2].parse().ok())
+            .ok_or_else(|| {
+                crate::error::failed(format!("app.group {g:?} is not a group of this host"))
+            })?,
+    };
+    Ok(Some((uid, gid)))
+}

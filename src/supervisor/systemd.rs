@@ -1,0 +1,567 @@
+//! The systemd supervisor: each slot is its own unit, `nonstop-<app>-<slot>.service`, a file
+//! nonstop generates in /etc/systemd/system (marked `# Managed by nonstop`; a unit without the
+//! marker is never touched). A generated file rather than a template unit with drop-ins: one
+//! file says everything about a slot (`systemctl cat` shows it whole), and rewriting it at each
+//! start is one atomic write.
+//!
+//! The unit runs the same java command line as the builtin supervisor, from the release folder,
+//! as `app.user`/`app.group` (default: the user nonstop runs as, as with builtin, so a switch of
+//! supervisor changes no file ownership). `KillSignal=SIGTERM`, `TimeoutStopSec=stop.grace`,
+//! `SuccessExitStatus=143` (a JVM ended by SIGTERM), `Restart=on-failure` with at most 3 starts
+//! in 60 s. Its own cgroup: the CodeDeploy agent's restart does not kill it. The unit's MainPID
+//! and cgroup prove the app: a process on the port outside that cgroup is a stranger.
+//!
+//! **This is the only module that runs `systemctl` and `journalctl`** (argv lists; as root, or
+//! through `sudo -n` otherwise).
+
+use super::{Kind, Start, Stopped, Supervision, Supervisor};
+use crate::config::{Config, Slot};
+use crate::error::{failed, Context, Result};
+use crate::process::{self, ExitRecord, PidFile, SlotProcess};
+use crate::{fsx, interrupt};
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant, SystemTime};
+
+/// Where generated units go.
+pub const UNIT_DIR: &str = "/etc/systemd/system";
+/// The first line of every unit nonstop writes: the proof that it may rewrite or remove it.
+pub const MARKER: &str = "# Managed by nonstop";
+
+/// See the module doc.
+pub struct Systemd;
+
+/// `nonstop-<app>-<slot>.service`
+pub fn unit_name(cfg: &Config, slot: &Slot) -> String {
+    format!("nonstop-{}-{}.service", cfg.app.name, slot.name)
+}
+
+/// True when PID 1 is systemd and this user may manage units (root, or `sudo -n` works).
+pub fn available() -> bool {
+    if !Path::new("/run/systemd/system").is_dir() {
+        return false;
+    }
+    root()
+        || Command::new("sudo")
+            .args(["-n", "systemctl", "--version"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+}
+
+fn root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
+/// `argv` as root: directly when root, else through `sudo -n`.
+fn privileged(argv: &[&str]) -> Command {
+    let mut c = if root() {
+        Command::new(argv[0])
+    } else {
+        let mut c = Command::new("sudo");
+        c.arg("-n").arg(argv[0]);
+        c
+    };
+    c.args(&argv[1..]).stdin(Stdio::null());
+    c
+}
+
+/// Run `systemctl ARGS`; on failure the error is systemctl's first line (its reason; the
+/// hint to read the journal follows it).
+fn systemctl(args: &[&str]) -> Result<String> {
+    let mut argv = vec!["systemctl", "--no-ask-password"];
+    argv.extend_from_slice(args);
+    let out = privileged(&argv)
+        .output()
+        .context(format!("cannot run `{}`", argv.join(" ")))?;
+    if out.status.success() {
+        return Ok(String::from_utf8_lossy(&out.stdout).into_owned());
+    }
+    let text =
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    Err(failed(format!(
+        "`{}` failed: {}",
+        argv.join(" "),
+        crate::nginx::telling_line(&text)
+    )))
+}
+
+/// `systemctl show UNIT` as a map of the properties nonstop reads.
+fn show(unit: &str) -> HashMap<String, String> {
+    systemctl(&[
+        "show",
+        unit,
+        "-p",
+        "LoadState,ActiveState,SubState,MainPID,NRestarts,UnitFileState,ControlGroup,Result,ExecMainPID,ExecMainCode,ExecMainStatus,ExecMainExitTimestamp,FragmentPath",
+    ])
+    .unwrap_or_default()
+    .lines()
+    .filter_map(|l| l.split_once('='))
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
+/// One argument of `ExecStart=` (or value of `Environment=`), quoted for systemd: `"…"` with
+/// `\` and `"` escaped, `%` doubled (specifiers) and `$` doubled (variable expansion).
+fn quote(arg: &str) -> Result<String> {
+    if arg.chars().any(|c| c.is_control()) {
+        return Err(failed(format!(
+            "{arg:?} holds a control character: it cannot go into a systemd unit"
+        )));
+    }
+    let mut q = String::from("\"");
+    for c in arg.chars() {
+        match c {
+            '\\' => q.push_str("\\\\"),
+            '"' => q.push_str("\\\""),
+            '%' => q.push_str("%%"),
+            '$' => q.push_str("$$"),
+            c => q.push(c),
+        }
+    }
+    q.push('"');
+    Ok(q)
+}
+
+/// A value systemd takes to the end of the line (a path): no control characters, `%` doubled.
+fn plain(v: &str) -> Result<String> {
+    if v.chars().any(|c| c.is_control()) || v.trim() != v {
+        return Err(failed(format!("{v:?} cannot go into a systemd unit")));
+    }
+    Ok(v.replace('%', "%%"))
+}
+
+/// The unit file for `start`.
+pub fn render_unit(cfg: &Config, start: &Start) -> Result<String> {
+    let slot = start.slot;
+    let mut exec = vec![];
+    for a in &start.argv {
+        exec.push(quote(a)?);
+    }
+    let mut env = String::new();
+    for (k, v) in &start.env {
+        env += &format!("Environment={}\n", quote(&format!("{k}={v}"))?);
+    }
+    let mut user = String::new();
+    if let Some(u) = &cfg.app.user {
+        user += &format!("User={u}\n");
+    }
+    if let Some(g) = &cfg.app.group {
+        user += &format!("Group={g}\n");
+    }
+    Ok(format!(
+        "{MARKER}: slot {slot} (port {port}) of {app}, release {release}.\n\
+         # Rewritten by every `start`; edit nonstop.yml instead. See `nonstop status`.\n\
+         [Unit]\n\
+         Description=nonstop {app} slot {slot} (port {port})\n\
+         After=network.target\n\
+         StartLimitIntervalSec=60\n\
+         StartLimitBurst=3\n\n\
+         [Service]\n\
+         Type=exec\n\
+         {user}WorkingDirectory={cwd}\n\
+         {env}ExecStart={exec}\n\
+         KillSignal=SIGTERM\n\
+         TimeoutStopSec={grace}\n\
+         SuccessExitStatus=143\n\
+         Restart=on-failure\n\
+         RestartSec=1\n\
+         SyslogIdentifier=nonstop-{app}-{slot}\n\n\
+         [Install]\n\
+         WantedBy=multi-user.target\n",
+        slot = slot.name,
+        port = slot.port,
+        app = cfg.app.name,
+        release = start.release,
+        cwd = plain(&start.cwd.to_string_lossy())?,
+        exec = exec.join(" "),
+        grace = cfg.stop.grace.as_millis().div_ceil(1000).max(1),
+    ))
+}
+
+/// Write `text` as unit `name`, unless it already holds it; refuses a unit nonstop did not
+/// write. Returns whether the file changed.
+fn write_unit(cfg: &Config, name: &str, text: &str) -> Result<bool> {
+    let path = PathBuf::from(UNIT_DIR).join(name);
+    match fsx::read_original(&path)? {
+        Some(o) if o.bytes == text.as_bytes() => return Ok(false),
+        Some(o) if !o.bytes.starts_with(MARKER.as_bytes()) => {
+            return Err(failed(format!(
+            "{} exists and was not written by nonstop (no `{MARKER}` line): refusing to replace it",
+            path.display()
+        )))
+        }
+        _ => {}
+    }
+    if root() {
+        fsx::write_atomic(&path, text.as_bytes(), 0o644)?;
+    } else {
+        // Written as the deploy user beside its pid files, then installed by root.
+        let tmp = cfg.run_dir().join(name);
+        fsx::create_dirs(&cfg.run_dir())
+            .context(format!("cannot create {}", cfg.run_dir().display()))?;
+        fsx::write_atomic(&tmp, text.as_bytes(), 0o644)?;
+        let st = privileged(&[
+            "install",
+            "-m",
+            "0644",
+            &tmp.to_string_lossy(),
+            &path.to_string_lossy(),
+        ])
+        .status()
+        .context("cannot run `sudo -n install`")?;
+        let _ = std::fs::remove_file(&tmp);
+        if !st.success() {
+            return Err(failed(format!(
+                "`sudo -n install … {}` failed ({st}): the deploy user needs the sudo rules `nonstop init` writes",
+                path.display()
+            )));
+        }
+    }
+    log::info!("wrote unit {}", path.display());
+    Ok(true)
+}
+
+/// True if unit `name` exists and carries nonstop's marker.
+fn ours(name: &str) -> bool {
+    std::fs::read(PathBuf::from(UNIT_DIR).join(name))
+        .is_ok_and(|b| b.starts_with(MARKER.as_bytes()))
+}
+
+fn main_pid(props: &HashMap<String, String>) -> i32 {
+    props
+        .get("MainPID")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0)
+}
+
+impl Supervisor for Systemd {
+    fn kind(&self) -> Kind {
+        Kind::Systemd
+    }
+
+    fn launch(&self, cfg: &Config, start: &Start) -> Result<PidFile> {
+        let unit = unit_name(cfg, start.slot);
+        super::resolve_user(cfg)?;
+        if write_unit(cfg, &unit, &render_unit(cfg, start)?)? {
+            systemctl(&["daemon-reload"])?;
+        }
+        let _ = systemctl(&["reset-failed", &unit]);
+        systemctl(&["start", &unit])?;
+        let props = show(&unit);
+        let pid = main_pid(&props);
+        if pid == 0 {
+            return Err(failed(format!(
+                "{unit} started but has no main process ({}); see `journalctl -u {unit}`",
+                props
+                    .get("ActiveState")
+                    .map_or("state unknown", |s| s.as_str())
+            )));
+        }
+        let pf = PidFile {
+            pid,
+            start_time: process::stat(pid).map_or(0, |s| s.start_time),
+            supervisor: 0,
+            slot: start.slot.name.clone(),
+            port: start.slot.port,
+            jar: start.jar.clone(),
+            release: start.release.clone(),
+            started_at: crate::log::utc_millis(SystemTime::now()),
+            boot_id: process::boot_id(),
+        };
+        fsx::create_dirs(&cfg.run_dir())
+            .context(format!("cannot create {}", cfg.run_dir().display()))?;
+        let mut json = serde_json::to_string_pretty(&pf).context("cannot encode")?;
+        json.push('\n');
+        fsx::write_atomic(&cfg.pid_file(start.slot), json.as_bytes(), 0o644)?;
+        let _ = std::fs::remove_file(cfg.exit_file(start.slot));
+        Ok(pf)
+    }
+
+    fn app(&self, cfg: &Config, slot: &Slot) -> SlotProcess {
+        let recorded = process::read_pid_file(&cfg.pid_file(slot));
+        let unit = unit_name(cfg, slot);
+        let props = show(&unit);
+        let pid = main_pid(&props);
+        match recorded {
+            None => SlotProcess::None,
+            // Started by the builtin supervisor before this host moved to systemd.
+            Some(pf) if pf.supervisor != 0 => match pf.check() {
+                Ok(()) => SlotProcess::Running(pf),
+                Err(why) => SlotProcess::Stale(pf, why),
+            },
+            Some(pf) if pid == 0 => {
+                let why = pf.check().err().unwrap_or(process::Stale::Exited);
+                SlotProcess::Stale(pf, why)
+            }
+            // The unit's main process now (systemd may have restarted it, or the host
+            // rebooted): the release and jar are the ones nonstop recorded at its start.
+            Some(recorded) => {
+                let pf = PidFile {
+                    pid,
+                    start_time: process::stat(pid).map_or(0, |s| s.start_time),
+                    boot_id: process::boot_id(),
+                    started_at: process::started_at(pid)
+                        .map_or(recorded.started_at.clone(), crate::log::utc_millis),
+                    ..recorded
+                };
+                match pf.check() {
+                    Ok(()) => SlotProcess::Running(pf),
+                    Err(why) => SlotProcess::Stale(pf, why),
+                }
+            }
+        }
+    }
+
+    fn family(&self, cfg: &Config, slot: &Slot, pf: &PidFile) -> HashSet<i32> {
+        if pf.supervisor != 0 {
+            return process::tree(pf.pid);
+        }
+        let props = show(&unit_name(cfg, slot));
+        let cg = props.get("ControlGroup").cloned().unwrap_or_default();
+        let procs: HashSet<i32> = [
+            "/sys/fs/cgroup",
+            "/sys/fs/cgroup/unified",
+            "/sys/fs/cgroup/systemd",
+        ]
+        .iter()
+        .filter(|_| !cg.is_empty())
+        .filter_map(|root| std::fs::read_to_string(format!("{root}{cg}/cgroup.procs")).ok())
+        .flat_map(|t| {
+            t.lines()
+                .filter_map(|l| l.trim().parse().ok())
+                .collect::<Vec<i32>>()
+        })
+        .collect();
+        if procs.is_empty() {
+            process::tree(pf.pid)
+        } else {
+            procs
+        }
+    }
+
+    fn stop(&self, cfg: &Config, slot: &Slot, pf: &PidFile) -> Result<Stopped> {
+        if pf.supervisor != 0 {
+            return super::builtin::terminate_app(cfg, slot, pf, |pf| process::tree(pf.pid));
+        }
+        let unit = unit_name(cfg, slot);
+        let t0 = Instant::now();
+        systemctl(&["stop", "--no-block", &unit])?;
+        log::info!(
+            "asked systemd to stop {unit} (SIGTERM, SIGKILL after {:?})",
+            cfg.stop.grace
+        );
+        let limit = cfg.stop.grace + Duration::from_secs(15);
+        loop {
+            let props = show(&unit);
+            let state = props.get("ActiveState").map_or("", |s| s.as_str());
+            if matches!(state, "inactive" | "failed") {
+                let killed = props.get("Result").is_some_and(|r| r == "timeout");
+                return Ok(Stopped {
+                    took: t0.elapsed(),
+                    killed,
+                });
+            }
+            if t0.elapsed() > limit {
+                return Err(failed(format!(
+                    "{unit} still {state} {} after `systemctl stop`",
+                    crate::log::human(t0.elapsed())
+                )));
+            }
+            interrupt::sleep(Duration::from_millis(50), "waiting for the app to exit")?;
+        }
+    }
+
+    fn settle(&self, cfg: &Config, slot: &Slot) -> Result<()> {
+        let unit = unit_name(cfg, slot);
+        if !ours(&unit) {
+            return Ok(());
+        }
+        let props = show(&unit);
+        let state = props.get("ActiveState").map_or("", |s| s.as_str());
+        if matches!(state, "activating" | "active" | "reloading" | "deactivating") {
+            log::info!(
+                "{unit} is {state} ({}) with no app on port {}: stopping it so systemd does not start one",
+                props.get("SubState").map_or("?", |s| s.as_str()),
+                slot.port
+            );
+            systemctl(&["stop", "--no-block", &unit])?;
+        }
+        Ok(())
+    }
+
+    fn last_exit(&self, cfg: &Config, slot: &Slot) -> Option<ExitRecord> {
+        let props = show(&unit_name(cfg, slot));
+        let at = props
+            .get("ExecMainExitTimestamp")
+            .filter(|t| !t.is_empty())?;
+        let pid = props.get("ExecMainPID")?.parse().ok()?;
+        let status: i32 = props.get("ExecMainStatus")?.parse().ok()?;
+        let (code, signal) = match props.get("ExecMainCode").map(|c| c.as_str()) {
+            Some("1") => (Some(status), None),
+            _ => (None, Some(status)),
+        };
+        Some(ExitRecord {
+            pid,
+            code,
+            signal,
+            at: at.clone(),
+        })
+    }
+
+    fn log_tail(&self, cfg: &Config, slot: &Slot, n: usize) -> Vec<String> {
+        let unit = unit_name(cfg, slot);
+        let n = n.to_string();
+        let out = privileged(&[
+            "journalctl",
+            "-u",
+            &unit,
+            "-n",
+            &n,
+            "--no-pager",
+            "-o",
+            "cat",
+        ])
+        .stderr(Stdio::null())
+        .output();
+        match out {
+            Ok(o) => String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .map(str::to_string)
+                .collect(),
+            Err(_) => vec![],
+        }
+    }
+
+    fn log_hint(&self, cfg: &Config, slot: &Slot) -> String {
+        format!("journalctl -u {}", unit_name(cfg, slot))
+    }
+
+    fn logs(&self, cfg: &Config, slot: &Slot, n: usize, follow: bool) -> Result<()> {
+        let unit = unit_name(cfg, slot);
+        let n = n.to_string();
+        let mut argv = vec![
+            "journalctl",
+            "-u",
+            &unit,
+            "-n",
+            &n,
+            "--no-pager",
+            "-o",
+            "short-iso",
+        ];
+        if follow {
+            argv.push("-f");
+        }
+        // journalctl writes straight to our stdout: a closed pipe ends it as it ends us.
+        let st = privileged(&argv)
+            .stdout(Stdio::inherit())
+            .status()
+            .context("cannot run journalctl")?;
+        if st.success() || follow {
+            Ok(())
+        } else {
+            Err(failed(format!("`{}` failed ({st})", argv.join(" "))))
+        }
+    }
+
+    fn at_boot(&self, cfg: &Config, live: &Slot) -> Result<()> {
+        let mut first_err = None;
+        for s in &cfg.slots {
+            let unit = unit_name(cfg, s);
+            if !ours(&unit) {
+                continue;
+            }
+            let want = s.name == live.name || cfg.app.standby_at_boot;
+            let enabled = show(&unit)
+                .get("UnitFileState")
+                .is_some_and(|v| v == "enabled");
+            if want == enabled {
+                continue;
+            }
+            let r = systemctl(&[if want { "enable" } else { "disable" }, "--quiet", &unit]);
+            match &r {
+                Ok(_) => log::info!(
+                    "{unit} {} at boot",
+                    if want { "starts" } else { "no longer starts" }
+                ),
+                Err(e) => log::warn!("{e}"),
+            }
+            if let (Err(e), None) = (r, &first_err) {
+                first_err = Some(e);
+            }
+        }
+        first_err.map_or(Ok(()), Err)
+    }
+
+    fn supervision(&self, cfg: &Config, slot: &Slot) -> Supervision {
+        let unit = unit_name(cfg, slot);
+        let props = show(&unit);
+        if props.get("LoadState").is_none_or(|s| s == "not-found") {
+            return Supervision {
+                unit: Some(unit),
+                ..Default::default()
+            };
+        }
+        Supervision {
+            active: props.get("ActiveState").cloned(),
+            enabled: props.get("UnitFileState").map(|s| s == "enabled"),
+            restarts: props.get("NRestarts").and_then(|n| n.parse().ok()),
+            unit: Some(unit),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unit_quotes_every_argument() {
+        assert_eq!(quote("-Dx=a b").unwrap(), "\"-Dx=a b\"");
+        assert_eq!(quote("50%$HOME\"\\").unwrap(), "\"50%%$$HOME\\\"\\\\\"");
+        assert!(quote("a\nExecStartPre=/bin/evil").is_err());
+    }
+
+    #[test]
+    fn renders_a_unit_with_the_settings_that_matter() {
+        let cfg = crate::config::parse(
+            "app:\n  name: shop\n  user: app\n  env: {A: \"1 2\"}\nstop:\n  grace: 35s\n",
+            Path::new("/x/n.yml"),
+        )
+        .unwrap();
+        let start = Start {
+            slot: &cfg.slots[1],
+            argv: vec![
+                "/usr/bin/java".into(),
+                "-Dserver.port=8082".into(),
+                "-jar".into(),
+                "/r/a.jar".into(),
+            ],
+            env: vec![("A".into(), "1 2".into())],
+            cwd: "/opt/nonstop/shop/releases/r1".into(),
+            jar: "/r/a.jar".into(),
+            release: "r1".into(),
+        };
+        let u = render_unit(&cfg, &start).unwrap();
+        assert!(u.starts_with(MARKER), "{u}");
+        for want in [
+            "ExecStart=\"/usr/bin/java\" \"-Dserver.port=8082\" \"-jar\" \"/r/a.jar\"\n",
+            "User=app\n",
+            "Environment=\"A=1 2\"\n",
+            "WorkingDirectory=/opt/nonstop/shop/releases/r1\n",
+            "TimeoutStopSec=35\n",
+            "SuccessExitStatus=143\n",
+            "Restart=on-failure\n",
+            "StartLimitBurst=3\n",
+            "KillSignal=SIGTERM\n",
+            "WantedBy=multi-user.target\n",
+        ] {
+            assert!(u.contains(want), "{want:?} missing in:\n{u}");
+        }
+        assert_eq!(unit_name(&cfg, &cfg.slots[1]), "nonstop-shop-green.service");
+    }
+}
