@@ -60,6 +60,24 @@ impl Hooks {
     }
 }
 
+/// `deploy/sudoers` as `nonstop init --name myapp` writes it (the bundle's own binary).
+fn init_sudoers() -> PathBuf {
+    let bundle = Bundle::of("v1");
+    let dir = bundle.dir.path().join("init");
+    let out = Command::new(bundle.rev().join("bin/nonstop"))
+        .args(["init", dir.to_str().unwrap(), "--name", "myapp"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "nonstop init: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let keep = std::env::temp_dir().join(format!("nonstop-system-sudoers-{}", std::process::id()));
+    std::fs::copy(dir.join("deploy/sudoers"), &keep).unwrap();
+    keep
+}
+
 /// A booted host; dropping it runs `ec2host.sh down NAME`.
 pub struct Host {
     pub name: String,
@@ -134,8 +152,18 @@ impl Host {
         let owner = match self.hooks {
             Hooks::Root => "",
             Hooks::Ec2User => {
+                // The sudo rules `nonstop init` writes replace cloud-init's NOPASSWD: ALL, so
+                // the test proves they are all the hooks need.
+                let sudoers = init_sudoers();
+                self.cp(&sudoers, "/etc/sudoers.d/nonstop-myapp");
+                let _ = std::fs::remove_file(&sudoers);
                 "chown ec2-user /etc/nginx/conf.d/service-url.inc\n\
-                 install -d -o ec2-user -g ec2-user /opt/nonstop/myapp /var/lib/nonstop/myapp\n"
+                 install -d -o ec2-user -g ec2-user /opt/nonstop/myapp /var/lib/nonstop/myapp\n\
+                 chown root:root /etc/sudoers.d/nonstop-myapp\n\
+                 chmod 0440 /etc/sudoers.d/nonstop-myapp\n\
+                 visudo -cqf /etc/sudoers.d/nonstop-myapp\n\
+                 rm /etc/sudoers.d/90-cloud-init-users\n\
+                 ! sudo -n -u ec2-user sudo -n true 2>/dev/null\n"
             }
         };
         self.sh_ok(&format!(

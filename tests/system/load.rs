@@ -166,7 +166,6 @@ pub struct Hit {
 /// Probes every `every` on fresh connections, in a thread, for `total` (bounded by itself).
 pub struct Probes {
     handle: std::thread::JoinHandle<Vec<Hit>>,
-    pub t0: Instant,
 }
 
 impl Probes {
@@ -191,7 +190,7 @@ impl Probes {
             }
             hits
         });
-        Probes { handle, t0 }
+        Probes { handle }
     }
 
     /// Wait for the probes to end (after `total`).
