@@ -22,5 +22,6 @@ pub mod slots;
 pub mod stages;
 pub mod state;
 pub mod supervisor;
+pub mod traffic;
 
 pub use error::{Error, Result};

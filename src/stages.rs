@@ -8,7 +8,7 @@ use crate::log::human;
 use crate::nginx::Member;
 use crate::process::{self, Owner};
 use crate::state::{self, Action};
-use crate::{health, lock, nginx, rotation, slots, supervisor};
+use crate::{health, lock, rotation, slots, supervisor};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
@@ -424,7 +424,7 @@ fn canary(
         }
     }
     rotation::set(&mut rot, target, Member::Up(u32::from(percent) * k));
-    nginx::apply(cfg, &rotation::changes(cfg, &rot, None))?;
+    rotation::apply(cfg, &rot, None)?;
     state::update(&cfg.state_dir, |s| {
         s.canary = Some(state::Canary {
             slot: target.name.clone(),
@@ -454,7 +454,7 @@ fn abort_canary(cfg: &Config, roles: &slots::Roles, target: &Slot) -> Result<()>
             _ => Member::Down,
         };
     }
-    nginx::apply(cfg, &rotation::changes(cfg, &rot, None))?;
+    rotation::apply(cfg, &rot, None)?;
     state::update(&cfg.state_dir, |s| s.canary = None)?;
     log::info!(
         "canary aborted: slot {} is out of rotation (its app keeps running)",
@@ -478,14 +478,10 @@ pub fn switch_to(cfg: &Config, roles: &slots::Roles, target: &Slot, force: bool)
             e.1 = Member::Up(1);
         }
     }
-    let changes = rotation::changes(cfg, &rot, Some(target.port));
-    // In doubt, reload even if the files already say the right thing: nginx may not have
-    // loaded them.
-    let took = if roles.doubt.is_some() {
-        nginx::apply_and_reload(cfg, &changes)?
-    } else {
-        nginx::apply(cfg, &changes)?
-    };
+    // In doubt, apply even if the truth already says the right thing: nginx may not have
+    // loaded the files, or the table may be missing.
+    let took =
+        crate::traffic::of(cfg).apply(cfg, &rot, Some(target.port), roles.doubt.is_some())?;
     if crate::interrupt::requested() {
         log::warn!(
             "a termination signal arrived during the nginx transaction; it was completed first"
