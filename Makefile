@@ -22,7 +22,7 @@ deps:
 
 ## test: fmt check, clippy -D warnings, every test (real nginx + real java)
 test: fmt-check lint demo-app
-	scripts/deps.sh nginx sudo
+	scripts/deps.sh nginx sudo nft ip
 	$(CARGO) test --all-targets
 
 fmt-check:

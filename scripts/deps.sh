@@ -36,6 +36,17 @@ for what in "$@"; do
       rustup target list --installed 2>/dev/null | grep -q x86_64-unknown-linux-gnu \
         || rustup target add x86_64-unknown-linux-gnu
       ;;
+    nft | ip)
+      # nft: tests/nftables.rs changes rules, each test in its own network namespace
+      pkg=nftables; [ "$what" = ip ] && pkg=iproute2
+      if ! command -v "$what" >/dev/null 2>&1 && [ ! -x "/usr/sbin/$what" ]; then
+        need_root "$what" "apt-get install -y $pkg"
+        echo "deps: installing $pkg from apt" >&2
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq
+        apt-get install -y -qq "$pkg" >/dev/null
+      fi
+      ;;
     lsof | curl | sudo)
       # sudo: its visudo checks the sudoers file `nonstop init` writes (tests/operator.rs)
       if ! command -v "$what" >/dev/null 2>&1; then

@@ -98,6 +98,8 @@ pub struct Roles<'a> {
 pub fn roles<'a>(cfg: &'a Config, st: &State) -> Result<Roles<'a>> {
     let (include_port, mut doubt) = match crate::traffic::of(cfg).live(cfg) {
         Ok(p) => (p, None),
+        // A fresh host in nftables mode: no table yet, and no switch was ever recorded.
+        Err(Doubt::TableMissing) if st.live.is_none() => (None, None),
         Err(d) => (None, Some(d)),
     };
     let live_idx = include_port.and_then(|p| cfg.slots.iter().position(|s| s.port == p));
@@ -185,16 +187,20 @@ impl<'a> Roles<'a> {
                 format!("run `switch --slot {recorded}` to go back to it")
             }
             _ => format!(
-                "run {} to make that slot live and reload nginx",
-                name(&running)
+                "run {} to make that slot live{}",
+                name(&running),
+                match cfg.traffic.via {
+                    crate::traffic::Via::NginxReload => " and reload nginx",
+                    crate::traffic::Via::Nftables => " and load the table again",
+                }
             ),
         };
         Err(failed(format!(
             "refusing to {command}: cannot tell which slot nginx serves: {what}; {repair}{}",
             if force_flag {
-                ", or give --force to trust the include"
+                format!(", or give --force to trust {}", crate::traffic::of(cfg).truth(cfg))
             } else {
-                ""
+                String::new()
             }
         )))
     }

@@ -166,20 +166,41 @@ pub struct Env {
     /// Balanced mode: nginx balances `/api/` over an upstream of every slot (seed 002's
     /// layout); `/` still goes to the include's single target.
     pub balanced: bool,
+    /// nftables mode: the front port nginx proxies to (`traffic.port`); the world then lives
+    /// in a network namespace of its own (see [`Env::nftables`]).
+    pub front: Option<u16>,
+}
+
+/// Move the calling thread (and every process and thread it starts from now on) into a new
+/// network namespace with loopback up: nft rules changed there never touch the machine's own.
+pub fn enter_netns() {
+    rustix::thread::unshare(rustix::thread::UnshareFlags::NEWNET).expect("unshare(CLONE_NEWNET)");
+    let st = Command::new("ip")
+        .args(["link", "set", "lo", "up"])
+        .status()
+        .expect("ip runs");
+    assert!(st.success(), "ip link set lo up");
 }
 
 impl Env {
     /// A world with `n` slots, nginx running and the include pointing at the first slot.
     pub fn new(n: usize) -> Env {
-        Env::build(n, false)
+        Env::build(n, false, false)
+    }
+
+    /// nftables mode (`traffic.via: nftables`) in a network namespace of this test's thread:
+    /// nginx proxies `/` to the front port and nonstop's table steers it.
+    pub fn nftables(n: usize) -> Env {
+        enter_netns();
+        Env::build(n, false, true)
     }
 
     /// A balanced world: upstream file with every slot `down`, include at the first slot.
     pub fn balanced(n: usize) -> Env {
-        Env::build(n, true)
+        Env::build(n, true, false)
     }
 
-    fn build(n: usize, balanced: bool) -> Env {
+    fn build(n: usize, balanced: bool, nft: bool) -> Env {
         let dir = tempfile::Builder::new()
             .prefix("nonstop-test-")
             .tempdir()
@@ -204,6 +225,7 @@ impl Env {
                 "-Ddemo.boot-ms=300".into(),
             ],
             balanced,
+            front: nft.then(free_port),
         };
         for d in ["nginx/logs", "nginx/tmp", "bundle/bin", "bundle/app"] {
             std::fs::create_dir_all(env.path(d)).unwrap();
@@ -287,6 +309,19 @@ impl Env {
     fn nginx_conf(&self) -> String {
         let p = self.dir.path().join("nginx");
         let p = p.display();
+        if let Some(front) = self.front {
+            // nftables mode: one fixed target, no slot port in any nginx file, no keepalive.
+            return format!(
+                "worker_processes 1;\npid {p}/nginx.pid;\nerror_log {p}/logs/error.log warn;\n\
+                 events {{ worker_connections 512; }}\n\
+                 http {{\n  access_log off;\n  client_body_temp_path {p}/tmp/body;\n  proxy_temp_path {p}/tmp/proxy;\n  \
+                 fastcgi_temp_path {p}/tmp/fastcgi;\n  uwsgi_temp_path {p}/tmp/uwsgi;\n  scgi_temp_path {p}/tmp/scgi;\n  \
+                 server {{\n    listen 127.0.0.1:{port};\n    location / {{\n      \
+                 proxy_pass http://127.0.0.1:{front};\n      proxy_http_version 1.1;\n      proxy_set_header Connection \"\";\n      \
+                 proxy_read_timeout 30s;\n    }}\n  }}\n}}\n",
+                port = self.nginx_port,
+            );
+        }
         format!(
             "worker_processes 1;\npid {p}/nginx.pid;\nerror_log {p}/logs/error.log warn;\n\
              events {{ worker_connections 512; }}\n\
@@ -333,9 +368,12 @@ impl Env {
              nginx:\n  include: {n}/service-url.inc\n  variable: service_url\n  \
              test: [{bin}, -t, -q, -p, {n}, -c, {n}/nginx.conf]\n  \
              reload: [{bin}, -s, reload, -p, {n}, -c, {n}/nginx.conf]\n  pid_file: {n}/nginx.pid\n{upstream}\
-             state_dir: ../state\nkeep_releases: 3\n{}",
+             {traffic}state_dir: ../state\nkeep_releases: 3\n{}",
             opts.join(", "),
-            self.extra
+            self.extra,
+            traffic = self.front.map_or(String::new(), |p| format!(
+                "traffic:\n  via: nftables\n  port: {p}\n"
+            )),
         );
         std::fs::write(self.config_path(), yaml).unwrap();
     }

@@ -1,0 +1,146 @@
+//! nftables steering (`traffic.via: nftables`) with real nginx, real java and real nft, each
+//! test in a network namespace of its own (the machine's rules are never touched): nginx
+//! proxies to one front port and is never reloaded; nonstop's table DNATs new connections.
+
+mod common;
+use common::*;
+use std::time::Duration;
+
+/// The pids of the nginx master's workers (unchanged = nginx was not reloaded).
+fn workers(env: &Env) -> Vec<i32> {
+    let master: i32 = std::fs::read_to_string(env.path("nginx/nginx.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let mut w = nonstop::process::children(master);
+    w.sort();
+    w
+}
+
+fn table(env: &Env) -> String {
+    let _ = env;
+    let out = std::process::Command::new("nft")
+        .args(["list", "table", "ip", "nonstop_demo"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn serves(env: &Env, version: &str) {
+    for _ in 0..5 {
+        let (status, body) = env.get("/");
+        assert_eq!(status, 200, "{body}");
+        assert!(
+            body.starts_with(&format!("{version} ")),
+            "want {version}, got {body:?}"
+        );
+    }
+}
+
+#[test]
+fn blue_green_switches_lose_nothing_even_for_a_client_that_never_retries() {
+    let env = Env::nftables(2);
+    env.deploy("v1");
+    serves(&env, "v1");
+    let t = table(&env);
+    assert!(
+        t.contains(&format!(
+            "tcp dport {} dnat to 127.0.0.1:{}",
+            env.front.unwrap(),
+            env.port_of("blue")
+        )),
+        "{t}"
+    );
+    let before = workers(&env);
+    let load = Traffic::start(env.nginx_addr(), 6, Duration::from_millis(2));
+    std::thread::sleep(Duration::from_millis(300));
+    for v in ["v2", "v3", "v4"] {
+        env.deploy(v);
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let tally = load.finish();
+    eprintln!("{}", tally.summary());
+    assert!(tally.requests > 500, "{}", tally.summary());
+    assert_eq!(
+        tally.raw_failed,
+        0,
+        "no request failed, not even once before a retry: {} {:?}",
+        tally.summary(),
+        tally.errors
+    );
+    assert_eq!(workers(&env), before, "nginx was never reloaded");
+    serves(&env, "v4");
+    assert_eq!(env.state()["live"], "green");
+    let st = env.nonstop(&["status", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&st.stdout).unwrap();
+    assert_eq!(v["live"], "green", "{}", st.stdout);
+    assert!(v["include"]["doubt"].is_null(), "{}", st.stdout);
+}
+
+#[test]
+fn a_missing_or_changed_table_is_refused_and_switch_repairs_it() {
+    let env = Env::nftables(2);
+    env.deploy("v1");
+    env.deploy("v2");
+    serves(&env, "v2");
+    let green = env.pid_of("green").unwrap();
+    // As after a reboot before the boot unit ran: the table is gone, nothing is served.
+    let st = std::process::Command::new("nft")
+        .args(["delete", "table", "ip", "nonstop_demo"])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    env.stage_jar("v3");
+    let r = env.hook("stop", &[]);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.last_line()
+            .contains("table ip nonstop_demo is not loaded")
+            && r.last_line().contains("switch --slot"),
+        "{}",
+        r.last_line()
+    );
+    assert!(
+        green.running() && env.pid_of("blue").unwrap().running(),
+        "nothing stopped"
+    );
+    let r = env.hook("switch", &["--slot", "green"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    serves(&env, "v2");
+    // Someone points the rule elsewhere by hand: the table's rule is not its recorded state.
+    let t = table(&env).replace(
+        &format!("127.0.0.1:{}", env.port_of("green")),
+        &format!("127.0.0.1:{}", env.port_of("blue")),
+    );
+    std::fs::write(
+        env.path("hand.nft"),
+        format!("flush table ip nonstop_demo\n{t}"),
+    )
+    .unwrap();
+    let st = std::process::Command::new("nft")
+        .arg("-f")
+        .arg(env.path("hand.nft"))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let r = env.hook("stop", &[]);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.last_line().contains("was changed by someone else"),
+        "{}",
+        r.last_line()
+    );
+    serves(&env, "v1"); // what the hand-made rule does
+    let r = env.hook("switch", &["--slot", "green"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    serves(&env, "v2");
+    env.deploy("v3");
+    serves(&env, "v3");
+    // The ruleset kept for the boot unit is the one loaded.
+    let kept = std::fs::read_to_string(env.path("state/traffic.nft")).unwrap();
+    assert!(
+        kept.contains(&format!("dnat to 127.0.0.1:{}", env.port_of("blue"))),
+        "{kept}"
+    );
+}
