@@ -198,7 +198,10 @@ impl<'a> Roles<'a> {
         Err(failed(format!(
             "refusing to {command}: cannot tell which slot nginx serves: {what}; {repair}{}",
             if force_flag {
-                format!(", or give --force to trust {}", crate::traffic::of(cfg).truth(cfg))
+                format!(
+                    ", or give --force to trust {}",
+                    crate::traffic::of(cfg).truth(cfg)
+                )
             } else {
                 String::new()
             }

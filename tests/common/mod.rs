@@ -174,7 +174,10 @@ pub struct Env {
 /// Move the calling thread (and every process and thread it starts from now on) into a new
 /// network namespace with loopback up: nft rules changed there never touch the machine's own.
 pub fn enter_netns() {
-    rustix::thread::unshare(rustix::thread::UnshareFlags::NEWNET).expect("unshare(CLONE_NEWNET)");
+    // Safety: CLONE_NEWNET only gives this thread a network namespace of its own; it unshares
+    // no file table or memory another thread relies on.
+    unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWNET) }
+        .expect("unshare(CLONE_NEWNET)");
     let st = Command::new("ip")
         .args(["link", "set", "lo", "up"])
         .status()
