@@ -42,6 +42,9 @@ pub struct TrafficCfg {
     pub via: crate::traffic::Via,
     /// nftables mode: the front port nginx proxies to (nothing listens there).
     pub port: Option<u16>,
+    /// nftables mode: spread new connections over every slot in rotation (balanced mode,
+    /// as `nginx.upstream_file` is in reload mode).
+    pub balanced: bool,
 }
 
 /// The builtin supervisor's log files (`workdir/logs/<slot>.log`); systemd uses journald.
@@ -164,6 +167,7 @@ struct RawApp {
 struct RawTraffic {
     via: crate::traffic::Via,
     port: Option<Port>,
+    balanced: bool,
 }
 
 #[derive(Deserialize)]
@@ -752,6 +756,12 @@ pub fn parse(text: &str, path: &Path) -> Result<Config> {
                 at("traffic:", 0)
             )))
         }
+        (crate::traffic::Via::NginxReload, _) if raw.traffic.balanced => {
+            return Err(Error::Config(format!(
+                "{}: traffic.balanced is for nftables mode; in nginx-reload mode balanced means nginx.upstream_file",
+                at("balanced:", 0)
+            )))
+        }
         _ => {}
     }
     let name = raw.app.name.0;
@@ -778,6 +788,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config> {
         traffic: TrafficCfg {
             via: raw.traffic.via,
             port: front,
+            balanced: raw.traffic.balanced,
         },
         logs: Logs {
             max_size: raw.logs.max_size.0,
@@ -866,7 +877,7 @@ impl Config {
     }
     /// True when an upstream file balances requests over the slots.
     pub fn balanced(&self) -> bool {
-        self.nginx.upstream_file.is_some()
+        self.nginx.upstream_file.is_some() || self.traffic.balanced
     }
     /// `workdir/run`
     pub fn run_dir(&self) -> PathBuf {

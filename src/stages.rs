@@ -310,7 +310,7 @@ pub enum SwitchMode {
 pub fn switch(cfg: &Config, slot: Option<&str>, force: bool, mode: SwitchMode) -> Result<()> {
     if mode != SwitchMode::Full && !cfg.balanced() {
         return Err(crate::Error::Usage(
-            "--canary, --promote and --abort need balanced mode (nginx.upstream_file)".into(),
+            "--canary, --promote and --abort need balanced mode (nginx.upstream_file, or traffic.balanced with nftables)".into(),
         ));
     }
     let _lock = lock::acquire(&cfg.state_dir, "switch")?;

@@ -144,3 +144,77 @@ fn a_missing_or_changed_table_is_refused_and_switch_repairs_it() {
         "{kept}"
     );
 }
+
+/// What `/` answers on fresh connections, `n` times, by version (each new connection is
+/// steered by the table).
+fn versions(env: &Env, n: usize) -> std::collections::BTreeMap<String, usize> {
+    let mut out = std::collections::BTreeMap::new();
+    for _ in 0..n {
+        let (s, body) = env.get("/");
+        assert_eq!(s, 200, "{body}");
+        *out.entry(body.split_whitespace().next().unwrap().to_string())
+            .or_insert(0) += 1;
+    }
+    out
+}
+
+#[test]
+fn balanced_roll_of_three_slots_cuts_no_request_and_never_reloads_nginx() {
+    let env = Env::nftables(3);
+    env.edit_config("  via: nftables\n", "  via: nftables\n  balanced: true\n");
+    let deploy_all = |v: &str| {
+        env.stage_jar(v);
+        for b in ALL_BINARIES {
+            let r = env.hook(b, &[]);
+            assert_eq!(r.code, 0, "{b}: {}", r.stderr);
+        }
+    };
+    deploy_all("v1");
+    assert_eq!(versions(&env, 30).keys().collect::<Vec<_>>(), ["v1"]);
+    let t = table(&env);
+    assert!(
+        t.contains("numgen random mod 3 map"),
+        "all three in rotation: {t}"
+    );
+    let before = workers(&env);
+    let load = Traffic::start(env.nginx_addr(), 4, Duration::from_millis(2));
+    let slow = SlowRequests::start(env.nginx_addr(), "/slow?ms=3000", 6);
+    std::thread::sleep(Duration::from_millis(500));
+    deploy_all("v2");
+    std::thread::sleep(Duration::from_millis(300));
+    let tally = load.finish();
+    let slow = slow.finish();
+    eprintln!("load: {}\nslow: {}", tally.summary(), slow.summary());
+    assert_eq!(
+        tally.raw_failed,
+        0,
+        "{} {:?}",
+        tally.summary(),
+        tally.errors
+    );
+    assert!(slow.requests >= 6, "{}", slow.summary());
+    assert_eq!(
+        slow.raw_failed,
+        0,
+        "no slow request cut: {} {:?}",
+        slow.summary(),
+        slow.errors
+    );
+    assert_eq!(workers(&env), before, "nginx was never reloaded");
+    assert_eq!(versions(&env, 30).keys().collect::<Vec<_>>(), ["v2"]);
+    // A canary in nftables mode: weights in the map, then promote.
+    env.stage_jar("v3");
+    for b in ["stop", "start", "health"] {
+        let r = env.hook(b, &[]);
+        assert_eq!(r.code, 0, "{b}: {}", r.stderr);
+    }
+    let r = env.hook("switch", &["--canary", "10"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let t = table(&env);
+    assert!(t.contains("numgen random mod"), "{t}");
+    let seen = versions(&env, 200);
+    let v3 = seen.get("v3").copied().unwrap_or(0);
+    assert!((5..=45).contains(&v3), "about 10% to the canary: {seen:?}");
+    let r = env.hook("switch", &["--promote"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+}

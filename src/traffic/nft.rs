@@ -353,6 +353,19 @@ impl Traffic for Nft {
                 ruleset_path(cfg).display()
             );
         }
+        let boot = [
+            nft_bin(),
+            "-f".to_string(),
+            ruleset_path(cfg).to_string_lossy().into_owned(),
+        ];
+        match crate::supervisor::of(cfg).boot_command(cfg, "traffic", &boot, "nginx.service") {
+            Ok(true) => {}
+            Ok(false) => log::debug!(
+                "no supervisor to load {} at boot: after a reboot, `switch --slot NAME` loads the table",
+                ruleset_path(cfg).display()
+            ),
+            Err(e) => log::warn!("the table will not come back at boot by itself: {e}"),
+        }
         log::info!(
             "table ip {}: new connections to 127.0.0.1:{} now go to {} ({} after checking; nginx not reloaded)",
             table_name(cfg),
@@ -414,7 +427,7 @@ mod tests {
 
     #[test]
     fn balanced_spreads_by_weight() {
-        let c = cfg("nginx:\n  upstream_file: /x/up.conf\nslots:\n  - {name: a, port: 8081, profile: p1}\n  - {name: b, port: 8082, profile: p2}\n  - {name: c, port: 8083, profile: p3}\n");
+        let c = cfg("  balanced: true\nslots:\n  - {name: a, port: 8081, profile: p1}\n  - {name: b, port: 8082, profile: p2}\n  - {name: c, port: 8083, profile: p3}\n");
         let s = Steering {
             live: Some(8081),
             rotation: vec![
