@@ -76,6 +76,17 @@ fn blue_green_switches_lose_nothing_even_for_a_client_that_never_retries() {
     let v: serde_json::Value = serde_json::from_str(&st.stdout).unwrap();
     assert_eq!(v["live"], "green", "{}", st.stdout);
     assert!(v["include"]["doubt"].is_null(), "{}", st.stdout);
+    assert_eq!(v["traffic"]["via"], "nftables", "{}", st.stdout);
+    // validate: nginx proxies to the front port, no upstream keepalive, the table matches.
+    let val = env.nonstop(&["validate"]);
+    for name in ["nginx front port", "nginx keepalive", "nftables"] {
+        let line = val
+            .stdout
+            .lines()
+            .find(|l| l.get(6..).is_some_and(|r| r.starts_with(name)))
+            .unwrap_or_else(|| panic!("no {name} check in\n{}", val.stdout));
+        assert!(line.starts_with("ok "), "{line}");
+    }
 }
 
 #[test]
