@@ -47,10 +47,11 @@ target/spring-app/spring-app-%.jar: $(SPRING_SRC)
 
 ## demo: private nginx on loopback, deploy the Spring Boot app v1 then v2 with the real binaries
 ## under traffic (DEMO_APP=stand-in: the dependency-free stand-in instead)
+DEMO_APP ?= spring
 demo: demo-app spring-app
 	scripts/deps.sh nginx
 	$(CARGO) build --release --bins --example demo
-	NONSTOP_BIN_DIR=target/release target/release/examples/demo
+	NONSTOP_BIN_DIR=$(BENCH_TARGET_DIR)/release DEMO_APP=$(DEMO_APP) $(BENCH_TARGET_DIR)/release/examples/demo
 
 ## bundle JAR=path [CONFIG=path] [APPSPEC=appspec/appspec-balanced.yml]: dist/bundle/ and a zip
 bundle:
