@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Install what a fresh machine lacks, or say clearly how to. Usage: scripts/deps.sh nginx zigbuild
+# Install what a fresh machine lacks, or say clearly how to. Usage: scripts/deps.sh nginx maven zigbuild
+# (maven: `make spring-app` builds examples/spring-boot-app with it)
 # (lsof and curl: only `make bench` needs them, for the legacy scripts in bench/legacy/;
 # sudo: `make test` checks the sudoers file `nonstop init` writes with its visudo)
 set -euo pipefail
@@ -25,6 +26,15 @@ for what in "$@"; do
         fi
         apt-get install -y -qq nginx-light >/dev/null || apt-get install -y -qq nginx >/dev/null
         [ -z "$own_policy" ] || rm -f /usr/sbin/policy-rc.d
+      fi
+      ;;
+    maven)
+      if ! command -v mvn >/dev/null 2>&1; then
+        need_root maven "apt-get install -y maven"
+        echo "deps: installing maven from apt" >&2
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq
+        apt-get install -y -qq maven >/dev/null
       fi
       ;;
     zigbuild)

@@ -10,6 +10,7 @@ pub mod error;
 pub mod fsx;
 pub mod health;
 pub mod interrupt;
+pub mod jar;
 pub mod lock;
 pub mod log;
 pub mod nginx;

@@ -130,6 +130,20 @@ pub fn stop_slot(cfg: &Config, slot: &Slot, force: bool) -> Result<()> {
         )));
     }
     let _ = fs::remove_file(&pid_file);
+    // How the app ended, as its supervisor recorded it (it writes the record right after the
+    // app's exit): a JVM's graceful shutdown on SIGTERM exits 143, which is no failure.
+    let ended = match &owner {
+        Some(Owner::Ours(pf)) => exit_status(cfg, slot, pf.pid),
+        _ => None,
+    };
+    let ended = ended.map_or(String::new(), |r| {
+        let odd = if r.graceful() {
+            ""
+        } else {
+            " (not 0 or 143: see its log)"
+        };
+        format!("; the app ended with {r}{odd}")
+    });
     if killed {
         log::warn!(
             "stopped slot {} in {}: it ignored SIGTERM for {:?} and was killed",
@@ -139,13 +153,28 @@ pub fn stop_slot(cfg: &Config, slot: &Slot, force: bool) -> Result<()> {
         );
     } else {
         log::info!(
-            "stopped slot {} gracefully in {}; port {} is free",
+            "stopped slot {} gracefully in {}{ended}; port {} is free",
             slot.name,
             human(took),
             slot.port
         );
     }
     Ok(())
+}
+
+/// The supervisor's exit record of `pid` on `slot`, waiting up to 500 ms for it to appear.
+fn exit_status(cfg: &Config, slot: &Slot, pid: i32) -> Option<process::ExitRecord> {
+    let sup = supervisor::of(cfg);
+    let t0 = Instant::now();
+    loop {
+        if let Some(r) = sup.last_exit(cfg, slot).filter(|r| r.pid == pid) {
+            return Some(r);
+        }
+        if t0.elapsed() > Duration::from_millis(500) {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 // ---------- start ----------

@@ -372,9 +372,11 @@ fn summarize(g: &[&Event]) -> Deployment {
     }
 }
 
-/// `exited: exit status 3 at 2026-11-22T07:13:34.211Z` (or `killed by signal 9 at ...`).
+/// `exited: exit status 3 at 2026-11-22T07:13:34.211Z` (or `killed by signal 9 at ...`, or
+/// `stopped: exit status 143 (SIGTERM) at ...` for a graceful stop).
 fn exited(e: &ExitRecord) -> String {
     match (e.code, e.signal) {
+        _ if e.graceful() => format!("stopped: {e} at {}", e.at),
         (None, Some(_)) => format!("{e} at {}", e.at),
         _ => format!("exited: {e} at {}", e.at),
     }
