@@ -78,7 +78,7 @@ completions:
 	"$$bin" man dist/man
 	@echo "completions: dist/completions/{nonstop.bash,_nonstop,nonstop.fish}; man pages: dist/man/*.1" >&2
 
-## bench: five deploy approaches side by side under load, app boot 1/5/20 s (BENCHMARKS.md)
+## bench: five deploy approaches side by side under load, with the Spring Boot app and the stand-in at a 20 s boot (BENCHMARKS.md)
 ## -> bench/results/{results.json,results.md,timeline-*.svg} and BENCHMARKS.md; BENCH_ARGS=--help
 .PHONY: bench
 BENCH_TARGET_DIR = $(or $(CARGO_TARGET_DIR),target)

@@ -118,8 +118,10 @@ fn stopping_a_slot_with_slow_requests_in_flight_completes_them_and_the_jvm_exits
     let pf = env.pid_of("blue").unwrap();
 
     // Four 3-second requests in flight on blue's app when the next deploy's stop hook stops it.
+    // A second for all four to be accepted by Tomcat even on a busy machine: a connection
+    // still in the kernel's queue when the listener closes would be refused, not drained.
     let slow = in_flight(blue, "/slow?ms=3000", 4);
-    std::thread::sleep(Duration::from_millis(700));
+    std::thread::sleep(Duration::from_millis(1000));
     let r = env.hook("stop", &[]);
     eprintln!("stop with 4 requests of 3 s in flight took {:?}", r.took);
     assert_eq!(r.code, 0, "{}", r.stderr);
@@ -133,7 +135,7 @@ fn stopping_a_slot_with_slow_requests_in_flight_completes_them_and_the_jvm_exits
         );
     }
     // The stop waited for them (Spring's graceful shutdown), well within stop.grace (35 s).
-    assert!(r.took >= Duration::from_millis(1500), "{:?}", r.took);
+    assert!(r.took >= Duration::from_millis(1000), "{:?}", r.took);
     assert!(r.took < Duration::from_secs(35), "{:?}", r.took);
     assert!(
         r.stderr.contains("stopped slot blue gracefully in")
