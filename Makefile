@@ -9,7 +9,7 @@ TARGET := x86_64-unknown-linux-gnu
 GLIBC := 2.17
 BINS := stop start health switch deploy-second nonstop
 
-.PHONY: all build test fmt-check lint unit deps demo demo-app spring-app bundle clean
+.PHONY: all build test fmt-check lint unit deps demo demo-app spring-app bundle clean system-test
 
 all: build
 
@@ -87,3 +87,24 @@ bench: demo-app spring-app
 	$(CARGO) build --release --bins --example bench
 	NONSTOP_BIN_DIR=$(BENCH_TARGET_DIR)/release BENCH_COMMAND="make bench $(BENCH_ARGS)" \
 	  $(BENCH_TARGET_DIR)/release/examples/bench $(BENCH_ARGS)
+
+## system-test: EC2-like hosts (Debian 12 systemd-nspawn, tests/system/ec2host.sh; needs root):
+## release binaries + demo jars -> bundles $(SYSTEM_DIR)/{v1,v2}/bundle, deployed through a
+## CodeDeploy agent stand-in under load from this machine (README "On an EC2 host")
+SYSTEM_DIR = $(BENCH_TARGET_DIR)/system
+# The hosts are Debian 12: plain release binaries, checked against its glibc (2.36).
+SYSTEM_GLIBC := 2.36
+SYSTEM_HOSTS = tests/system/ec2host.sh ls | awk 'NR > 1 && $$1 ~ /^nsys-/ { print $$1 }'
+system-test: demo-app
+	@[ "$$(id -u)" = 0 ] || { echo "system-test: needs root (it boots systemd-nspawn hosts)" >&2; exit 1; }
+	$(CARGO) build --release --bins
+	for v in v1 v2; do \
+	  APPSPEC=appspec/appspec.yml scripts/bundle.sh $(BENCH_TARGET_DIR)/release target/demo-app/demo-app-$$v.jar \
+	    tests/system/nonstop.yml $(SYSTEM_DIR)/$$v $(SYSTEM_GLIBC) $(BINS); \
+	done
+	tests/system/ec2host.sh image
+	@# Each test powers its host off when it ends (a Drop guard); the trap catches a killed run.
+	@down() { for h in $$($(SYSTEM_HOSTS)); do echo "system-test: powering off leftover host $$h" >&2; \
+	  tests/system/ec2host.sh down "$$h" >/dev/null 2>&1 || true; done; }; \
+	trap down EXIT INT TERM; \
+	NONSTOP_SYSTEM_DIR=$(SYSTEM_DIR) $(CARGO) test --test system -- --ignored --test-threads=1 --nocapture
