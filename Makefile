@@ -9,20 +9,20 @@ TARGET := x86_64-unknown-linux-gnu
 GLIBC := 2.17
 BINS := stop start health switch deploy-second nonstop
 
-.PHONY: all build test fmt-check lint unit deps demo demo-app bundle clean system-test
+.PHONY: all build test fmt-check lint unit deps demo demo-app spring-app bundle clean system-test
 
 all: build
 
 build:
 	$(CARGO) build --release --bins
 
-## deps: install what a fresh machine lacks (nginx from apt-get; cargo-zigbuild for `make bundle`)
+## deps: install what a fresh machine lacks (nginx and Maven from apt-get; cargo-zigbuild for `make bundle`)
 deps:
-	scripts/deps.sh nginx zigbuild
+	scripts/deps.sh nginx maven zigbuild
 
-## test: fmt check, clippy -D warnings, every test (real nginx + real java)
-test: fmt-check lint demo-app
-	scripts/deps.sh nginx sudo
+## test: fmt check, clippy -D warnings, every test (real nginx + real java: the stand-in and Spring Boot)
+test: fmt-check lint demo-app spring-app
+	scripts/deps.sh nginx sudo nft ip
 	$(CARGO) test --all-targets
 
 fmt-check:
@@ -34,11 +34,24 @@ lint:
 demo-app:
 	@for v in v1 v2; do [ target/demo-app/demo-app-$$v.jar -nt examples/demo-app/src/DemoApp.java ] || bash examples/demo-app/build.sh target/demo-app $$v; done
 
-## demo: private nginx on loopback, deploy v1 then v2 with the real binaries under traffic
-demo: demo-app
+## spring-app: the Spring Boot 3 jars target/spring-app/spring-app-{v1,v2}.jar (`mvn -B package`).
+## Cached: rebuilt only when the pom, build.sh or a source is newer than the jar; Maven's ~/.m2
+## is the download cache, and once it holds everything build.sh runs Maven offline (-o).
+SPRING_SRC := examples/spring-boot-app/pom.xml examples/spring-boot-app/build.sh \
+  $(shell find examples/spring-boot-app/src -type f)
+spring-app: target/spring-app/spring-app-v1.jar target/spring-app/spring-app-v2.jar
+
+target/spring-app/spring-app-%.jar: $(SPRING_SRC)
+	@scripts/deps.sh maven
+	bash examples/spring-boot-app/build.sh target/spring-app $*
+
+## demo: private nginx on loopback, deploy the Spring Boot app v1 then v2 with the real binaries
+## under traffic (DEMO_APP=stand-in: the dependency-free stand-in instead)
+DEMO_APP ?= spring
+demo: demo-app spring-app
 	scripts/deps.sh nginx
 	$(CARGO) build --release --bins --example demo
-	NONSTOP_BIN_DIR=target/release target/release/examples/demo
+	NONSTOP_BIN_DIR=$(BENCH_TARGET_DIR)/release DEMO_APP=$(DEMO_APP) $(BENCH_TARGET_DIR)/release/examples/demo
 
 ## bundle JAR=path [CONFIG=path] [APPSPEC=appspec/appspec-balanced.yml]: dist/bundle/ and a zip
 bundle:
@@ -65,11 +78,11 @@ completions:
 	"$$bin" man dist/man
 	@echo "completions: dist/completions/{nonstop.bash,_nonstop,nonstop.fish}; man pages: dist/man/*.1" >&2
 
-## bench: five deploy approaches side by side under load, app boot 1/5/20 s (BENCHMARKS.md)
+## bench: five deploy approaches side by side under load, with the Spring Boot app and the stand-in at a 20 s boot (BENCHMARKS.md)
 ## -> bench/results/{results.json,results.md,timeline-*.svg} and BENCHMARKS.md; BENCH_ARGS=--help
 .PHONY: bench
 BENCH_TARGET_DIR = $(or $(CARGO_TARGET_DIR),target)
-bench: demo-app
+bench: demo-app spring-app
 	scripts/deps.sh nginx lsof curl
 	$(CARGO) build --release --bins --example bench
 	NONSTOP_BIN_DIR=$(BENCH_TARGET_DIR)/release BENCH_COMMAND="make bench $(BENCH_ARGS)" \

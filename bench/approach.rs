@@ -1,8 +1,10 @@
 //! The deploy approaches, each run in its own world (a private nginx on loopback from the test
 //! harness, app ports outside the ephemeral range like 8081/8082 in production) with the same
-//! demo app, boot delay and load: ~`pre` of load, the deploy, ~`post` of load.
+//! app and load: ~`pre` of load, the deploy, ~`post` of load. The app is the Maven-built Spring
+//! Boot jar with its real boot ([`Boot::Spring`]), or the stand-in with a configured boot delay
+//! ([`Boot::Delay`]).
 
-use crate::common::{nginx_bin, signal, wait_until, Client, Env};
+use crate::common::{nginx_bin, signal, wait_until, App, Client, Env, SPRING_HEALTH_PATH};
 use crate::load::{Load, Rec};
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader};
@@ -17,7 +19,7 @@ use std::time::{Duration, Instant, SystemTime};
 /// Set by SIGINT/SIGTERM: runs end early, worlds are cleaned up, `main` exits 130.
 pub static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
-/// Boot delay used while setting a world up (not measured).
+/// The stand-in's boot delay while setting a world up (not measured).
 const SETUP_BOOT_MS: u64 = 300;
 /// Polling interval of "is it up yet" loops that stand in for a health check (nonstop's
 /// `health.interval` in the harness config is the same 100 ms).
@@ -77,6 +79,53 @@ impl Approach {
     }
 }
 
+/// The app a run deploys and how it boots.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Boot {
+    /// examples/spring-boot-app: a real Spring Boot 3 jar, booting as long as it takes.
+    Spring,
+    /// examples/demo-app, sleeping this many seconds before it binds its port.
+    Delay(f64),
+}
+
+impl Boot {
+    /// `spring`, `20s`, `1_5s`: for file names and results.json.
+    pub fn key(self) -> String {
+        match self {
+            Boot::Spring => "spring".into(),
+            Boot::Delay(b) => format!("{b}s").replace('.', "_"),
+        }
+    }
+
+    /// `Spring Boot`, `stand-in, 20 s`: for tables.
+    pub fn label(self) -> String {
+        match self {
+            Boot::Spring => "Spring Boot".into(),
+            Boot::Delay(b) => format!("stand-in, {b} s"),
+        }
+    }
+
+    /// The configured boot delay (none for the real app).
+    pub fn configured(self) -> Option<Duration> {
+        match self {
+            Boot::Spring => None,
+            Boot::Delay(b) => Some(Duration::from_secs_f64(b)),
+        }
+    }
+
+    fn app(self) -> App {
+        match self {
+            Boot::Spring => App::Spring,
+            Boot::Delay(_) => App::StandIn,
+        }
+    }
+
+    /// `-Ddemo.boot-ms` for the measured deploy (ignored by the Spring Boot app).
+    fn ms(self) -> u64 {
+        self.configured().map_or(0, |d| d.as_millis() as u64)
+    }
+}
+
 /// Load settings shared by every run.
 #[derive(Debug, Clone, Copy)]
 pub struct Params {
@@ -103,7 +152,7 @@ pub enum Status {
 /// Everything one run measured.
 pub struct Outcome {
     pub approach: Approach,
-    pub boot: Duration,
+    pub boot: Boot,
     pub status: Status,
     pub deploy_start: Duration,
     pub deploy_end: Duration,
@@ -119,7 +168,7 @@ pub struct Outcome {
 }
 
 impl Outcome {
-    fn empty(approach: Approach, boot: Duration, status: Status) -> Outcome {
+    fn empty(approach: Approach, boot: Boot, status: Status) -> Outcome {
         Outcome {
             approach,
             boot,
@@ -136,8 +185,8 @@ impl Outcome {
     }
 }
 
-/// Run `approach` with the app booting in `boot`.
-pub fn run(approach: Approach, boot: Duration, p: Params) -> Outcome {
+/// Run `approach` with the app `boot` says.
+pub fn run(approach: Approach, boot: Boot, p: Params) -> Outcome {
     let r = match approach {
         Approach::KillRestart => kill_restart(boot, p),
         Approach::Legacy => legacy(boot, p),
@@ -151,8 +200,8 @@ pub fn run(approach: Approach, boot: Duration, p: Params) -> Outcome {
 // ---------- the approaches ----------
 
 /// Approach 1, one port: kill -9 the running app, start the new jar, wait until it answers health.
-fn kill_restart(boot: Duration, p: Params) -> Result<Outcome, Status> {
-    let w = World::new(1)?;
+fn kill_restart(boot: Boot, p: Params) -> Result<Outcome, Status> {
+    let w = World::new(1, boot)?;
     let port = w.env.ports[0];
     let jar1 = w.jar("v1")?;
     let jar2 = w.jar("v2")?;
@@ -165,10 +214,10 @@ fn kill_restart(boot: Duration, p: Params) -> Result<Outcome, Status> {
         })?;
         tl.probe(port);
         tl.stage("java -jar v2", || {
-            w.spawn(boot.as_millis() as u64, &jar2, port, "real1", "v2.log")
+            w.spawn(boot.ms(), &jar2, port, "real1", "v2.log")
         })?;
         tl.stage("until healthy", || {
-            wait_health(port, Duration::from_secs(120))
+            wait_health(port, w.health_path(), Duration::from_secs(120))
         })
     })
 }
@@ -176,14 +225,22 @@ fn kill_restart(boot: Duration, p: Params) -> Result<Outcome, Status> {
 /// Approach 2: the legacy scripts, run as CodeDeploy runs them: stop.sh in AfterInstall,
 /// start.sh in ApplicationStart, health.sh in ValidateService (it calls switch.sh's
 /// switch_proxy).
-fn legacy(boot: Duration, p: Params) -> Result<Outcome, Status> {
-    let w = World::new(2)?;
+fn legacy(boot: Boot, p: Params) -> Result<Outcome, Status> {
+    let w = World::new(2, boot)?;
     let (p1, p2) = (w.env.ports[0], w.env.ports[1]);
     // Steady state after earlier deploys: both apps run v1 from the same jar path, real1 is live.
     let repo = w.env.path("legacy/app");
     std::fs::create_dir_all(repo.join("zip")).map_err(fail)?;
+    // The two property files start.sh names in -Dspring.config.location (the seed's OAuth and
+    // database settings; empty here): Spring Boot refuses to start without them.
+    for f in [
+        "application-oauth.properties",
+        "application-real-db.properties",
+    ] {
+        std::fs::write(w.env.path("legacy").join(f), "").map_err(fail)?;
+    }
     let jar = repo.join("demo-app.jar");
-    std::fs::copy(crate::common::demo_jar("v1"), &jar).map_err(fail)?;
+    std::fs::copy(w.app_jar("v1"), &jar).map_err(fail)?;
     std::fs::copy(&jar, repo.join("zip/demo-app.jar")).map_err(fail)?;
     w.spawn(SETUP_BOOT_MS, &jar, p1, "real1", "real1.log")
         .map_err(fail)?;
@@ -192,7 +249,7 @@ fn legacy(boot: Duration, p: Params) -> Result<Outcome, Status> {
     wait_answer(addr(p2), "v1 real2")?;
     w.point_nginx(p1)?;
     // CodeDeploy's Install step: the new bundle's jar lands in zip/ (not part of the deploy time).
-    std::fs::copy(crate::common::demo_jar("v2"), repo.join("zip/demo-app.jar")).map_err(fail)?;
+    std::fs::copy(w.app_jar("v2"), repo.join("zip/demo-app.jar")).map_err(fail)?;
     let scripts = Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/legacy");
     let vars: Vec<(String, String)> = vec![
         (
@@ -203,9 +260,10 @@ fn legacy(boot: Duration, p: Params) -> Result<Outcome, Status> {
         ("PORT_REAL2".into(), p2.to_string()),
         ("REPOSITORY".into(), repo.display().to_string()),
         (
-            "JAVA_OPTS".into(),
-            java_opts(&w, boot.as_millis() as u64).join(" "),
+            "APP_CONFIG_DIR".into(),
+            w.env.path("legacy").display().to_string(),
         ),
+        ("JAVA_OPTS".into(), java_opts(&w, boot.ms()).join(" ")),
         ("APP_HOST".into(), "127.0.0.1".into()),
         (
             "SERVICE_URL_INC".into(),
@@ -239,8 +297,8 @@ fn legacy(boot: Duration, p: Params) -> Result<Outcome, Status> {
 }
 
 /// Approach 3: a bare `nginx -s reload` with nothing changed: what every switch costs at the least.
-fn reload(boot: Duration, p: Params) -> Result<Outcome, Status> {
-    let w = World::new(1)?;
+fn reload(boot: Boot, p: Params) -> Result<Outcome, Status> {
+    let w = World::new(1, boot)?;
     let port = w.env.ports[0];
     w.spawn(SETUP_BOOT_MS, &w.jar("v1")?, port, "real1", "v1.log")
         .map_err(fail)?;
@@ -252,13 +310,13 @@ fn reload(boot: Duration, p: Params) -> Result<Outcome, Status> {
 }
 
 /// Approach 4: nonstop blue/green: the real binaries run as CodeDeploy hooks (`Env::hook`).
-fn bluegreen(boot: Duration, p: Params) -> Result<Outcome, Status> {
-    let mut w = World::new(2)?;
+fn bluegreen(boot: Boot, p: Params) -> Result<Outcome, Status> {
+    let mut w = World::new(2, boot)?;
     // Steady state after earlier deploys: v1 live on blue, v1 on green as the rollback target.
     for _ in 0..2 {
         setup_deploy(&w.env, &BLUEGREEN_HOOKS)?;
     }
-    set_boot(&mut w.env, boot.as_millis() as u64);
+    set_boot(&mut w.env, boot.ms());
     w.env.stage_jar("v2");
     let idle = idle_port(&w.env);
     let env = &w.env;
@@ -270,11 +328,11 @@ fn bluegreen(boot: Duration, p: Params) -> Result<Outcome, Status> {
 /// Approach 5: nonstop balanced rolling deploy over 3 slots behind an nginx upstream (the
 /// harness's `Env::balanced`: `/api/` goes to the upstream, so the load does too): stop, start,
 /// health, switch on the idle slot, then deploy-second rolls the other two one at a time.
-fn balanced(boot: Duration, p: Params) -> Result<Outcome, Status> {
-    let mut w = World::balanced(3)?;
+fn balanced(boot: Boot, p: Params) -> Result<Outcome, Status> {
+    let mut w = World::balanced(3, boot)?;
     // Steady state after an earlier deploy: v1 on all three slots, all in rotation.
     setup_deploy(&w.env, &BALANCED_HOOKS)?;
-    set_boot(&mut w.env, boot.as_millis() as u64);
+    set_boot(&mut w.env, boot.ms());
     w.env.stage_jar("v2");
     let idle = idle_port(&w.env);
     let env = &w.env;
@@ -390,15 +448,39 @@ struct World {
 }
 
 impl World {
-    fn new(slots: usize) -> Result<World, Status> {
+    fn new(slots: usize, boot: Boot) -> Result<World, Status> {
         check_interrupt()?;
-        World::with(Env::new(slots), "/")
+        let env = match boot.app() {
+            App::Spring => Env::spring(slots),
+            App::StandIn => Env::new(slots),
+        };
+        World::with(env, "/")
     }
 
     /// Balanced mode: nginx balances `/api/` over an upstream of every slot.
-    fn balanced(slots: usize) -> Result<World, Status> {
+    fn balanced(slots: usize, boot: Boot) -> Result<World, Status> {
         check_interrupt()?;
-        World::with(Env::balanced(slots), "/api/")
+        let env = match boot.app() {
+            App::Spring => Env::spring_balanced(slots),
+            App::StandIn => Env::balanced(slots),
+        };
+        World::with(env, "/api/")
+    }
+
+    /// The app's jar for `version` where the harness builds it.
+    fn app_jar(&self, version: &str) -> PathBuf {
+        match self.env.app {
+            App::Spring => crate::common::spring_jar(version),
+            App::StandIn => crate::common::demo_jar(version),
+        }
+    }
+
+    /// What "healthy" means for this world's app (the Spring Boot app: its readiness group).
+    fn health_path(&self) -> &'static str {
+        match self.env.app {
+            App::Spring => SPRING_HEALTH_PATH,
+            App::StandIn => "/actuator/health",
+        }
     }
 
     fn with(mut env: Env, path: &'static str) -> Result<World, Status> {
@@ -430,12 +512,12 @@ impl World {
         })
     }
 
-    /// The demo app's jar for `version`, copied into this world (so the reaper knows its JVMs).
+    /// The app's jar for `version`, copied into this world (so the reaper knows its JVMs).
     fn jar(&self, version: &str) -> Result<PathBuf, Status> {
         let dir = self.env.path("jars");
         std::fs::create_dir_all(&dir).map_err(fail)?;
-        let jar = dir.join(format!("demo-app-{version}.jar"));
-        std::fs::copy(crate::common::demo_jar(version), &jar).map_err(fail)?;
+        let jar = dir.join(format!("app-{version}.jar"));
+        std::fs::copy(self.app_jar(version), &jar).map_err(fail)?;
         Ok(jar)
     }
 
@@ -497,7 +579,7 @@ impl World {
     fn measure(
         &self,
         approach: Approach,
-        boot: Duration,
+        boot: Boot,
         p: Params,
         deploy: impl FnOnce(&mut Timeline) -> Result<(), String>,
     ) -> Result<Outcome, Status> {
@@ -616,16 +698,27 @@ impl Prober {
         let s = stop.clone();
         let thread = std::thread::spawn(move || {
             let t0 = Instant::now();
+            let mut last = String::new();
             while !s.load(Ordering::Relaxed) && t0.elapsed() < Duration::from_secs(150) {
                 let mut c = Client::new(addr(port));
-                if let Ok((200, body)) = c.request("GET", "/", b"") {
-                    if body.starts_with("v2 ") {
+                match c.request("GET", "/", b"") {
+                    Ok((200, body)) if body.starts_with("v2 ") => {
                         let ready = Instant::now();
-                        return java_started(port).map(|launched| ready.duration_since(launched));
+                        let launched = java_started(port);
+                        if launched.is_none() {
+                            eprintln!("bench: prober: v2 answers on port {port}, but no java with -Dserver.port={port} is in /proc");
+                        }
+                        return launched.map(|l| ready.duration_since(l));
                     }
+                    Ok((st, body)) => last = format!("HTTP {st} {}", body.trim()),
+                    Err(f) => last = f.err,
                 }
                 std::thread::sleep(PROBE_EVERY);
             }
+            eprintln!(
+                "bench: prober: no answer from v2 on port {port} after {:?}; last: {last}",
+                t0.elapsed()
+            );
             None
         });
         Prober { stop, thread }
@@ -737,14 +830,22 @@ fn low_port() -> u16 {
     panic!("no free port in 20000..32000");
 }
 
+/// The stand-in's boot delay (the Spring Boot app boots as it does); rewrites the config.
 fn set_boot(env: &mut Env, boot_ms: u64) {
+    if env.app == App::Spring {
+        env.write_config();
+        return;
+    }
     env.java_opts.retain(|o| !o.starts_with("-Ddemo.boot-ms="));
     env.java_opts.push(format!("-Ddemo.boot-ms={boot_ms}"));
     env.write_config();
 }
 
-/// The harness's JVM options with `boot_ms`.
+/// The harness's JVM options with `boot_ms` (for the stand-in).
 fn java_opts(w: &World, boot_ms: u64) -> Vec<String> {
+    if w.env.app == App::Spring {
+        return w.env.java_opts.clone();
+    }
     let mut o: Vec<String> = w
         .env
         .java_opts
@@ -782,12 +883,12 @@ fn spawn_java(
         .map_err(|e| format!("java: {e}"))
 }
 
-/// Poll GET /actuator/health on `port` every [`POLL`] until 200.
-fn wait_health(port: u16, limit: Duration) -> Result<(), String> {
+/// Poll GET `path` on `port` every [`POLL`] until 200.
+fn wait_health(port: u16, path: &str, limit: Duration) -> Result<(), String> {
     let t0 = Instant::now();
     loop {
         let round = Instant::now();
-        if let Ok((200, _)) = Client::new(addr(port)).request("GET", "/actuator/health", b"") {
+        if let Ok((200, _)) = Client::new(addr(port)).request("GET", path, b"") {
             return Ok(());
         }
         if t0.elapsed() > limit {
@@ -805,9 +906,10 @@ fn wait_answer(a: SocketAddr, prefix: &str) -> Result<(), Status> {
     )
 }
 
-/// Wait up to 30 s (polling every 20 ms) until `cond` holds during a world's set-up.
+/// Wait up to 120 s (polling every 20 ms) until `cond` holds during a world's set-up (two
+/// Spring Boot JVMs booting at once on two cores take a while).
 fn setup_wait(what: &str, mut cond: impl FnMut() -> bool) -> Result<(), Status> {
-    let held = wait_until(Duration::from_secs(30), || {
+    let held = wait_until(Duration::from_secs(120), || {
         INTERRUPTED.load(Ordering::Relaxed) || cond()
     });
     check_interrupt()?;

@@ -1,11 +1,12 @@
-//! `make bench`: the same demo app, boot delay and load through a real nginx on loopback, deployed
-//! five ways side by side (kill -9 + restart on one port, the legacy scripts, a bare
-//! `nginx -s reload`, nonstop blue/green, nonstop balanced over 3 slots), for app boot delays
-//! of 1 s, 5 s and 20 s. Writes bench/results/{results.json,results.md,timeline-*.svg} and the
+//! `make bench`: the same app and load through a real nginx on loopback, deployed five ways side
+//! by side (kill -9 + restart on one port, the legacy scripts, a bare `nginx -s reload`, nonstop
+//! blue/green, nonstop balanced over 3 slots). The app is the Maven-built Spring Boot jar with
+//! its real boot (`--boot spring`) and the stand-in with a configured 20 s boot, a large app's
+//! (`--boot 20`). Writes bench/results/{results.json,results.md,timeline-*.svg} and the
 //! generated part of BENCHMARKS.md. See BENCHMARKS.md for what is measured and how.
 //!
 //! ```text
-//! bench [--boot 1,5,20] [--approach KEY,…] [--conns 16] [--pause-ms 5] [--pre 2] [--post 2]
+//! bench [--boot spring,20] [--approach KEY,…] [--conns 16] [--pause-ms 5] [--pre 2] [--post 2]
 //!       [--out bench/results] [--no-docs] [--raw DIR]
 //! ```
 
@@ -16,7 +17,7 @@ mod approach;
 mod load;
 mod report;
 
-use approach::{Approach, Params};
+use approach::{Approach, Boot, Params};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::sync::atomic::Ordering;
@@ -27,7 +28,7 @@ const BEGIN: &str =
 const END: &str = "<!-- bench:results:end -->";
 
 struct Args {
-    boots: Vec<f64>,
+    boots: Vec<Boot>,
     approaches: Vec<Approach>,
     params: Params,
     out: PathBuf,
@@ -38,7 +39,7 @@ struct Args {
 fn usage(why: &str) -> ! {
     eprintln!("bench: {why}");
     eprintln!(
-        "usage: bench [--boot 1,5,20] [--approach {}] [--conns 16] [--pause-ms 5] [--pre 2] [--post 2] [--out bench/results] [--no-docs] [--raw DIR]",
+        "usage: bench [--boot spring,20] [--approach {}] [--conns 16] [--pause-ms 5] [--pre 2] [--post 2] [--out bench/results] [--no-docs] [--raw DIR]",
         Approach::ALL.map(|a| a.key()).join(",")
     );
     std::process::exit(2)
@@ -47,7 +48,7 @@ fn usage(why: &str) -> ! {
 fn parse_args() -> Args {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut a = Args {
-        boots: vec![1.0, 5.0, 20.0],
+        boots: vec![Boot::Spring, Boot::Delay(20.0)],
         approaches: Approach::ALL.to_vec(),
         params: Params {
             conns: 16,
@@ -72,7 +73,15 @@ fn parse_args() -> Args {
                 .unwrap_or_else(|| usage(&format!("bad number {v:?}")))
         };
         match flag.as_str() {
-            "--boot" => a.boots = val().split(',').map(|v| num(v.to_string())).collect(),
+            "--boot" => {
+                a.boots = val()
+                    .split(',')
+                    .map(|v| match v {
+                        "spring" => Boot::Spring,
+                        v => Boot::Delay(num(v.to_string())),
+                    })
+                    .collect()
+            }
             "--approach" => {
                 a.approaches = val()
                     .split(',')
@@ -91,7 +100,7 @@ fn parse_args() -> Args {
             "--raw" => a.raw = Some(PathBuf::from(val())),
             "-h" | "--help" => {
                 println!(
-                    "bench [--boot 1,5,20] [--approach {}] [--conns 16] [--pause-ms 5] [--pre 2] [--post 2] [--out bench/results] [--no-docs] [--raw DIR]",
+                    "bench [--boot spring,20] [--approach {}] [--conns 16] [--pause-ms 5] [--pre 2] [--post 2] [--out bench/results] [--no-docs] [--raw DIR]",
                     Approach::ALL.map(|a| a.key()).join(",")
                 );
                 std::process::exit(0)
@@ -99,7 +108,10 @@ fn parse_args() -> Args {
             f => usage(&format!("unknown flag {f}")),
         }
     }
-    if a.boots.iter().any(|&b| b > 60.0) {
+    if a.boots
+        .iter()
+        .any(|b| matches!(b, Boot::Delay(d) if *d > 60.0))
+    {
         usage("boot delays above 60 s would outlast the health deadlines");
     }
     a
@@ -120,8 +132,8 @@ fn main() -> ExitCode {
     let mut summaries = vec![];
     for &boot in &args.boots {
         for &a in &args.approaches {
-            eprintln!("\n===== bench: {} with app boot {boot} s =====", a.label());
-            let o = approach::run(a, Duration::from_secs_f64(boot), args.params);
+            eprintln!("\n===== bench: {} with {} =====", a.label(), boot.label());
+            let o = approach::run(a, boot, args.params);
             if let Some(dir) = &args.raw {
                 if let Err(e) = write_raw(dir, &o) {
                     eprintln!("bench: cannot write raw records: {e}");
@@ -129,7 +141,8 @@ fn main() -> ExitCode {
             }
             let s = report::summarize(&o);
             println!(
-                "bench: boot {boot:>4} s  {:<28} {}",
+                "bench: {:<16} {:<28} {}",
+                boot.label(),
                 a.label(),
                 if s.ok() {
                     format!(
@@ -161,7 +174,7 @@ fn main() -> ExitCode {
         .filter(|s| s.status.starts_with("FAILED"))
         .collect();
     for s in &failed {
-        eprintln!("bench: {} (boot {} s) {}", s.label, s.boot_s, s.status);
+        eprintln!("bench: {} ({}) {}", s.label, s.app_label, s.status);
     }
     if failed.is_empty() {
         ExitCode::SUCCESS
@@ -292,11 +305,8 @@ fn write_outputs(
         &(serde_json::to_string_pretty(&json).map_err(|e| e.to_string())? + "\n"),
     )?;
     for &b in &args.boots {
-        let runs: Vec<&report::Summary> = summaries.iter().filter(|s| s.boot_s == b).collect();
-        write(
-            &format!("timeline-{}s.svg", report::fmt_boot(b)),
-            &report::svg(&runs, b),
-        )?;
+        let runs: Vec<&report::Summary> = summaries.iter().filter(|s| s.app == b.key()).collect();
+        write(&format!("timeline-{}.svg", b.key()), &report::svg(&runs, b))?;
     }
     let facts_md: String = facts
         .iter()
@@ -348,11 +358,7 @@ fn write_outputs(
 fn write_raw(dir: &Path, o: &approach::Outcome) -> std::io::Result<()> {
     use std::io::Write;
     std::fs::create_dir_all(dir)?;
-    let p = dir.join(format!(
-        "{}-boot{}s.csv",
-        o.approach.key(),
-        report::fmt_boot(o.boot.as_secs_f64())
-    ));
+    let p = dir.join(format!("{}-{}.csv", o.approach.key(), o.boot.key()));
     let mut f = std::io::BufWriter::new(std::fs::File::create(p)?);
     writeln!(
         f,

@@ -1,7 +1,7 @@
 //! From records to numbers: per-run summaries, the markdown table, results.json, the target
 //! check for nonstop, and the hand-written SVG timelines.
 
-use crate::approach::{Approach, Outcome, Status};
+use crate::approach::{Approach, Boot, Outcome, Status};
 use crate::load::{Rec, Served};
 use serde::Serialize;
 use std::fmt::Write as _;
@@ -33,13 +33,19 @@ pub struct Buckets {
 pub struct Summary {
     pub approach: String,
     pub label: String,
-    pub boot_s: f64,
+    /// The app and its boot: `spring` (the Spring Boot jar) or the stand-in's delay (`20`).
+    pub app: String,
+    /// `Spring Boot`, `stand-in, 20 s`.
+    pub app_label: String,
+    /// The stand-in's configured boot delay; `null` for the Spring Boot app.
+    pub boot_s: Option<f64>,
     /// "ok", or why there are no numbers.
     pub status: String,
     pub deploy_wall_s: Option<f64>,
     /// App boots the deploy waits for in sequence (3 for a 3-slot rolling deploy).
     pub boots: u32,
-    /// Deploy wall time minus `boots` × the configured boot delay.
+    /// Deploy wall time minus `boots` × the configured boot delay (the Spring Boot app: ×
+    /// its measured JVM start → ready).
     pub wall_minus_boot_s: Option<f64>,
     /// The new JVM's process start to its first answer with the new version (10 ms probes).
     pub launch_to_ready_s: Option<f64>,
@@ -76,6 +82,11 @@ pub fn summarize(o: &Outcome) -> Summary {
     let secs = |d: Duration| d.as_secs_f64();
     let wall = o.deploy_end.saturating_sub(o.deploy_start);
     let boot_applies = !matches!(o.approach, Approach::Reload);
+    let boot = o
+        .boot
+        .configured()
+        .or(o.launch_to_ready)
+        .map(|d| secs(d) * f64::from(o.boots));
     let mut window: Vec<Duration> = o
         .records
         .iter()
@@ -104,12 +115,15 @@ pub fn summarize(o: &Outcome) -> Summary {
     Summary {
         approach: o.approach.key().into(),
         label: o.approach.label().into(),
-        boot_s: secs(o.boot),
+        app: o.boot.key(),
+        app_label: o.boot.label(),
+        boot_s: o.boot.configured().map(secs),
         status,
         deploy_wall_s: measured.then(|| secs(wall)),
         boots: o.boots,
-        wall_minus_boot_s: (measured && boot_applies)
-            .then(|| secs(wall) - secs(o.boot) * f64::from(o.boots)),
+        wall_minus_boot_s: boot
+            .filter(|_| measured && boot_applies)
+            .map(|b| secs(wall) - b),
         launch_to_ready_s: o.launch_to_ready.map(secs),
         requests: o.records.len(),
         failed_raw: o.records.iter().filter(|r| r.raw_failed).count(),
@@ -182,26 +196,26 @@ fn ms(v: Option<f64>) -> String {
 
 /// The results table, the nonstop stage table and the target check. `img` prefixes the SVG
 /// links (relative to where the markdown lives).
-pub fn markdown(all: &[Summary], boots: &[f64], img: &str) -> String {
+pub fn markdown(all: &[Summary], boots: &[Boot], img: &str) -> String {
     let mut m = String::new();
     let _ = writeln!(
         m,
-        "| app boot | approach | deploy wall time | wall − boot | JVM start → ready | requests | failed raw | failed after 1 retry | p50 / p99 / max latency in deploy (ms) |"
+        "| app | approach | deploy wall time | wall − boot | JVM start → ready | requests | failed raw | failed after 1 retry | p50 / p99 / max latency in deploy (ms) |"
     );
     let _ = writeln!(m, "|---|---|---|---|---|---|---|---|---|");
     for s in all {
         if !s.ok() {
             let _ = writeln!(
                 m,
-                "| {} s | {} | {} | | | | | | |",
-                s.boot_s, s.label, s.status
+                "| {} | {} | {} | | | | | | |",
+                s.app_label, s.label, s.status
             );
             continue;
         }
         let _ = writeln!(
             m,
-            "| {} s | {} | {} | {} | {} | {} | {} | {} | {} / {} / {} |",
-            s.boot_s,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} / {} / {} |",
+            s.app_label,
             s.label,
             f2(s.deploy_wall_s),
             if s.boots > 1 {
@@ -224,7 +238,7 @@ pub fn markdown(all: &[Summary], boots: &[f64], img: &str) -> String {
     );
     let _ = writeln!(
         m,
-        "| app boot | mode | stop | start | health | switch | deploy-second | total |"
+        "| app | mode | stop | start | health | switch | deploy-second | total |"
     );
     let _ = writeln!(m, "|---|---|---|---|---|---|---|---|");
     for s in all.iter().filter(|s| {
@@ -239,8 +253,8 @@ pub fn markdown(all: &[Summary], boots: &[f64], img: &str) -> String {
         };
         let _ = writeln!(
             m,
-            "| {} s | {} | {} | {} | {} | {} | {} | {} |",
-            s.boot_s,
+            "| {} | {} | {} | {} | {} | {} | {} | {} |",
+            s.app_label,
             s.label,
             d("stop"),
             d("start"),
@@ -252,13 +266,13 @@ pub fn markdown(all: &[Summary], boots: &[f64], img: &str) -> String {
     }
     let _ = writeln!(
         m,
-        "\nTargets for nonstop in this run (0 failures after retry; raw failures no more than the bare reload; wall − boot under 0.5 s):\n"
+        "\nTargets for nonstop in this run (0 failures after retry; raw failures no more than the bare reload; wall − boot under 0.5 s, where boot is the stand-in's configured delay or the Spring Boot app's measured JVM start → ready):\n"
     );
     let mark = |ok: bool| if ok { "met" } else { "**NOT met**" };
     for &b in boots {
         let find = |a: Approach| {
             all.iter()
-                .find(|s| s.approach == a.key() && s.boot_s == b && s.ok())
+                .find(|s| s.approach == a.key() && s.app == b.key() && s.ok())
         };
         let reload = find(Approach::Reload);
         for a in [Approach::BlueGreen, Approach::Balanced] {
@@ -277,11 +291,16 @@ pub fn markdown(all: &[Summary], boots: &[f64], img: &str) -> String {
             let wmb = ns.wall_minus_boot_s.unwrap_or(f64::NAN);
             let _ = writeln!(
                 m,
-                "- boot {b} s, {}: failures after retry {}: {}; {raw}; wall − {}boot {wmb:.2} s: {}",
+                "- {}, {}: failures after retry {}: {}; {raw}; wall − {}boot {wmb:.2} s: {}",
+                b.label(),
                 ns.label,
                 ns.failed_after_retry,
                 mark(ns.failed_after_retry == 0),
-                if ns.boots > 1 { format!("{} × ", ns.boots) } else { String::new() },
+                if ns.boots > 1 {
+                    format!("{} × ", ns.boots)
+                } else {
+                    String::new()
+                },
                 mark(wmb < 0.5)
             );
         }
@@ -290,16 +309,12 @@ pub fn markdown(all: &[Summary], boots: &[f64], img: &str) -> String {
     for &b in boots {
         let _ = writeln!(
             m,
-            "![timeline, app boot {b} s]({img}timeline-{}s.svg)\n",
-            fmt_boot(b)
+            "![timeline, {}]({img}timeline-{}.svg)\n",
+            b.label(),
+            b.key()
         );
     }
     m
-}
-
-pub fn fmt_boot(b: f64) -> String {
-    let s = format!("{b}");
-    s.replace('.', "_")
 }
 
 // ---------- SVG ----------
@@ -321,8 +336,8 @@ fn esc(s: &str) -> String {
         .replace('>', "&gt;")
 }
 
-/// One SVG for one boot delay: a panel per approach.
-pub fn svg(runs: &[&Summary], boot: f64) -> String {
+/// One SVG for one app and boot: a panel per approach.
+pub fn svg(runs: &[&Summary], boot: Boot) -> String {
     let h = 64.0 + PANEL_H * runs.len() as f64;
     let mut s = String::new();
     let _ = writeln!(
@@ -332,7 +347,11 @@ pub fn svg(runs: &[&Summary], boot: f64) -> String {
     let _ = writeln!(s, r#"<rect width="100%" height="100%" fill="white"/>"#);
     let _ = writeln!(
         s,
-        r#"<text x="{LEFT}" y="20" font-size="14" font-weight="bold">Requests through nginx per 100 ms during a deploy, app boot {boot} s (time from deploy start)</text>"#
+        r#"<text x="{LEFT}" y="20" font-size="14" font-weight="bold">Requests through nginx per 100 ms during a deploy, {} (time from deploy start)</text>"#,
+        match boot {
+            Boot::Spring => "the Spring Boot app".to_string(),
+            Boot::Delay(b) => format!("the stand-in, app boot {b} s"),
+        }
     );
     let legend = [
         (C_OLD, "ok, old version"),

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Install what a fresh machine lacks, or say clearly how to. Usage: scripts/deps.sh nginx zigbuild
+# Install what a fresh machine lacks, or say clearly how to. Usage: scripts/deps.sh nginx maven zigbuild
+# (maven: `make spring-app` builds examples/spring-boot-app with it)
 # (lsof and curl: only `make bench` needs them, for the legacy scripts in bench/legacy/;
 # sudo: `make test` checks the sudoers file `nonstop init` writes with its visudo)
 set -euo pipefail
@@ -27,6 +28,15 @@ for what in "$@"; do
         [ -z "$own_policy" ] || rm -f /usr/sbin/policy-rc.d
       fi
       ;;
+    maven)
+      if ! command -v mvn >/dev/null 2>&1; then
+        need_root maven "apt-get install -y maven"
+        echo "deps: installing maven from apt" >&2
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq
+        apt-get install -y -qq maven >/dev/null
+      fi
+      ;;
     zigbuild)
       if ! command -v cargo-zigbuild >/dev/null 2>&1 || ! python3 -c 'import ziglang' 2>/dev/null; then
         echo "deps: installing cargo-zigbuild and ziglang from PyPI" >&2
@@ -35,6 +45,17 @@ for what in "$@"; do
       fi
       rustup target list --installed 2>/dev/null | grep -q x86_64-unknown-linux-gnu \
         || rustup target add x86_64-unknown-linux-gnu
+      ;;
+    nft | ip)
+      # nft: tests/nftables.rs changes rules, each test in its own network namespace
+      pkg=nftables; [ "$what" = ip ] && pkg=iproute2
+      if ! command -v "$what" >/dev/null 2>&1 && [ ! -x "/usr/sbin/$what" ]; then
+        need_root "$what" "apt-get install -y $pkg"
+        echo "deps: installing $pkg from apt" >&2
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq
+        apt-get install -y -qq "$pkg" >/dev/null
+      fi
       ;;
     lsof | curl | sudo)
       # sudo: its visudo checks the sudoers file `nonstop init` writes (tests/operator.rs)

@@ -28,9 +28,23 @@ pub struct Config {
     pub health: Health,
     pub stop: Stop,
     pub nginx: Nginx,
+    pub traffic: TrafficCfg,
     pub logs: Logs,
     pub state_dir: PathBuf,
     pub keep_releases: usize,
+}
+
+/// How traffic reaches the live slot(s).
+#[derive(Debug, Clone)]
+pub struct TrafficCfg {
+    /// `nginx-reload`: nonstop rewrites nginx files and reloads nginx; `nftables`: nginx
+    /// proxies to `port` and an nftables DNAT rule steers new connections to the slots.
+    pub via: crate::traffic::Via,
+    /// nftables mode: the front port nginx proxies to (nothing listens there).
+    pub port: Option<u16>,
+    /// nftables mode: spread new connections over every slot in rotation (balanced mode,
+    /// as `nginx.upstream_file` is in reload mode).
+    pub balanced: bool,
 }
 
 /// The builtin supervisor's log files (`workdir/logs/<slot>.log`); systemd uses journald.
@@ -119,6 +133,8 @@ struct RawConfig {
     nginx: RawNginx,
     #[serde(default)]
     logs: RawLogs,
+    #[serde(default)]
+    traffic: RawTraffic,
     state_dir: Option<PathBuf>,
     #[serde(default = "default_keep")]
     keep_releases: Keep,
@@ -144,6 +160,14 @@ struct RawApp {
     group: Option<UserName>,
     #[serde(default)]
     standby_at_boot: bool,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct RawTraffic {
+    via: crate::traffic::Via,
+    port: Option<Port>,
+    balanced: bool,
 }
 
 #[derive(Deserialize)]
@@ -718,6 +742,28 @@ pub fn parse(text: &str, path: &Path) -> Result<Config> {
             crate::log::human(h.interval.0)
         )));
     }
+    let front = raw.traffic.port.map(|p| p.0);
+    match (raw.traffic.via, front) {
+        (crate::traffic::Via::Nftables, None) => {
+            return Err(Error::Config(format!(
+                "{}: traffic.via nftables needs traffic.port: the front port nginx proxies to",
+                at("traffic:", 0)
+            )))
+        }
+        (_, Some(p)) if raw.slots.iter().any(|s| s.port.0 == p) => {
+            return Err(Error::Config(format!(
+                "{}: traffic.port {p} is a slot's port: the front port must be one nothing listens on",
+                at("traffic:", 0)
+            )))
+        }
+        (crate::traffic::Via::NginxReload, _) if raw.traffic.balanced => {
+            return Err(Error::Config(format!(
+                "{}: traffic.balanced is for nftables mode; in nginx-reload mode balanced means nginx.upstream_file",
+                at("balanced:", 0)
+            )))
+        }
+        _ => {}
+    }
     let name = raw.app.name.0;
     let jar_pattern = PathBuf::from(&raw.app.jar.0);
     Ok(Config {
@@ -738,6 +784,11 @@ pub fn parse(text: &str, path: &Path) -> Result<Config> {
             user: raw.app.user.map(|u| u.0),
             group: raw.app.group.map(|g| g.0),
             standby_at_boot: raw.app.standby_at_boot,
+        },
+        traffic: TrafficCfg {
+            via: raw.traffic.via,
+            port: front,
+            balanced: raw.traffic.balanced,
         },
         logs: Logs {
             max_size: raw.logs.max_size.0,
@@ -826,7 +877,7 @@ impl Config {
     }
     /// True when an upstream file balances requests over the slots.
     pub fn balanced(&self) -> bool {
-        self.nginx.upstream_file.is_some()
+        self.nginx.upstream_file.is_some() || self.traffic.balanced
     }
     /// `workdir/run`
     pub fn run_dir(&self) -> PathBuf {

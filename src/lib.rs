@@ -10,6 +10,7 @@ pub mod error;
 pub mod fsx;
 pub mod health;
 pub mod interrupt;
+pub mod jar;
 pub mod lock;
 pub mod log;
 pub mod nginx;
@@ -22,5 +23,6 @@ pub mod slots;
 pub mod stages;
 pub mod state;
 pub mod supervisor;
+pub mod traffic;
 
 pub use error::{Error, Result};

@@ -142,9 +142,22 @@ pub struct ExitRecord {
     pub at: String,
 }
 
+impl ExitRecord {
+    /// The app ended the way a graceful stop ends: exit status 0, 143 (128 + SIGTERM: what a
+    /// JVM returns after its shutdown hooks ran on SIGTERM, Spring Boot's graceful shutdown
+    /// included), or killed by SIGTERM itself (a process with no handler). Not a failure.
+    pub fn graceful(&self) -> bool {
+        matches!(
+            (self.code, self.signal),
+            (Some(0 | 143), _) | (None, Some(15))
+        )
+    }
+}
+
 impl std::fmt::Display for ExitRecord {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match (self.code, self.signal) {
+            (Some(143), _) => write!(f, "exit status 143 (SIGTERM)"),
             (Some(c), _) => write!(f, "exit status {c}"),
             (_, Some(s)) => write!(f, "killed by signal {s}"),
             _ => write!(f, "unknown exit status"),

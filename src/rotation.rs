@@ -1,58 +1,21 @@
-//! Balanced mode: which slots are in the nginx upstream's rotation, and the two moves on it.
-//! Taking a slot out marks it `down`, reloads, then waits until no TCP connection to its port
-//! is established (its in-flight requests finished) or `stop.drain` passes. Putting a slot in
-//! marks it up. The upstream file is the truth for rotation, as the include is for "live";
-//! every change goes through [`nginx::apply`] together with the include, so the two never
-//! disagree on disk. The last healthy slot in rotation is never taken out.
+//! Balanced mode: which slots are in rotation, and the two moves on it. Taking a slot out
+//! marks it `down` through the traffic seam ([`crate::traffic`]: the upstream file and a
+//! reload, or the nftables map), then waits until no TCP connection to its port is established
+//! (its in-flight requests finished; the app's side of a connection has the slot's port as its
+//! local port in both modes) or `stop.drain` passes. Putting a slot in marks it up. The
+//! rotation changes together with the live port in one transaction, so the two never
+//! disagree. The last healthy slot in rotation is never taken out.
 
 use crate::config::{Config, Slot};
 use crate::error::{failed, Result};
-use crate::nginx::{self, Change, Member, Rotation};
+use crate::nginx::{Member, Rotation};
 use crate::{health, interrupt, process};
 use std::time::{Duration, Instant};
 
-/// The rotation now: from the upstream file; without one, only the include's slot is up.
+/// The rotation now, from the traffic seam's truth (the upstream file, or the nftables
+/// table); blue/green: only the live slot is up.
 pub fn read(cfg: &Config) -> Result<Rotation> {
-    // Only a blue/green rotation (no upstream file) comes from the include; an include that
-    // cannot be read is the caller's doubt (slots::roles), not a reason to fail here.
-    let include_port = nginx::read_include_port(cfg).ok().flatten();
-    let from_file = match &cfg.nginx.upstream_file {
-        Some(path) => match std::fs::read_to_string(path) {
-            Ok(text) => Some(
-                nginx::parse_upstream(&text)
-                    .map_err(|e| failed(format!("{}: {e}", path.display())))?,
-            ),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => return Err(failed(format!("cannot read {}: {e}", path.display()))),
-        },
-        None => None,
-    };
-    if let (Some(entries), Some(path)) = (&from_file, &cfg.nginx.upstream_file) {
-        if let Some((port, _)) = entries
-            .iter()
-            .find(|(p, _)| !cfg.slots.iter().any(|s| s.port == *p))
-        {
-            return Err(failed(format!(
-                "{} has `server …:{port}`, which is no slot: nonstop owns this file and would drop it; remove that line or add the slot to nonstop.yml",
-                path.display()
-            )));
-        }
-    }
-    Ok(cfg
-        .slots
-        .iter()
-        .map(|s| {
-            let m = match &from_file {
-                Some(entries) => entries
-                    .iter()
-                    .find(|(p, _)| *p == s.port)
-                    .map_or(Member::Down, |(_, m)| *m),
-                None if include_port == Some(s.port) => Member::Up(1),
-                None => Member::Down,
-            };
-            (s.port, m)
-        })
-        .collect())
+    crate::traffic::of(cfg).rotation(cfg)
 }
 
 /// The member entry of `slot`.
@@ -71,22 +34,9 @@ pub fn set(rot: &mut Rotation, slot: &Slot, m: Member) {
     }
 }
 
-/// The nginx changes for `rot`, and for the include when `include_port` is given.
-pub fn changes(cfg: &Config, rot: &Rotation, include_port: Option<u16>) -> Vec<Change> {
-    let mut out = vec![];
-    if let Some(up) = &cfg.nginx.upstream_file {
-        out.push(Change {
-            path: up.clone(),
-            bytes: nginx::render_upstream(cfg, rot).into_bytes(),
-        });
-    }
-    if let Some(port) = include_port {
-        out.push(Change {
-            path: cfg.nginx.include.clone(),
-            bytes: nginx::render_include(cfg, port).into_bytes(),
-        });
-    }
-    out
+/// Make `rot` the rotation (and `live` the live port, when given) through the traffic seam.
+pub fn apply(cfg: &Config, rot: &Rotation, live: Option<u16>) -> Result<Duration> {
+    crate::traffic::of(cfg).apply(cfg, rot, live, false)
 }
 
 /// Take `slot` out of rotation and drain it. Refuses if no other slot in rotation is healthy.
@@ -106,7 +56,7 @@ pub fn swap(cfg: &Config, back_in: Option<&Slot>, slot: &Slot) -> Result<usize> 
     if member(&rot, slot) == Member::Down {
         log::info!("slot {} is already out of rotation", slot.name);
         if back_in.is_some() {
-            nginx::apply(cfg, &changes(cfg, &rot, None))?;
+            apply(cfg, &rot, None)?;
         }
     } else {
         let others: Vec<&Slot> = cfg
@@ -135,7 +85,7 @@ pub fn swap(cfg: &Config, back_in: Option<&Slot>, slot: &Slot) -> Result<usize> 
             ),
         }
         set(&mut rot, slot, Member::Down);
-        nginx::apply(cfg, &changes(cfg, &rot, None))?;
+        apply(cfg, &rot, None)?;
     }
     drain(cfg, slot)
 }
@@ -196,7 +146,7 @@ pub fn drain(cfg: &Config, slot: &Slot) -> Result<usize> {
 pub fn put_in(cfg: &Config, slot: &Slot) -> Result<Duration> {
     let mut rot = read(cfg)?;
     set(&mut rot, slot, Member::Up(1));
-    nginx::apply(cfg, &changes(cfg, &rot, None))
+    apply(cfg, &rot, None)
 }
 
 #[cfg(test)]

@@ -14,9 +14,8 @@
 
 use crate::config::{Config, Slot};
 use crate::error::{failed, Result};
-use crate::nginx;
 use crate::state::State;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// Why nonstop cannot be sure which slot nginx serves.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,6 +28,12 @@ pub enum Doubt {
     NoSet,
     /// A file nonstop owns changed after nginx last loaded its configuration.
     NotLoaded(PathBuf),
+    /// nftables mode: nonstop's table is not loaded (after a reboot, before its boot unit).
+    TableMissing,
+    /// nftables mode: the table cannot be listed or carries no state of nonstop's.
+    TableUnreadable(String),
+    /// nftables mode: the table's rule is not the one its recorded state means.
+    TableDiffers(String),
     /// The state file records another live slot than the include names.
     StateDisagrees {
         recorded: String,
@@ -52,6 +57,18 @@ impl Doubt {
             Doubt::NotLoaded(p) => format!(
                 "{} changed after nginx last loaded its configuration (a switch interrupted before its reload, or an edit without one), so nginx may still serve the slot before it",
                 p.display()
+            ),
+            Doubt::TableMissing => format!(
+                "nftables table ip {} is not loaded (a reboot before its boot unit ran, or someone deleted it): new connections reach no slot",
+                crate::traffic::nft::table_name(cfg)
+            ),
+            Doubt::TableUnreadable(why) => format!(
+                "nftables table ip {} cannot be read: {why}",
+                crate::traffic::nft::table_name(cfg)
+            ),
+            Doubt::TableDiffers(why) => format!(
+                "nftables table ip {} was changed by someone else: {why}",
+                crate::traffic::nft::table_name(cfg)
             ),
             Doubt::StateDisagrees { recorded, include } => format!(
                 "the state file records slot {recorded} as live but {inc} names {} (a switch interrupted before it was recorded, or a change by hand)",
@@ -79,17 +96,11 @@ pub struct Roles<'a> {
 
 /// Read the include, check nginx loaded it and the state agrees, and work out the roles.
 pub fn roles<'a>(cfg: &'a Config, st: &State) -> Result<Roles<'a>> {
-    let mut doubt = None;
-    let include_port = match read_include(&cfg.nginx.include, &cfg.nginx.variable) {
-        Ok(Some(p)) => Some(p),
-        Ok(None) => {
-            doubt = Some(Doubt::NoSet);
-            None
-        }
-        Err(d) => {
-            doubt = Some(d);
-            None
-        }
+    let (include_port, mut doubt) = match crate::traffic::of(cfg).live(cfg) {
+        Ok(p) => (p, None),
+        // A fresh host in nftables mode: no table yet, and no switch was ever recorded.
+        Err(Doubt::TableMissing) if st.live.is_none() => (None, None),
+        Err(d) => (None, Some(d)),
     };
     let live_idx = include_port.and_then(|p| cfg.slots.iter().position(|s| s.port == p));
     if let (Some(p), None) = (include_port, live_idx) {
@@ -100,16 +111,6 @@ pub fn roles<'a>(cfg: &'a Config, st: &State) -> Result<Roles<'a>> {
     }
     let live = live_idx.map(|i| &cfg.slots[i]);
     let idle = &cfg.slots[live_idx.map_or(0, |i| (i + 1) % cfg.slots.len())];
-    if doubt.is_none() {
-        let mut files: Vec<&Path> = vec![&cfg.nginx.include];
-        if let Some(up) = &cfg.nginx.upstream_file {
-            files.push(up);
-        }
-        doubt = nginx::not_loaded(cfg, &files)
-            .into_iter()
-            .next()
-            .map(|(p, _)| Doubt::NotLoaded(p));
-    }
     if doubt.is_none() {
         if let Some(recorded) = st.live.as_deref() {
             if Some(recorded) != live.map(|s| s.name.as_str()) {
@@ -127,16 +128,6 @@ pub fn roles<'a>(cfg: &'a Config, st: &State) -> Result<Roles<'a>> {
         doubt,
         recorded: st.live.as_deref().and_then(|n| cfg.slot(n).ok()),
     })
-}
-
-/// The include's port, or the doubt that keeps nonstop from knowing it.
-fn read_include(path: &Path, variable: &str) -> std::result::Result<Option<u16>, Doubt> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(Doubt::IncludeMissing),
-        Err(e) => return Err(Doubt::IncludeUnreadable(e.to_string())),
-    };
-    nginx::parse_include(&text, variable).map_err(Doubt::IncludeUnreadable)
 }
 
 impl<'a> Roles<'a> {
@@ -196,16 +187,23 @@ impl<'a> Roles<'a> {
                 format!("run `switch --slot {recorded}` to go back to it")
             }
             _ => format!(
-                "run {} to make that slot live and reload nginx",
-                name(&running)
+                "run {} to make that slot live{}",
+                name(&running),
+                match cfg.traffic.via {
+                    crate::traffic::Via::NginxReload => " and reload nginx",
+                    crate::traffic::Via::Nftables => " and load the table again",
+                }
             ),
         };
         Err(failed(format!(
             "refusing to {command}: cannot tell which slot nginx serves: {what}; {repair}{}",
             if force_flag {
-                ", or give --force to trust the include"
+                format!(
+                    ", or give --force to trust {}",
+                    crate::traffic::of(cfg).truth(cfg)
+                )
             } else {
-                ""
+                String::new()
             }
         )))
     }

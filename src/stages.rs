@@ -8,7 +8,7 @@ use crate::log::human;
 use crate::nginx::Member;
 use crate::process::{self, Owner};
 use crate::state::{self, Action};
-use crate::{health, lock, nginx, rotation, slots, supervisor};
+use crate::{health, lock, rotation, slots, supervisor};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
@@ -130,6 +130,20 @@ pub fn stop_slot(cfg: &Config, slot: &Slot, force: bool) -> Result<()> {
         )));
     }
     let _ = fs::remove_file(&pid_file);
+    // How the app ended, as its supervisor recorded it (it writes the record right after the
+    // app's exit): a JVM's graceful shutdown on SIGTERM exits 143, which is no failure.
+    let ended = match &owner {
+        Some(Owner::Ours(pf)) => exit_status(cfg, slot, pf.pid),
+        _ => None,
+    };
+    let ended = ended.map_or(String::new(), |r| {
+        let odd = if r.graceful() {
+            ""
+        } else {
+            " (not 0 or 143: see its log)"
+        };
+        format!("; the app ended with {r}{odd}")
+    });
     if killed {
         log::warn!(
             "stopped slot {} in {}: it ignored SIGTERM for {:?} and was killed",
@@ -139,13 +153,28 @@ pub fn stop_slot(cfg: &Config, slot: &Slot, force: bool) -> Result<()> {
         );
     } else {
         log::info!(
-            "stopped slot {} gracefully in {}; port {} is free",
+            "stopped slot {} gracefully in {}{ended}; port {} is free",
             slot.name,
             human(took),
             slot.port
         );
     }
     Ok(())
+}
+
+/// The supervisor's exit record of `pid` on `slot`, waiting up to 500 ms for it to appear.
+fn exit_status(cfg: &Config, slot: &Slot, pid: i32) -> Option<process::ExitRecord> {
+    let sup = supervisor::of(cfg);
+    let t0 = Instant::now();
+    loop {
+        if let Some(r) = sup.last_exit(cfg, slot).filter(|r| r.pid == pid) {
+            return Some(r);
+        }
+        if t0.elapsed() > Duration::from_millis(500) {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 // ---------- start ----------
@@ -310,7 +339,7 @@ pub enum SwitchMode {
 pub fn switch(cfg: &Config, slot: Option<&str>, force: bool, mode: SwitchMode) -> Result<()> {
     if mode != SwitchMode::Full && !cfg.balanced() {
         return Err(crate::Error::Usage(
-            "--canary, --promote and --abort need balanced mode (nginx.upstream_file)".into(),
+            "--canary, --promote and --abort need balanced mode (nginx.upstream_file, or traffic.balanced with nftables)".into(),
         ));
     }
     let _lock = lock::acquire(&cfg.state_dir, "switch")?;
@@ -424,7 +453,7 @@ fn canary(
         }
     }
     rotation::set(&mut rot, target, Member::Up(u32::from(percent) * k));
-    nginx::apply(cfg, &rotation::changes(cfg, &rot, None))?;
+    rotation::apply(cfg, &rot, None)?;
     state::update(&cfg.state_dir, |s| {
         s.canary = Some(state::Canary {
             slot: target.name.clone(),
@@ -454,7 +483,7 @@ fn abort_canary(cfg: &Config, roles: &slots::Roles, target: &Slot) -> Result<()>
             _ => Member::Down,
         };
     }
-    nginx::apply(cfg, &rotation::changes(cfg, &rot, None))?;
+    rotation::apply(cfg, &rot, None)?;
     state::update(&cfg.state_dir, |s| s.canary = None)?;
     log::info!(
         "canary aborted: slot {} is out of rotation (its app keeps running)",
@@ -478,14 +507,10 @@ pub fn switch_to(cfg: &Config, roles: &slots::Roles, target: &Slot, force: bool)
             e.1 = Member::Up(1);
         }
     }
-    let changes = rotation::changes(cfg, &rot, Some(target.port));
-    // In doubt, reload even if the files already say the right thing: nginx may not have
-    // loaded them.
-    let took = if roles.doubt.is_some() {
-        nginx::apply_and_reload(cfg, &changes)?
-    } else {
-        nginx::apply(cfg, &changes)?
-    };
+    // In doubt, apply even if the truth already says the right thing: nginx may not have
+    // loaded the files, or the table may be missing.
+    let took =
+        crate::traffic::of(cfg).apply(cfg, &rot, Some(target.port), roles.doubt.is_some())?;
     if crate::interrupt::requested() {
         log::warn!(
             "a termination signal arrived during the nginx transaction; it was completed first"

@@ -512,7 +512,15 @@ fn validate_catches_short_timeouts_a_missing_include_and_a_string_version() {
         let (v, line) = verdict_of(&r, name);
         assert_eq!(v, "ok", "{line}");
     }
-    assert!(all.iter().all(|(v, _, _)| v == "ok"), "{}", r.stdout);
+    // ...except the health path: this config keeps the default /actuator/health (the stand-in
+    // has no readiness group), which validate warns about.
+    assert!(
+        all.iter()
+            .all(|(v, n, _)| v == "ok" || (v == "warn" && n == "health path")),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(verdict_of(&r, "health path").0, "warn");
 
     // A health hook timeout shorter than health.deadline (30 s in this config).
     std::fs::write(&appspec, good.replace("timeout: 180", "timeout: 25")).unwrap();
@@ -674,7 +682,7 @@ fn init_output_passes_validate() {
     for b in BINARIES {
         std::fs::copy(bin_dir().join(b), bundle.join("bin").join(b)).unwrap();
     }
-    std::fs::copy(demo_jar("v1"), bundle.join("app/demo-v1.jar")).unwrap();
+    std::fs::copy(spring_jar("v1"), bundle.join("app/spring-app-v1.jar")).unwrap();
     // The host's nginx loads the generated site and upstream (this test's private nginx
     // stands in for the distribution's, so its commands take -p and -c).
     let conf = bundle.join("nginx");
@@ -716,6 +724,14 @@ fn init_output_passes_validate() {
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
     assert!(checks(&r).iter().all(|(v, _, _)| v == "ok"), "{}", r.stdout);
     assert!(verdict_of(&r, "nginx uses var").1.contains("site.conf"));
+    assert!(
+        verdict_of(&r, "jar").1.contains("Spring Boot 3.5.7 jar"),
+        "{}",
+        r.stdout
+    );
+    assert!(verdict_of(&r, "health path")
+        .1
+        .contains("/actuator/health/readiness is a readiness path"));
     // And nginx serves the generated site through the include (to port 8081, where nothing of
     // this test runs: a 502 from nginx, unless something else on this machine holds 8081).
     let (status, _) = Client::new(std::net::SocketAddr::from(([127, 0, 0, 1], site_port)))
@@ -1180,7 +1196,7 @@ fn validate_catches_another_default_server_and_what_nginx_really_serves() {
     );
     assert!(
         r.last_line()
-            .ends_with("2 of 18 checks failed: nginx default server, nginx serves live"),
+            .ends_with("2 of 19 checks failed: nginx default server, nginx serves live"),
         "{}",
         r.last_line()
     );
@@ -1399,4 +1415,138 @@ fn reload(env: &Env) {
     let old = nginx_workers(env);
     env.run_nginx(&["-s", "reload"]);
     settled(env, &old);
+}
+
+/// A zip written by python3's zipfile: `entries` of (name, content), deflated.
+fn write_zip(path: &Path, entries: &[(&str, &str)]) {
+    let mut args = vec![
+        "-c".to_string(),
+        "import sys, zipfile\nz = zipfile.ZipFile(sys.argv[1], 'w', zipfile.ZIP_DEFLATED)\nfor i in range(2, len(sys.argv), 2):\n    z.writestr(sys.argv[i], sys.argv[i + 1])\nz.close()".to_string(),
+        path.display().to_string(),
+    ];
+    for (n, c) in entries {
+        args.push(n.to_string());
+        args.push(c.to_string());
+    }
+    let st = Command::new("python3").args(&args).status().unwrap();
+    assert!(st.success());
+}
+
+#[test]
+fn validate_checks_the_spring_boot_jar_and_warns_off_a_health_path_without_readiness() {
+    let env = Env::spring(2);
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("appspec/appspec.yml"),
+        env.path("bundle/appspec.yml"),
+    )
+    .unwrap();
+    // The Maven-built boot jar: a Spring Boot jar, its Start-Class inside; readiness path.
+    env.stage_jar("v1");
+    let r = env.nonstop(&["validate"]);
+    let (v, line) = verdict_of(&r, "jar");
+    assert_eq!(v, "ok", "{line}");
+    assert!(
+        line.contains("spring-app-v1.jar (23.")
+            && line.contains(": Spring Boot 3.5.7 jar, Start-Class dev.nonstop.demo.SpringApp"),
+        "{line}"
+    );
+    let (v, line) = verdict_of(&r, "health path");
+    assert_eq!(v, "ok", "{line}");
+    assert!(
+        line.contains("/actuator/health/readiness is a readiness path"),
+        "{line}"
+    );
+
+    // The same jar with /actuator/health: a warning that names the readiness path and the
+    // property it needs, not a failure.
+    env.edit_config(
+        "  path: /actuator/health/readiness\n",
+        "  path: /actuator/health\n",
+    );
+    let r = env.nonstop(&["validate"]);
+    let (v, line) = verdict_of(&r, "health path");
+    assert_eq!(v, "warn", "{line}");
+    assert!(
+        line.contains("/actuator/health is not a readiness path and the jar is a Spring Boot jar")
+            && line.contains("use /actuator/health/readiness")
+            && line.contains("management.endpoint.health.probes.enabled=true"),
+        "{line}"
+    );
+    assert!(
+        !r.last_line().contains("health path"),
+        "a warning fails nothing: {}",
+        r.last_line()
+    );
+
+    // The plain jar Maven keeps beside the boot jar (here under Gradle's name for it): no
+    // Main-Class, so `java -jar` cannot run it; the check says which jar to deploy instead.
+    let app = env.path("bundle/app");
+    std::fs::remove_file(app.join("spring-app-v1.jar")).unwrap();
+    let plain = spring_jar("v1")
+        .parent()
+        .unwrap()
+        .join("maven-v1/spring-app-v1.jar.original");
+    std::fs::copy(&plain, app.join("spring-app-v1-plain.jar")).unwrap();
+    let r = env.nonstop(&["validate"]);
+    assert_eq!(r.code, 1);
+    let (v, line) = verdict_of(&r, "jar");
+    assert_eq!(v, "FAIL", "{line}");
+    assert!(
+        line.contains("its manifest has no Main-Class, so `java -jar` cannot run it")
+            && line.contains("this is the plain jar of a Spring Boot build"),
+        "{line}"
+    );
+    assert!(r.last_line().contains("jar"), "{}", r.last_line());
+
+    // A jar that claims to be Spring Boot (its launcher) but lacks Start-Class and the class.
+    std::fs::remove_file(app.join("spring-app-v1-plain.jar")).unwrap();
+    write_zip(
+        &app.join("half.jar"),
+        &[(
+            "META-INF/MANIFEST.MF",
+            "Manifest-Version: 1.0\r\nMain-Class: org.springframework.boot.loader.launch.JarLauncher\r\nSpring-Boot-Version: 3.5.7\r\n\r\n",
+        ),
+        ("BOOT-INF/lib/spring-core-6.2.12.jar", "")],
+    );
+    let r = env.nonstop(&["validate"]);
+    let (v, line) = verdict_of(&r, "jar");
+    assert_eq!(v, "FAIL", "{line}");
+    assert!(
+        line.contains("it claims to be a Spring Boot jar (Main-Class org.springframework.boot.loader.launch.JarLauncher) but lacks Start-Class"),
+        "{line}"
+    );
+    // A Start-Class that is not in BOOT-INF/classes/.
+    write_zip(
+        &app.join("half.jar"),
+        &[(
+            "META-INF/MANIFEST.MF",
+            "Main-Class: org.springframework.boot.loader.launch.JarLauncher\nStart-Class: com.example.Shop\nSpring-Boot-Version: 3.5.7\n",
+        )],
+    );
+    let (v, line) = verdict_of(&env.nonstop(&["validate"]), "jar");
+    assert_eq!(v, "FAIL", "{line}");
+    assert!(
+        line.contains("lacks BOOT-INF/classes/com/example/Shop.class (the Start-Class)"),
+        "{line}"
+    );
+    // Not a zip at all.
+    std::fs::write(app.join("half.jar"), "<html>404</html>").unwrap();
+    let (v, line) = verdict_of(&env.nonstop(&["validate"]), "jar");
+    assert_eq!(v, "FAIL", "{line}");
+    assert!(
+        line.contains("is not a jar: no zip end of central directory record"),
+        "{line}"
+    );
+    // The stand-in: runnable, not Spring Boot, and with /actuator/health a plain warning.
+    std::fs::copy(demo_jar("v1"), app.join("half.jar")).unwrap();
+    let r = env.nonstop(&["validate"]);
+    let (v, line) = verdict_of(&r, "jar");
+    assert_eq!(v, "ok", "{line}");
+    assert!(
+        line.contains(": Main-Class DemoApp (not a Spring Boot jar)"),
+        "{line}"
+    );
+    let (v, line) = verdict_of(&r, "health path");
+    assert_eq!(v, "warn", "{line}");
+    assert!(!line.contains("the jar is a Spring Boot jar"), "{line}");
 }

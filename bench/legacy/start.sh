@@ -2,6 +2,8 @@
 # start.sh (ApplicationStart): the legacy script; see profile.sh. Added environment variables:
 #   REPOSITORY  (/home/ec2-user/app/step3)  the app folder; CodeDeploy unpacks the jar to zip/
 #   JAVA_OPTS   (empty)  extra JVM options (the benchmark's heap flags and -Ddemo.boot-ms)
+#   APP_CONFIG_DIR (/home/ec2-user/app)  where application-oauth.properties and
+#               application-real-db.properties are (Spring Boot refuses to start without them)
 # The one other change: a real Spring app reads its port from application-$IDLE_PROFILE.properties
 # (named by -Dspring.config.location); the stand-in demo app reads -Dserver.port, so the idle
 # port is passed that way. Note `cp` writes over the jar the live JVM is running from.
@@ -34,7 +36,7 @@ IDLE_PORT=$(find_idle_port)
 
 echo "> $JAR_NAME 를 profile=$IDLE_PROFILE 로 실행합니다."
 nohup java ${JAVA_OPTS} -jar \
-    -Dspring.config.location=classpath:/application.properties,classpath:/application-$IDLE_PROFILE.properties,/home/ec2-user/app/application-oauth.properties,/home/ec2-user/app/application-real-db.properties \
+    -Dspring.config.location=classpath:/application.properties,classpath:/application-$IDLE_PROFILE.properties,${APP_CONFIG_DIR:-/home/ec2-user/app}/application-oauth.properties,${APP_CONFIG_DIR:-/home/ec2-user/app}/application-real-db.properties \
     -Dspring.profiles.active=$IDLE_PROFILE \
     -Dserver.port=$IDLE_PORT \
     $JAR_NAME > $REPOSITORY/nohup.out 2>&1 &

@@ -182,6 +182,8 @@ mod tests {
         )
         .unwrap();
         assert_eq!(cfg.app.name, "shop");
+        assert_eq!(cfg.health.path, "/actuator/health/readiness");
+        assert!(cfg.stop.grace > std::time::Duration::from_secs(30));
         assert_eq!(cfg.nginx.include, PathBuf::from("/srv/nginx/shop-url.inc"));
         let (spec, _) = crate::operator::validate::appspec_format(get("deploy/appspec.yml"));
         assert!(spec.is_ok(), "{spec:?}");
@@ -191,6 +193,9 @@ mod tests {
         for ci in ["Jenkinsfile", ".github/workflows/nonstop-deploy.yml"] {
             let t = get(ci);
             for step in [
+                "mvn -B clean package",
+                "Start-Class",
+                "*-plain.jar",
                 "bundle",
                 "aws s3 cp",
                 "aws deploy create-deployment",

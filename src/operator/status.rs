@@ -28,6 +28,9 @@ pub struct Status {
     pub app: String,
     pub config: PathBuf,
     pub include: Include,
+    /// How traffic is steered: `nginx-reload` (the include is the truth) or `nftables` (the
+    /// table is), and where that truth is.
+    pub traffic: TrafficNow,
     /// The slot the include names, if any.
     pub live: Option<String>,
     /// The rollback target recorded by the last switch.
@@ -37,6 +40,16 @@ pub struct Status {
     pub slots: Vec<SlotStatus>,
     /// Newest first.
     pub deployments: Vec<Deployment>,
+}
+
+/// The traffic seam in use.
+#[derive(Debug, Clone, Serialize)]
+pub struct TrafficNow {
+    pub via: crate::traffic::Via,
+    /// The include file, or `nftables table ip nonstop_<app>`.
+    pub truth: String,
+    /// nftables mode: the front port nginx proxies to.
+    pub front_port: Option<u16>,
 }
 
 /// The include file and the port it names.
@@ -174,6 +187,11 @@ pub fn collect(cfg: &Config) -> Result<Status> {
             path: cfg.nginx.include.clone(),
             port: roles.include_port,
             doubt: roles.doubt.as_ref().map(|d| d.describe(cfg)),
+        },
+        traffic: TrafficNow {
+            via: cfg.traffic.via,
+            truth: crate::traffic::of(cfg).truth(cfg),
+            front_port: cfg.traffic.port,
         },
         live: roles.live.map(|l| l.name.clone()),
         previous: st.previous.clone(),
@@ -354,9 +372,11 @@ fn summarize(g: &[&Event]) -> Deployment {
     }
 }
 
-/// `exited: exit status 3 at 2026-11-22T07:13:34.211Z` (or `killed by signal 9 at ...`).
+/// `exited: exit status 3 at 2026-11-22T07:13:34.211Z` (or `killed by signal 9 at ...`, or
+/// `stopped: exit status 143 (SIGTERM) at ...` for a graceful stop).
 fn exited(e: &ExitRecord) -> String {
     match (e.code, e.signal) {
+        _ if e.graceful() => format!("stopped: {e} at {}", e.at),
         (None, Some(_)) => format!("{e} at {}", e.at),
         _ => format!("exited: {e} at {}", e.at),
     }
@@ -366,12 +386,23 @@ fn exited(e: &ExitRecord) -> String {
 pub fn render(s: &Status) -> String {
     let mut out = String::new();
     out += &format!("app      {} (config {})\n", s.app, s.config.display());
+    let truth = match s.traffic.via {
+        crate::traffic::Via::NginxReload => s.include.path.display().to_string(),
+        crate::traffic::Via::Nftables => format!(
+            "{} (nginx -> 127.0.0.1:{}, never reloaded)",
+            s.traffic.truth,
+            s.traffic.front_port.unwrap_or(0)
+        ),
+    };
     out += &format!(
-        "nginx    {} -> {}\n",
-        s.include.path.display(),
+        "{:<8} {truth} -> {}\n",
+        match s.traffic.via {
+            crate::traffic::Via::NginxReload => "nginx",
+            crate::traffic::Via::Nftables => "traffic",
+        },
         match (s.include.port, &s.live) {
             (None, _) if s.include.doubt.is_some() => "no port read".to_string(),
-            (None, _) => "not written yet: no slot is live".to_string(),
+            (None, _) => "no slot is live yet".to_string(),
             (Some(p), Some(l)) => format!("port {p} = slot {l}"),
             (Some(p), None) => format!("port {p}, which is no slot"),
         }

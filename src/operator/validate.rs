@@ -17,7 +17,7 @@
 use super::nginx_conf::{self, Listen, Server};
 use crate::config::{self, Config, Slot};
 use crate::error::{failed, Result};
-use crate::{nginx, stages};
+use crate::{jar, nginx, stages};
 use serde_yaml::Value;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -98,6 +98,7 @@ pub fn run(config_flag: Option<&Path>, appspec: Option<&Path>) -> Result<()> {
                 "supervisor",
                 "java",
                 "jar",
+                "health path",
             ] {
                 emit(check(Verdict::Skip, name, "needs a config that loads"));
             }
@@ -120,7 +121,9 @@ pub fn run(config_flag: Option<&Path>, appspec: Option<&Path>) -> Result<()> {
             emit(write_check(&cfg, hooks.as_deref()));
             emit(supervisor_check(&cfg));
             emit(java_check(&cfg));
-            emit(jar_check(&cfg));
+            let (jar, kind) = jar_check(&cfg);
+            emit(jar);
+            emit(health_path_check(&cfg, kind.as_ref()));
         }
     }
     let failed_names: Vec<&str> = all
@@ -274,6 +277,10 @@ fn nginx_checks(cfg: &Config) -> Vec<Check> {
         "nginx -T",
         format!("`{shown}` passed: {} files loaded", files.len()),
     ));
+    if cfg.traffic.via == crate::traffic::Via::Nftables {
+        out.extend(nftables_checks(cfg, &files));
+        return out;
+    }
     let include = &cfg.nginx.include;
     out.push(if files.iter().any(|(p, _)| same_file(p, include)) {
         check(
@@ -385,6 +392,75 @@ fn nginx_checks(cfg: &Config) -> Vec<Check> {
 }
 
 /// The catch-all names that do not make a server the one requests are meant for.
+/// nftables mode: nginx proxies to the front port with no upstream keepalive, nft is there,
+/// the kernel accepts nonstop's table, and the table loaded matches the state.
+fn nftables_checks(cfg: &Config, files: &[(String, String)]) -> Vec<Check> {
+    use crate::traffic::nft;
+    let front = cfg.traffic.port.unwrap_or(0);
+    let target = format!("127.0.0.1:{front}");
+    let users: Vec<&str> = files
+        .iter()
+        .filter(|(_, text)| {
+            statements(text).iter().any(|w| {
+                w[0] == "proxy_pass"
+                    && w.get(1).is_some_and(|a| {
+                        let rest = a.split_once("://").map_or(a.as_str(), |(_, r)| r);
+                        rest.split('/').next() == Some(target.as_str())
+                    })
+            })
+        })
+        .map(|(p, _)| p.as_str())
+        .collect();
+    let keepalive: Vec<&str> = files
+        .iter()
+        .filter(|(_, text)| statements(text).iter().any(|w| w[0] == "keepalive"))
+        .map(|(p, _)| p.as_str())
+        .collect();
+    let mut out = vec![if users.is_empty() {
+        check(
+            Verdict::Fail,
+            "nginx front port",
+            format!("no `proxy_pass http://{target};` in any file nginx loads: nftables steers connections to that port only"),
+        )
+    } else {
+        check(
+            Verdict::Ok,
+            "nginx front port",
+            format!("proxy_pass http://{target} in {}", users.join(", ")),
+        )
+    }];
+    out.push(if keepalive.is_empty() {
+        check(Verdict::Ok, "nginx keepalive", "no upstream keepalive: every new upstream connection is steered")
+    } else {
+        check(
+            Verdict::Fail,
+            "nginx keepalive",
+            format!("`keepalive` in {}: a kept upstream connection stays on the slot it was opened to, whatever the table says", keepalive.join(", ")),
+        )
+    });
+    let state = crate::state::load(&cfg.state_dir);
+    let roles = crate::slots::roles(cfg, &state);
+    out.push(match roles {
+        Ok(r) => match &r.doubt {
+            None => check(
+                Verdict::Ok,
+                "nftables",
+                format!(
+                    "table ip {} steers 127.0.0.1:{front} to {}",
+                    nft::table_name(cfg),
+                    r.live.map_or("no slot yet".into(), |l| format!(
+                        "slot {} (port {})",
+                        l.name, l.port
+                    ))
+                ),
+            ),
+            Some(d) => check(Verdict::Fail, "nftables", d.describe(cfg)),
+        },
+        Err(e) => check(Verdict::Fail, "nftables", e.to_string()),
+    });
+    out
+}
+
 fn names_of(s: &Server) -> String {
     match s.real_names().as_slice() {
         [] => "no server_name".into(),
@@ -1487,34 +1563,102 @@ fn java_check(cfg: &Config) -> Check {
     }
 }
 
-fn jar_check(cfg: &Config) -> Check {
-    let jar: PathBuf = match crate::releases::resolve_jar(cfg) {
+/// The jar `start` would launch: a zip whose manifest lets `java -jar` run it, and a complete
+/// Spring Boot jar when it claims to be one (its launcher, `Spring-Boot-*` attributes or
+/// `BOOT-INF/`): `Start-Class` and `Spring-Boot-Version` in the manifest, the Start-Class in
+/// `BOOT-INF/classes/`. Also returns what kind of jar it is, for the health path check.
+fn jar_check(cfg: &Config) -> (Check, Option<jar::Kind>) {
+    const NAME: &str = "jar";
+    let jar_path: PathBuf = match crate::releases::resolve_jar(cfg) {
         Ok(j) => j,
-        Err(e) => return check(Verdict::Fail, "jar", e.to_string()),
+        Err(e) => return (check(Verdict::Fail, NAME, e.to_string()), None),
     };
-    let mut magic = [0u8; 4];
-    let read = std::fs::File::open(&jar).and_then(|mut f| {
-        use std::io::Read;
-        f.read_exact(&mut magic)
-    });
-    let size = std::fs::metadata(&jar).map(|m| m.len()).unwrap_or(0);
-    match read {
-        Ok(()) if &magic == b"PK\x03\x04" => check(
+    let size = std::fs::metadata(&jar_path).map(|m| m.len()).unwrap_or(0);
+    let what = format!("{} ({})", jar_path.display(), bytes(size));
+    let jar = match jar::read(&jar_path) {
+        Ok(j) => j,
+        Err(why) => {
+            return (
+                check(Verdict::Fail, NAME, format!("{what} is not a jar: {why}")),
+                None,
+            )
+        }
+    };
+    let kind = jar.kind();
+    let plain_hint = {
+        let file = jar_path
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if file.ends_with("-plain.jar") || file.ends_with(".original") {
+            " (this is the plain jar of a Spring Boot build: deploy the boot jar beside it, and make app.jar match only that)"
+        } else {
+            ""
+        }
+    };
+    let c = match &kind {
+        jar::Kind::SpringBoot {
+            version,
+            start_class,
+        } => check(
             Verdict::Ok,
-            "jar",
-            format!("{} ({})", jar.display(), bytes(size)),
+            NAME,
+            format!("{what}: Spring Boot {version} jar, Start-Class {start_class}"),
         ),
-        Ok(()) => check(
+        jar::Kind::Plain { main_class } => check(
+            Verdict::Ok,
+            NAME,
+            format!("{what}: Main-Class {main_class} (not a Spring Boot jar)"),
+        ),
+        jar::Kind::BrokenSpringBoot(why) => check(
             Verdict::Fail,
-            "jar",
-            format!("{} is not a jar (no zip header)", jar.display()),
+            NAME,
+            format!("{what}: {why}: `java -jar` would not start the app; build it with spring-boot-maven-plugin's repackage (or Gradle's bootJar){plain_hint}"),
         ),
-        Err(e) => check(
+        jar::Kind::NotRunnable(why) => check(
             Verdict::Fail,
-            "jar",
-            format!("cannot read {}: {e}", jar.display()),
+            NAME,
+            format!("{what}: {why}, so `java -jar` cannot run it{plain_hint}"),
         ),
+    };
+    (c, Some(kind))
+}
+
+/// Whether `path` (without its query) ends in a readiness segment: `/actuator/health/readiness`,
+/// `/readyz`, `/health/ready`.
+pub fn is_readiness_path(path: &str) -> bool {
+    let path = path.split('?').next().unwrap_or("");
+    let last = path
+        .trim_end_matches('/')
+        .rsplit('/')
+        .next()
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    last.contains("readiness") || last.starts_with("ready")
+}
+
+/// `health.path` should gate on readiness: Spring Boot's readiness group goes OUT_OF_SERVICE
+/// (503) the moment a graceful shutdown starts, where `/actuator/health` stays UP. A warning,
+/// not a failure: an app without probes has only `/actuator/health`.
+fn health_path_check(cfg: &Config, kind: Option<&jar::Kind>) -> Check {
+    const NAME: &str = "health path";
+    let path = cfg.health.path.as_str();
+    if is_readiness_path(path) {
+        return check(
+            Verdict::Ok,
+            NAME,
+            format!("{path} is a readiness path: traffic waits until the app is ready to take it"),
+        );
     }
+    let spring = matches!(kind, Some(jar::Kind::SpringBoot { .. }));
+    check(
+        Verdict::Warn,
+        NAME,
+        format!(
+            "{path} is not a readiness path{}: use /actuator/health/readiness (with management.endpoint.health.probes.enabled=true), which answers 503 once the app is not ready for traffic, e.g. when a graceful shutdown starts; keep /actuator/health only for an app that cannot enable probes (Spring Boot before 2.3)",
+            if spring { " and the jar is a Spring Boot jar" } else { "" }
+        ),
+    )
 }
 
 /// `812 KB`, `48.3 MB`

@@ -115,6 +115,10 @@ impl Supervisor for Builtin {
         Ok(())
     }
 
+    fn boot_command(&self, _: &Config, _: &str, _: &[String], _: &str) -> Result<bool> {
+        Ok(false)
+    }
+
     fn supervision(&self, _cfg: &Config, _slot: &Slot) -> Supervision {
         Supervision::default()
     }

@@ -108,6 +108,11 @@ pub trait Supervisor: Sync {
     /// After `live` became live: it starts at boot, the others only if
     /// `app.standby_at_boot`. Builtin: nothing starts at boot (a warning says so once).
     fn at_boot(&self, cfg: &Config, live: &Slot) -> Result<()>;
+    /// Make `argv` run once at every boot before `before` starts (systemd: a oneshot unit
+    /// `nonstop-<app>-<name>.service`, written and enabled if it is not already); builtin:
+    /// nothing can, and `Ok(false)` says so. `Ok(true)`: it will run at boot.
+    fn boot_command(&self, cfg: &Config, name: &str, argv: &[String], before: &str)
+        -> Result<bool>;
     /// What `status` shows about the slot's supervision.
     fn supervision(&self, cfg: &Config, slot: &Slot) -> Supervision;
 }

@@ -382,7 +382,10 @@ impl Supervisor for Systemd {
         }
         let props = show(&unit);
         let state = props.get("ActiveState").map_or("", |s| s.as_str());
-        if matches!(state, "activating" | "active" | "reloading" | "deactivating") {
+        if matches!(
+            state,
+            "activating" | "active" | "reloading" | "deactivating"
+        ) {
             log::info!(
                 "{unit} is {state} ({}) with no app on port {}: stopping it so systemd does not start one",
                 props.get("SubState").map_or("?", |s| s.as_str()),
@@ -495,6 +498,48 @@ impl Supervisor for Systemd {
             }
         }
         first_err.map_or(Ok(()), Err)
+    }
+
+    fn boot_command(
+        &self,
+        cfg: &Config,
+        name: &str,
+        argv: &[String],
+        before: &str,
+    ) -> Result<bool> {
+        let unit = format!("nonstop-{}-{name}.service", cfg.app.name);
+        let mut exec = vec![];
+        for a in argv {
+            exec.push(quote(a)?);
+        }
+        let text = format!(
+            "{MARKER}: run at boot for {app} before {before}.\n\
+             [Unit]\n\
+             Description=nonstop {app}: {name} at boot\n\
+             DefaultDependencies=no\n\
+             After=local-fs.target\n\
+             Before={before} network-pre.target\n\
+             Wants=network-pre.target\n\n\
+             [Service]\n\
+             Type=oneshot\n\
+             RemainAfterExit=yes\n\
+             ExecStart={exec}\n\n\
+             [Install]\n\
+             WantedBy=multi-user.target\n",
+            app = cfg.app.name,
+            exec = exec.join(" "),
+        );
+        if write_unit(cfg, &unit, &text)? {
+            systemctl(&["daemon-reload"])?;
+        }
+        let enabled = show(&unit)
+            .get("UnitFileState")
+            .is_some_and(|v| v == "enabled");
+        if !enabled {
+            systemctl(&["enable", "--quiet", &unit])?;
+            log::info!("{unit} runs at boot, before {before}");
+        }
+        Ok(true)
     }
 
     fn supervision(&self, cfg: &Config, slot: &Slot) -> Supervision {

@@ -1,5 +1,6 @@
-//! Test harness shared by the integration tests and `make demo`: a private nginx per test on a
-//! loopback port (own prefix, nothing system-wide touched), demo-app jars built with javac, a
+//! Test harness shared by the integration tests, `make demo` and `make bench`: a private nginx
+//! per test on a loopback port (own prefix, nothing system-wide touched), the apps' jars (the
+//! stand-in built with javac, the Spring Boot app with Maven), a
 //! CodeDeploy-like bundle (binaries in bundle/bin, nonstop.yml beside them) run the way the
 //! agent runs hooks (cwd /, stdin closed, no arguments), and a keep-alive HTTP client that counts
 //! failures raw and after one retry on a reused connection.
@@ -73,6 +74,74 @@ impl RunOutput for Command {
         self.output().unwrap()
     }
 }
+
+/// Build (once, atomically, under build.sh's lock) and return examples/spring-boot-app's boot jar
+/// for `version`: `target/spring-app/spring-app-VERSION.jar`, as `make spring-app` builds it
+/// (it is rebuilt when the pom, build.sh or a source is newer than the jar).
+pub fn spring_jar(version: &str) -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let app = root.join("examples/spring-boot-app");
+    let out = root.join("target/spring-app");
+    let jar = out.join(format!("spring-app-{version}.jar"));
+    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    fn newest(p: &Path) -> Option<std::time::SystemTime> {
+        let m = std::fs::metadata(p).ok()?;
+        if !m.is_dir() {
+            return m.modified().ok();
+        }
+        std::fs::read_dir(p)
+            .ok()?
+            .flatten()
+            .filter_map(|e| newest(&e.path()))
+            .max()
+    }
+    let sources = [app.join("pom.xml"), app.join("build.sh"), app.join("src")]
+        .iter()
+        .filter_map(|p| newest(p))
+        .max();
+    // A static lock: the tests of one binary run in parallel threads.
+    static BUILD: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _g = BUILD.lock().unwrap_or_else(|e| e.into_inner());
+    if modified(&jar) <= sources {
+        let st = Command::new("bash")
+            .arg(app.join("build.sh"))
+            .arg(&out)
+            .arg(version)
+            .status()
+            .expect("bash runs");
+        assert!(
+            st.success(),
+            "building the Spring Boot app failed (needs mvn: `make spring-app`)"
+        );
+    }
+    jar
+}
+
+/// Which app a test world deploys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum App {
+    /// examples/demo-app: boots in `-Ddemo.boot-ms`, can be told to fail (the fault matrix).
+    StandIn,
+    /// examples/spring-boot-app: a real Spring Boot 3 jar built by Maven.
+    Spring,
+}
+
+/// JVM flags for the Spring Boot app in tests, the demo and the bench: three Spring JVMs (a
+/// 3-slot balanced roll) must fit a 2-core machine. A 128 MB heap is plenty for this app
+/// (resident ~150 MB instead of ~225 MB with the defaults); C1 only (`TieredStopAtLevel=1`)
+/// and the serial collector spend far less CPU at boot than C2 and G1's threads, which
+/// roughly halves the boot on 2 busy cores; `-Xshare:auto` maps the JDK's class-data archive.
+/// Production keeps its own `java_opts`.
+pub const SPRING_JAVA_OPTS: [&str; 5] = [
+    "-Xmx128m",
+    "-Xss512k",
+    "-XX:TieredStopAtLevel=1",
+    "-XX:+UseSerialGC",
+    "-Xshare:auto",
+];
+
+/// The readiness group: what a load balancer gates on, and nonstop's default `health.path`.
+pub const SPRING_HEALTH_PATH: &str = "/actuator/health/readiness";
 
 /// Send `sig` to one process. Tests never shell out to kill(1): procps parses
 /// `kill -TERM -PGID` as kill(-1, SIGTERM), which signals every process on the machine.
@@ -166,20 +235,56 @@ pub struct Env {
     /// Balanced mode: nginx balances `/api/` over an upstream of every slot (seed 002's
     /// layout); `/` still goes to the include's single target.
     pub balanced: bool,
+    /// The app `stage_jar` puts in the bundle (and the config's health path and timings).
+    pub app: App,
+    /// nftables mode: the front port nginx proxies to (`traffic.port`); the world then lives
+    /// in a network namespace of its own (see [`Env::nftables`]).
+    pub front: Option<u16>,
+}
+
+/// Move the calling thread (and every process and thread it starts from now on) into a new
+/// network namespace with loopback up: nft rules changed there never touch the machine's own.
+pub fn enter_netns() {
+    // Safety: CLONE_NEWNET only gives this thread a network namespace of its own; it unshares
+    // no file table or memory another thread relies on.
+    unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWNET) }
+        .expect("unshare(CLONE_NEWNET)");
+    let st = Command::new("ip")
+        .args(["link", "set", "lo", "up"])
+        .status()
+        .expect("ip runs");
+    assert!(st.success(), "ip link set lo up");
 }
 
 impl Env {
     /// A world with `n` slots, nginx running and the include pointing at the first slot.
     pub fn new(n: usize) -> Env {
-        Env::build(n, false)
+        Env::build(n, false, App::StandIn, false)
+    }
+
+    /// nftables mode (`traffic.via: nftables`) in a network namespace of this test's thread:
+    /// nginx proxies `/` to the front port and nonstop's table steers it.
+    pub fn nftables(n: usize) -> Env {
+        enter_netns();
+        Env::build(n, false, App::StandIn, true)
     }
 
     /// A balanced world: upstream file with every slot `down`, include at the first slot.
     pub fn balanced(n: usize) -> Env {
-        Env::build(n, true)
+        Env::build(n, true, App::StandIn, false)
     }
 
-    fn build(n: usize, balanced: bool) -> Env {
+    /// A world that deploys the Spring Boot app (health on its readiness group).
+    pub fn spring(n: usize) -> Env {
+        Env::build(n, false, App::Spring, false)
+    }
+
+    /// A balanced world that deploys the Spring Boot app.
+    pub fn spring_balanced(n: usize) -> Env {
+        Env::build(n, true, App::Spring, false)
+    }
+
+    fn build(n: usize, balanced: bool, app: App, nft: bool) -> Env {
         let dir = tempfile::Builder::new()
             .prefix("nonstop-test-")
             .tempdir()
@@ -195,15 +300,20 @@ impl Env {
             names,
             dir,
             extra: String::new(),
-            java_opts: vec![
-                "-Xmx48m".into(),
-                "-Xss512k".into(),
-                "-XX:TieredStopAtLevel=1".into(),
-                "-XX:+UseSerialGC".into(),
-                "-Xshare:auto".into(),
-                "-Ddemo.boot-ms=300".into(),
-            ],
+            java_opts: match app {
+                App::StandIn => vec![
+                    "-Xmx48m".into(),
+                    "-Xss512k".into(),
+                    "-XX:TieredStopAtLevel=1".into(),
+                    "-XX:+UseSerialGC".into(),
+                    "-Xshare:auto".into(),
+                    "-Ddemo.boot-ms=300".into(),
+                ],
+                App::Spring => SPRING_JAVA_OPTS.iter().map(|o| o.to_string()).collect(),
+            },
             balanced,
+            front: nft.then(free_port),
+            app,
         };
         for d in ["nginx/logs", "nginx/tmp", "bundle/bin", "bundle/app"] {
             std::fs::create_dir_all(env.path(d)).unwrap();
@@ -287,6 +397,19 @@ impl Env {
     fn nginx_conf(&self) -> String {
         let p = self.dir.path().join("nginx");
         let p = p.display();
+        if let Some(front) = self.front {
+            // nftables mode: one fixed target, no slot port in any nginx file, no keepalive.
+            return format!(
+                "worker_processes 1;\npid {p}/nginx.pid;\nerror_log {p}/logs/error.log warn;\n\
+                 events {{ worker_connections 512; }}\n\
+                 http {{\n  access_log off;\n  client_body_temp_path {p}/tmp/body;\n  proxy_temp_path {p}/tmp/proxy;\n  \
+                 fastcgi_temp_path {p}/tmp/fastcgi;\n  uwsgi_temp_path {p}/tmp/uwsgi;\n  scgi_temp_path {p}/tmp/scgi;\n  \
+                 server {{\n    listen 127.0.0.1:{port};\n    location / {{\n      \
+                 proxy_pass http://127.0.0.1:{front};\n      proxy_http_version 1.1;\n      proxy_set_header Connection \"\";\n      \
+                 proxy_read_timeout 30s;\n    }}\n  }}\n}}\n",
+                port = self.nginx_port,
+            );
+        }
         format!(
             "worker_processes 1;\npid {p}/nginx.pid;\nerror_log {p}/logs/error.log warn;\n\
              events {{ worker_connections 512; }}\n\
@@ -325,17 +448,26 @@ impl Env {
         } else {
             String::new()
         };
+        // The Spring Boot app: its readiness group, a deadline for three JVMs booting on two
+        // busy cores, and the default stop.grace (above Spring's 30 s shutdown phase).
+        let (health_path, deadline, grace) = match self.app {
+            App::StandIn => (String::new(), "30s", "10s"),
+            App::Spring => (format!("  path: {SPRING_HEALTH_PATH}\n"), "120s", "35s"),
+        };
         let yaml = format!(
             "app:\n  name: demo\n  jar: \"app/*.jar\"\n  java_opts: [{}]\n  workdir: ../work\n\
              slots:\n{slots}\
-             health:\n  interval: 100ms\n  timeout: 1s\n  deadline: 30s\n\
-             stop:\n  grace: 10s\n  drain: 15s\n\
+             health:\n{health_path}  interval: 100ms\n  timeout: 1s\n  deadline: {deadline}\n\
+             stop:\n  grace: {grace}\n  drain: 15s\n\
              nginx:\n  include: {n}/service-url.inc\n  variable: service_url\n  \
              test: [{bin}, -t, -q, -p, {n}, -c, {n}/nginx.conf]\n  \
              reload: [{bin}, -s, reload, -p, {n}, -c, {n}/nginx.conf]\n  pid_file: {n}/nginx.pid\n{upstream}\
-             state_dir: ../state\nkeep_releases: 3\n{}",
+             {traffic}state_dir: ../state\nkeep_releases: 3\n{}",
             opts.join(", "),
-            self.extra
+            self.extra,
+            traffic = self.front.map_or(String::new(), |p| format!(
+                "traffic:\n  via: nftables\n  port: {p}\n"
+            )),
         );
         std::fs::write(self.config_path(), yaml).unwrap();
     }
@@ -347,16 +479,24 @@ impl Env {
         std::fs::write(self.config_path(), text.replace(from, to)).unwrap();
     }
 
-    /// Put `version`'s jar in the bundle as the only (newest) jar.
+    /// Put `version`'s jar of this world's app in the bundle as the only (newest) jar.
     pub fn stage_jar(&self, version: &str) {
         for e in std::fs::read_dir(self.path("bundle/app")).unwrap() {
             std::fs::remove_file(e.unwrap().path()).unwrap();
         }
-        std::fs::copy(
-            demo_jar(version),
-            self.path(&format!("bundle/app/demo-{version}.jar")),
-        )
-        .unwrap();
+        let (jar, name) = match self.app {
+            App::StandIn => (demo_jar(version), format!("demo-{version}.jar")),
+            App::Spring => (spring_jar(version), format!("spring-app-{version}.jar")),
+        };
+        std::fs::copy(jar, self.path(&format!("bundle/app/{name}"))).unwrap();
+    }
+
+    /// GET `path` straight from `slot`'s app (not through nginx), on a fresh connection.
+    pub fn get_slot(&self, slot: &str, path: &str) -> (u16, String) {
+        let addr = SocketAddr::from(([127, 0, 0, 1], self.port_of(slot)));
+        Client::new(addr)
+            .request("GET", path, b"")
+            .unwrap_or((0, String::new()))
     }
 
     /// Run a binary the way the CodeDeploy agent runs a hook: bundle/bin/NAME, cwd /, stdin
@@ -553,6 +693,7 @@ impl Client {
             .ok_or_else(|| std::io::Error::other(format!("bad status line {line:?}")))?;
         let mut len = 0usize;
         let mut close = false;
+        let mut chunked = false;
         loop {
             line.clear();
             conn.read_line(&mut line)?;
@@ -567,9 +708,38 @@ impl Client {
             if lower.starts_with("connection:") && lower.contains("close") {
                 close = true;
             }
+            if lower.starts_with("transfer-encoding:") && lower.contains("chunked") {
+                chunked = true;
+            }
         }
-        let mut buf = vec![0; len];
-        conn.read_exact(&mut buf)?;
+        if !chunked {
+            let mut buf = vec![0; len];
+            conn.read_exact(&mut buf)?;
+            return Ok((status, String::from_utf8_lossy(&buf).into_owned(), close));
+        }
+        // Chunked (Spring Boot's Actuator answers so): size lines, chunks, a 0 chunk, trailers.
+        let mut buf = vec![];
+        loop {
+            line.clear();
+            conn.read_line(&mut line)?;
+            let size = line.trim().split(';').next().unwrap_or("");
+            let size = usize::from_str_radix(size, 16)
+                .map_err(|_| std::io::Error::other(format!("bad chunk size {line:?}")))?;
+            if size == 0 {
+                loop {
+                    line.clear();
+                    if conn.read_line(&mut line)? == 0 || line.trim_end().is_empty() {
+                        break;
+                    }
+                }
+                break;
+            }
+            let at = buf.len();
+            buf.resize(at + size, 0);
+            conn.read_exact(&mut buf[at..])?;
+            line.clear();
+            conn.read_line(&mut line)?;
+        }
         Ok((status, String::from_utf8_lossy(&buf).into_owned(), close))
     }
 }

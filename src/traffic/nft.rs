@@ -1,0 +1,455 @@
+//! `traffic.via: nftables`: nginx proxies every request to one front port on 127.0.0.1
+//! (`traffic.port`, where nothing listens) and is never reloaded by a deploy; nonstop owns one
+//! table, `ip nonstop_<app>`, whose nat output chain DNATs each new connection to that port:
+//! to the live slot (blue/green), or spread over the slots in rotation with their weights
+//! (balanced, canary: `numgen random mod TOTAL map { … }`). Connections already established
+//! keep their slot (conntrack), so in-flight requests finish where they started, and no idle
+//! keep-alive connection of nginx's is closed.
+//!
+//! Every change is one `nft -f` transaction (`add table`, `delete table`, the new table: atomic,
+//! no moment without a rule), checked first with `nft -c`, and confirmed after: the rule
+//! listed by `nft list table` must be the rule meant. nonstop never touches another table and
+//! never flushes the ruleset. The table's comment records the state (`live=…`, the rotation),
+//! so the table is the truth, as the include is in reload mode; a table that is missing (after
+//! a reboot, before the boot unit ran) or whose rule is not the one its comment describes is a
+//! [`Doubt`], and `switch --slot NAME` repairs it. The last ruleset applied is kept in
+//! `state_dir/traffic.nft` and loaded at boot, before nginx, by a unit the supervisor installs.
+//!
+//! **This is the only module that runs `nft`** (argv lists; every value in a rule is a port or
+//! 127.0.0.1, and the table name is checked).
+
+use super::{Traffic, Via};
+use crate::config::Config;
+use crate::error::{failed, Context, Result};
+use crate::fsx;
+use crate::nginx::{Member, Rotation};
+use crate::slots::Doubt;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// See the module doc.
+pub struct Nft;
+
+/// `nonstop_<app>` with `-` and `.` as `_` (nft identifiers).
+pub fn table_name(cfg: &Config) -> String {
+    let name: String = cfg
+        .app
+        .name
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    format!("nonstop_{name}")
+}
+
+/// `state_dir/traffic.nft`: the ruleset last applied, for the boot unit.
+pub fn ruleset_path(cfg: &Config) -> std::path::PathBuf {
+    cfg.state_dir.join("traffic.nft")
+}
+
+/// What the table says: the live port and the rotation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Steering {
+    pub live: Option<u16>,
+    pub rotation: Rotation,
+}
+
+fn front(cfg: &Config) -> u16 {
+    cfg.traffic.port.unwrap_or(0)
+}
+
+/// Where new connections go: (port, weight) of every slot that gets traffic.
+fn targets(cfg: &Config, s: &Steering) -> Vec<(u16, u32)> {
+    if cfg.balanced() {
+        s.rotation
+            .iter()
+            .filter_map(|(p, m)| match m {
+                Member::Up(w) if *w > 0 => Some((*p, *w)),
+                _ => None,
+            })
+            .collect()
+    } else {
+        s.live.map(|p| vec![(p, 1)]).unwrap_or_default()
+    }
+}
+
+/// The rule line (as `nft list` prints it) for `s`, or `None` when no slot gets traffic.
+pub fn rule(cfg: &Config, s: &Steering) -> Option<String> {
+    let t = targets(cfg, s);
+    let head = format!("ip daddr 127.0.0.1 tcp dport {} ", front(cfg));
+    match t.as_slice() {
+        [] => None,
+        [(p, _)] => Some(format!("{head}dnat to 127.0.0.1:{p}")),
+        many => {
+            let total: u32 = many.iter().map(|(_, w)| w).sum();
+            let mut at = 0;
+            let entries: Vec<String> = many
+                .iter()
+                .map(|(p, w)| {
+                    let key = if *w == 1 {
+                        at.to_string()
+                    } else {
+                        format!("{at}-{}", at + w - 1)
+                    };
+                    at += w;
+                    format!("{key} : 127.0.0.1 . {p}")
+                })
+                .collect();
+            Some(format!(
+                "{head}dnat ip to numgen random mod {total} map {{ {} }}",
+                entries.join(", ")
+            ))
+        }
+    }
+}
+
+/// The table's comment for `s`: `nonstop live=8081 rotation=8081:1,8082:down`.
+fn comment(s: &Steering) -> String {
+    let rot: Vec<String> = s
+        .rotation
+        .iter()
+        .map(|(p, m)| match m {
+            Member::Up(w) => format!("{p}:{w}"),
+            Member::Down => format!("{p}:down"),
+        })
+        .collect();
+    format!(
+        "nonstop live={} rotation={}",
+        s.live.map_or("none".into(), |p| p.to_string()),
+        rot.join(",")
+    )
+}
+
+fn parse_comment(text: &str) -> Option<Steering> {
+    let rest = text.trim().strip_prefix("nonstop ")?;
+    let mut live = None;
+    let mut rotation = vec![];
+    for part in rest.split_whitespace() {
+        match part.split_once('=')? {
+            ("live", "none") => {}
+            ("live", p) => live = Some(p.parse().ok()?),
+            ("rotation", r) => {
+                for e in r.split(',').filter(|e| !e.is_empty()) {
+                    let (p, m) = e.split_once(':')?;
+                    let m = match m {
+                        "down" => Member::Down,
+                        w => Member::Up(w.parse().ok()?),
+                    };
+                    rotation.push((p.parse().ok()?, m));
+                }
+            }
+            _ => return None,
+        }
+    }
+    Some(Steering { live, rotation })
+}
+
+/// The whole transaction for `s`: the table replaced atomically.
+pub fn render(cfg: &Config, s: &Steering) -> String {
+    let t = table_name(cfg);
+    let rule = rule(cfg, s).map_or(String::new(), |r| format!("\t\t{r}\n"));
+    format!(
+        "# Managed by nonstop for {app}: steers new connections to 127.0.0.1:{front}. `nonstop status` shows it.\n\
+         add table ip {t}\n\
+         delete table ip {t}\n\
+         table ip {t} {{\n\
+         \tcomment \"{comment}\"\n\
+         \tchain out {{\n\
+         \t\ttype nat hook output priority -100; policy accept;\n\
+         {rule}\
+         \t}}\n\
+         }}\n",
+        app = cfg.app.name,
+        front = front(cfg),
+        comment = comment(s),
+    )
+}
+
+fn nft_bin() -> String {
+    which::which("nft")
+        .or_else(|_| which::which("/usr/sbin/nft"))
+        .map_or("nft".into(), |p| p.to_string_lossy().into_owned())
+}
+
+/// Run nft with `args`; `Err` is nft's first error line.
+fn nft(args: &[&str]) -> Result<String> {
+    let bin = nft_bin();
+    let out = Command::new(&bin)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .context(format!("cannot run `{bin} {}`", args.join(" ")))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        let err = String::from_utf8_lossy(&out.stderr);
+        Err(failed(format!(
+            "`nft {}` failed: {}",
+            args.join(" "),
+            err.lines()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("no output")
+                .trim()
+        )))
+    }
+}
+
+/// The table as loaded now: `Ok(None)` when it does not exist.
+fn listing(cfg: &Config) -> Result<Option<String>> {
+    match nft(&["list", "table", "ip", &table_name(cfg)]) {
+        Ok(text) => Ok(Some(text)),
+        Err(e) if e.to_string().contains("No such file or directory") => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// The rule lines of a listing (everything after the chain's `type … policy …;` line).
+fn rule_lines(listing: &str) -> Vec<String> {
+    listing
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("ip daddr") || l.contains("dnat"))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Read the table: what its comment says, checked against its rule.
+pub fn read(cfg: &Config) -> std::result::Result<Steering, Doubt> {
+    let text = listing(cfg)
+        .map_err(|e| Doubt::TableUnreadable(e.to_string()))?
+        .ok_or(Doubt::TableMissing)?;
+    let st = text
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("comment \"")
+                .and_then(|c| c.strip_suffix('"'))
+        })
+        .and_then(parse_comment)
+        .ok_or_else(|| Doubt::TableUnreadable("its comment does not say nonstop's state".into()))?;
+    let want: Vec<String> = rule(cfg, &st).into_iter().collect();
+    let have = rule_lines(&text);
+    if have != want {
+        return Err(Doubt::TableDiffers(format!(
+            "its rule is {:?}, but its state ({}) means {:?}",
+            have.join("; "),
+            comment(&st),
+            want.join("; ")
+        )));
+    }
+    Ok(st)
+}
+
+impl Traffic for Nft {
+    fn via(&self) -> Via {
+        Via::Nftables
+    }
+
+    fn live(&self, cfg: &Config) -> std::result::Result<Option<u16>, Doubt> {
+        read(cfg).map(|s| s.live)
+    }
+
+    fn rotation(&self, cfg: &Config) -> Result<Rotation> {
+        let recorded = read(cfg).ok();
+        let live = recorded.as_ref().and_then(|s| s.live);
+        Ok(cfg
+            .slots
+            .iter()
+            .map(|s| {
+                let m = match &recorded {
+                    Some(r) if cfg.balanced() => r
+                        .rotation
+                        .iter()
+                        .find(|(p, _)| *p == s.port)
+                        .map_or(Member::Down, |(_, m)| *m),
+                    _ if live == Some(s.port) => Member::Up(1),
+                    _ => Member::Down,
+                };
+                (s.port, m)
+            })
+            .collect())
+    }
+
+    fn apply(
+        &self,
+        cfg: &Config,
+        rot: &Rotation,
+        live: Option<u16>,
+        always: bool,
+    ) -> Result<Duration> {
+        let t0 = Instant::now();
+        let before = read(cfg).ok();
+        let want = Steering {
+            live: live.or(before.as_ref().and_then(|b| b.live)),
+            rotation: if cfg.balanced() {
+                rot.clone()
+            } else {
+                cfg.slots
+                    .iter()
+                    .map(|s| {
+                        let up = live.or(before.as_ref().and_then(|b| b.live)) == Some(s.port);
+                        (s.port, if up { Member::Up(1) } else { Member::Down })
+                    })
+                    .collect()
+            },
+        };
+        if !always && before.as_ref() == Some(&want) {
+            log::info!(
+                "table ip {} already steers as wanted; nothing to change",
+                table_name(cfg)
+            );
+            return Ok(t0.elapsed());
+        }
+        let text = render(cfg, &want);
+        fsx::create_dirs(&cfg.state_dir)
+            .context(format!("cannot create {}", cfg.state_dir.display()))?;
+        let next = cfg.state_dir.join("traffic.nft.next");
+        fsx::write_atomic(&next, text.as_bytes(), 0o644)?;
+        let next_s = next.to_string_lossy().into_owned();
+        let check = nft(&["-c", "-f", &next_s]);
+        if let Err(e) = check {
+            let _ = std::fs::remove_file(&next);
+            return Err(failed(format!(
+                "the kernel would not take the new table: {e}; nothing changed"
+            )));
+        }
+        if let Err(e) = nft(&["-f", &next_s]) {
+            let _ = std::fs::remove_file(&next);
+            return Err(failed(format!(
+                "{e}; nft applies all or nothing: nothing changed"
+            )));
+        }
+        // Confirm: the table loaded is the table meant.
+        match read(cfg) {
+            Ok(now) if now == want => {}
+            other => {
+                let why = match other {
+                    Ok(now) => format!("it says {}", comment(&now)),
+                    Err(d) => format!("{d:?}"),
+                };
+                // Put the previous table back (itself one transaction), if there was one.
+                let back = before
+                    .as_ref()
+                    .map(|b| {
+                        let _ = fsx::write_atomic(&next, render(cfg, b).as_bytes(), 0o644);
+                        nft(&["-f", &next_s]).is_ok()
+                    })
+                    .unwrap_or(false);
+                let _ = std::fs::remove_file(&next);
+                return Err(failed(format!(
+                    "table ip {} is not what was applied ({why}){}",
+                    table_name(cfg),
+                    if back {
+                        "; the previous table is back"
+                    } else {
+                        ""
+                    }
+                )));
+            }
+        }
+        // Kept for the boot unit; the kernel table is the truth, so a failure is a warning.
+        if let Err(e) = std::fs::rename(&next, ruleset_path(cfg)) {
+            log::warn!(
+                "could not keep {} for boot: {e}",
+                ruleset_path(cfg).display()
+            );
+        }
+        let boot = [
+            nft_bin(),
+            "-f".to_string(),
+            ruleset_path(cfg).to_string_lossy().into_owned(),
+        ];
+        match crate::supervisor::of(cfg).boot_command(cfg, "traffic", &boot, "nginx.service") {
+            Ok(true) => {}
+            Ok(false) => log::debug!(
+                "no supervisor to load {} at boot: after a reboot, `switch --slot NAME` loads the table",
+                ruleset_path(cfg).display()
+            ),
+            Err(e) => log::warn!("the table will not come back at boot by itself: {e}"),
+        }
+        log::info!(
+            "table ip {}: new connections to 127.0.0.1:{} now go to {} ({} after checking; nginx not reloaded)",
+            table_name(cfg),
+            front(cfg),
+            match targets(cfg, &want).as_slice() {
+                [] => "nothing".to_string(),
+                t => t
+                    .iter()
+                    .map(|(p, w)| if t.len() > 1 { format!("{p} (weight {w})") } else { p.to_string() })
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            },
+            crate::log::human(t0.elapsed())
+        );
+        Ok(t0.elapsed())
+    }
+
+    fn truth(&self, cfg: &Config) -> String {
+        format!("nftables table ip {}", table_name(cfg))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(extra: &str) -> Config {
+        crate::config::parse(
+            &format!("app:\n  name: my-app\ntraffic:\n  via: nftables\n  port: 18090\n{extra}"),
+            std::path::Path::new("/x/n.yml"),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn renders_one_atomic_transaction() {
+        let c = cfg("");
+        let s = Steering {
+            live: Some(8082),
+            rotation: vec![(8081, Member::Down), (8082, Member::Up(1))],
+        };
+        let t = render(&c, &s);
+        assert!(t.contains("add table ip nonstop_my_app\ndelete table ip nonstop_my_app\ntable ip nonstop_my_app {"), "{t}");
+        assert!(
+            t.contains("\t\tip daddr 127.0.0.1 tcp dport 18090 dnat to 127.0.0.1:8082\n"),
+            "{t}"
+        );
+        assert!(
+            t.contains("comment \"nonstop live=8082 rotation=8081:down,8082:1\""),
+            "{t}"
+        );
+        assert_eq!(parse_comment(&comment(&s)), Some(s.clone()));
+        let none = Steering {
+            live: None,
+            rotation: vec![(8081, Member::Down), (8082, Member::Down)],
+        };
+        assert_eq!(rule(&c, &none), None);
+    }
+
+    #[test]
+    fn balanced_spreads_by_weight() {
+        let c = cfg("  balanced: true\nslots:\n  - {name: a, port: 8081, profile: p1}\n  - {name: b, port: 8082, profile: p2}\n  - {name: c, port: 8083, profile: p3}\n");
+        let s = Steering {
+            live: Some(8081),
+            rotation: vec![
+                (8081, Member::Up(90)),
+                (8082, Member::Up(10)),
+                (8083, Member::Down),
+            ],
+        };
+        assert_eq!(
+            rule(&c, &s).unwrap(),
+            "ip daddr 127.0.0.1 tcp dport 18090 dnat ip to numgen random mod 100 map { 0-89 : 127.0.0.1 . 8081, 90-99 : 127.0.0.1 . 8082 }"
+        );
+        let even = Steering {
+            live: Some(8081),
+            rotation: vec![
+                (8081, Member::Up(1)),
+                (8082, Member::Up(1)),
+                (8083, Member::Up(1)),
+            ],
+        };
+        assert!(rule(&c, &even).unwrap().ends_with(
+            "mod 3 map { 0 : 127.0.0.1 . 8081, 1 : 127.0.0.1 . 8082, 2 : 127.0.0.1 . 8083 }"
+        ));
+    }
+}
