@@ -498,9 +498,18 @@ fn wait_new_workers(master: i32, before: &HashSet<i32>) -> Reload {
         let fresh = process::children(master)
             .iter()
             .any(|p| !before.contains(p));
-        let old_listening = before
-            .iter()
-            .any(|&old| process::alive(old) && process::holds_socket(old, &listeners));
+        // Without access to the workers' descriptors (nonstop not root, nginx's workers
+        // another user's), an old worker still accepts until its title says it is shutting
+        // down, which any user can read.
+        let old_listening = before.iter().any(|&old| {
+            process::alive(old)
+                && if listeners.is_empty() {
+                    let title = process::cmdline(old).join(" ");
+                    title.contains("worker process") && !title.contains("shutting down")
+                } else {
+                    process::holds_socket(old, &listeners)
+                }
+        });
         if fresh && !old_listening {
             return Reload::Applied;
         }

@@ -145,12 +145,20 @@ pub fn render_unit(cfg: &Config, start: &Start) -> Result<String> {
     for (k, v) in &start.env {
         env += &format!("Environment={}\n", quote(&format!("{k}={v}"))?);
     }
+    // app.user, else the user nonstop runs as (as the builtin supervisor does): hooks run
+    // as ec2-user start JVMs as ec2-user, not as systemd's default, root.
     let mut user = String::new();
-    if let Some(u) = &cfg.app.user {
-        user += &format!("User={u}\n");
+    match (&cfg.app.user, root()) {
+        (Some(u), _) => user += &format!("User={u}\n"),
+        (None, false) => user += &format!("User={}\n", rustix::process::geteuid().as_raw()),
+        (None, true) => {}
     }
-    if let Some(g) = &cfg.app.group {
-        user += &format!("Group={g}\n");
+    match (&cfg.app.group, &cfg.app.user, root()) {
+        (Some(g), _, _) => user += &format!("Group={g}\n"),
+        (None, None, false) => {
+            user += &format!("Group={}\n", rustix::process::getegid().as_raw())
+        }
+        _ => {}
     }
     Ok(format!(
         "{MARKER}: slot {slot} (port {port}) of {app}, release {release}.\n\
