@@ -176,7 +176,7 @@ pub fn render_unit(cfg: &Config, start: &Start) -> Result<String> {
          TimeoutStopSec={grace}\n\
          SuccessExitStatus=143\n\
          Restart=on-failure\n\
-         RestartSec=1\n\
+         RestartSec=500ms\n\
          SyslogIdentifier=nonstop-{app}-{slot}\n\n\
          [Install]\n\
          WantedBy=multi-user.target\n",
