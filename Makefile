@@ -8,8 +8,10 @@ APPSPEC ?= appspec/appspec.yml
 TARGET := x86_64-unknown-linux-gnu
 GLIBC := 2.17
 BINS := stop start health switch deploy-second nonstop
+TARGET_DIR = $(or $(CARGO_TARGET_DIR),target)
+ZIG_BIN = $(TARGET_DIR)/$(TARGET)/release
 
-.PHONY: all build test fmt-check lint unit deps demo demo-app bundle clean
+.PHONY: all build test fmt-check lint unit deps demo demo-app zigbuild bundle bundle-usage clean
 
 all: build
 
@@ -40,13 +42,20 @@ demo: demo-app
 	$(CARGO) build --release --bins --example demo
 	NONSTOP_BIN_DIR=target/release target/release/examples/demo
 
-## bundle JAR=path [CONFIG=path] [APPSPEC=appspec/appspec-balanced.yml]: dist/bundle/ and a zip
-bundle:
-	@[ -n "$(JAR)" ] || { echo "usage: make bundle JAR=path/to/app.jar [CONFIG=path/to/nonstop.yml]" >&2; exit 2; }
+## zigbuild: every binary with cargo-zigbuild against glibc $(GLIBC), checked against that floor
+zigbuild:
 	scripts/deps.sh zigbuild
 	PATH="$$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))'):$$PATH" \
 	  $(CARGO) zigbuild --release --target $(TARGET).$(GLIBC) --bins
-	APPSPEC="$(APPSPEC)" scripts/bundle.sh "target/$(TARGET)/release" "$(JAR)" "$(CONFIG)" dist $(GLIBC) $(BINS)
+	scripts/glibc-floor.sh "$(ZIG_BIN)" $(GLIBC) $(BINS)
+
+## bundle JAR=path [CONFIG=path] [APPSPEC=appspec/appspec-balanced.yml]: dist/nonstop-bundle.zip,
+## made by the zigbuilt `nonstop bundle` (which checks the config, appspec and timeouts first)
+bundle: bundle-usage zigbuild
+	"$(ZIG_BIN)/nonstop" bundle --jar "$(JAR)" --config "$(CONFIG)" --appspec "$(APPSPEC)" -o dist/nonstop-bundle.zip
+
+bundle-usage:
+	@[ -n "$(JAR)" ] || { echo "usage: make bundle JAR=path/to/app.jar [CONFIG=path/to/nonstop.yml] [APPSPEC=path/to/appspec.yml]" >&2; exit 2; }
 
 clean:
 	$(CARGO) clean
