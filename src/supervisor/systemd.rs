@@ -382,7 +382,10 @@ impl Supervisor for Systemd {
         }
         let props = show(&unit);
         let state = props.get("ActiveState").map_or("", |s| s.as_str());
-        if matches!(state, "activating" | "active" | "reloading" | "deactivating") {
+        if matches!(
+            state,
+            "activating" | "active" | "reloading" | "deactivating"
+        ) {
             log::info!(
                 "{unit} is {state} ({}) with no app on port {}: stopping it so systemd does not start one",
                 props.get("SubState").map_or("?", |s| s.as_str()),
