@@ -10,6 +10,7 @@ GLIBC := 2.17
 BINS := stop start health switch deploy-second nonstop
 TARGET_DIR = $(or $(CARGO_TARGET_DIR),target)
 ZIG_BIN = $(TARGET_DIR)/$(TARGET)/release
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 
 .PHONY: all build test fmt-check lint unit deps demo demo-app zigbuild bundle bundle-usage clean
 
@@ -66,13 +67,16 @@ clean:
 .PHONY: completions
 completions:
 	$(CARGO) build --release --bin nonstop
-	mkdir -p dist/completions dist/man
-	bin="$${CARGO_TARGET_DIR:-target}/release/nonstop"; \
-	"$$bin" completions bash > dist/completions/nonstop.bash; \
-	"$$bin" completions zsh > dist/completions/_nonstop; \
-	"$$bin" completions fish > dist/completions/nonstop.fish; \
-	"$$bin" man dist/man
+	scripts/completions.sh "$(TARGET_DIR)/release/nonstop" dist
 	@echo "completions: dist/completions/{nonstop.bash,_nonstop,nonstop.fish}; man pages: dist/man/*.1" >&2
+
+## dist: the release tarball dist/nonstop-$(VERSION)-x86_64-linux.tar.gz and its .sha256: the
+## zigbuilt binaries (glibc floor checked), appspec/, templates/, man pages, completions,
+## INSTALL; then checked as a user gets it (scripts/dist-check.sh: contents, its own bundle)
+.PHONY: dist
+dist: zigbuild demo-app
+	scripts/dist.sh "$(ZIG_BIN)" $(VERSION) dist $(BINS)
+	scripts/dist-check.sh dist/nonstop-$(VERSION)-x86_64-linux.tar.gz target/demo-app/demo-app-v1.jar
 
 ## bench: five deploy approaches side by side under load, app boot 1/5/20 s (BENCHMARKS.md)
 ## -> bench/results/{results.json,results.md,timeline-*.svg} and BENCHMARKS.md; BENCH_ARGS=--help

@@ -1720,3 +1720,31 @@ fn bundle_refuses_what_would_fail_and_writes_nothing() {
         r.last_line()
     );
 }
+
+#[test]
+fn version_names_the_commit() {
+    let out = Command::new(bin_dir().join("nonstop"))
+        .arg("--version")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let line = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let commit = Command::new("git")
+        .args(["rev-parse", "--short", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+    let want = match std::env::var("NONSTOP_COMMIT")
+        .ok()
+        .filter(|c| !c.is_empty())
+    {
+        Some(c) => c,
+        None => commit.unwrap_or_else(|| "unknown".into()),
+    };
+    assert_eq!(
+        line,
+        format!("nonstop {} (commit {want})", env!("CARGO_PKG_VERSION"))
+    );
+}

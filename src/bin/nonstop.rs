@@ -7,7 +7,7 @@ use std::path::PathBuf;
 #[derive(Parser)]
 #[command(
     name = "nonstop",
-    version,
+    version = nonstop::VERSION,
     about = "Operate nonstop blue/green deploys: status, logs, rollback, deploy, validate, init, bundle",
     subcommand_required = true,
     arg_required_else_help = true,
