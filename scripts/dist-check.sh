@@ -20,6 +20,7 @@ top=$(sed -n "s|^$name/\([^/][^/]*\).*|\1|p" <<< "$list" | sort -u | tr '\n' ' '
 for f in bin/stop bin/start bin/health bin/switch bin/deploy-second bin/nonstop \
   appspec/appspec.yml appspec/appspec-balanced.yml \
   templates/nonstop.yml templates/Jenkinsfile templates/github-workflow.yml templates/sudoers \
+  templates/Jenkinsfile.ssh templates/github-workflow-ssh.yml \
   templates/nginx/site.conf templates/nginx/service-url.inc templates/nginx/upstream.conf \
   completions/nonstop.bash completions/_nonstop completions/nonstop.fish \
   man/nonstop.1 man/nonstop-bundle.1 man/nonstop-deploy.1 INSTALL README.md; do

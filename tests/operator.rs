@@ -1748,3 +1748,68 @@ fn version_names_the_commit() {
         format!("nonstop {} (commit {want})", env!("CARGO_PKG_VERSION"))
     );
 }
+
+#[test]
+fn init_writes_both_flows_and_its_files_bundle() {
+    let d = tempfile::tempdir().unwrap();
+    let bin = tool(d.path());
+    let project = d.path().join("project");
+    let r = nonstop_in(
+        &bin,
+        d.path(),
+        &["init", project.to_str().unwrap(), "--name", "shop"],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    for f in [
+        "Jenkinsfile",
+        ".github/workflows/nonstop-deploy.yml",
+        "Jenkinsfile.ssh",
+        ".github/workflows/nonstop-deploy-ssh.yml",
+    ] {
+        assert!(
+            r.stdout
+                .contains(&format!("wrote {}", project.join(f).display())),
+            "{f}"
+        );
+    }
+    let ssh = std::fs::read_to_string(project.join("Jenkinsfile.ssh")).unwrap();
+    assert!(
+        ssh.contains("deploy --jar") && ssh.contains("scp "),
+        "{ssh}"
+    );
+    // What the CodeDeploy Jenkinsfile runs, from the project root: the generated config and
+    // appspec bundle as they are (no Rust toolchain: the tool folder's nonstop).
+    let jenkins = std::fs::read_to_string(project.join("Jenkinsfile")).unwrap();
+    assert!(
+        jenkins.contains("bundle --jar \"$jar\" --config deploy/nonstop.yml")
+            && jenkins.contains("--appspec deploy/appspec.yml -o nonstop-bundle.zip"),
+        "{jenkins}"
+    );
+    std::fs::create_dir_all(project.join("target")).unwrap();
+    std::fs::copy(demo_jar("v1"), project.join("target/shop-1.0.jar")).unwrap();
+    let r = nonstop_in(
+        &bin,
+        &project,
+        &[
+            "bundle",
+            "--jar",
+            "target/shop-1.0.jar",
+            "--config",
+            "deploy/nonstop.yml",
+            "--appspec",
+            "deploy/appspec.yml",
+            "-o",
+            "nonstop-bundle.zip",
+        ],
+    );
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("app shop, 2 slots"), "{}", r.stdout);
+    let entries = unzip(&project.join("nonstop-bundle.zip"));
+    let spec = &entries
+        .iter()
+        .find(|(n, _, _)| n == "appspec.yml")
+        .unwrap()
+        .2;
+    assert!(*spec == std::fs::read(project.join("deploy/appspec.yml")).unwrap());
+    assert!(entries.iter().any(|(n, _, _)| n == "app/shop-1.0.jar"));
+}

@@ -76,11 +76,13 @@ enum Cmd {
         #[arg(long, value_name = "PATH")]
         appspec: Option<PathBuf>,
     },
-    /// Write starting deploy files, a Jenkinsfile and a GitHub workflow
+    /// Write starting deploy files, Jenkinsfiles and GitHub workflows
     ///
     /// Writes deploy/nonstop.yml, deploy/appspec.yml, deploy/nginx/{service-url.inc,site.conf,
-    /// upstream.conf}, Jenkinsfile and .github/workflows/nonstop-deploy.yml under DIR. Refuses
-    /// to overwrite existing files unless --force.
+    /// upstream.conf}, deploy/sudoers, Jenkinsfile and .github/workflows/nonstop-deploy.yml
+    /// (CodeDeploy: nonstop bundle, S3, create-deployment), Jenkinsfile.ssh and
+    /// .github/workflows/nonstop-deploy-ssh.yml (scp the jar, ssh HOST nonstop deploy --jar)
+    /// under DIR. Refuses to overwrite existing files unless --force.
     Init {
         /// The project's root folder
         #[arg(default_value = ".")]
