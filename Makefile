@@ -8,8 +8,11 @@ APPSPEC ?= appspec/appspec.yml
 TARGET := x86_64-unknown-linux-gnu
 GLIBC := 2.17
 BINS := stop start health switch deploy-second nonstop
+TARGET_DIR = $(or $(CARGO_TARGET_DIR),target)
+ZIG_BIN = $(TARGET_DIR)/$(TARGET)/release
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 
-.PHONY: all build test fmt-check lint unit deps demo demo-app spring-app bundle clean system-test
+.PHONY: all build test fmt-check lint unit deps demo demo-app spring-app zigbuild bundle bundle-usage clean system-test
 
 all: build
 
@@ -53,13 +56,20 @@ demo: demo-app spring-app
 	$(CARGO) build --release --bins --example demo
 	NONSTOP_BIN_DIR=$(BENCH_TARGET_DIR)/release DEMO_APP=$(DEMO_APP) $(BENCH_TARGET_DIR)/release/examples/demo
 
-## bundle JAR=path [CONFIG=path] [APPSPEC=appspec/appspec-balanced.yml]: dist/bundle/ and a zip
-bundle:
-	@[ -n "$(JAR)" ] || { echo "usage: make bundle JAR=path/to/app.jar [CONFIG=path/to/nonstop.yml]" >&2; exit 2; }
+## zigbuild: every binary with cargo-zigbuild against glibc $(GLIBC), checked against that floor
+zigbuild:
 	scripts/deps.sh zigbuild
 	PATH="$$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))'):$$PATH" \
 	  $(CARGO) zigbuild --release --target $(TARGET).$(GLIBC) --bins
-	APPSPEC="$(APPSPEC)" scripts/bundle.sh "target/$(TARGET)/release" "$(JAR)" "$(CONFIG)" dist $(GLIBC) $(BINS)
+	scripts/glibc-floor.sh "$(ZIG_BIN)" $(GLIBC) $(BINS)
+
+## bundle JAR=path [CONFIG=path] [APPSPEC=appspec/appspec-balanced.yml]: dist/nonstop-bundle.zip,
+## made by the zigbuilt `nonstop bundle` (which checks the config, appspec and timeouts first)
+bundle: bundle-usage zigbuild
+	"$(ZIG_BIN)/nonstop" bundle --jar "$(JAR)" --config "$(CONFIG)" --appspec "$(APPSPEC)" -o dist/nonstop-bundle.zip
+
+bundle-usage:
+	@[ -n "$(JAR)" ] || { echo "usage: make bundle JAR=path/to/app.jar [CONFIG=path/to/nonstop.yml] [APPSPEC=path/to/appspec.yml]" >&2; exit 2; }
 
 clean:
 	$(CARGO) clean
@@ -70,13 +80,16 @@ clean:
 .PHONY: completions
 completions:
 	$(CARGO) build --release --bin nonstop
-	mkdir -p dist/completions dist/man
-	bin="$${CARGO_TARGET_DIR:-target}/release/nonstop"; \
-	"$$bin" completions bash > dist/completions/nonstop.bash; \
-	"$$bin" completions zsh > dist/completions/_nonstop; \
-	"$$bin" completions fish > dist/completions/nonstop.fish; \
-	"$$bin" man dist/man
+	scripts/completions.sh "$(TARGET_DIR)/release/nonstop" dist
 	@echo "completions: dist/completions/{nonstop.bash,_nonstop,nonstop.fish}; man pages: dist/man/*.1" >&2
+
+## dist: the release tarball dist/nonstop-$(VERSION)-x86_64-linux.tar.gz and its .sha256: the
+## zigbuilt binaries (glibc floor checked), appspec/, templates/, man pages, completions,
+## INSTALL; then checked as a user gets it (scripts/dist-check.sh: contents, its own bundle)
+.PHONY: dist
+dist: zigbuild demo-app
+	scripts/dist.sh "$(ZIG_BIN)" $(VERSION) dist $(BINS)
+	scripts/dist-check.sh dist/nonstop-$(VERSION)-x86_64-linux.tar.gz target/demo-app/demo-app-v1.jar
 
 ## bench: five deploy approaches side by side under load, with the Spring Boot app and the stand-in at a 20 s boot (BENCHMARKS.md)
 ## -> bench/results/{results.json,results.md,timeline-*.svg} and BENCHMARKS.md; BENCH_ARGS=--help
@@ -92,16 +105,16 @@ bench: demo-app spring-app
 ## release binaries + demo jars -> bundles $(SYSTEM_DIR)/{v1,v2}/bundle, deployed through a
 ## CodeDeploy agent stand-in under load from this machine (README "On an EC2 host")
 SYSTEM_DIR = $(BENCH_TARGET_DIR)/system
-# The same glibc-2.17 binaries `make bundle` ships (one release build serves both in CI).
+# The same glibc-2.17 binaries `make bundle` and `make dist` ship (one release build in CI).
 SYSTEM_HOSTS = tests/system/ec2host.sh ls | awk 'NR > 1 && $$1 ~ /^nsys-/ { print $$1 }'
-system-test: demo-app
+system-test: demo-app zigbuild
 	@[ "$$(id -u)" = 0 ] || { echo "system-test: needs root (it boots systemd-nspawn hosts)" >&2; exit 1; }
-	scripts/deps.sh zigbuild
-	PATH="$$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))'):$$PATH" \
-	  $(CARGO) zigbuild --release --target $(TARGET).$(GLIBC) --bins
+	@# The real CodeDeploy zips, made by the zigbuilt `nonstop bundle`, unpacked as the agent does.
 	for v in v1 v2; do \
-	  APPSPEC=appspec/appspec.yml scripts/bundle.sh $(BENCH_TARGET_DIR)/$(TARGET)/release target/demo-app/demo-app-$$v.jar \
-	    tests/system/nonstop.yml $(SYSTEM_DIR)/$$v $(GLIBC) $(BINS); \
+	  rm -rf $(SYSTEM_DIR)/$$v && mkdir -p $(SYSTEM_DIR)/$$v && \
+	  "$(ZIG_BIN)/nonstop" bundle --jar target/demo-app/demo-app-$$v.jar --config tests/system/nonstop.yml \
+	    --appspec appspec/appspec.yml -o $(SYSTEM_DIR)/$$v/nonstop-bundle.zip && \
+	  python3 scripts/unzip.py $(SYSTEM_DIR)/$$v/nonstop-bundle.zip $(SYSTEM_DIR)/$$v/bundle; \
 	done
 	tests/system/ec2host.sh image
 	@# Each test powers its host off when it ends (a Drop guard); the trap catches a killed run.

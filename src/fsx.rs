@@ -38,11 +38,31 @@ fn write_atomic_owned(
     atomic_io(path, bytes, mode, owner).context(format!("cannot write {}", path.display()))
 }
 
+/// [`write_atomic`] for content that is streamed rather than held in memory: `fill` writes the
+/// new file (a bundle's zip) through the temp file; on any error the temp file is removed and
+/// `path` is untouched.
+pub fn write_atomic_with(
+    path: &Path,
+    mode: u32,
+    fill: impl FnOnce(&mut File) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    atomic_io_with(path, mode, None, fill)
+}
+
 fn atomic_io(
     path: &Path,
     bytes: &[u8],
     mode: u32,
     owner: Option<(u32, u32)>,
+) -> std::io::Result<()> {
+    atomic_io_with(path, mode, owner, |f| f.write_all(bytes))
+}
+
+fn atomic_io_with(
+    path: &Path,
+    mode: u32,
+    owner: Option<(u32, u32)>,
+    fill: impl FnOnce(&mut File) -> std::io::Result<()>,
 ) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path
@@ -56,8 +76,8 @@ fn atomic_io(
         .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
         .mode(mode)
         .open(&tmp)?;
-    let mut write = || -> std::io::Result<()> {
-        f.write_all(bytes)?;
+    let write = || -> std::io::Result<()> {
+        fill(&mut f)?;
         f.set_permissions(fs::Permissions::from_mode(mode))?;
         if let Some((uid, gid)) = owner {
             std::os::unix::fs::fchown(&f, Some(uid), Some(gid))?;

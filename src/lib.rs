@@ -26,3 +26,12 @@ pub mod supervisor;
 pub mod traffic;
 
 pub use error::{Error, Result};
+
+/// What `--version` prints after the binary's name: `0.1.0 (commit 1a2b3c4)`, the version from
+/// Cargo.toml and the commit build.rs found (`unknown` without git).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("NONSTOP_COMMIT"),
+    ")"
+);

@@ -1550,3 +1550,416 @@ fn validate_checks_the_spring_boot_jar_and_warns_off_a_health_path_without_readi
     assert_eq!(v, "warn", "{line}");
     assert!(!line.contains("the jar is a Spring Boot jar"), "{line}");
 }
+
+// ---------- nonstop bundle ----------
+
+/// A folder like an unpacked release tarball: `bin/nonstop` (the real one, copied) and, beside
+/// it, small stand-ins for the hook binaries (`nonstop bundle` packs whatever sits beside the
+/// running nonstop; the stand-ins keep a debug build's deflating short). Returns bin/nonstop.
+fn tool(root: &Path) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let bin = root.join("tool/bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::copy(bin_dir().join("nonstop"), bin.join("nonstop")).unwrap();
+    for b in ALL_BINARIES {
+        let p = bin.join(b);
+        std::fs::write(&p, format!("#!/bin/sh\necho {b}\n")).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o700)).unwrap();
+    }
+    bin.join("nonstop")
+}
+
+/// Run `nonstop ARGS` in `cwd` with stdin closed, as a CI step would.
+fn nonstop_in(bin: &Path, cwd: &Path, args: &[&str]) -> OpRun {
+    let t0 = std::time::Instant::now();
+    let out = Command::new(bin)
+        .args(args)
+        .current_dir(cwd)
+        .stdin(Stdio::null())
+        .env_remove("NONSTOP_CONFIG")
+        .run_output();
+    let took = t0.elapsed();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    eprintln!(
+        "--- nonstop {} exit {:?} in {took:?}\n{stdout}{stderr}",
+        args.join(" "),
+        out.status.code()
+    );
+    OpRun {
+        code: out.status.code().unwrap_or(-1),
+        stdout,
+        stderr,
+        took,
+    }
+}
+
+/// A project as `nonstop init` leaves it: deploy/nonstop.yml and deploy/appspec.yml (the
+/// templates), and a built jar in target/.
+fn bundle_project(root: &Path) -> PathBuf {
+    let p = root.join("project");
+    std::fs::create_dir_all(p.join("deploy")).unwrap();
+    std::fs::create_dir_all(p.join("target")).unwrap();
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    std::fs::copy(
+        repo.join("templates/nonstop.yml"),
+        p.join("deploy/nonstop.yml"),
+    )
+    .unwrap();
+    std::fs::copy(
+        repo.join("appspec/appspec.yml"),
+        p.join("deploy/appspec.yml"),
+    )
+    .unwrap();
+    std::fs::copy(demo_jar("v1"), p.join("target/myapp-1.0.jar")).unwrap();
+    p
+}
+
+/// The zip's entries: (name, unix mode, bytes), in the archive's order.
+fn unzip(path: &Path) -> Vec<(String, u32, Vec<u8>)> {
+    let mut z = zip::ZipArchive::new(std::fs::File::open(path).unwrap()).unwrap();
+    (0..z.len())
+        .map(|i| {
+            let mut f = z.by_index(i).unwrap();
+            let t = f.last_modified().unwrap();
+            assert_eq!(
+                (t.year(), t.month(), t.day(), t.hour(), t.minute()),
+                (1980, 1, 1, 0, 0),
+                "{}: fixed timestamp",
+                f.name()
+            );
+            let mut bytes = vec![];
+            f.read_to_end(&mut bytes).unwrap();
+            (f.name().to_string(), f.unix_mode().unwrap() & 0o7777, bytes)
+        })
+        .collect()
+}
+
+#[test]
+fn bundle_is_checked_laid_out_and_byte_identical() {
+    let d = tempfile::tempdir().unwrap();
+    let bin = tool(d.path());
+    let project = bundle_project(d.path());
+    // Defaults: deploy/nonstop.yml, appspec.yml next to it.
+    let r = nonstop_in(
+        &bin,
+        &project,
+        &[
+            "bundle",
+            "--jar",
+            "target/myapp-1.0.jar",
+            "-o",
+            "dist/a.zip",
+        ],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    for (verdict, name) in [
+        ("ok", "config"),
+        ("ok", "appspec"),
+        ("ok", "hooks"),
+        ("ok", "timeout stop"),
+        ("ok", "timeout start"),
+        ("ok", "timeout health"),
+        ("ok", "timeout switch"),
+        ("ok", "jar"),
+        ("skip", "host checks"),
+    ] {
+        assert!(
+            r.stdout
+                .lines()
+                .any(|l| l.starts_with(&format!("{verdict:<5} {name:<21} "))),
+            "no `{verdict} {name}` line:\n{}",
+            r.stdout
+        );
+    }
+    assert!(r
+        .stdout
+        .contains("ok    jar                   app/myapp-1.0.jar"));
+    assert!(r
+        .stdout
+        .contains("nginx, write access, supervisor, java need the target host"));
+    let last = r.stdout.lines().last().unwrap();
+    assert!(
+        last.starts_with("wrote dist/a.zip: 11 entries, ") && last.contains("sha256 "),
+        "{last}"
+    );
+
+    let a = project.join("dist/a.zip");
+    let entries = unzip(&a);
+    let names: Vec<(&str, u32)> = entries.iter().map(|(n, m, _)| (n.as_str(), *m)).collect();
+    assert_eq!(
+        names,
+        [
+            ("app/", 0o755),
+            ("app/myapp-1.0.jar", 0o644),
+            ("appspec.yml", 0o644),
+            ("bin/", 0o755),
+            ("bin/deploy-second", 0o755),
+            ("bin/health", 0o755),
+            ("bin/nonstop", 0o755),
+            ("bin/start", 0o755),
+            ("bin/stop", 0o755),
+            ("bin/switch", 0o755),
+            ("nonstop.yml", 0o644),
+        ]
+    );
+    let bytes_of = |n: &str| &entries.iter().find(|(e, _, _)| e == n).unwrap().2;
+    let tool_bin = bin.parent().unwrap();
+    for (entry, source) in [
+        ("app/myapp-1.0.jar", project.join("target/myapp-1.0.jar")),
+        ("appspec.yml", project.join("deploy/appspec.yml")),
+        ("nonstop.yml", project.join("deploy/nonstop.yml")),
+        ("bin/nonstop", bin.clone()),
+        ("bin/stop", tool_bin.join("stop")),
+        ("bin/deploy-second", tool_bin.join("deploy-second")),
+    ] {
+        assert!(
+            *bytes_of(entry) == std::fs::read(&source).unwrap(),
+            "{entry} is not {}",
+            source.display()
+        );
+    }
+
+    // Same inputs, same bytes: even with new mtimes and explicit flags.
+    let later = std::time::SystemTime::now() + Duration::from_secs(3600);
+    for f in [
+        "target/myapp-1.0.jar",
+        "deploy/nonstop.yml",
+        "deploy/appspec.yml",
+    ] {
+        std::fs::File::options()
+            .append(true)
+            .open(project.join(f))
+            .unwrap()
+            .set_modified(later)
+            .unwrap();
+    }
+    let out_b = d.path().join("b.zip");
+    let r = nonstop_in(
+        &bin,
+        &project,
+        &[
+            "bundle",
+            "--jar",
+            project.join("target/myapp-1.0.jar").to_str().unwrap(),
+            "--config",
+            "deploy/nonstop.yml",
+            "--appspec",
+            "deploy/appspec.yml",
+            "-o",
+            out_b.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        std::fs::read(&a).unwrap() == std::fs::read(&out_b).unwrap(),
+        "a second bundle of the same inputs differs"
+    );
+    // Written atomically: no temp file is left beside the zip, nor a staging folder.
+    let left: Vec<_> = std::fs::read_dir(project.join("dist"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left, ["a.zip"], "{left:?}");
+}
+
+#[test]
+fn bundle_refuses_what_would_fail_and_writes_nothing() {
+    let d = tempfile::tempdir().unwrap();
+    let bin = tool(d.path());
+    let project = bundle_project(d.path());
+    let spec = project.join("deploy/appspec.yml");
+    let good_spec = std::fs::read_to_string(&spec).unwrap();
+    let cfg = project.join("deploy/nonstop.yml");
+    let good_cfg = std::fs::read_to_string(&cfg).unwrap();
+    let bundle = |jar: &str| {
+        let r = nonstop_in(&bin, &project, &["bundle", "--jar", jar, "-o", "out.zip"]);
+        assert!(
+            !project.join("out.zip").exists(),
+            "a refused bundle was written"
+        );
+        r
+    };
+    let jar = "target/myapp-1.0.jar";
+
+    // The string version the agent rejects.
+    std::fs::write(&spec, good_spec.replace("version: 0.0", "version: \"0.0\"")).unwrap();
+    let r = bundle(jar);
+    assert_eq!(r.code, 1);
+    assert!(r.stdout.contains("FAIL  appspec"), "{}", r.stdout);
+    assert!(
+        r.last_line()
+            .contains("refusing to write out.zip: 1 of 9 checks failed: appspec")
+            && r.last_line().contains("version is the string \"0.0\""),
+        "{}",
+        r.last_line()
+    );
+
+    // A health timeout shorter than health.deadline + a probe + the margin.
+    std::fs::write(&spec, good_spec.replace("timeout: 180", "timeout: 30")).unwrap();
+    let r = bundle(jar);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.last_line().contains("timeout health: ValidateService bin/health: timeout 30 s is shorter than health.deadline 120 s"),
+        "{}",
+        r.last_line()
+    );
+
+    // A hook whose binary is not in the bundle.
+    std::fs::write(&spec, good_spec.replace("bin/switch", "bin/swtich")).unwrap();
+    let r = bundle(jar);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.last_line().contains("bin/swtich is not in the bundle"),
+        "{}",
+        r.last_line()
+    );
+    std::fs::write(&spec, &good_spec).unwrap();
+
+    // No jar there; a jar app.jar does not match; app.jar outside the bundle.
+    let r = bundle("target/nope.jar");
+    assert_eq!(r.code, 1);
+    assert!(
+        r.last_line().contains("no jar at target/nope.jar"),
+        "{}",
+        r.last_line()
+    );
+    std::fs::copy(project.join(jar), project.join("target/myapp-1.0.war")).unwrap();
+    let r = bundle("target/myapp-1.0.war");
+    assert_eq!(r.code, 1);
+    assert!(
+        r.last_line().contains("jar: no jar matches app/*.jar"),
+        "{}",
+        r.last_line()
+    );
+    std::fs::write(
+        &cfg,
+        good_cfg.replace("jar: \"app/*.jar\"", "jar: /opt/myapp/*.jar"),
+    )
+    .unwrap();
+    let r = bundle(jar);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.last_line()
+            .contains("app.jar /opt/myapp/*.jar is outside the bundle"),
+        "{}",
+        r.last_line()
+    );
+
+    // A config error is exit 2, named with the file and line.
+    std::fs::write(&cfg, good_cfg.replace("port: 8082", "port: 99999")).unwrap();
+    let r = bundle(jar);
+    assert_eq!(r.code, 2);
+    assert!(
+        r.last_line().contains("deploy/nonstop.yml:19:")
+            && r.last_line().contains("invalid port 99999"),
+        "{}",
+        r.last_line()
+    );
+    std::fs::write(&cfg, &good_cfg).unwrap();
+
+    // A hook binary missing beside nonstop.
+    std::fs::remove_file(bin.parent().unwrap().join("health")).unwrap();
+    let r = bundle(jar);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.last_line().contains(
+            "health: nonstop bundle takes the hook binaries from the folder of the running nonstop"
+        ),
+        "{}",
+        r.last_line()
+    );
+}
+
+#[test]
+fn version_names_the_commit() {
+    let out = Command::new(bin_dir().join("nonstop"))
+        .arg("--version")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let line = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let commit = Command::new("git")
+        .args(["rev-parse", "--short", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+    let want = match std::env::var("NONSTOP_COMMIT")
+        .ok()
+        .filter(|c| !c.is_empty())
+    {
+        Some(c) => c,
+        None => commit.unwrap_or_else(|| "unknown".into()),
+    };
+    assert_eq!(
+        line,
+        format!("nonstop {} (commit {want})", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+#[test]
+fn init_writes_both_flows_and_its_files_bundle() {
+    let d = tempfile::tempdir().unwrap();
+    let bin = tool(d.path());
+    let project = d.path().join("project");
+    let r = nonstop_in(
+        &bin,
+        d.path(),
+        &["init", project.to_str().unwrap(), "--name", "shop"],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    for f in [
+        "Jenkinsfile",
+        ".github/workflows/nonstop-deploy.yml",
+        "Jenkinsfile.ssh",
+        ".github/workflows/nonstop-deploy-ssh.yml",
+    ] {
+        assert!(
+            r.stdout
+                .contains(&format!("wrote {}", project.join(f).display())),
+            "{f}"
+        );
+    }
+    let ssh = std::fs::read_to_string(project.join("Jenkinsfile.ssh")).unwrap();
+    assert!(
+        ssh.contains("deploy --jar") && ssh.contains("scp "),
+        "{ssh}"
+    );
+    // What the CodeDeploy Jenkinsfile runs, from the project root: the generated config and
+    // appspec bundle as they are (no Rust toolchain: the tool folder's nonstop).
+    let jenkins = std::fs::read_to_string(project.join("Jenkinsfile")).unwrap();
+    assert!(
+        jenkins.contains("bundle --jar \"$jar\" --config deploy/nonstop.yml")
+            && jenkins.contains("--appspec deploy/appspec.yml -o nonstop-bundle.zip"),
+        "{jenkins}"
+    );
+    std::fs::create_dir_all(project.join("target")).unwrap();
+    std::fs::copy(demo_jar("v1"), project.join("target/shop-1.0.jar")).unwrap();
+    let r = nonstop_in(
+        &bin,
+        &project,
+        &[
+            "bundle",
+            "--jar",
+            "target/shop-1.0.jar",
+            "--config",
+            "deploy/nonstop.yml",
+            "--appspec",
+            "deploy/appspec.yml",
+            "-o",
+            "nonstop-bundle.zip",
+        ],
+    );
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("app shop, 2 slots"), "{}", r.stdout);
+    let entries = unzip(&project.join("nonstop-bundle.zip"));
+    let spec = &entries
+        .iter()
+        .find(|(n, _, _)| n == "appspec.yml")
+        .unwrap()
+        .2;
+    assert!(*spec == std::fs::read(project.join("deploy/appspec.yml")).unwrap());
+    assert!(entries.iter().any(|(n, _, _)| n == "app/shop-1.0.jar"));
+}

@@ -5,7 +5,7 @@ use nonstop::cli::Common;
 #[derive(Parser)]
 #[command(
     name = "health",
-    version,
+    version = nonstop::VERSION,
     about = "Poll the idle slot's health URL until healthy, its app dies, or health.deadline",
     after_help = "Examples:\n  bin/health                                # as a CodeDeploy hook\n  health --config /opt/myapp/nonstop.yml --slot green -v\n\nExit codes: 0 healthy, 1 unhealthy or app exited, 2 usage/config"
 )]

@@ -1,4 +1,4 @@
-//! `nonstop`: the operator's command (status, rollback, deploy, validate, init).
+//! `nonstop`: the operator's command (status, rollback, deploy, validate, init, bundle).
 use clap::{CommandFactory, Parser, Subcommand};
 use nonstop::cli::{Common, Flags};
 use nonstop::operator;
@@ -7,11 +7,11 @@ use std::path::PathBuf;
 #[derive(Parser)]
 #[command(
     name = "nonstop",
-    version,
-    about = "Operate nonstop blue/green deploys: status, logs, rollback, deploy, validate, init",
+    version = nonstop::VERSION,
+    about = "Operate nonstop blue/green deploys: status, logs, rollback, deploy, validate, init, bundle",
     subcommand_required = true,
     arg_required_else_help = true,
-    after_help = "Examples:\n  nonstop status                            # what runs where, health now, last deployments\n  nonstop status --json | jq '.slots[] | {name, state, release}'\n  nonstop logs -f                           # the live slot's app output, followed\n  nonstop rollback                          # back to the previous slot\n  nonstop deploy --jar build/libs/app.jar   # stop, start, health, switch in one run\n  nonstop validate                          # config, nginx, appspec.yml, hook timeouts, java, jar\n  nonstop init .                            # deploy/, Jenkinsfile, GitHub workflow\n\nExit codes: 0 done, 1 failed (the last stderr line says why), 2 usage/config, 3 lock held"
+    after_help = "Examples:\n  nonstop status                            # what runs where, health now, last deployments\n  nonstop status --json | jq '.slots[] | {name, state, release}'\n  nonstop logs -f                           # the live slot's app output, followed\n  nonstop rollback                          # back to the previous slot\n  nonstop deploy --jar build/libs/app.jar   # stop, start, health, switch in one run\n  nonstop validate                          # config, nginx, appspec.yml, hook timeouts, java, jar\n  nonstop init .                            # deploy/, Jenkinsfiles, GitHub workflows\n  nonstop bundle --jar target/app.jar -o app.zip   # the CodeDeploy bundle, checked first\n\nExit codes: 0 done, 1 failed (the last stderr line says why), 2 usage/config, 3 lock held"
 )]
 struct Cli {
     #[command(flatten)]
@@ -76,11 +76,13 @@ enum Cmd {
         #[arg(long, value_name = "PATH")]
         appspec: Option<PathBuf>,
     },
-    /// Write starting deploy files, a Jenkinsfile and a GitHub workflow
+    /// Write starting deploy files, Jenkinsfiles and GitHub workflows
     ///
     /// Writes deploy/nonstop.yml, deploy/appspec.yml, deploy/nginx/{service-url.inc,site.conf,
-    /// upstream.conf}, Jenkinsfile and .github/workflows/nonstop-deploy.yml under DIR. Refuses
-    /// to overwrite existing files unless --force.
+    /// upstream.conf}, deploy/sudoers, Jenkinsfile and .github/workflows/nonstop-deploy.yml
+    /// (CodeDeploy: nonstop bundle, S3, create-deployment), Jenkinsfile.ssh and
+    /// .github/workflows/nonstop-deploy-ssh.yml (scp the jar, ssh HOST nonstop deploy --jar)
+    /// under DIR. Refuses to overwrite existing files unless --force.
     Init {
         /// The project's root folder
         #[arg(default_value = ".")]
@@ -101,6 +103,26 @@ enum Cmd {
         /// nginx listen of the site (port or address:port)
         #[arg(long, value_name = "ADDR", default_value = "80")]
         listen: String,
+    },
+    /// Build the CodeDeploy bundle zip: appspec.yml, nonstop.yml, bin/*, app/JAR
+    ///
+    /// The binaries are the ones beside this nonstop (an unpacked release tarball's bin/). The
+    /// bundle's config, appspec.yml, hook timeouts and jar are checked first with the same
+    /// checks as `nonstop validate`; a failing one refuses the bundle and writes nothing. The
+    /// checks that need the host (nginx, write access, supervisor, java) are left to
+    /// `bin/nonstop validate` there. The zip is reproducible: same inputs, same bytes.
+    /// --config defaults to deploy/nonstop.yml (what `nonstop init` writes) if it exists, else
+    /// nonstop.yml.
+    Bundle {
+        /// The app's jar (the Spring Boot jar, not *-plain.jar or *.jar.original)
+        #[arg(long, value_name = "PATH")]
+        jar: PathBuf,
+        /// appspec.yml for the bundle [default: appspec.yml next to the config]
+        #[arg(long, value_name = "PATH")]
+        appspec: Option<PathBuf>,
+        /// The zip to write (atomically)
+        #[arg(short, long, value_name = "FILE.zip", default_value = operator::bundle::DEFAULT_OUTPUT)]
+        output: PathBuf,
     },
     /// Shell completion script on stdout (`make completions` writes them all)
     #[command(hide = true)]
@@ -147,6 +169,16 @@ fn main() -> std::process::ExitCode {
                 name: name.clone(),
                 include: include.clone(),
                 listen: listen.clone(),
+            }),
+            Cmd::Bundle {
+                jar,
+                appspec,
+                output,
+            } => operator::bundle::run(&operator::bundle::Options {
+                jar: jar.clone(),
+                config: c.common.config.clone(),
+                appspec: appspec.clone(),
+                output: Some(output.clone()),
             }),
             Cmd::Completions { shell } => operator::completions(Cli::command(), *shell),
             Cmd::Man { dir } => operator::man(Cli::command(), dir.as_deref()),

@@ -5,7 +5,7 @@ use nonstop::cli::Common;
 #[derive(Parser)]
 #[command(
     name = "stop",
-    version,
+    version = nonstop::VERSION,
     about = "Stop the app on the idle slot: SIGTERM, wait stop.grace, SIGKILL; never the live slot",
     after_help = "Examples:\n  bin/stop                                  # as a CodeDeploy hook: config next to bin/\n  stop --config /opt/myapp/nonstop.yml --slot green\n\nExit codes: 0 done (or nothing running), 1 failed or refused, 2 usage/config, 3 lock held"
 )]

@@ -6,7 +6,7 @@ use nonstop::stages::SwitchMode;
 #[derive(Parser)]
 #[command(
     name = "switch",
-    version,
+    version = nonstop::VERSION,
     about = "Point nginx at the idle slot: probe, atomic write, nginx -t, reload, confirm; restore on failure",
     after_help = "Examples:\n  bin/switch                                # as a CodeDeploy hook\n  switch --config /opt/myapp/nonstop.yml --slot blue   # switch back by hand\n  switch --canary 10      # balanced mode: about 10% of requests to the new slot\n  switch --promote        # then all of it\n  switch --abort          # or take the canary back out\n\nExit codes: 0 switched (or already live), 1 failed (nginx unchanged), 2 usage/config, 3 lock held"
 )]

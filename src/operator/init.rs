@@ -6,8 +6,11 @@
 //!   site that uses it, and the balanced-mode upstream;
 //! - `deploy/sudoers`: the exact sudo rules hooks run as `ec2-user` need (nginx test and
 //!   reload, the app's own systemd units);
-//! - `Jenkinsfile` and `.github/workflows/nonstop-deploy.yml`: build, `make bundle`, upload to
-//!   S3, `aws deploy create-deployment`.
+//! - `Jenkinsfile` and `.github/workflows/nonstop-deploy.yml`: the release tarball's `nonstop`,
+//!   the Maven build, `nonstop bundle`, upload to S3, `aws deploy create-deployment`, wait;
+//! - `Jenkinsfile.ssh` and `.github/workflows/nonstop-deploy-ssh.yml`: without CodeDeploy, the
+//!   Maven build, `scp` of the jar, `ssh HOST nonstop deploy --jar …` (its exit code fails the
+//!   build, its lines show in the build's log).
 //!
 //! `--name`, `--include` and `--listen` replace the templates' `myapp`, include path and
 //! `listen 80`. Existing files are never overwritten without `--force`: without it, nothing is
@@ -18,7 +21,7 @@ use crate::fsx::write_atomic;
 use std::path::{Path, PathBuf};
 
 /// Every file `init` writes: (path under DIR, template).
-pub const FILES: [(&str, &str); 8] = [
+pub const FILES: [(&str, &str); 10] = [
     (
         "deploy/nonstop.yml",
         include_str!("../../templates/nonstop.yml"),
@@ -44,6 +47,14 @@ pub const FILES: [(&str, &str); 8] = [
     (
         ".github/workflows/nonstop-deploy.yml",
         include_str!("../../templates/github-workflow.yml"),
+    ),
+    (
+        "Jenkinsfile.ssh",
+        include_str!("../../templates/Jenkinsfile.ssh"),
+    ),
+    (
+        ".github/workflows/nonstop-deploy-ssh.yml",
+        include_str!("../../templates/github-workflow-ssh.yml"),
     ),
 ];
 
@@ -204,6 +215,47 @@ mod tests {
                 assert!(t.contains(step), "{ci} lacks {step}");
             }
         }
+    }
+
+    #[test]
+    fn the_ssh_flow_builds_copies_and_deploys_over_ssh() {
+        let d = tempfile::tempdir().unwrap();
+        let files = render(&opts(d.path())).unwrap();
+        let get = |n: &str| &files.iter().find(|(r, _)| *r == n).unwrap().1;
+        for ci in [
+            "Jenkinsfile.ssh",
+            ".github/workflows/nonstop-deploy-ssh.yml",
+        ] {
+            let t = get(ci);
+            for step in [
+                "mvn -B clean package",
+                "Start-Class",
+                "*-plain.jar",
+                "scp ",
+                "deploy --jar",
+                "BatchMode",
+            ] {
+                assert!(t.contains(step), "{ci} lacks {step}");
+            }
+            // No terminal: plain progress lines, and the exit code comes back through ssh.
+            assert!(!t.contains("ssh -t"), "{ci} asks for a tty");
+            assert!(!t.contains("aws deploy"), "{ci} uses CodeDeploy");
+        }
+        // The CodeDeploy files bundle with the tarball's nonstop, not a Rust toolchain.
+        for ci in ["Jenkinsfile", ".github/workflows/nonstop-deploy.yml"] {
+            let t = get(ci);
+            assert!(t.contains("bundle --jar"), "{ci}");
+            assert!(
+                t.contains("-x86_64-linux.tar.gz") || t.contains("NONSTOP_URL"),
+                "{ci}"
+            );
+            assert!(
+                !t.contains("make -C"),
+                "{ci} still needs a nonstop checkout"
+            );
+        }
+        // One push is not deployed twice: the ssh workflow runs by hand until made the one.
+        assert!(!get(".github/workflows/nonstop-deploy-ssh.yml").contains("push:\n"));
     }
 
     #[test]

@@ -1,11 +1,12 @@
-//! The operator's command, `nonstop`: `status`, `rollback`, `deploy`, `validate`, `init`, and
-//! the generated shell completions and man page. One file per subcommand; this file holds what
+//! The operator's command, `nonstop`: `status`, `rollback`, `deploy`, `validate`, `init`,
+//! `bundle` (the CodeDeploy zip, built by `nonstop` itself), and the generated shell completions and man page. One file per subcommand; this file holds what
 //! they share (the per-stage summary lines, the deployment id, the history record, UTC parsing).
 //!
 //! `deploy` and `rollback` compose the stage functions of [`crate::stages`] (the code the hook
 //! binaries run), under one [`lock::acquire_spanning`] lock for the whole run; `status` and
 //! `validate` only read and take no lock.
 
+pub mod bundle;
 pub mod deploy;
 pub mod init;
 pub mod logs;

@@ -1190,6 +1190,25 @@ fn hook_checks(cfg: &Config, bundle: &Path, hooks: &[Hook]) -> Vec<Check> {
     out
 }
 
+// ---------- a bundle before it is written (`nonstop bundle`) ----------
+
+/// The checks of [`run`] that need only a bundle's own files, for `nonstop bundle` (the same
+/// functions, not copies): the config loaded from `<root>/nonstop.yml` (relative paths resolve
+/// against the bundle root, as on the host), `appspec` (`<root>/appspec.yml`: the agent's
+/// rules, the hooks' order and locations in the bundle, each hook's timeout against what its
+/// binary may wait) and the jar `app.jar` finds in the bundle.
+pub fn bundle_checks(cfg: &Config, appspec: &Path) -> Vec<Check> {
+    let mut out = vec![check(Verdict::Ok, "config", describe(cfg))];
+    out.extend(appspec_checks(cfg, appspec).0);
+    let (jar, kind) = jar_check(cfg);
+    out.push(jar);
+    out.push(health_path_check(cfg, kind.as_ref()));
+    out
+}
+
+/// The checks of [`run`] that [`bundle_checks`] leaves out: they need the target host.
+pub const HOST_CHECKS: [&str; 4] = ["nginx", "write access", "supervisor", "java"];
+
 // ---------- write access (runas) ----------
 
 /// A user the hooks run as, for the write checks.

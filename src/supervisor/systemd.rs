@@ -155,9 +155,7 @@ pub fn render_unit(cfg: &Config, start: &Start) -> Result<String> {
     }
     match (&cfg.app.group, &cfg.app.user, root()) {
         (Some(g), _, _) => user += &format!("Group={g}\n"),
-        (None, None, false) => {
-            user += &format!("Group={}\n", rustix::process::getegid().as_raw())
-        }
+        (None, None, false) => user += &format!("Group={}\n", rustix::process::getegid().as_raw()),
         _ => {}
     }
     Ok(format!(
