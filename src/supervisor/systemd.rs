@@ -89,6 +89,20 @@ fn systemctl(args: &[&str]) -> Result<String> {
     )))
 }
 
+/// `journalctl -u UNIT -n N --no-pager -o FORMAT`
+fn journal<'a>(unit: &'a str, n: &'a str, format: &'a str) -> Vec<&'a str> {
+    vec![
+        "journalctl",
+        "-u",
+        unit,
+        "-n",
+        n,
+        "--no-pager",
+        "-o",
+        format,
+    ]
+}
+
 /// `systemctl show UNIT` as a map of the properties nonstop reads.
 fn show(unit: &str) -> HashMap<String, String> {
     systemctl(&[
@@ -424,18 +438,9 @@ impl Supervisor for Systemd {
     fn log_tail(&self, cfg: &Config, slot: &Slot, n: usize) -> Vec<String> {
         let unit = unit_name(cfg, slot);
         let n = n.to_string();
-        let out = privileged(&[
-            "journalctl",
-            "-u",
-            &unit,
-            "-n",
-            &n,
-            "--no-pager",
-            "-o",
-            "cat",
-        ])
-        .stderr(Stdio::null())
-        .output();
+        let out = privileged(&journal(&unit, &n, "cat"))
+            .stderr(Stdio::null())
+            .output();
         match out {
             Ok(o) => String::from_utf8_lossy(&o.stdout)
                 .lines()
@@ -452,16 +457,7 @@ impl Supervisor for Systemd {
     fn logs(&self, cfg: &Config, slot: &Slot, n: usize, follow: bool) -> Result<()> {
         let unit = unit_name(cfg, slot);
         let n = n.to_string();
-        let mut argv = vec![
-            "journalctl",
-            "-u",
-            &unit,
-            "-n",
-            &n,
-            "--no-pager",
-            "-o",
-            "short-iso",
-        ];
+        let mut argv = journal(&unit, &n, "short-iso");
         if follow {
             argv.push("-f");
         }

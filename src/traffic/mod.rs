@@ -63,6 +63,30 @@ pub trait Traffic: Sync {
     fn truth(&self, cfg: &Config) -> String;
 }
 
+/// The rotation by slot, in slot order: each slot's entry in `recorded` (a slot it lacks is
+/// out), or without a record only the `live` slot up (blue/green).
+pub fn by_slot(
+    cfg: &Config,
+    recorded: Option<&[(u16, crate::nginx::Member)]>,
+    live: Option<u16>,
+) -> Rotation {
+    use crate::nginx::Member;
+    cfg.slots
+        .iter()
+        .map(|s| {
+            let m = match recorded {
+                Some(entries) => entries
+                    .iter()
+                    .find(|(p, _)| *p == s.port)
+                    .map_or(Member::Down, |(_, m)| *m),
+                None if live == Some(s.port) => Member::Up(1),
+                None => Member::Down,
+            };
+            (s.port, m)
+        })
+        .collect()
+}
+
 /// The traffic seam for `cfg`.
 pub fn of(cfg: &Config) -> &'static dyn Traffic {
     match cfg.traffic.via {

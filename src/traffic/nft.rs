@@ -251,22 +251,11 @@ impl Traffic for Nft {
     fn rotation(&self, cfg: &Config) -> Result<Rotation> {
         let recorded = read(cfg).ok();
         let live = recorded.as_ref().and_then(|s| s.live);
-        Ok(cfg
-            .slots
-            .iter()
-            .map(|s| {
-                let m = match &recorded {
-                    Some(r) if cfg.balanced() => r
-                        .rotation
-                        .iter()
-                        .find(|(p, _)| *p == s.port)
-                        .map_or(Member::Down, |(_, m)| *m),
-                    _ if live == Some(s.port) => Member::Up(1),
-                    _ => Member::Down,
-                };
-                (s.port, m)
-            })
-            .collect())
+        let entries = recorded
+            .as_ref()
+            .filter(|_| cfg.balanced())
+            .map(|r| r.rotation.as_slice());
+        Ok(super::by_slot(cfg, entries, live))
     }
 
     fn apply(

@@ -6,7 +6,7 @@
 use super::{Traffic, Via};
 use crate::config::Config;
 use crate::error::{failed, Result};
-use crate::nginx::{self, Change, Member, Rotation};
+use crate::nginx::{self, Change, Rotation};
 use crate::slots::Doubt;
 use std::path::Path;
 use std::time::Duration;
@@ -89,21 +89,7 @@ impl Traffic for Reload {
                 )));
             }
         }
-        Ok(cfg
-            .slots
-            .iter()
-            .map(|s| {
-                let m = match &from_file {
-                    Some(entries) => entries
-                        .iter()
-                        .find(|(p, _)| *p == s.port)
-                        .map_or(Member::Down, |(_, m)| *m),
-                    None if include_port == Some(s.port) => Member::Up(1),
-                    None => Member::Down,
-                };
-                (s.port, m)
-            })
-            .collect())
+        Ok(super::by_slot(cfg, from_file.as_deref(), include_port))
     }
 
     fn apply(
