@@ -103,6 +103,10 @@ enum Cmd {
         /// nginx listen of the site (port or address:port)
         #[arg(long, value_name = "ADDR", default_value = "80")]
         listen: String,
+        /// How traffic is steered: nginx-reload (the include), or nftables (nginx proxies to a
+        /// front port, never reloaded)
+        #[arg(long, value_name = "VIA", default_value = "nginx-reload", value_parser = ["nginx-reload", "nftables"])]
+        traffic: String,
     },
     /// Build the CodeDeploy bundle zip: appspec.yml, nonstop.yml, bin/*, app/JAR
     ///
@@ -163,12 +167,18 @@ fn main() -> std::process::ExitCode {
                 name,
                 include,
                 listen,
+                traffic,
             } => operator::init::run(&operator::init::Options {
                 dir: dir.clone(),
                 force: *force,
                 name: name.clone(),
                 include: include.clone(),
                 listen: listen.clone(),
+                traffic: if traffic == "nftables" {
+                    nonstop::traffic::Via::Nftables
+                } else {
+                    nonstop::traffic::Via::NginxReload
+                },
             }),
             Cmd::Bundle {
                 jar,

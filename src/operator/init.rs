@@ -13,7 +13,7 @@
 //!   build, its lines show in the build's log).
 //!
 //! `--name`, `--include` and `--listen` replace the templates' `myapp`, include path and
-//! `listen 80`. Existing files are never overwritten without `--force`: without it, nothing is
+//! `listen 80`; `--traffic nftables` writes the site and config for nftables steering. Existing files are never overwritten without `--force`: without it, nothing is
 //! written if any of them exists.
 
 use crate::error::{failed, Error, Result};
@@ -74,7 +74,12 @@ pub struct Options {
     pub include: PathBuf,
     /// nginx `listen` of the site: `80`, `127.0.0.1:8080`, `[::]:80`.
     pub listen: String,
+    /// `nginx-reload` (the include) or `nftables` (the site proxies to a front port).
+    pub traffic: crate::traffic::Via,
 }
+
+/// nftables mode's front port in what `init` writes (`traffic.port`).
+pub const FRONT_PORT: u16 = 18090;
 
 /// Write the files (see the module doc) and print what was written.
 pub fn run(o: &Options) -> Result<()> {
@@ -107,6 +112,43 @@ pub fn run(o: &Options) -> Result<()> {
          then, in a bundle or on the host: nonstop validate --config {d}/deploy/nonstop.yml"
     );
     Ok(())
+}
+
+/// nftables mode: the site proxies to the front port (no include, no slot port in any nginx
+/// file) and nonstop.yml says so; other files as they are.
+fn for_traffic(rel: &str, text: String, via: crate::traffic::Via) -> String {
+    if via != crate::traffic::Via::Nftables {
+        return text;
+    }
+    match rel {
+        "deploy/nginx/site.conf" => {
+            let mut out = String::new();
+            for line in text.lines() {
+                let t = line.trim_start();
+                if t.starts_with("include ") && t.contains("set $service_url") {
+                    continue;
+                }
+                if t.starts_with("proxy_pass $service_url;") {
+                    let indent = &line[..line.len() - t.len()];
+                    out += &format!(
+                        "{indent}proxy_pass http://127.0.0.1:{FRONT_PORT};   # nonstop's nftables table steers this port to the live slot\n"
+                    );
+                    continue;
+                }
+                out += line;
+                out.push('\n');
+            }
+            out
+        }
+        "deploy/nonstop.yml" => text.replacen(
+            "\nstate_dir:",
+            &format!(
+                "\ntraffic:\n  via: nftables               # steer new connections with nonstop's nftables table\n  port: {FRONT_PORT}                 # the front port the nginx site proxies to\n  # balanced: true            # spread over every slot in rotation\nstate_dir:"
+            ),
+            1,
+        ),
+        _ => text,
+    }
 }
 
 /// The files with the options filled in.
@@ -150,7 +192,7 @@ pub fn render(o: &Options) -> Result<Vec<(&'static str, String)>> {
                 .replace(NAME, &o.name)
                 .replace(INCLUDE, &include)
                 .replace(LISTEN, &format!("listen {};", o.listen));
-            (*rel, text)
+            (*rel, for_traffic(rel, text, o.traffic))
         })
         .collect())
 }
@@ -171,7 +213,33 @@ mod tests {
             name: "shop".into(),
             include: "/srv/nginx/shop-url.inc".into(),
             listen: "127.0.0.1:8080".into(),
+            traffic: crate::traffic::Via::NginxReload,
         }
+    }
+
+    #[test]
+    fn nftables_mode_writes_a_site_for_the_front_port() {
+        let d = tempfile::tempdir().unwrap();
+        let o = Options {
+            traffic: crate::traffic::Via::Nftables,
+            ..opts(d.path())
+        };
+        let files = render(&o).unwrap();
+        let get = |n: &str| &files.iter().find(|(r, _)| *r == n).unwrap().1;
+        let site = get("deploy/nginx/site.conf");
+        assert!(
+            site.contains(&format!("proxy_pass http://127.0.0.1:{FRONT_PORT};")),
+            "{site}"
+        );
+        assert!(!site.contains("include /srv/nginx/shop-url.inc"), "{site}");
+        assert!(!site.contains("proxy_pass $service_url"), "{site}");
+        let cfg = crate::config::parse(
+            get("deploy/nonstop.yml"),
+            &d.path().join("deploy/nonstop.yml"),
+        )
+        .unwrap();
+        assert_eq!(cfg.traffic.via, crate::traffic::Via::Nftables);
+        assert_eq!(cfg.traffic.port, Some(FRONT_PORT));
     }
 
     #[test]
