@@ -13,8 +13,9 @@
 //!   build, its lines show in the build's log).
 //!
 //! `--name`, `--include` and `--listen` replace the templates' `myapp`, include path and
-//! `listen 80`; `--traffic nftables` writes the site and config for nftables steering. Existing files are never overwritten without `--force`: without it, nothing is
-//! written if any of them exists.
+//! `listen 80`; `--traffic nftables` writes the site and config for nftables steering.
+//! Existing files are never overwritten without `--force`: without it, nothing is written if
+//! any of them exists.
 
 use crate::error::{failed, Error, Result};
 use crate::fsx::write_atomic;
