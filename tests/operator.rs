@@ -1578,20 +1578,7 @@ fn nonstop_in(bin: &Path, cwd: &Path, args: &[&str]) -> OpRun {
         .stdin(Stdio::null())
         .env_remove("NONSTOP_CONFIG")
         .run_output();
-    let took = t0.elapsed();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    eprintln!(
-        "--- nonstop {} exit {:?} in {took:?}\n{stdout}{stderr}",
-        args.join(" "),
-        out.status.code()
-    );
-    OpRun {
-        code: out.status.code().unwrap_or(-1),
-        stdout,
-        stderr,
-        took,
-    }
+    OpRun::new(args, out, t0.elapsed())
 }
 
 /// A project as `nonstop init` leaves it: deploy/nonstop.yml and deploy/appspec.yml (the

@@ -947,6 +947,23 @@ pub struct OpRun {
 }
 
 impl OpRun {
+    /// The outcome of `nonstop ARGS`, echoed to the test's stderr.
+    pub fn new(args: &[&str], out: Output, took: Duration) -> OpRun {
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        eprintln!(
+            "--- nonstop {} exit {:?} in {took:?}\n{stdout}{stderr}",
+            args.join(" "),
+            out.status.code()
+        );
+        OpRun {
+            code: out.status.code().unwrap_or(-1),
+            stdout,
+            stderr,
+            took,
+        }
+    }
+
     pub fn last_line(&self) -> &str {
         self.stderr.lines().last().unwrap_or("")
     }
@@ -969,20 +986,7 @@ impl Env {
             .env_remove("DEPLOYMENT_ID")
             .env_remove("LIFECYCLE_EVENT")
             .run_output();
-        let took = t0.elapsed();
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-        eprintln!(
-            "--- nonstop {} exit {:?} in {took:?}\n{stdout}{stderr}",
-            args.join(" "),
-            out.status.code()
-        );
-        OpRun {
-            code: out.status.code().unwrap_or(-1),
-            stdout,
-            stderr,
-            took,
-        }
+        OpRun::new(args, out, t0.elapsed())
     }
 
     /// Replace the private nginx's `http { ... }` body with `body` (temp paths kept) and reload.
