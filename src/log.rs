@@ -83,6 +83,15 @@ pub fn utc_compact(t: SystemTime) -> String {
     format!("{y:04}{mo:02}{d:02}T{h:02}{mi:02}{s:02}Z")
 }
 
+/// A size as a person reads it: `812 KB`, `48.3 MB`.
+pub fn human_bytes(n: u64) -> String {
+    if n < 1_000_000 {
+        format!("{} KB", n.div_ceil(1000))
+    } else {
+        format!("{:.1} MB", n as f64 / 1e6)
+    }
+}
+
 /// A duration as a person reads it: `850 ms`, `2.31 s`.
 pub fn human(d: std::time::Duration) -> String {
     if d.as_millis() < 1000 {

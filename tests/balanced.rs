@@ -6,19 +6,6 @@ mod common;
 use common::*;
 use std::time::Duration;
 
-/// stop, start, health, switch, deploy-second as hooks; panics on a failing stage.
-fn deploy_all(env: &Env, version: &str) -> Vec<Run> {
-    env.stage_jar(version);
-    ALL_BINARIES
-        .iter()
-        .map(|b| {
-            let r = env.hook(b, &[]);
-            assert_eq!(r.code, 0, "{b} failed:\n{}", r.stderr);
-            r
-        })
-        .collect()
-}
-
 /// The upstream line of `port`: its parameters (`""`, `" down"`, `" weight=9"`).
 fn member(env: &Env, port: u16) -> String {
     let up = env.upstream();
@@ -46,7 +33,7 @@ fn api_versions(env: &Env, n: usize) -> std::collections::BTreeMap<String, usize
 #[test]
 fn rolling_deploy_of_three_slots_loses_nothing_and_lets_slow_requests_finish() {
     let env = Env::balanced(3);
-    deploy_all(&env, "v1");
+    env.deploy_all("v1");
     for p in &env.ports {
         assert_eq!(
             member(&env, *p),
@@ -60,7 +47,7 @@ fn rolling_deploy_of_three_slots_loses_nothing_and_lets_slow_requests_finish() {
     let slow = SlowRequests::start(env.nginx_addr(), "/api/slow?ms=5000", 18);
     let pinned = SlowRequests::per_slot_in_rotation(&env, 5000);
     std::thread::sleep(Duration::from_secs(3));
-    let runs = deploy_all(&env, "v2");
+    let runs = env.deploy_all("v2");
     std::thread::sleep(Duration::from_millis(500));
     let t = traffic.finish();
     let s = slow.finish();
@@ -128,7 +115,7 @@ fn rolling_deploy_of_three_slots_loses_nothing_and_lets_slow_requests_finish() {
 #[test]
 fn failing_slot_in_deploy_second_stays_out_and_next_deploy_recovers_it() {
     let mut env = Env::balanced(3);
-    deploy_all(&env, "v1"); // green live; blue and red rolled in
+    env.deploy_all("v1"); // green live; blue and red rolled in
     assert_eq!(env.state()["live"], "green");
 
     // v2: red (next after green) deploys fine, then blue crashes at boot during deploy-second.
@@ -167,7 +154,7 @@ fn failing_slot_in_deploy_second_stays_out_and_next_deploy_recovers_it() {
     // The fix ships as v3: the next deploy goes to blue (after red) and rolls the rest.
     env.java_opts.retain(|o| !o.contains("crash-profiles"));
     env.write_config();
-    deploy_all(&env, "v3");
+    env.deploy_all("v3");
     assert_eq!(env.state()["live"], "blue");
     for p in &env.ports {
         assert_eq!(member(&env, *p), "");
@@ -178,7 +165,7 @@ fn failing_slot_in_deploy_second_stays_out_and_next_deploy_recovers_it() {
 #[test]
 fn drain_past_the_limit_proceeds_and_says_how_many_were_cut() {
     let env = Env::balanced(2);
-    deploy_all(&env, "v1"); // green live, blue in rotation
+    env.deploy_all("v1"); // green live, blue in rotation
     env.edit_config("drain: 15s", "drain: 1s");
     // Two 6-second requests straight to blue's app are in flight when it leaves rotation.
     let blue = env.port_of("blue");
@@ -213,7 +200,7 @@ fn drain_past_the_limit_proceeds_and_says_how_many_were_cut() {
 #[test]
 fn refuses_to_take_the_last_healthy_slot_out() {
     let env = Env::balanced(2);
-    deploy_all(&env, "v1"); // green live, blue in rotation
+    env.deploy_all("v1"); // green live, blue in rotation
     let green = env.pid_of("green").unwrap();
     let blue = env.pid_of("blue").unwrap();
     // green's app dies; blue is now the only healthy slot in rotation.
@@ -243,7 +230,7 @@ fn refuses_to_take_the_last_healthy_slot_out() {
 #[test]
 fn canary_weights_promote_and_abort() {
     let env = Env::balanced(2);
-    deploy_all(&env, "v1"); // green live, blue in rotation, both v1
+    env.deploy_all("v1"); // green live, blue in rotation, both v1
     let (blue, green) = (env.port_of("blue"), env.port_of("green"));
     env.stage_jar("v2");
     for b in ["stop", "start", "health"] {

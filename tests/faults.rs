@@ -969,23 +969,7 @@ fn a_stranger_on_the_slot_port_gets_no_traffic() {
     let docroot = env.path("stranger");
     std::fs::create_dir_all(docroot.join("actuator")).unwrap();
     std::fs::write(docroot.join("actuator/health"), "{\"status\":\"UP\"}").unwrap();
-    let mut stranger = Command::new("python3")
-        .args([
-            "-m",
-            "http.server",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--directory",
-        ])
-        .arg(&docroot)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    assert!(wait_until(Duration::from_secs(10), || {
-        nonstop::process::port_in_use(port)
-    }));
+    let mut stranger = foreign_listener_serving(port, &docroot);
     let h = env.hook("health", &[]);
     assert_eq!(h.code, 1, "{}", h.stderr);
     assert!(

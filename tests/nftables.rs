@@ -173,14 +173,7 @@ fn versions(env: &Env, n: usize) -> std::collections::BTreeMap<String, usize> {
 fn balanced_roll_of_three_slots_cuts_no_request_and_never_reloads_nginx() {
     let env = Env::nftables(3);
     env.edit_config("  via: nftables\n", "  via: nftables\n  balanced: true\n");
-    let deploy_all = |v: &str| {
-        env.stage_jar(v);
-        for b in ALL_BINARIES {
-            let r = env.hook(b, &[]);
-            assert_eq!(r.code, 0, "{b}: {}", r.stderr);
-        }
-    };
-    deploy_all("v1");
+    env.deploy_all("v1");
     assert_eq!(versions(&env, 30).keys().collect::<Vec<_>>(), ["v1"]);
     let t = table(&env);
     assert!(
@@ -191,7 +184,7 @@ fn balanced_roll_of_three_slots_cuts_no_request_and_never_reloads_nginx() {
     let load = Traffic::start(env.nginx_addr(), 4, Duration::from_millis(2));
     let slow = SlowRequests::start(env.nginx_addr(), "/slow?ms=3000", 6);
     std::thread::sleep(Duration::from_millis(500));
-    deploy_all("v2");
+    env.deploy_all("v2");
     std::thread::sleep(Duration::from_millis(300));
     let tally = load.finish();
     let slow = slow.finish();

@@ -202,24 +202,11 @@ fn member(env: &Env, port: u16) -> String {
     after.split(';').next().unwrap().to_string()
 }
 
-/// stop, start, health, switch, deploy-second as hooks; panics on a failing stage.
-fn deploy_all(env: &Env, version: &str) -> Vec<Run> {
-    env.stage_jar(version);
-    ALL_BINARIES
-        .iter()
-        .map(|b| {
-            let r = env.hook(b, &[]);
-            assert_eq!(r.code, 0, "{b} failed:\n{}", r.stderr);
-            r
-        })
-        .collect()
-}
-
 #[test]
 fn balanced_roll_of_three_spring_slots_cuts_no_slow_request() {
     let env = Env::spring_balanced(3);
     let t0 = Instant::now();
-    deploy_all(&env, "v1");
+    env.deploy_all("v1");
     eprintln!(
         "v1 on three slots (three boots in turn) in {:?}",
         t0.elapsed()
@@ -233,7 +220,7 @@ fn balanced_roll_of_three_spring_slots_cuts_no_slow_request() {
     let pinned = SlowRequests::per_slot_in_rotation(&env, 3000);
     std::thread::sleep(Duration::from_secs(2));
     let t1 = Instant::now();
-    let runs = deploy_all(&env, "v2");
+    let runs = env.deploy_all("v2");
     eprintln!("rolled three Spring Boot slots to v2 in {:?}", t1.elapsed());
     std::thread::sleep(Duration::from_millis(500));
     let t = traffic.finish();

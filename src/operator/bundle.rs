@@ -133,7 +133,7 @@ pub fn run(o: &Options) -> Result<()> {
         "wrote {}: {} entries, {}, sha256 {hex}, in {}",
         output.display(),
         entries.len(),
-        size(bytes.len() as u64),
+        crate::log::human_bytes(bytes.len() as u64),
         crate::log::human(t0.elapsed())
     );
     Ok(())
@@ -281,15 +281,6 @@ pub fn write_zip(output: &Path, entries: &[Entry]) -> Result<()> {
         Ok(())
     })
     .context(format!("cannot write {}", output.display()))
-}
-
-/// `812 KB`, `48.3 MB`
-fn size(n: u64) -> String {
-    if n < 1_000_000 {
-        format!("{} KB", n.div_ceil(1000))
-    } else {
-        format!("{:.1} MB", n as f64 / 1e6)
-    }
 }
 
 #[cfg(test)]

@@ -1593,7 +1593,7 @@ fn jar_check(cfg: &Config) -> (Check, Option<jar::Kind>) {
         Err(e) => return (check(Verdict::Fail, NAME, e.to_string()), None),
     };
     let size = std::fs::metadata(&jar_path).map(|m| m.len()).unwrap_or(0);
-    let what = format!("{} ({})", jar_path.display(), bytes(size));
+    let what = format!("{} ({})", jar_path.display(), crate::log::human_bytes(size));
     let jar = match jar::read(&jar_path) {
         Ok(j) => j,
         Err(why) => {
@@ -1678,15 +1678,6 @@ fn health_path_check(cfg: &Config, kind: Option<&jar::Kind>) -> Check {
             if spring { " and the jar is a Spring Boot jar" } else { "" }
         ),
     )
-}
-
-/// `812 KB`, `48.3 MB`
-fn bytes(n: u64) -> String {
-    if n < 1_000_000 {
-        format!("{} KB", n.div_ceil(1000))
-    } else {
-        format!("{:.1} MB", n as f64 / 1e6)
-    }
 }
 
 #[cfg(test)]

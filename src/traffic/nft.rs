@@ -267,18 +267,14 @@ impl Traffic for Nft {
     ) -> Result<Duration> {
         let t0 = Instant::now();
         let before = read(cfg).ok();
+        // `live: None` keeps the table's live slot; blue/green's rotation is that slot alone.
+        let live = live.or(before.as_ref().and_then(|b| b.live));
         let want = Steering {
-            live: live.or(before.as_ref().and_then(|b| b.live)),
+            live,
             rotation: if cfg.balanced() {
                 rot.clone()
             } else {
-                cfg.slots
-                    .iter()
-                    .map(|s| {
-                        let up = live.or(before.as_ref().and_then(|b| b.live)) == Some(s.port);
-                        (s.port, if up { Member::Up(1) } else { Member::Down })
-                    })
-                    .collect()
+                super::by_slot(cfg, None, live)
             },
         };
         if !always && before.as_ref() == Some(&want) {

@@ -172,6 +172,12 @@ pub fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
 /// A process nonstop did not start and that is not java (python's http.server) listening
 /// on `port`; returns once it listens.
 pub fn foreign_listener(port: u16) -> std::process::Child {
+    foreign_listener_serving(port, Path::new("."))
+}
+
+/// [`foreign_listener`] serving the files under `docroot` (e.g. an `actuator/health` that
+/// says `UP`, to impersonate the app).
+pub fn foreign_listener_serving(port: u16, docroot: &Path) -> std::process::Child {
     let child = Command::new("python3")
         .args([
             "-m",
@@ -179,7 +185,9 @@ pub fn foreign_listener(port: u16) -> std::process::Child {
             &port.to_string(),
             "--bind",
             "127.0.0.1",
+            "--directory",
         ])
+        .arg(docroot)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -524,6 +532,20 @@ impl Env {
             times.push((b.to_string(), r.took));
         }
         times
+    }
+
+    /// stop, start, health, switch, deploy-second as hooks with `version`'s jar; panics with
+    /// the failing stage's log.
+    pub fn deploy_all(&self, version: &str) -> Vec<Run> {
+        self.stage_jar(version);
+        ALL_BINARIES
+            .iter()
+            .map(|b| {
+                let r = self.hook(b, &[]);
+                assert_eq!(r.code, 0, "{b} failed:\n{}", r.stderr);
+                r
+            })
+            .collect()
     }
 
     /// GET through nginx on a fresh connection.
