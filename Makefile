@@ -104,10 +104,11 @@ bench: demo-app spring-app
 ## system-test: EC2-like hosts (Debian 12 systemd-nspawn, tests/system/ec2host.sh; needs root):
 ## release binaries + demo jars -> bundles $(SYSTEM_DIR)/{v1,v2}/bundle, deployed through a
 ## CodeDeploy agent stand-in under load from this machine (README "On an EC2 host")
+## SYSTEM_TESTS=NAME runs only the tests whose names contain NAME
 SYSTEM_DIR = $(BENCH_TARGET_DIR)/system
 # The same glibc-2.17 binaries `make bundle` and `make dist` ship (one release build in CI).
 SYSTEM_HOSTS = tests/system/ec2host.sh ls | awk 'NR > 1 && $$1 ~ /^nsys-/ { print $$1 }'
-system-test: demo-app zigbuild
+system-test: demo-app zigbuild dist
 	@[ "$$(id -u)" = 0 ] || { echo "system-test: needs root (it boots systemd-nspawn hosts)" >&2; exit 1; }
 	@# The real CodeDeploy zips, made by the zigbuilt `nonstop bundle`, unpacked as the agent does.
 	for v in v1 v2; do \
@@ -121,4 +122,5 @@ system-test: demo-app zigbuild
 	@down() { for h in $$($(SYSTEM_HOSTS)); do echo "system-test: powering off leftover host $$h" >&2; \
 	  tests/system/ec2host.sh down "$$h" >/dev/null 2>&1 || true; done; }; \
 	trap down EXIT INT TERM; \
-	NONSTOP_SYSTEM_DIR=$(SYSTEM_DIR) $(CARGO) test --test system -- --ignored --test-threads=1 --nocapture
+	NONSTOP_SYSTEM_DIR=$(SYSTEM_DIR) NONSTOP_SYSTEM_TARBALL=$(CURDIR)/dist/nonstop-$(VERSION)-x86_64-linux.tar.gz \
+	  $(CARGO) test --test system -- --ignored --test-threads=1 --nocapture $(SYSTEM_TESTS)

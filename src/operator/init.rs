@@ -4,8 +4,8 @@
 //! - `deploy/nonstop.yml`, `deploy/appspec.yml`: the bundle's config and CodeDeploy hooks;
 //! - `deploy/nginx/{service-url.inc,site.conf,upstream.conf}`: the include nonstop owns, a
 //!   site that uses it, and the balanced-mode upstream;
-//! - `deploy/sudoers`: the exact sudo rules hooks run as `ec2-user` need (nginx test and
-//!   reload, the app's own systemd units);
+//! - `deploy/sudoers`: the exact sudo rules hooks run as `ec2-user` need (nginx test, dump
+//!   and reload, the app's own systemd units);
 //! - `Jenkinsfile` and `.github/workflows/nonstop-deploy.yml`: the release tarball's `nonstop`,
 //!   the Maven build, `nonstop bundle`, upload to S3, `aws deploy create-deployment`, wait;
 //! - `Jenkinsfile.ssh` and `.github/workflows/nonstop-deploy-ssh.yml`: without CodeDeploy, the

@@ -108,13 +108,31 @@ pub fn run(config_flag: Option<&Path>, appspec: Option<&Path>) -> Result<()> {
             for c in nginx_checks(&cfg) {
                 emit(c);
             }
-            let spec = appspec.map(Path::to_path_buf).unwrap_or_else(|| {
-                cfg.path
-                    .parent()
-                    .unwrap_or(Path::new("/"))
-                    .join("appspec.yml")
-            });
-            let (checks, hooks) = appspec_checks(&cfg, &spec);
+            let beside = cfg
+                .path
+                .parent()
+                .unwrap_or(Path::new("/"))
+                .join("appspec.yml");
+            let (checks, hooks) = match appspec {
+                Some(spec) => appspec_checks(&cfg, spec),
+                // A host deployed over ssh has its config in /etc/nonstop and no appspec.yml
+                // at all: nothing for the agent to run, so nothing to check.
+                None if !beside.exists() => (
+                    vec![
+                        check(
+                            Verdict::Skip,
+                            "appspec",
+                            format!(
+                                "no {} beside the config: not a CodeDeploy bundle (a deploy over ssh runs `nonstop deploy`); give --appspec PATH to check one",
+                                beside.display()
+                            ),
+                        ),
+                        check(Verdict::Skip, "hooks", "needs appspec.yml"),
+                    ],
+                    None,
+                ),
+                None => appspec_checks(&cfg, &beside),
+            };
             for c in checks {
                 emit(c);
             }

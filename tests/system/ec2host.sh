@@ -2,14 +2,16 @@
 # ec2host.sh — "EC2-like hosts" as systemd-nspawn containers, for end-to-end acceptance tests.
 #
 # nonstop's copy (tests/system/, run by `make system-test`; the project never reads the tool's
-# original at run time). Unchanged from the original apart from this note: PKGS and
-# customize_rootfs are kept byte for byte, so the image cache (/var/lib/ec2host/image, keyed by
-# their hash) is shared with other users of the tool on the machine; an edit there rebuilds the
-# image (~30 s-2.5 min), which is refused while any host is up. The system tests add what they
-# need per host at run time (nginx site, CodeDeploy agent stand-in) and name their hosts nsys-*.
+# original at run time). Changed from the original in one place: PKGS adds nftables (the
+# nftables steering's boot unit, issue 12) and openssh-server (the ssh deploy flow, seed 001),
+# as an EC2 AMI has them. The image cache (/var/lib/ec2host/image) is keyed by the hash of PKGS
+# and customize_rootfs, so the original tool on the same machine rebuilds it for itself (and
+# this copy back again: ~30 s-2.5 min, refused while any host is up). The system tests add
+# what they need per host at run time (nginx site, CodeDeploy agent stand-in, sshd settings,
+# ec2-user's authorized key) and name their hosts nsys-*.
 #
 # Each host: Debian 12 rootfs, systemd as PID 1 (real boot), distro nginx as a systemd service
-# (pid /run/nginx.pid, workers as www-data), `ec2-user` with NOPASSWD sudo, OpenJDK 17, Ruby; private IP on a host bridge (host side = .1).
+# (pid /run/nginx.pid, workers as www-data), `ec2-user` with NOPASSWD sudo, OpenJDK 17, Ruby, nftables, sshd; private IP on a host bridge (host side = .1).
 #
 # Usage: ec2host.sh <command> [args]
 #   image [--rebuild]                 build (once) the cached rootfs under /var/lib/ec2host/image
@@ -63,7 +65,8 @@ CPATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 
 PKGS=(systemd systemd-sysv dbus libpam-systemd nginx openjdk-17-jre-headless sudo curl ca-certificates
       procps iproute2 iputils-ping ruby ruby-logging ruby-aws-sdk-core ruby-aws-sdk-s3 ruby-zip
-      ruby-minitar ruby-concurrent ruby-json unzip zip tar less psmisc lsof netcat-openbsd python3 jq)
+      ruby-minitar ruby-concurrent ruby-json unzip zip tar less psmisc lsof netcat-openbsd python3 jq
+      nftables openssh-server)
 
 DIE_RC=1
 log()  { echo "[ec2host] $*" >&2; }

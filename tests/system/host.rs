@@ -35,7 +35,7 @@ pub struct Out {
 }
 
 impl Out {
-    fn of(o: std::process::Output) -> Out {
+    pub fn of(o: std::process::Output) -> Out {
         Out {
             code: o.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
@@ -60,12 +60,14 @@ impl Hooks {
     }
 }
 
-/// `deploy/sudoers` as `nonstop init --name myapp` writes it (the bundle's own binary).
-fn init_sudoers() -> PathBuf {
+/// FILE of what `nonstop init --name myapp ARGS` writes (the bundle's own binary), copied to
+/// a temporary file of this machine.
+fn init_file(args: &[&str], file: &str) -> PathBuf {
     let bundle = Bundle::of("v1");
     let dir = bundle.dir.path().join("init");
     let out = Command::new(bundle.rev().join("bin/nonstop"))
         .args(["init", dir.to_str().unwrap(), "--name", "myapp"])
+        .args(args)
         .output()
         .unwrap();
     assert!(
@@ -73,10 +75,39 @@ fn init_sudoers() -> PathBuf {
         "nonstop init: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let keep = std::env::temp_dir().join(format!("nonstop-system-sudoers-{}", std::process::id()));
-    std::fs::copy(dir.join("deploy/sudoers"), &keep).unwrap();
+    static N: AtomicU32 = AtomicU32::new(0);
+    let keep = std::env::temp_dir().join(format!(
+        "nonstop-system-init-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    ));
+    std::fs::copy(dir.join(file), &keep).unwrap();
     keep
 }
+
+/// The nginx site a host gets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Site {
+    /// `templates/nginx/site.conf`: `proxy_pass $service_url` from the include nonstop owns
+    /// (traffic.via: nginx-reload).
+    Include,
+    /// What `nonstop init --traffic nftables` writes: `proxy_pass` to the front port that
+    /// nonstop's nftables table steers (traffic.via: nftables).
+    Nftables,
+}
+
+/// How a host is set up: its site, and whether deployments come through the CodeDeploy agent
+/// stand-in (`Host::deploy`) or over ssh (no agent).
+#[derive(Clone, Copy, Debug)]
+pub struct Setup {
+    pub site: Site,
+    pub agent: bool,
+}
+
+/// Where `nonstop` is on the host: in the bundle the appspec installs, or from the release
+/// tarball as INSTALL says.
+const BUNDLE_NONSTOP: &str = "/opt/nonstop/myapp/bundle/bin/nonstop";
+pub const INSTALLED_NONSTOP: &str = "/usr/local/bin/nonstop";
 
 /// A booted host; dropping it runs `ec2host.sh down NAME`.
 pub struct Host {
@@ -85,6 +116,8 @@ pub struct Host {
     /// This machine's path of the host's `/` (its overlay mount): results are read there.
     root: PathBuf,
     pub hooks: Hooks,
+    /// The `nonstop` that [`Host::nonstop`] runs.
+    bin: &'static str,
 }
 
 fn run_ec2host(args: &[&str]) -> Out {
@@ -102,6 +135,25 @@ impl Host {
     /// the include naming blue (8081), the agent; for [`Hooks::Ec2User`] the include, state and
     /// work folders owned by ec2-user.
     pub fn ec2(name: &str, hooks: Hooks) -> Host {
+        Host::with(
+            name,
+            hooks,
+            Setup {
+                site: Site::Include,
+                agent: true,
+            },
+        )
+    }
+
+    /// [`Host::ec2`] with another setup.
+    pub fn with(name: &str, hooks: Hooks, setup: Setup) -> Host {
+        let host = Host::boot(name, hooks);
+        host.provision(setup);
+        host
+    }
+
+    /// Boot NAME from a clean copy of the image, nothing provisioned.
+    pub fn boot(name: &str, hooks: Hooks) -> Host {
         assert!(
             rustix::process::geteuid().is_root(),
             "the system tests boot systemd-nspawn hosts and need root: run `make system-test` as root"
@@ -128,64 +180,100 @@ impl Host {
             ip,
             root: PathBuf::from(root.stdout.trim()),
             hooks,
+            bin: BUNDLE_NONSTOP,
         };
         eprintln!("[system] {name}: up at {ip} in {:.1?}", t0.elapsed());
-        host.provision();
         host
     }
 
-    fn provision(&self) {
+    /// The nginx site (Debian's default site disabled), for [`Site::Include`] the include
+    /// naming blue (8081); for [`Hooks::Ec2User`] the include, state and work folders owned by
+    /// ec2-user and the sudo rules of `nonstop init` instead of cloud-init's; the agent.
+    pub fn provision(&self, setup: Setup) {
         let p = project();
-        // The site and include `nonstop init` writes, installed the Debian way.
-        self.cp(
-            &p.join("templates/nginx/site.conf"),
-            "/etc/nginx/sites-available/myapp",
-        );
-        self.cp(
-            &p.join("tests/system/agent/codedeploy-agent"),
-            "/opt/codedeploy-agent/bin/codedeploy-agent",
-        );
-        self.cp(
-            &p.join("tests/system/agent/codedeploy-agent.service"),
-            "/etc/systemd/system/codedeploy-agent.service",
-        );
+        // The site (and include) `nonstop init` writes, installed the Debian way.
+        let site = match setup.site {
+            Site::Include => p.join("templates/nginx/site.conf"),
+            Site::Nftables => init_file(&["--traffic", "nftables"], "deploy/nginx/site.conf"),
+        };
+        self.cp(&site, "/etc/nginx/sites-available/myapp");
+        if setup.site == Site::Nftables {
+            let _ = std::fs::remove_file(&site);
+        }
+        let include = match setup.site {
+            Site::Include => {
+                "printf 'set $service_url http://127.0.0.1:8081;\\n' > /etc/nginx/conf.d/service-url.inc\n"
+            }
+            Site::Nftables => "",
+        };
         let owner = match self.hooks {
-            Hooks::Root => "",
+            Hooks::Root => String::new(),
             Hooks::Ec2User => {
                 // The sudo rules `nonstop init` writes replace cloud-init's NOPASSWD: ALL, so
                 // the test proves they are all the hooks need.
-                let sudoers = init_sudoers();
+                let sudoers = init_file(&[], "deploy/sudoers");
                 self.cp(&sudoers, "/etc/sudoers.d/nonstop-myapp");
                 let _ = std::fs::remove_file(&sudoers);
-                "chown ec2-user /etc/nginx/conf.d/service-url.inc\n\
-                 install -d -o ec2-user -g ec2-user /opt/nonstop/myapp /var/lib/nonstop/myapp\n\
-                 chown root:root /etc/sudoers.d/nonstop-myapp\n\
-                 chmod 0440 /etc/sudoers.d/nonstop-myapp\n\
-                 visudo -cqf /etc/sudoers.d/nonstop-myapp\n\
-                 rm /etc/sudoers.d/90-cloud-init-users\n\
-                 ! sudo -n -u ec2-user sudo -n true 2>/dev/null\n"
+                format!(
+                    "{}install -d -o ec2-user -g ec2-user /opt/nonstop/myapp /var/lib/nonstop/myapp\n\
+                     chown root:root /etc/sudoers.d/nonstop-myapp\n\
+                     chmod 0440 /etc/sudoers.d/nonstop-myapp\n\
+                     visudo -cqf /etc/sudoers.d/nonstop-myapp\n\
+                     rm /etc/sudoers.d/90-cloud-init-users\n\
+                     ! sudo -n -u ec2-user sudo -n true 2>/dev/null\n",
+                    match setup.site {
+                        Site::Include => "chown ec2-user /etc/nginx/conf.d/service-url.inc\n",
+                        Site::Nftables => "",
+                    }
+                )
             }
         };
         self.sh_ok(&format!(
             "set -e\n\
-             printf 'set $service_url http://127.0.0.1:8081;\\n' > /etc/nginx/conf.d/service-url.inc\n\
+             {include}\
              {owner}\
              ln -sf /etc/nginx/sites-available/myapp /etc/nginx/sites-enabled/myapp\n\
              rm -f /etc/nginx/sites-enabled/default\n\
              nginx -t -q\n\
-             systemctl reload nginx\n\
-             chmod 0755 /opt/codedeploy-agent/bin/codedeploy-agent\n\
-             mkdir -p -m 0755 /opt/codedeploy-agent/deployment-root/spool\n\
-             systemctl daemon-reload\n\
-             systemctl enable --now codedeploy-agent.service 2>&1\n\
-             systemctl is-active codedeploy-agent.service\n"
+             systemctl reload nginx\n"
         ));
-        // Nothing is live yet: nginx answers 502 for the include's slot.
-        let (status, _) = crate::load::get(self.addr(), Duration::from_secs(2));
-        assert_eq!(
-            status, 502,
-            "a fresh site should answer 502 (nothing on 8081 yet)"
-        );
+        if setup.agent {
+            self.cp(
+                &p.join("tests/system/agent/codedeploy-agent"),
+                "/opt/codedeploy-agent/bin/codedeploy-agent",
+            );
+            self.cp(
+                &p.join("tests/system/agent/codedeploy-agent.service"),
+                "/etc/systemd/system/codedeploy-agent.service",
+            );
+            self.sh_ok(
+                "set -e\n\
+                 chmod 0755 /opt/codedeploy-agent/bin/codedeploy-agent\n\
+                 mkdir -p -m 0755 /opt/codedeploy-agent/deployment-root/spool\n\
+                 systemctl daemon-reload\n\
+                 systemctl enable --now codedeploy-agent.service 2>&1\n\
+                 systemctl is-active codedeploy-agent.service\n",
+            );
+        }
+        // Nothing is live yet: nginx answers 502 (nothing on 8081, or on the front port),
+        // once the reload's new workers took over from the default site's.
+        let t0 = Instant::now();
+        loop {
+            let (status, body) = crate::load::get(self.addr(), Duration::from_secs(2));
+            if status == 502 {
+                break;
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "a fresh site should answer 502 (no app yet), not {status}: {body}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// From here on [`Host::nonstop`] runs the `nonstop` INSTALL puts on PATH.
+    pub fn use_installed_nonstop(&mut self) {
+        self.bin = INSTALLED_NONSTOP;
     }
 
     /// http://IP:80 on the bridge: where load and probes go.
@@ -238,9 +326,9 @@ impl Host {
     }
 
     /// `bin/nonstop ARGS` of the installed bundle (the appspec copies it to
-    /// /opt/nonstop/myapp/bundle), as the user the hooks run as.
+    /// /opt/nonstop/myapp/bundle), or the installed tarball's, as the user the hooks run as.
     pub fn nonstop(&self, args: &[&str]) -> Out {
-        let mut argv = vec!["/opt/nonstop/myapp/bundle/bin/nonstop"];
+        let mut argv = vec![self.bin];
         argv.extend_from_slice(args);
         self.exec(self.hooks.user(), &argv)
     }
@@ -507,15 +595,97 @@ impl Bundle {
         }
         assert_eq!(out.matches("runas: ec2-user").count(), 4, "{out}");
         std::fs::write(&p, out).unwrap();
-        self.edit(
-            "nonstop.yml",
+        let p = self.rev().join("nonstop.yml");
+        let text = std::fs::read_to_string(&p).unwrap();
+        std::fs::write(&p, sudo_nginx(&text)).unwrap();
+        self
+    }
+}
+
+/// A nonstop.yml whose nginx test and reload go through `sudo -n` with absolute paths, as the
+/// sudo rules of `nonstop init` allow them (README, "Running the hooks as another user").
+pub fn sudo_nginx(yml: &str) -> String {
+    let mut out = yml.to_string();
+    for (from, to) in [
+        (
             "test: [nginx, -t, -q]",
             "test: [sudo, -n, /usr/sbin/nginx, -t, -q]",
-        )
-        .edit(
-            "nonstop.yml",
+        ),
+        (
             "reload: [systemctl, reload, nginx]",
             "reload: [sudo, -n, /usr/bin/systemctl, reload, nginx]",
-        )
+        ),
+    ] {
+        assert!(out.contains(from), "nonstop.yml has no {from:?}");
+        out = out.replace(from, to);
     }
+    out
+}
+
+/// The release tarball `make dist` built (`$NONSTOP_SYSTEM_TARBALL`, set by `make system-test`).
+pub fn tarball() -> PathBuf {
+    let t = std::env::var_os("NONSTOP_SYSTEM_TARBALL")
+        .map(PathBuf::from)
+        .expect("NONSTOP_SYSTEM_TARBALL: run the system tests with `make system-test`");
+    assert!(t.is_file(), "no release tarball at {t:?}: run `make dist`");
+    t
+}
+
+/// The commands of INSTALL's first block ("Check and unpack"): its first paragraph of
+/// indented lines, as a user copies them into a shell.
+pub fn install_commands(install: &str) -> Vec<String> {
+    install
+        .split("\n\n")
+        .map(|para| para.lines().collect::<Vec<_>>())
+        .find(|lines| !lines.is_empty() && lines.iter().all(|l| l.starts_with("  ")))
+        .map(|lines| lines.iter().map(|l| l.trim().to_string()).collect())
+        .unwrap_or_default()
+}
+
+impl Host {
+    /// Install the release `tarball` as its INSTALL says: the tarball and its .sha256 copied
+    /// to ec2-user's home, then INSTALL's "Check and unpack" lines run there as ec2-user (with
+    /// cloud-init's sudo, before [`Host::provision`] replaces it). Returns what they printed.
+    pub fn install_release(&mut self, tarball: &Path) -> String {
+        let file = tarball.file_name().unwrap().to_str().unwrap();
+        let name = file.strip_suffix(".tar.gz").expect("a .tar.gz");
+        let out = Command::new("tar")
+            .arg("-xzOf")
+            .arg(tarball)
+            .arg(format!("{name}/INSTALL"))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "the tarball has {name}/INSTALL");
+        let install = String::from_utf8(out.stdout).unwrap();
+        let commands = install_commands(&install);
+        assert!(
+            commands.iter().any(|c| c.starts_with("sudo tar "))
+                && commands.last().is_some_and(|c| c == "nonstop --version"),
+            "INSTALL's first block unpacks and checks the version: {commands:?}"
+        );
+        let sha = tarball.with_file_name(format!("{file}.sha256"));
+        for f in [tarball, sha.as_path()] {
+            let o = run_ec2host(&[
+                "cp",
+                &self.name,
+                f.to_str().unwrap(),
+                "/home/ec2-user/",
+                "--chown",
+                "ec2-user",
+            ]);
+            assert_eq!(o.code, 0, "ec2host.sh cp {f:?}: {}", o.stderr);
+        }
+        let script = format!("set -ex\ncd ~\n{}\n", commands.join("\n"));
+        let o = self.exec("ec2-user", &["bash", "-c", &script]);
+        assert_eq!(o.code, 0, "INSTALL as ec2-user:\n{}{}", o.stdout, o.stderr);
+        self.use_installed_nonstop();
+        o.stdout
+    }
+}
+
+/// The demo jar of VERSION as `make demo-app` built it (what a Jenkins build produces).
+pub fn demo_jar(version: &str) -> PathBuf {
+    let jar = project().join(format!("target/demo-app/demo-app-{version}.jar"));
+    assert!(jar.is_file(), "no {jar:?}: run `make demo-app`");
+    jar
 }

@@ -13,8 +13,9 @@
 mod common;
 mod host;
 mod load;
+mod ssh;
 
-use host::{Bundle, Hooks, Host};
+use host::{Bundle, Hooks, Host, Setup, Site};
 use load::{get, Load};
 use std::time::Duration;
 
@@ -411,5 +412,310 @@ fn e_logs_show_the_apps_output_from_the_journal() {
     assert!(
         host.read("/opt/nonstop/myapp/logs/green.log").is_none(),
         "under systemd the output goes to the journal only"
+    );
+}
+
+/// A jar that cannot start: its manifest names a main class it does not hold (a broken
+/// build). `java -jar` exits 1 at once, so the slot never gets healthy.
+fn broken_jar(dir: &std::path::Path) -> std::path::PathBuf {
+    let classes = dir.join("classes");
+    std::fs::create_dir_all(&classes).unwrap();
+    std::fs::write(classes.join("README.txt"), "no classes here\n").unwrap();
+    let jar = dir.join("demo-app-v3.jar");
+    let st = std::process::Command::new("jar")
+        .args(["--create", "--main-class", "DemoApp", "--file"])
+        .arg(&jar)
+        .arg("-C")
+        .arg(&classes)
+        .arg(".")
+        .status()
+        .expect("the JDK's jar runs");
+    assert!(st.success(), "jar --create");
+    jar
+}
+
+/// Every line a command printed is a plain line: no carriage return, no terminal escape.
+fn assert_plain(what: &str, text: &str) {
+    assert!(
+        !text.contains('\r') && !text.contains('\x1b'),
+        "{what} prints plain lines without a terminal: {text:?}"
+    );
+}
+
+/// The last non-empty line of `text`.
+fn last_line(text: &str) -> &str {
+    text.lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("")
+}
+
+/// Seed 001's flow: the release tarball installed on the host as INSTALL says, the config in
+/// /etc/nonstop/nonstop.yml, key-only ssh as ec2-user with the sudo rules of `nonstop init`;
+/// then from this machine, as Jenkinsfile.ssh does: scp the jar, `ssh ec2-user@HOST nonstop
+/// deploy --jar …`. A broken release fails over ssh with its reason as the last line while v1
+/// keeps serving; v2 then deploys under load with no failed request.
+#[test]
+#[ignore = "needs EC2-like hosts: make system-test"]
+fn f_ssh_deploy_with_the_release_tarball() {
+    let mut host = Host::boot("nsys-f-ssh", Hooks::Ec2User);
+    let tarball = host::tarball();
+    let t0 = std::time::Instant::now();
+    let installed = host.install_release(&tarball);
+    let install_took = t0.elapsed();
+    let version = host.nonstop(&["--version"]);
+    assert_eq!(version.code, 0, "{}", version.stderr);
+    assert!(
+        version.stdout.starts_with("nonstop ") && installed.contains(version.stdout.trim()),
+        "INSTALL's `nonstop --version` names the installed release: {installed:?} vs {:?}",
+        version.stdout
+    );
+    host.provision(Setup {
+        site: Site::Include,
+        agent: false,
+    });
+    // /etc/nonstop/nonstop.yml: the system tests' config, nginx through sudo -n (ec2-user).
+    let yml = std::fs::read_to_string(host::project().join("tests/system/nonstop.yml")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("nonstop.yml");
+    let yml = yml.replace(
+        "jar: \"app/*.jar\"",
+        "jar: \"/home/ec2-user/incoming/*.jar\"",
+    );
+    std::fs::write(&cfg, host::sudo_nginx(&yml)).unwrap();
+    host.cp(&cfg, "/etc/nonstop/nonstop.yml");
+    host.sh_ok("chmod 0644 /etc/nonstop/nonstop.yml");
+    let ssh = ssh::Ssh::key_only(&host, "ec2-user");
+    let incoming = "/home/ec2-user/incoming";
+    let o = ssh.run(&format!("mkdir -p {incoming}"));
+    assert_eq!(o.code, 0, "{}", o.stderr);
+
+    // The first deploy: nothing live yet.
+    let v1 = host::demo_jar("v1");
+    ssh.scp(&v1, &format!("{incoming}/demo-app-v1.jar"));
+    let validate = ssh.run("nonstop validate");
+    eprintln!(
+        "[system] FIGURE nsys-f-ssh: nonstop validate over ssh: exit {}\n{}",
+        validate.code,
+        validate.stdout.trim_end()
+    );
+    assert_eq!(
+        validate.code, 0,
+        "README: validate as ec2-user checks the host:\n{}{}",
+        validate.stdout, validate.stderr
+    );
+    let (d1, took1) = ssh.timed(&format!("nonstop deploy --jar {incoming}/demo-app-v1.jar"));
+    assert_eq!(
+        d1.code, 0,
+        "first deploy over ssh:\n{}{}",
+        d1.stdout, d1.stderr
+    );
+    let (status, body) = get(host.addr(), Duration::from_secs(2));
+    assert_eq!((status, body.trim()), (200, "v1 real2 8082"), "v1 serves");
+
+    // A broken release: exit 1 over ssh, the reason last, v1 still served throughout.
+    let broken = broken_jar(dir.path());
+    ssh.scp(&broken, &format!("{incoming}/demo-app-v3.jar"));
+    let load = Load::start(host.addr(), 4, Duration::from_millis(5));
+    let (bad, took_bad) = ssh.timed(&format!("nonstop deploy --jar {incoming}/demo-app-v3.jar"));
+    let t_bad = load.finish();
+    eprintln!(
+        "[system] FIGURE nsys-f-ssh: broken release over ssh: exit {} in {took_bad:.2?}, last line {:?}; load: {}",
+        bad.code,
+        last_line(&bad.stderr),
+        t_bad.summary()
+    );
+    assert_eq!(
+        bad.code, 1,
+        "a failed deploy fails the build:\n{}{}",
+        bad.stdout, bad.stderr
+    );
+    let why = last_line(&bad.stderr);
+    assert!(
+        why.contains("ERROR")
+            && why.contains("slot blue")
+            && why.contains("exited with exit status 1"),
+        "the last line says why (the new slot's app exited): {why}\n{}",
+        bad.stderr
+    );
+    assert_plain(
+        "a failed nonstop deploy over ssh",
+        &(bad.stdout.clone() + &bad.stderr),
+    );
+    assert_eq!(t_bad.failed, 0, "{}: {:?}", t_bad.summary(), t_bad.errors);
+    assert_eq!(
+        t_bad.versions.keys().collect::<Vec<_>>(),
+        ["v1"],
+        "v1 keeps serving: {}",
+        t_bad.summary()
+    );
+    let (status, body) = get(host.addr(), Duration::from_secs(2));
+    assert_eq!((status, body.trim()), (200, "v1 real2 8082"));
+
+    // v2 under load.
+    let v2 = host::demo_jar("v2");
+    ssh.scp(&v2, &format!("{incoming}/demo-app-v2.jar"));
+    let load = Load::start(host.addr(), 4, Duration::from_millis(5));
+    std::thread::sleep(Duration::from_millis(1000));
+    let (d2, took2) = ssh.timed(&format!("nonstop deploy --jar {incoming}/demo-app-v2.jar"));
+    std::thread::sleep(Duration::from_millis(1000));
+    let t = load.finish();
+    eprintln!(
+        "[system] FIGURE nsys-f-ssh: tarball {} bytes installed in {install_took:.2?}; ssh deploys: v1 {took1:.2?}, v2 {took2:.2?} (exit {}); load over v2: {}\n--- stdout\n{}--- stderr\n{}",
+        std::fs::metadata(&tarball).unwrap().len(),
+        d2.code,
+        t.summary(),
+        d2.stdout,
+        d2.stderr
+    );
+    assert_eq!(d2.code, 0, "v2 over ssh:\n{}{}", d2.stdout, d2.stderr);
+    assert_plain("nonstop deploy over ssh", &(d2.stdout.clone() + &d2.stderr));
+    for stage in ["stop", "start", "health", "switch"] {
+        assert!(
+            d2.stdout.lines().any(|l| l.starts_with(stage)),
+            "a summary line for {stage} on stdout: {}",
+            d2.stdout
+        );
+    }
+    assert!(
+        last_line(&d2.stdout).starts_with("deployed release"),
+        "{}",
+        d2.stdout
+    );
+    assert_eq!(t.failed, 0, "{}: {:?}", t.summary(), t.errors);
+    assert!(
+        t.versions.get("v1").copied().unwrap_or(0) > 0
+            && t.versions.get("v2").copied().unwrap_or(0) > 0,
+        "{}",
+        t.summary()
+    );
+    let (status, body) = get(host.addr(), Duration::from_secs(2));
+    assert_eq!(
+        (status, body.trim()),
+        (200, "v2 real1 8081"),
+        "v2 serves on blue"
+    );
+    let st = host.status();
+    assert_eq!(st["live"], "blue", "{st:#}");
+    assert!(st["include"]["doubt"].is_null(), "{st:#}");
+    assert_eq!(
+        st["deployments"].as_array().map(Vec::len),
+        Some(3),
+        "three deploys recorded (one failed): {st:#}"
+    );
+}
+
+/// nftables steering on a systemd host: nginx proxies to the front port and is never reloaded
+/// by a deploy (its workers keep their pids), no request fails even before a retry, and after
+/// a real reboot the table is back, loaded by nonstop's boot unit before nginx started, and
+/// steers to the live slot with no deploy.
+#[test]
+#[ignore = "needs EC2-like hosts: make system-test"]
+fn g_nftables_steering_comes_back_at_boot() {
+    let host = Host::with(
+        "nsys-g-nft",
+        Hooks::Root,
+        Setup {
+            site: Site::Nftables,
+            agent: true,
+        },
+    );
+    let front = nonstop::operator::init::FRONT_PORT;
+    let nft = |v: &str| {
+        Bundle::of(v).edit(
+            "nonstop.yml",
+            "state_dir:",
+            &format!("traffic: {{via: nftables, port: {front}}}\nstate_dir:"),
+        )
+    };
+    host.deploy(&nft("v1")).assert_ok();
+    let workers = || host.sh_ok("pgrep -d, -f '^nginx: worker process'");
+    let workers0 = workers();
+    let load = Load::start(host.addr(), 4, Duration::from_millis(5));
+    std::thread::sleep(Duration::from_millis(1000));
+    let d2 = host.deploy(&nft("v2"));
+    std::thread::sleep(Duration::from_millis(1000));
+    let t = load.finish();
+    d2.assert_ok();
+    let workers1 = workers();
+    eprintln!(
+        "[system] FIGURE nsys-g-nft: v2 {}; load: {}; nginx workers {} -> {}",
+        d2.summary(),
+        t.summary(),
+        workers0.trim(),
+        workers1.trim()
+    );
+    assert_eq!(workers0, workers1, "nginx was not reloaded");
+    assert_eq!(
+        (t.raw_failed, t.failed),
+        (0, 0),
+        "not one request failed, not even before a retry: {}; {:?}",
+        t.summary(),
+        t.errors
+    );
+    // The slot v2 went to (a fresh nftables host has no live slot: v1 took the first one).
+    let st = host.status();
+    let live = st["live"].as_str().expect("a live slot").to_string();
+    let port = slot(&st, &live)["port"].as_u64().unwrap();
+    let (status, body) = get(host.addr(), Duration::from_secs(2));
+    assert_eq!(status, 200);
+    assert!(
+        body.trim().starts_with("v2 ") && body.trim().ends_with(&format!(" {port}")),
+        "v2 serves from {live} (port {port}): {body}"
+    );
+    let steers = format!("tcp dport {front} dnat to 127.0.0.1:{port}");
+    let table = "nft list table ip nonstop_myapp";
+    let rules = host.sh_ok(table);
+    assert!(
+        rules.contains(&steers),
+        "the table steers the front port to {live}: {rules}"
+    );
+    let unit = "nonstop-myapp-traffic.service";
+    assert_eq!(
+        host.sh_ok(&format!("systemctl is-enabled {unit}")).trim(),
+        "enabled"
+    );
+
+    let rebooted = host.reboot();
+    let t0 = std::time::Instant::now();
+    let (other, body) = answers_until_200(&host, Duration::from_secs(60));
+    eprintln!(
+        "[system] FIGURE nsys-g-nft: reboot {rebooted:.2?}; v2 served {:.2?} later ({other} other answers first)",
+        t0.elapsed()
+    );
+    assert!(
+        body.trim().starts_with("v2 ") && body.trim().ends_with(&format!(" {port}")),
+        "{live} serves v2 after the reboot: {body}"
+    );
+    let after = host.sh_ok(table);
+    assert!(after.contains(&steers), "the table is back: {after}");
+    let show = |unit: &str, prop: &str| -> u64 {
+        host.sh_ok(&format!("systemctl show -p {prop} --value {unit}"))
+            .trim()
+            .parse()
+            .unwrap_or_else(|e| panic!("{unit} {prop}: {e}"))
+    };
+    let loaded = show(unit, "ActiveEnterTimestampMonotonic");
+    let nginx = show("nginx.service", "ExecMainStartTimestampMonotonic");
+    assert!(
+        loaded > 0 && loaded <= nginx,
+        "the boot unit finished ({loaded} µs) before nginx started ({nginx} µs)"
+    );
+    assert_eq!(
+        host.sh_ok(&format!("systemctl show -p Result --value {unit}"))
+            .trim(),
+        "success"
+    );
+    let st = host.status();
+    assert_eq!(st["traffic"]["via"], "nftables", "{st:#}");
+    assert_eq!(st["live"], live.as_str(), "{st:#}");
+    assert!(
+        st["include"]["doubt"].is_null(),
+        "table and state agree: {st:#}"
+    );
+    assert_eq!(
+        st["deployments"].as_array().map(Vec::len),
+        Some(2),
+        "no deployment ran after the reboot: {st:#}"
     );
 }
