@@ -110,11 +110,16 @@ SYSTEM_DIR = $(BENCH_TARGET_DIR)/system
 SYSTEM_HOSTS = tests/system/ec2host.sh ls | awk 'NR > 1 && $$1 ~ /^nsys-/ { print $$1 }'
 system-test: demo-app zigbuild dist
 	@[ "$$(id -u)" = 0 ] || { echo "system-test: needs root (it boots systemd-nspawn hosts)" >&2; exit 1; }
-	@# The real CodeDeploy zips, made by the zigbuilt `nonstop bundle`, unpacked as the agent does.
+	@# The real CodeDeploy zips, made as a build machine without Rust makes them: by `nonstop
+	@# bundle` of the release tarball, unpacked; then unpacked as the agent does.
+	rm -rf $(SYSTEM_DIR)/release && mkdir -p $(SYSTEM_DIR)/release && \
+	  tar -xzf dist/nonstop-$(VERSION)-x86_64-linux.tar.gz -C $(SYSTEM_DIR)/release
 	for v in v1 v2; do \
 	  rm -rf $(SYSTEM_DIR)/$$v && mkdir -p $(SYSTEM_DIR)/$$v && \
-	  "$(ZIG_BIN)/nonstop" bundle --jar target/demo-app/demo-app-$$v.jar --config tests/system/nonstop.yml \
-	    --appspec appspec/appspec.yml -o $(SYSTEM_DIR)/$$v/nonstop-bundle.zip && \
+	  $(SYSTEM_DIR)/release/nonstop-$(VERSION)-x86_64-linux/bin/nonstop bundle \
+	    --jar target/demo-app/demo-app-$$v.jar --config tests/system/nonstop.yml \
+	    --appspec $(SYSTEM_DIR)/release/nonstop-$(VERSION)-x86_64-linux/appspec/appspec.yml \
+	    -o $(SYSTEM_DIR)/$$v/nonstop-bundle.zip && \
 	  python3 scripts/unzip.py $(SYSTEM_DIR)/$$v/nonstop-bundle.zip $(SYSTEM_DIR)/$$v/bundle; \
 	done
 	tests/system/ec2host.sh image
