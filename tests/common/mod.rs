@@ -578,12 +578,15 @@ fn lifecycle(bin: &str) -> &'static str {
 
 impl Drop for Env {
     fn drop(&mut self) {
-        // Kill the apps this test started (proved by their pid files), then nginx.
+        // Kill the apps this test started (proved by their pid files), with their children
+        // (a `java` wrapper that does not exec leaves the JVM as its child), then nginx.
         if let Ok(rd) = std::fs::read_dir(self.path("work/run")) {
             for e in rd.flatten() {
                 if let Some(pf) = nonstop::process::read_pid_file(&e.path()) {
                     if nonstop::process::same_process(pf.pid, pf.start_time) {
-                        signal(pf.pid, rustix::process::Signal::KILL);
+                        for pid in nonstop::process::tree(pf.pid) {
+                            signal(pid, rustix::process::Signal::KILL);
+                        }
                     }
                 }
             }
