@@ -228,7 +228,7 @@ pub struct Outcome {
     pub boots: u32,
     /// Each new JVM's process start to its first answer with the new version, in the order the
     /// deploy started them (`None`: not measured).
-    pub boots_measured: Vec<Option<Duration>>,
+    pub boots_measured: Vec<Option<BootWindow>>,
     /// When each slot left rotation (from nonstop's log), from the load's t0.
     pub take_outs: Vec<(String, Duration)>,
     pub drains: Vec<Drain>,
@@ -806,9 +806,9 @@ impl World {
         }
         let records = load.finish();
         let run_end = t0.elapsed();
-        let boots_measured: Vec<Option<Duration>> =
-            tl.probers.drain(..).map(Prober::finish).collect();
-        let launch_to_ready = boots_measured.first().copied().flatten();
+        let boots_measured: Vec<Option<BootWindow>> =
+            tl.probers.drain(..).map(|p| p.finish(t0)).collect();
+        let launch_to_ready = boots_measured.first().copied().flatten().map(|b| b.took());
         let (st, body) = self.env.get(self.path);
         let serving = format!("{st} {}", body.trim());
         // Every approach but the bare reload ends with nginx serving v2.
@@ -928,11 +928,25 @@ impl Timeline {
     }
 }
 
+/// A new JVM's process start and its first answer with the new version, from the load's t0.
+#[derive(Debug, Clone, Copy)]
+pub struct BootWindow {
+    pub launched: Duration,
+    pub ready: Duration,
+}
+
+impl BootWindow {
+    /// JVM start -> ready.
+    pub fn took(&self) -> Duration {
+        self.ready.saturating_sub(self.launched)
+    }
+}
+
 /// Polls the new app directly every 10 ms; on its first answer with the new version, finds its
-/// JVM in /proc and reports process start -> ready.
+/// JVM in /proc and reports its process start and that moment.
 struct Prober {
     stop: Arc<AtomicBool>,
-    thread: JoinHandle<Option<Duration>>,
+    thread: JoinHandle<Option<(Instant, Instant)>>,
 }
 
 impl Prober {
@@ -960,7 +974,7 @@ impl Prober {
                         if launched.is_none() {
                             eprintln!("bench: prober: v2 answers on port {port}, but no java with -Dserver.port={port} is in /proc");
                         }
-                        return launched.map(|l| ready.duration_since(l));
+                        return launched.map(|l| (l, ready));
                     }
                     Ok((st, body)) => last = format!("HTTP {st} {}", body.trim()),
                     Err(f) => last = f.err,
@@ -976,9 +990,13 @@ impl Prober {
         Prober { stop, thread }
     }
 
-    fn finish(self) -> Option<Duration> {
+    fn finish(self, t0: Instant) -> Option<BootWindow> {
         self.stop.store(true, Ordering::Relaxed);
-        self.thread.join().ok().flatten()
+        let (launched, ready) = self.thread.join().ok().flatten()?;
+        Some(BootWindow {
+            launched: launched.saturating_duration_since(t0),
+            ready: ready.saturating_duration_since(t0),
+        })
     }
 }
 

@@ -53,6 +53,9 @@ pub struct Summary {
     pub launch_to_ready_s: Option<f64>,
     /// The same for every new JVM of the deploy, in the order they started (balanced: 3).
     pub boots_measured_s: Vec<Option<f64>>,
+    /// Each measured new JVM's process start and first answer with v2, in seconds from the
+    /// deploy's start: where the deploy waited for the app and where for nonstop.
+    pub boot_windows: Vec<[f64; 2]>,
     /// Deploy wall time minus the sum of the measured JVM start → ready of every new JVM
     /// (`null` when one was not measured).
     pub wall_minus_measured_boots_s: Option<f64>,
@@ -62,6 +65,8 @@ pub struct Summary {
     pub drain_cut: usize,
     /// Each drain: `red 4.86 s`, or `red gave up, cut N`.
     pub drains: Vec<String>,
+    /// Each drain's wait in seconds, in log order (`null`: it gave up).
+    pub drain_waits_s: Vec<Option<f64>>,
     /// The retrying client's requests (the raw / after-retry / latency figures are its own).
     pub requests: usize,
     pub failed_raw: usize,
@@ -175,7 +180,7 @@ pub fn summarize(o: &Outcome) -> Summary {
     } else {
         o.boots_measured
             .iter()
-            .map(|b| b.map(secs))
+            .map(|b| b.map(|b| secs(b.took())))
             .sum::<Option<f64>>()
     };
     Summary {
@@ -191,10 +196,26 @@ pub fn summarize(o: &Outcome) -> Summary {
             .filter(|_| measured && boot_applies)
             .map(|b| secs(wall) - b),
         launch_to_ready_s: o.launch_to_ready.map(secs),
-        boots_measured_s: o.boots_measured.iter().map(|b| b.map(secs)).collect(),
+        boots_measured_s: o
+            .boots_measured
+            .iter()
+            .map(|b| b.map(|b| secs(b.took())))
+            .collect(),
+        boot_windows: o
+            .boots_measured
+            .iter()
+            .flatten()
+            .map(|b| {
+                [
+                    secs(b.launched) - secs(o.deploy_start),
+                    secs(b.ready) - secs(o.deploy_start),
+                ]
+            })
+            .collect(),
         wall_minus_measured_boots_s: boots_sum.filter(|_| measured_ok(o)).map(|b| secs(wall) - b),
         drain_s: o.drains.iter().filter_map(|d| d.took).map(secs).sum(),
         drain_cut: o.drains.iter().map(|d| d.cut).sum(),
+        drain_waits_s: o.drains.iter().map(|d| d.took.map(secs)).collect(),
         drains: o
             .drains
             .iter()
@@ -438,6 +459,18 @@ pub fn markdown(all: &[Summary], boots: &[Boot], img: &str) -> String {
     }
     let _ = writeln!(
         m,
+        "\nWhere nonstop's wall − boot goes (seconds; JVM n = the new JVM's process start, ready n = its first answer with v2; a drain waits for the requests in flight on the slot leaving rotation):\n"
+    );
+    for s in all
+        .iter()
+        .filter(|s| s.ok() && Approach::from_key(&s.approach).is_some_and(Approach::is_nonstop))
+    {
+        if let Some(l) = where_time_goes(s) {
+            let _ = writeln!(m, "- {}, {}: {l}", s.app_label, s.label);
+        }
+    }
+    let _ = writeln!(
+        m,
         "\nTargets of issue 12, nftables steering, in this run (the never-retry client loses > 0 requests to the bare reload and 0 in nftables mode; the balanced roll loses 0 of its 5 s requests, with one in flight on a slot at each take-out; wall − measured JVM start → ready under 0.2 s for blue/green, and for the balanced roll wall − its 3 measured JVM start → ready − the drains' wait for the 5 s requests under 3 × 0.2 s; measured = process start to first answer with v2, probed every 10 ms):\n"
     );
     for &b in boots {
@@ -462,7 +495,7 @@ pub fn markdown(all: &[Summary], boots: &[Boot], img: &str) -> String {
                 s.never_retry_failed,
                 s.never_retry_requests,
                 mark(s.never_retry_failed == 0 && s.never_retry_requests > 0),
-                w.map_or("not measured".into(), |w| format!("{w:.2} s")),
+                w.map_or("not measured".into(), |w| format!("{w:.3} s")),
                 mark(w.is_some_and(|w| w < 0.2))
             ));
         }
@@ -485,7 +518,7 @@ pub fn markdown(all: &[Summary], boots: &[Boot], img: &str) -> String {
                         && s.take_outs_with_slow == s.take_outs
                 ),
                 s.drain_s,
-                w.map_or("not measured".into(), |w| format!("{w:.2} s")),
+                w.map_or("not measured".into(), |w| format!("{w:.3} s")),
                 mark(w.is_some_and(|w| w < 0.6))
             ));
         }
@@ -503,6 +536,56 @@ pub fn markdown(all: &[Summary], boots: &[Boot], img: &str) -> String {
         );
     }
     m
+}
+
+/// The deploy cut at each new JVM's start and first answer: the stretches where the deploy did
+/// not wait for a JVM to boot, with the hooks and drains inside them.
+fn where_time_goes(s: &Summary) -> Option<String> {
+    let wall = s.deploy_wall_s?;
+    let w = &s.boot_windows;
+    if w.is_empty() || w.len() != s.boots_measured_s.len() {
+        return None;
+    }
+    let stage = |n: &str| s.stages.iter().find(|st| st.name == n);
+    let dur = |n: &str| stage(n).map_or(0.0, |st| st.end_s - st.start_s);
+    let mut parts = vec![];
+    // Before the first JVM: the stop hook (its drain, in balanced mode) and start up to the JVM.
+    let stop_end = stage("stop").map_or(0.0, |st| st.end_s);
+    let drain = |k: usize| s.drain_waits_s.get(k).copied().flatten();
+    parts.push(format!(
+        "deploy start → JVM 1 {:.2} (stop {:.2}{}, start until the JVM {:.2})",
+        w[0][0],
+        dur("stop"),
+        if s.boots > 1 {
+            drain(0).map_or(String::new(), |d| format!(" with a drain of {d:.2}"))
+        } else {
+            String::new()
+        },
+        w[0][0] - stop_end
+    ));
+    // Balanced: ready n → JVM n+1 holds health's tail, switch (after the first), the next
+    // take-out, its drain and the stop.
+    for k in 1..w.len() {
+        parts.push(format!(
+            "ready {k} → JVM {} {:.2}{}",
+            k + 1,
+            w[k][0] - w[k - 1][1],
+            drain(k).map_or(String::new(), |d| format!(" (drain {d:.2})"))
+        ));
+    }
+    let last = w[w.len() - 1][1];
+    let health_end = stage("health").map_or(0.0, |st| st.end_s);
+    parts.push(if s.boots > 1 {
+        format!("ready {} → end {:.2}", w.len(), wall - last)
+    } else {
+        format!(
+            "ready → end {:.2} (health after ready {:.2}, switch {:.2})",
+            wall - last,
+            health_end - last,
+            dur("switch")
+        )
+    });
+    Some(parts.join("; "))
 }
 
 // ---------- SVG ----------
