@@ -96,7 +96,7 @@ dist: zigbuild demo-app
 .PHONY: bench
 BENCH_TARGET_DIR = $(or $(CARGO_TARGET_DIR),target)
 bench: demo-app spring-app
-	scripts/deps.sh nginx lsof curl
+	scripts/deps.sh nginx lsof curl nft ip
 	$(CARGO) build --release --bins --example bench
 	NONSTOP_BIN_DIR=$(BENCH_TARGET_DIR)/release BENCH_COMMAND="make bench $(BENCH_ARGS)" \
 	  $(BENCH_TARGET_DIR)/release/examples/bench $(BENCH_ARGS)

@@ -2,10 +2,13 @@
 //! harness, app ports outside the ephemeral range like 8081/8082 in production) with the same
 //! app and load: ~`pre` of load, the deploy, ~`post` of load. The app is the Maven-built Spring
 //! Boot jar with its real boot ([`Boot::Spring`]), or the stand-in with a configured boot delay
-//! ([`Boot::Delay`]).
+//! ([`Boot::Delay`]). The two nftables approaches run on a thread of their own that first enters
+//! a network namespace of its own (the harness's `enter_netns`): nginx, the JVMs, the hooks and
+//! the load threads started from it live there, and nonstop's nft table never touches the
+//! machine's own rules.
 
 use crate::common::{nginx_bin, signal, wait_until, App, Client, Env, SPRING_HEALTH_PATH};
-use crate::load::{Load, Rec};
+use crate::load::{Load, Mix, Rec};
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener};
@@ -43,15 +46,23 @@ pub enum Approach {
     BlueGreen,
     /// nonstop balanced rolling deploy over 3 slots: the same hooks plus deploy-second.
     Balanced,
+    /// nonstop blue/green with `traffic.via: nftables`: nginx proxies to a fixed front port and
+    /// is never reloaded; the switch is one nft transaction (in a network namespace).
+    NftBlueGreen,
+    /// nonstop balanced over 3 slots with `traffic.via: nftables` (`traffic.balanced`): the
+    /// table spreads new connections over the slots in rotation (in a network namespace).
+    NftBalanced,
 }
 
 impl Approach {
-    pub const ALL: [Approach; 5] = [
+    pub const ALL: [Approach; 7] = [
         Approach::KillRestart,
         Approach::Legacy,
         Approach::Reload,
         Approach::BlueGreen,
         Approach::Balanced,
+        Approach::NftBlueGreen,
+        Approach::NftBalanced,
     ];
 
     pub fn key(self) -> &'static str {
@@ -61,6 +72,8 @@ impl Approach {
             Approach::Reload => "nginx-reload",
             Approach::BlueGreen => "nonstop-bluegreen",
             Approach::Balanced => "nonstop-balanced",
+            Approach::NftBlueGreen => "nonstop-nft-bluegreen",
+            Approach::NftBalanced => "nonstop-nft-balanced",
         }
     }
 
@@ -71,7 +84,25 @@ impl Approach {
             Approach::Reload => "bare nginx -s reload",
             Approach::BlueGreen => "nonstop blue/green",
             Approach::Balanced => "nonstop balanced (3 slots)",
+            Approach::NftBlueGreen => "nonstop blue/green, nftables",
+            Approach::NftBalanced => "nonstop balanced (3 slots), nftables",
         }
+    }
+
+    /// A nonstop approach (its hooks' times go in the per-hook table).
+    pub fn is_nonstop(self) -> bool {
+        matches!(
+            self,
+            Approach::BlueGreen
+                | Approach::Balanced
+                | Approach::NftBlueGreen
+                | Approach::NftBalanced
+        )
+    }
+
+    /// A balanced roll over 3 slots (its load includes the slow requests).
+    pub fn is_balanced(self) -> bool {
+        matches!(self, Approach::Balanced | Approach::NftBalanced)
     }
 
     pub fn from_key(k: &str) -> Option<Approach> {
@@ -129,10 +160,16 @@ impl Boot {
 /// Load settings shared by every run.
 #[derive(Debug, Clone, Copy)]
 pub struct Params {
+    /// Keep-alive connections of the client that retries once.
     pub conns: usize,
+    /// Keep-alive connections of the client that never retries.
+    pub never_retry: usize,
     pub pause: Duration,
     pub pre: Duration,
     pub post: Duration,
+    /// Slow requests kept in flight during the balanced rolls, and how long each takes.
+    pub slow: usize,
+    pub slow_ms: u64,
 }
 
 /// A stage of a deploy (a zero-length one is a point marker), as offsets from the load's t0.
@@ -149,6 +186,33 @@ pub enum Status {
     Failed(String),
 }
 
+/// A moment in nonstop's log worth a timeline marker or a number.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LogEvent {
+    /// `nginx reloaded …`.
+    Reload,
+    /// `table ip nonstop_…: new connections … now go to …`.
+    Nft,
+    /// A slot leaves rotation.
+    Out(String),
+    /// A slot rolled to the release (it goes back in with the next change).
+    In(String),
+    /// A slot drained: how long it took.
+    Drained(String, Duration),
+    /// A drain gave up with this many connections open (stopping cut them).
+    DrainGaveUp(String, usize),
+}
+
+/// A slot's drain, from nonstop's log.
+#[derive(Debug, Clone)]
+pub struct Drain {
+    pub slot: String,
+    /// How long the drain waited; `None` when it gave up.
+    pub took: Option<Duration>,
+    /// Connections it cut by giving up.
+    pub cut: usize,
+}
+
 /// Everything one run measured.
 pub struct Outcome {
     pub approach: Approach,
@@ -162,6 +226,16 @@ pub struct Outcome {
     pub launch_to_ready: Option<Duration>,
     /// App boots the deploy waits for one after another (3 for a 3-slot rolling deploy).
     pub boots: u32,
+    /// Each new JVM's process start to its first answer with the new version, in the order the
+    /// deploy started them (`None`: not measured).
+    pub boots_measured: Vec<Option<BootWindow>>,
+    /// When each slot left rotation (from nonstop's log), from the load's t0.
+    pub take_outs: Vec<(String, Duration)>,
+    pub drains: Vec<Drain>,
+    /// Slot name -> port.
+    pub slot_ports: Vec<(String, u16)>,
+    /// How long each slow request takes in the app (balanced rolls).
+    pub slow_ms: u64,
     pub records: Vec<Rec>,
     /// What nginx answered after the run.
     pub serving: String,
@@ -179,6 +253,11 @@ impl Outcome {
             stages: vec![],
             launch_to_ready: None,
             boots: 1,
+            boots_measured: vec![],
+            take_outs: vec![],
+            drains: vec![],
+            slot_ports: vec![],
+            slow_ms: 0,
             records: vec![],
             serving: String::new(),
         }
@@ -193,6 +272,7 @@ pub fn run(approach: Approach, boot: Boot, p: Params) -> Outcome {
         Approach::Reload => reload(boot, p),
         Approach::BlueGreen => bluegreen(boot, p),
         Approach::Balanced => balanced(boot, p),
+        Approach::NftBlueGreen | Approach::NftBalanced => in_netns(approach, boot, p),
     };
     r.unwrap_or_else(|e| Outcome::empty(approach, boot, e))
 }
@@ -321,7 +401,7 @@ fn bluegreen(boot: Boot, p: Params) -> Result<Outcome, Status> {
     let idle = idle_port(&w.env);
     let env = &w.env;
     w.measure(Approach::BlueGreen, boot, p, |tl| {
-        deploy_hooks(env, tl, &BLUEGREEN_HOOKS, idle)
+        deploy_hooks(env, tl, &BLUEGREEN_HOOKS, idle, &[])
     })
 }
 
@@ -335,12 +415,72 @@ fn balanced(boot: Boot, p: Params) -> Result<Outcome, Status> {
     set_boot(&mut w.env, boot.ms());
     w.env.stage_jar("v2");
     let idle = idle_port(&w.env);
+    let others = other_ports(&w.env, idle);
     let env = &w.env;
     let mut o = w.measure(Approach::Balanced, boot, p, |tl| {
-        deploy_hooks(env, tl, &BALANCED_HOOKS, idle)
+        deploy_hooks(env, tl, &BALANCED_HOOKS, idle, &others)
     })?;
     o.boots = 3;
     Ok(o)
+}
+
+/// Approaches 6 and 7 on a thread of their own that enters a network namespace of its own
+/// first (`Env::nftables_with` does): everything the world starts from that thread (nginx,
+/// the hooks, the JVMs, the load and prober threads) inherits it, and the world's nft table
+/// goes with it when its last process ends.
+fn in_netns(approach: Approach, boot: Boot, p: Params) -> Result<Outcome, Status> {
+    let t = std::thread::Builder::new()
+        .name(approach.key().into())
+        .spawn(move || match approach {
+            Approach::NftBalanced => nft_balanced(boot, p),
+            _ => nft_bluegreen(boot, p),
+        })
+        .map_err(fail)?;
+    t.join().unwrap_or_else(|_| {
+        Err(Status::Failed(
+            "the network namespace's thread panicked (see stderr)".into(),
+        ))
+    })
+}
+
+/// Approach 6: nonstop blue/green in nftables mode: the same hooks as approach 4; `switch`
+/// changes the table's DNAT rule, nginx (proxying to the front port) is never reloaded.
+fn nft_bluegreen(boot: Boot, p: Params) -> Result<Outcome, Status> {
+    let mut w = World::nftables(2, boot, false)?;
+    for _ in 0..2 {
+        setup_deploy(&w.env, &BLUEGREEN_HOOKS)?;
+    }
+    set_boot(&mut w.env, boot.ms());
+    w.env.stage_jar("v2");
+    let idle = idle_port(&w.env);
+    let env = &w.env;
+    w.measure(Approach::NftBlueGreen, boot, p, |tl| {
+        deploy_hooks(env, tl, &BLUEGREEN_HOOKS, idle, &[])
+    })
+}
+
+/// Approach 7: nonstop balanced over 3 slots in nftables mode: the table spreads `/` over the
+/// slots in rotation; the hooks of appspec-balanced.yml roll all three, each slot leaving the
+/// map and draining (the slow requests in flight finish on it) before it stops.
+fn nft_balanced(boot: Boot, p: Params) -> Result<Outcome, Status> {
+    let mut w = World::nftables(3, boot, true)?;
+    setup_deploy(&w.env, &BALANCED_HOOKS)?;
+    set_boot(&mut w.env, boot.ms());
+    w.env.stage_jar("v2");
+    let idle = idle_port(&w.env);
+    let others = other_ports(&w.env, idle);
+    let env = &w.env;
+    let mut o = w.measure(Approach::NftBalanced, boot, p, |tl| {
+        deploy_hooks(env, tl, &BALANCED_HOOKS, idle, &others)
+    })?;
+    o.boots = 3;
+    Ok(o)
+}
+
+/// The ports deploy-second rolls after `idle`, in its order (slot order, live and idle skipped:
+/// the live slot after `switch` is the idle one).
+fn other_ports(env: &Env, idle: u16) -> Vec<u16> {
+    env.ports.iter().copied().filter(|&p| p != idle).collect()
 }
 
 /// The port of the slot the next deploy goes to: the one after the live slot (nonstop's rule).
@@ -366,17 +506,30 @@ fn setup_deploy(env: &Env, bins: &[&str]) -> Result<(), Status> {
     Ok(())
 }
 
-/// The measured deploy: each hook a stage; the JVM prober on `idle` once `stop` freed it; the
-/// moments nonstop logs (reloads, slots leaving and re-entering rotation) as markers.
-fn deploy_hooks(env: &Env, tl: &mut Timeline, bins: &[&str], idle: u16) -> Result<(), String> {
+/// The measured deploy: each hook a stage; a JVM prober on `idle` once `stop` freed it, and
+/// on each of `others` when deploy-second starts (it waits for the slot's old JVM to end); the
+/// moments nonstop logs (reloads, table changes, slots leaving and re-entering rotation,
+/// drains) as markers and numbers.
+fn deploy_hooks(
+    env: &Env,
+    tl: &mut Timeline,
+    bins: &[&str],
+    idle: u16,
+    others: &[u16],
+) -> Result<(), String> {
     for b in bins {
         if *b == "start" {
             tl.probe(idle);
         }
+        if *b == "deploy-second" {
+            for &p in others {
+                tl.probe(p);
+            }
+        }
         let r = tl.stage(b, || Ok(env.hook(b, &[])))?;
         for line in r.stderr.lines() {
-            if let Some((at, label)) = nonstop_marker(line) {
-                tl.mark_wall(&label, at);
+            if let Some((at, ev)) = nonstop_event(line) {
+                tl.log_event(ev, at);
             }
         }
         if r.code != 0 {
@@ -386,20 +539,43 @@ fn deploy_hooks(env: &Env, tl: &mut Timeline, bins: &[&str], idle: u16) -> Resul
     Ok(())
 }
 
-/// A marker for a nonstop log line worth showing on the timeline: its time and label.
-fn nonstop_marker(line: &str) -> Option<(SystemTime, String)> {
+/// A nonstop log line worth a marker or a number: its time and what it says.
+fn nonstop_event(line: &str) -> Option<(SystemTime, LogEvent)> {
     let (stamp, rest) = line.split_once(' ')?;
     let msg = rest.split_once("]: ").map_or(rest, |(_, m)| m);
-    let label = if msg.starts_with("nginx reloaded") {
-        "reload".to_string()
+    let word = |s: &str, n: usize| s.split_whitespace().nth(n).map(str::to_string);
+    let ev = if msg.starts_with("nginx reloaded") {
+        LogEvent::Reload
+    } else if msg.starts_with("table ip ") && msg.contains(" now go to ") {
+        LogEvent::Nft
     } else if let Some(r) = msg.strip_prefix("taking slot ") {
-        format!("{} out", r.split_whitespace().next()?)
+        LogEvent::Out(word(r, 0)?)
+    } else if let Some(r) = msg.strip_prefix("putting slot ") {
+        // `putting slot B back in and taking slot S out of rotation …`
+        let (_, taking) = r.split_once(" taking slot ")?;
+        LogEvent::Out(word(taking, 0)?)
     } else if msg.starts_with("slot ") && msg.contains(" rolled to release ") {
-        format!("{} in", msg.split_whitespace().nth(1)?)
+        LogEvent::In(word(msg, 1)?)
+    } else if let Some(r) = msg.strip_prefix("slot ") {
+        // `slot X drained in 1.23 s: no connection in flight` / `… in 850 ms: …`
+        let (slot, after) = r.split_once(" drained in ")?;
+        let (n, unit) = after.split_once(':')?.0.split_once(' ')?;
+        let n: f64 = n.parse().ok()?;
+        let took = match unit {
+            "ms" => Duration::from_secs_f64(n / 1000.0),
+            "s" => Duration::from_secs_f64(n),
+            _ => return None,
+        };
+        LogEvent::Drained(slot.to_string(), took)
+    } else if let Some(r) = msg.strip_prefix("drain of slot ") {
+        // `drain of slot X gave up after 15s with N connection(s) still open; …`
+        let (slot, after) = r.split_once(' ')?;
+        let (_, with) = after.split_once(" with ")?;
+        LogEvent::DrainGaveUp(slot.to_string(), word(with, 0)?.parse().ok()?)
     } else {
         return None;
     };
-    Some((parse_utc_millis(stamp)?, label))
+    Some((parse_utc_millis(stamp)?, ev))
 }
 
 /// `2026-11-22T06:56:35.587Z` (nonstop's log time stamps) as a SystemTime.
@@ -467,6 +643,14 @@ impl World {
         World::with(env, "/api/")
     }
 
+    /// nftables mode (`Env::nftables_with`: this thread enters a network namespace of its
+    /// own): nginx proxies `/` to the front port, the table steers it (`balanced`: spreads it
+    /// over the slots in rotation).
+    fn nftables(slots: usize, boot: Boot, balanced: bool) -> Result<World, Status> {
+        check_interrupt()?;
+        World::with(Env::nftables_with(slots, boot.app(), balanced), "/")
+    }
+
     /// The app's jar for `version` where the harness builds it.
     fn app_jar(&self, version: &str) -> PathBuf {
         match self.env.app {
@@ -485,14 +669,21 @@ impl World {
 
     fn with(mut env: Env, path: &'static str) -> Result<World, Status> {
         let reaper = Reaper(env.dir.path().to_path_buf());
-        env.ports = (0..env.ports.len()).map(|_| low_port()).collect();
+        env.ports = (0..env.ports.len())
+            .map(|_| loop {
+                let p = low_port();
+                if Some(p) != env.front {
+                    break p;
+                }
+            })
+            .collect();
         set_boot(&mut env, SETUP_BOOT_MS);
         std::fs::write(
             env.include_path(),
             format!("set $service_url http://127.0.0.1:{};\n", env.ports[0]),
         )
         .map_err(fail)?;
-        if env.balanced {
+        if env.balanced && env.front.is_none() {
             let servers: String = env
                 .ports
                 .iter()
@@ -585,12 +776,22 @@ impl World {
     ) -> Result<Outcome, Status> {
         self.settle_nginx()?;
         let t0 = Instant::now();
-        let load = Load::start(self.env.nginx_addr(), self.path, p.conns, p.pause, t0, "v2");
+        let mix = Mix {
+            conns: p.conns,
+            never_retry: p.never_retry,
+            pause: p.pause,
+            slow: if approach.is_balanced() { p.slow } else { 0 },
+            slow_ms: p.slow_ms,
+            slow_ramp: p.pre,
+        };
+        let load = Load::start(self.env.nginx_addr(), self.path, mix, t0, "v2");
         let mut tl = Timeline {
             t0,
             t0_wall: SystemTime::now(),
             stages: vec![],
-            prober: None,
+            probers: vec![],
+            take_outs: vec![],
+            drains: vec![],
         };
         let mut status = sleep_checked(p.pre).map_or_else(Status::Failed, |_| Status::Ok);
         let deploy_start = t0.elapsed();
@@ -605,7 +806,9 @@ impl World {
         }
         let records = load.finish();
         let run_end = t0.elapsed();
-        let launch_to_ready = tl.prober.take().and_then(|pr| pr.finish());
+        let boots_measured: Vec<Option<BootWindow>> =
+            tl.probers.drain(..).map(|p| p.finish(t0)).collect();
+        let launch_to_ready = boots_measured.first().copied().flatten().map(|b| b.took());
         let (st, body) = self.env.get(self.path);
         let serving = format!("{st} {}", body.trim());
         // Every approach but the bare reload ends with nginx serving v2.
@@ -627,6 +830,17 @@ impl World {
             stages: tl.stages,
             launch_to_ready,
             boots: 1,
+            boots_measured,
+            take_outs: tl.take_outs,
+            drains: tl.drains,
+            slot_ports: self
+                .env
+                .names
+                .iter()
+                .cloned()
+                .zip(self.env.ports.iter().copied())
+                .collect(),
+            slow_ms: p.slow_ms,
             records,
             serving,
         })
@@ -648,7 +862,9 @@ pub struct Timeline {
     /// The wall clock at `t0`, to place nonstop's log time stamps.
     t0_wall: SystemTime,
     stages: Vec<Stage>,
-    prober: Option<Prober>,
+    probers: Vec<Prober>,
+    take_outs: Vec<(String, Duration)>,
+    drains: Vec<Drain>,
 }
 
 impl Timeline {
@@ -679,26 +895,76 @@ impl Timeline {
         }
     }
 
-    /// Start watching `port` for the new version (call it once the old app there is gone).
+    /// A nonstop log event: a marker (`reload`, `nft`, `X out`, `X in`), a take-out, a drain.
+    fn log_event(&mut self, ev: LogEvent, at: SystemTime) {
+        let since = at.duration_since(self.t0_wall).ok();
+        match ev {
+            LogEvent::Reload => self.mark_wall("reload", at),
+            LogEvent::Nft => self.mark_wall("nft", at),
+            LogEvent::Out(slot) => {
+                self.mark_wall(&format!("{slot} out"), at);
+                if let Some(d) = since {
+                    self.take_outs.push((slot, d));
+                }
+            }
+            LogEvent::In(slot) => self.mark_wall(&format!("{slot} in"), at),
+            LogEvent::Drained(slot, took) => self.drains.push(Drain {
+                slot,
+                took: Some(took),
+                cut: 0,
+            }),
+            LogEvent::DrainGaveUp(slot, cut) => self.drains.push(Drain {
+                slot,
+                took: None,
+                cut,
+            }),
+        }
+    }
+
+    /// Start watching `port` for the new version (it first waits until the JVMs that hold the
+    /// port now have ended, so that it never holds a connection to a slot that drains).
     fn probe(&mut self, port: u16) {
-        self.prober = Some(Prober::start(port));
+        self.probers.push(Prober::start(port));
+    }
+}
+
+/// A new JVM's process start and its first answer with the new version, from the load's t0.
+#[derive(Debug, Clone, Copy)]
+pub struct BootWindow {
+    pub launched: Duration,
+    pub ready: Duration,
+}
+
+impl BootWindow {
+    /// JVM start -> ready.
+    pub fn took(&self) -> Duration {
+        self.ready.saturating_sub(self.launched)
     }
 }
 
 /// Polls the new app directly every 10 ms; on its first answer with the new version, finds its
-/// JVM in /proc and reports process start -> ready.
+/// JVM in /proc and reports its process start and that moment.
 struct Prober {
     stop: Arc<AtomicBool>,
-    thread: JoinHandle<Option<Duration>>,
+    thread: JoinHandle<Option<(Instant, Instant)>>,
 }
 
 impl Prober {
     fn start(port: u16) -> Prober {
         let stop = Arc::new(AtomicBool::new(false));
         let s = stop.clone();
+        let old = java_pids(port);
         let thread = std::thread::spawn(move || {
             let t0 = Instant::now();
             let mut last = String::new();
+            while !s.load(Ordering::Relaxed)
+                && t0.elapsed() < Duration::from_secs(150)
+                && old
+                    .iter()
+                    .any(|pid| Path::new(&format!("/proc/{pid}")).exists())
+            {
+                std::thread::sleep(PROBE_EVERY);
+            }
             while !s.load(Ordering::Relaxed) && t0.elapsed() < Duration::from_secs(150) {
                 let mut c = Client::new(addr(port));
                 match c.request("GET", "/", b"") {
@@ -708,7 +974,7 @@ impl Prober {
                         if launched.is_none() {
                             eprintln!("bench: prober: v2 answers on port {port}, but no java with -Dserver.port={port} is in /proc");
                         }
-                        return launched.map(|l| ready.duration_since(l));
+                        return launched.map(|l| (l, ready));
                     }
                     Ok((st, body)) => last = format!("HTTP {st} {}", body.trim()),
                     Err(f) => last = f.err,
@@ -724,23 +990,36 @@ impl Prober {
         Prober { stop, thread }
     }
 
-    fn finish(self) -> Option<Duration> {
+    fn finish(self, t0: Instant) -> Option<BootWindow> {
         self.stop.store(true, Ordering::Relaxed);
-        self.thread.join().ok().flatten()
+        let (launched, ready) = self.thread.join().ok().flatten()?;
+        Some(BootWindow {
+            launched: launched.saturating_duration_since(t0),
+            ready: ready.saturating_duration_since(t0),
+        })
     }
+}
+
+/// The pids of the `java … -Dserver.port=PORT` processes now.
+fn java_pids(port: u16) -> Vec<i32> {
+    let flag = format!("-Dserver.port={port}");
+    std::fs::read_dir("/proc")
+        .map(|rd| {
+            rd.flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+                .filter(|&pid| {
+                    let cmd = nonstop::process::cmdline(pid);
+                    is_java(&cmd) && cmd.contains(&flag)
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// When the newest `java … -Dserver.port=PORT` process started, as an Instant (10 ms ticks).
 fn java_started(port: u16) -> Option<Instant> {
-    let flag = format!("-Dserver.port={port}");
-    let ticks = std::fs::read_dir("/proc")
-        .ok()?
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|&pid| {
-            let cmd = nonstop::process::cmdline(pid);
-            is_java(&cmd) && cmd.contains(&flag)
-        })
+    let ticks = java_pids(port)
+        .into_iter()
         .filter_map(|pid| nonstop::process::stat(pid).map(|s| s.start_time))
         .max()?;
     let uptime: f64 = std::fs::read_to_string("/proc/uptime")

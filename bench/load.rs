@@ -1,8 +1,19 @@
-//! The recording load generator: `conns` threads, each with one keep-alive HTTP/1.1 connection
-//! to nginx (the harness [`Client`]), sending GETs and POSTs back to back (with `pause` between
-//! them) until stopped, and recording every request: when it started, how long it took, its
-//! final status or error, and whether it failed raw (as a client without retry would see it)
-//! and was retried once because it failed on a reused keep-alive connection.
+//! The recording load generator. Three kinds of client, each on its own threads ([`Client`] is
+//! the harness's keep-alive HTTP/1.1 client), sending until stopped and recording every
+//! request: when it started, how long it took, its final status or error, and which version
+//! (and port) answered.
+//!
+//! - [`ClientKind::Retrying`]: `conns` keep-alive connections, GETs and every fourth a POST, a
+//!   request that failed on a reused keep-alive connection is sent once more (as browsers and
+//!   most HTTP clients do); a record says whether it failed raw and whether it was retried.
+//! - [`ClientKind::NeverRetry`]: `never_retry` more keep-alive connections with the same mix,
+//!   behaving as Go's `net/http` does for a POST: a connection the server closed while it was
+//!   idle is dropped before use (Go's read loop notices the EOF and takes it out of the pool),
+//!   and a request that fails is final, never sent again (stricter than Go for a GET, which Go
+//!   retries once on a reused connection).
+//! - [`ClientKind::Slow`]: `slow` senders, each keeping one `GET …/slow?ms=N` in flight on a
+//!   fresh connection (requests that take N ms, for the balanced rolls: slots leave rotation
+//!   and drain while they run); a failure is final.
 
 use crate::common::Client;
 use std::net::SocketAddr;
@@ -12,7 +23,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// Hard bounds per connection, whatever the caller does.
-const MAX_RUN: Duration = Duration::from_secs(180);
+const MAX_RUN: Duration = Duration::from_secs(240);
 const MAX_REQUESTS: usize = 2_000_000;
 
 /// Which app version answered a successful request.
@@ -26,9 +37,18 @@ pub enum Served {
     Other,
 }
 
+/// Which client sent a request (see the module doc).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientKind {
+    Retrying,
+    NeverRetry,
+    Slow,
+}
+
 /// One logical request (a retry is part of the request it retries).
 #[derive(Debug, Clone)]
 pub struct Rec {
+    pub client: ClientKind,
     /// Offset of the first attempt's start from the load's `t0`.
     pub start: Duration,
     /// First attempt's start to the final answer (including a retry).
@@ -40,15 +60,37 @@ pub struct Rec {
     /// The first attempt failed on a reused keep-alive connection and was sent again.
     pub retried: bool,
     pub served: Served,
+    /// The never-retry client found its idle connection closed by the server before this
+    /// request and sent it on a new one (as Go does).
+    pub after_server_close: bool,
+    /// The app's port the answer names (its body's last word), when it answered 200.
+    pub port: Option<u16>,
     /// The final attempt's transport error, or the raw one when a retry succeeded.
     pub error: Option<String>,
 }
 
 impl Rec {
-    /// Failed even after the one retry.
+    /// Failed even after the one retry (or, for the clients that never retry, failed).
     pub fn failed(&self) -> bool {
         self.status != 200
     }
+}
+
+/// What to send.
+#[derive(Debug, Clone, Copy)]
+pub struct Mix {
+    /// Keep-alive connections of the retrying client.
+    pub conns: usize,
+    /// Keep-alive connections of the client that never retries.
+    pub never_retry: usize,
+    /// Pause between a response and the next request on a keep-alive connection.
+    pub pause: Duration,
+    /// Senders of slow requests (0: none) and how long each request takes in the app.
+    pub slow: usize,
+    pub slow_ms: u64,
+    /// The slow senders' first requests are spread over this much time from the start, so
+    /// that all of them are in flight when the deploy starts and they end at different times.
+    pub slow_ramp: Duration,
 }
 
 /// Load running in the background.
@@ -58,27 +100,43 @@ pub struct Load {
 }
 
 impl Load {
-    /// Start `conns` connections to `addr` requesting `path`. Responses whose first word is
-    /// `new_version` count as [`Served::New`], any other `v…` as [`Served::Old`].
+    /// Start the `mix` to `addr` requesting `path` (slow requests: `{path}slow?ms=N`).
+    /// Responses whose first word is `new_version` count as [`Served::New`], any other `v…` as
+    /// [`Served::Old`].
     pub fn start(
         addr: SocketAddr,
         path: &'static str,
-        conns: usize,
-        pause: Duration,
+        mix: Mix,
         t0: Instant,
         new_version: &'static str,
     ) -> Load {
         let stop = Arc::new(AtomicBool::new(false));
-        let threads = (0..conns)
-            .map(|i| {
+        let slow_path: &'static str =
+            Box::leak(format!("{path}slow?ms={}", mix.slow_ms).into_boxed_str());
+        let kinds = std::iter::repeat_n(ClientKind::Retrying, mix.conns)
+            .chain(std::iter::repeat_n(ClientKind::NeverRetry, mix.never_retry))
+            .chain(std::iter::repeat_n(ClientKind::Slow, mix.slow));
+        let threads = kinds
+            .enumerate()
+            .map(|(i, kind)| {
                 let stop = stop.clone();
-                std::thread::spawn(move || run_conn(addr, path, i, pause, t0, new_version, &stop))
+                let pause = mix.pause;
+                std::thread::spawn(move || match kind {
+                    ClientKind::Slow => {
+                        // Staggered, so that requests leave and arrive all the time.
+                        let k = (i - mix.conns - mix.never_retry) as u32;
+                        let at = mix.slow_ramp.min(Duration::from_millis(mix.slow_ms)) * k
+                            / mix.slow as u32;
+                        run_slow(addr, slow_path, at, t0, new_version, &stop)
+                    }
+                    kind => run_conn(addr, path, kind, i, pause, t0, new_version, &stop),
+                })
             })
             .collect();
         Load { stop, threads }
     }
 
-    /// Stop and return every record, ordered by start.
+    /// Stop, wait for the requests in flight, and return every record, ordered by start.
     pub fn finish(self) -> Vec<Rec> {
         self.stop.store(true, Ordering::Relaxed);
         let mut all: Vec<Rec> = self
@@ -91,9 +149,25 @@ impl Load {
     }
 }
 
+/// Version and port named by a 200 answer (`v2 real1 8081`).
+fn served(status: u16, text: &str, new_version: &str) -> (Served, Option<u16>) {
+    if status != 200 {
+        return (Served::Other, None);
+    }
+    let port = text.split_whitespace().last().and_then(|p| p.parse().ok());
+    let v = match text.split_whitespace().next() {
+        Some(v) if v == new_version => Served::New,
+        Some(v) if v.starts_with('v') => Served::Old,
+        _ => Served::Other,
+    };
+    (v, port)
+}
+
+#[allow(clippy::too_many_arguments)]
 fn run_conn(
     addr: SocketAddr,
     path: &str,
+    kind: ClientKind,
     i: usize,
     pause: Duration,
     t0: Instant,
@@ -112,42 +186,75 @@ fn run_conn(
         } else {
             ("GET", b"")
         };
+        let after_server_close = kind == ClientKind::NeverRetry && c.drop_if_server_closed();
         let s = Instant::now();
         let mut r = c.request(method, path, body);
         let mut raw_error = None;
         let mut retried = false;
         if let Err(f) = &r {
             raw_error = Some(f.err.clone());
-            if f.reused {
+            if f.reused && kind == ClientKind::Retrying {
                 retried = true;
                 r = c.request(method, path, body);
             }
         }
         let latency = s.elapsed();
-        let (status, served, error) = match r {
-            Ok((status, text)) => {
-                let served = match text.split_whitespace().next() {
-                    _ if status != 200 => Served::Other,
-                    Some(v) if v == new_version => Served::New,
-                    Some(v) if v.starts_with('v') => Served::Old,
-                    _ => Served::Other,
-                };
-                (status, served, raw_error)
-            }
-            Err(f) => (0, Served::Other, Some(f.err)),
+        let (status, (served, port), error) = match r {
+            Ok((status, text)) => (status, served(status, &text, new_version), raw_error),
+            Err(f) => (0, (Served::Other, None), Some(f.err)),
         };
         out.push(Rec {
+            client: kind,
             start: s.duration_since(t0),
             latency,
             status,
             raw_failed: retried || status != 200,
             retried,
             served,
+            after_server_close,
+            port,
             error,
         });
         if !pause.is_zero() {
             std::thread::sleep(pause);
         }
+    }
+    out
+}
+
+/// One slow request after another, each on a fresh connection, from `first` after `t0` on.
+fn run_slow(
+    addr: SocketAddr,
+    path: &str,
+    first: Duration,
+    t0: Instant,
+    new_version: &str,
+    stop: &AtomicBool,
+) -> Vec<Rec> {
+    let mut out = vec![];
+    while t0.elapsed() < first && !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let began = Instant::now();
+    while !stop.load(Ordering::Relaxed) && began.elapsed() < MAX_RUN {
+        let s = Instant::now();
+        let r = Client::new(addr).request("GET", path, b"");
+        let (status, (served, port), error) = match r {
+            Ok((status, text)) => (status, served(status, &text, new_version), None),
+            Err(f) => (0, (Served::Other, None), Some(f.err)),
+        };
+        out.push(Rec {
+            client: ClientKind::Slow,
+            start: s.duration_since(t0),
+            latency: s.elapsed(),
+            status,
+            raw_failed: status != 200,
+            retried: false,
+            served,
+            after_server_close: false,
+            port,
+            error,
+        });
     }
     out
 }

@@ -1,13 +1,15 @@
-//! `make bench`: the same app and load through a real nginx on loopback, deployed five ways side
+//! `make bench`: the same app and load through a real nginx on loopback, deployed seven ways side
 //! by side (kill -9 + restart on one port, the legacy scripts, a bare `nginx -s reload`, nonstop
-//! blue/green, nonstop balanced over 3 slots). The app is the Maven-built Spring Boot jar with
+//! blue/green and balanced over 3 slots reloading nginx, and the same two steering with
+//! nftables, each of those in a network namespace of its own). The app is the Maven-built Spring Boot jar with
 //! its real boot (`--boot spring`) and the stand-in with a configured 20 s boot, a large app's
 //! (`--boot 20`). Writes bench/results/{results.json,results.md,timeline-*.svg} and the
 //! generated part of BENCHMARKS.md. See BENCHMARKS.md for what is measured and how.
 //!
 //! ```text
-//! bench [--boot spring,20] [--approach KEY,…] [--conns 16] [--pause-ms 5] [--pre 2] [--post 2]
-//!       [--out bench/results] [--no-docs] [--raw DIR]
+//! bench [--boot spring,20] [--approach KEY,…] [--conns 16] [--never-retry 8] [--pause-ms 5]
+//!       [--slow 12] [--slow-ms 5000] [--pre 2] [--post 2] [--out bench/results] [--no-docs]
+//!       [--raw DIR]
 //! ```
 
 #[path = "../tests/common/mod.rs"]
@@ -39,7 +41,7 @@ struct Args {
 fn usage(why: &str) -> ! {
     eprintln!("bench: {why}");
     eprintln!(
-        "usage: bench [--boot spring,20] [--approach {}] [--conns 16] [--pause-ms 5] [--pre 2] [--post 2] [--out bench/results] [--no-docs] [--raw DIR]",
+        "usage: bench [--boot spring,20] [--approach {}] [--conns 16] [--never-retry 8] [--pause-ms 5] [--slow 12] [--slow-ms 5000] [--pre 2] [--post 2] [--out bench/results] [--no-docs] [--raw DIR]",
         Approach::ALL.map(|a| a.key()).join(",")
     );
     std::process::exit(2)
@@ -52,9 +54,12 @@ fn parse_args() -> Args {
         approaches: Approach::ALL.to_vec(),
         params: Params {
             conns: 16,
+            never_retry: 8,
             pause: Duration::from_millis(5),
             pre: Duration::from_secs(2),
             post: Duration::from_secs(2),
+            slow: 12,
+            slow_ms: 5000,
         },
         out: root.join("bench/results"),
         docs: true,
@@ -92,6 +97,9 @@ fn parse_args() -> Args {
                     .collect()
             }
             "--conns" => a.params.conns = (num(val()) as usize).clamp(1, 256),
+            "--never-retry" => a.params.never_retry = (num(val()) as usize).min(256),
+            "--slow" => a.params.slow = (num(val()) as usize).min(64),
+            "--slow-ms" => a.params.slow_ms = (num(val()) as u64).clamp(1, 10_000),
             "--pause-ms" => a.params.pause = Duration::from_secs_f64(num(val()) / 1000.0),
             "--pre" => a.params.pre = Duration::from_secs_f64(num(val()).min(60.0)),
             "--post" => a.params.post = Duration::from_secs_f64(num(val()).min(60.0)),
@@ -100,7 +108,7 @@ fn parse_args() -> Args {
             "--raw" => a.raw = Some(PathBuf::from(val())),
             "-h" | "--help" => {
                 println!(
-                    "bench [--boot spring,20] [--approach {}] [--conns 16] [--pause-ms 5] [--pre 2] [--post 2] [--out bench/results] [--no-docs] [--raw DIR]",
+                    "bench [--boot spring,20] [--approach {}] [--conns 16] [--never-retry 8] [--pause-ms 5] [--slow 12] [--slow-ms 5000] [--pre 2] [--post 2] [--out bench/results] [--no-docs] [--raw DIR]",
                     Approach::ALL.map(|a| a.key()).join(",")
                 );
                 std::process::exit(0)
@@ -146,11 +154,15 @@ fn main() -> ExitCode {
                 a.label(),
                 if s.ok() {
                     format!(
-                        "deploy {:>6.2} s  requests {:>7}  failed raw {:>5}  after retry {:>5}  p99 {:>6.1} ms",
+                        "deploy {:>6.2} s  requests {:>7}  failed raw {:>5}  after retry {:>5}  never-retry {}/{}  slow {}/{}  p99 {:>6.1} ms",
                         s.deploy_wall_s.unwrap_or(0.0),
                         s.requests,
                         s.failed_raw,
                         s.failed_after_retry,
+                        s.never_retry_failed,
+                        s.never_retry_requests,
+                        s.slow_failed,
+                        s.slow_requests,
                         s.p99_ms.unwrap_or(0.0)
                     )
                 } else {
@@ -255,9 +267,12 @@ fn machine_facts(args: &Args) -> Vec<(String, String)> {
         (
             "load".into(),
             format!(
-                "{} keep-alive connections, {} ms pause between a response and the next request, GET / (balanced: /api/) and every 4th a POST, {:.0} s before and {:.0} s after each deploy",
+                "{} keep-alive connections that retry once + {} that never retry, {} ms pause between a response and the next request, GET / (balanced over an nginx upstream: /api/) and every 4th a POST; balanced rolls also {} slow requests ({} ms) in flight on fresh connections; {:.0} s before and {:.0} s after each deploy",
                 p.conns,
+                p.never_retry,
                 p.pause.as_secs_f64() * 1000.0,
+                p.slow,
+                p.slow_ms,
                 p.pre.as_secs_f64(),
                 p.post.as_secs_f64()
             ),
@@ -354,7 +369,8 @@ fn write_outputs(
     Ok(())
 }
 
-/// Every request of a run as CSV: start_ms,latency_ms,status,raw_failed,retried,served,error.
+/// Every request of a run as CSV: client,start_ms,latency_ms,status,raw_failed,retried,served,
+/// port,error.
 fn write_raw(dir: &Path, o: &approach::Outcome) -> std::io::Result<()> {
     use std::io::Write;
     std::fs::create_dir_all(dir)?;
@@ -362,18 +378,20 @@ fn write_raw(dir: &Path, o: &approach::Outcome) -> std::io::Result<()> {
     let mut f = std::io::BufWriter::new(std::fs::File::create(p)?);
     writeln!(
         f,
-        "start_ms,latency_ms,status,raw_failed,retried,served,error"
+        "client,start_ms,latency_ms,status,raw_failed,retried,served,port,error"
     )?;
     for r in &o.records {
         writeln!(
             f,
-            "{:.3},{:.3},{},{},{},{:?},{}",
+            "{:?},{:.3},{:.3},{},{},{},{:?},{},{}",
+            r.client,
             r.start.as_secs_f64() * 1000.0,
             r.latency.as_secs_f64() * 1000.0,
             r.status,
             r.raw_failed,
             r.retried,
             r.served,
+            r.port.map_or(String::new(), |p| p.to_string()),
             r.error.as_deref().unwrap_or("").replace(',', ";")
         )?;
     }

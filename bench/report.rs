@@ -1,8 +1,10 @@
 //! From records to numbers: per-run summaries, the markdown table, results.json, the target
-//! check for nonstop, and the hand-written SVG timelines.
+//! checks for nonstop (the reload rows' and issue 12's for the nftables rows), and the
+//! hand-written SVG timelines. The raw / after-retry columns and the latencies are the
+//! retrying client's; the never-retry client and the slow requests are counted on their own.
 
 use crate::approach::{Approach, Boot, Outcome, Status};
-use crate::load::{Rec, Served};
+use crate::load::{ClientKind, Rec, Served};
 use serde::Serialize;
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -49,6 +51,23 @@ pub struct Summary {
     pub wall_minus_boot_s: Option<f64>,
     /// The new JVM's process start to its first answer with the new version (10 ms probes).
     pub launch_to_ready_s: Option<f64>,
+    /// The same for every new JVM of the deploy, in the order they started (balanced: 3).
+    pub boots_measured_s: Vec<Option<f64>>,
+    /// Each measured new JVM's process start and first answer with v2, in seconds from the
+    /// deploy's start: where the deploy waited for the app and where for nonstop.
+    pub boot_windows: Vec<[f64; 2]>,
+    /// Deploy wall time minus the sum of the measured JVM start → ready of every new JVM
+    /// (`null` when one was not measured).
+    pub wall_minus_measured_boots_s: Option<f64>,
+    /// Time the balanced roll's drains waited for requests in flight (from nonstop's log).
+    pub drain_s: f64,
+    /// Connections cut by drains that gave up.
+    pub drain_cut: usize,
+    /// Each drain: `red 4.86 s`, or `red gave up, cut N`.
+    pub drains: Vec<String>,
+    /// Each drain's wait in seconds, in log order (`null`: it gave up).
+    pub drain_waits_s: Vec<Option<f64>>,
+    /// The retrying client's requests (the raw / after-retry / latency figures are its own).
     pub requests: usize,
     pub failed_raw: usize,
     pub failed_after_retry: usize,
@@ -56,6 +75,24 @@ pub struct Summary {
     /// Final failures that were an HTTP status (502 …) rather than a transport error.
     pub failed_http: usize,
     pub window_requests: usize,
+    /// The client that never retries: its requests and its failures (each final).
+    pub never_retry_requests: usize,
+    pub never_retry_failed: usize,
+    pub never_retry_errors: Vec<String>,
+    /// Its idle connections the server closed (a reload's old worker) that it dropped and
+    /// redialed before sending, as Go's net/http does: requests a client without that check
+    /// would have sent on a dead connection.
+    pub never_retry_redials: usize,
+    /// Slow requests (`/slow?ms=N`, balanced rolls): sent, failed, and how long each takes.
+    pub slow_requests: usize,
+    pub slow_failed: usize,
+    pub slow_ms: Option<u64>,
+    /// Slots taken out of rotation during the deploy (from nonstop's log).
+    pub take_outs: usize,
+    /// Slow requests in flight on a slot at the moment it left rotation, summed over take-outs.
+    pub slow_in_flight_at_take_out: usize,
+    /// Take-outs with at least one slow request in flight on that slot.
+    pub take_outs_with_slow: usize,
     pub p50_ms: Option<f64>,
     pub p99_ms: Option<f64>,
     pub max_ms: Option<f64>,
@@ -87,8 +124,11 @@ pub fn summarize(o: &Outcome) -> Summary {
         .configured()
         .or(o.launch_to_ready)
         .map(|d| secs(d) * f64::from(o.boots));
-    let mut window: Vec<Duration> = o
-        .records
+    let kind = |k: ClientKind| o.records.iter().filter(move |r| r.client == k);
+    let retrying: Vec<&Rec> = kind(ClientKind::Retrying).collect();
+    let never: Vec<&Rec> = kind(ClientKind::NeverRetry).collect();
+    let slow: Vec<&Rec> = kind(ClientKind::Slow).collect();
+    let mut window: Vec<Duration> = retrying
         .iter()
         .filter(|r| r.start >= o.deploy_start && r.start <= o.deploy_end)
         .map(|r| r.latency)
@@ -101,17 +141,48 @@ pub fn summarize(o: &Outcome) -> Summary {
         let rank = ((q * window.len() as f64).ceil() as usize).clamp(1, window.len());
         Some(window[rank - 1].as_secs_f64() * 1000.0)
     };
-    let mut errors: Vec<String> = vec![];
-    for r in o.records.iter().filter(|r| r.raw_failed) {
-        let e = match (&r.error, r.status) {
-            (Some(e), 200) => format!("{e} (ok on retry)"),
-            (Some(e), _) => e.clone(),
-            (None, s) => format!("HTTP {s}"),
-        };
-        if !errors.contains(&e) && errors.len() < 6 {
-            errors.push(e);
+    let distinct = |recs: &[&Rec]| {
+        let mut errors: Vec<String> = vec![];
+        for r in recs.iter().filter(|r| r.raw_failed) {
+            let e = match (&r.error, r.status) {
+                (Some(e), 200) => format!("{e} (ok on retry)"),
+                (Some(e), _) => e.clone(),
+                (None, s) => format!("HTTP {s}"),
+            };
+            if !errors.contains(&e) && errors.len() < 6 {
+                errors.push(e);
+            }
         }
-    }
+        errors
+    };
+    let errors = distinct(&retrying);
+    // A slow request is in flight on a slot as it leaves rotation when it started before and
+    // ended after that moment and the slot's port answered it (a failed one names no port:
+    // counted when it was open at that moment at all).
+    let port_of = |slot: &str| {
+        o.slot_ports
+            .iter()
+            .find(|(n, _)| n == slot)
+            .map(|(_, p)| *p)
+    };
+    let in_flight: Vec<usize> = o
+        .take_outs
+        .iter()
+        .map(|(slot, at)| {
+            slow.iter()
+                .filter(|r| r.start < *at && r.start + r.latency > *at)
+                .filter(|r| r.port.is_none() || r.port == port_of(slot))
+                .count()
+        })
+        .collect();
+    let boots_sum: Option<f64> = if o.boots_measured.is_empty() {
+        None
+    } else {
+        o.boots_measured
+            .iter()
+            .map(|b| b.map(|b| secs(b.took())))
+            .sum::<Option<f64>>()
+    };
     Summary {
         approach: o.approach.key().into(),
         label: o.approach.label().into(),
@@ -125,16 +196,53 @@ pub fn summarize(o: &Outcome) -> Summary {
             .filter(|_| measured && boot_applies)
             .map(|b| secs(wall) - b),
         launch_to_ready_s: o.launch_to_ready.map(secs),
-        requests: o.records.len(),
-        failed_raw: o.records.iter().filter(|r| r.raw_failed).count(),
-        failed_after_retry: o.records.iter().filter(|r| r.failed()).count(),
-        retried: o.records.iter().filter(|r| r.retried).count(),
-        failed_http: o
-            .records
+        boots_measured_s: o
+            .boots_measured
+            .iter()
+            .map(|b| b.map(|b| secs(b.took())))
+            .collect(),
+        boot_windows: o
+            .boots_measured
+            .iter()
+            .flatten()
+            .map(|b| {
+                [
+                    secs(b.launched) - secs(o.deploy_start),
+                    secs(b.ready) - secs(o.deploy_start),
+                ]
+            })
+            .collect(),
+        wall_minus_measured_boots_s: boots_sum.filter(|_| measured_ok(o)).map(|b| secs(wall) - b),
+        drain_s: o.drains.iter().filter_map(|d| d.took).map(secs).sum(),
+        drain_cut: o.drains.iter().map(|d| d.cut).sum(),
+        drain_waits_s: o.drains.iter().map(|d| d.took.map(secs)).collect(),
+        drains: o
+            .drains
+            .iter()
+            .map(|d| match d.took {
+                Some(t) => format!("{} {:.2} s", d.slot, secs(t)),
+                None => format!("{} gave up, cut {}", d.slot, d.cut),
+            })
+            .collect(),
+        requests: retrying.len(),
+        failed_raw: retrying.iter().filter(|r| r.raw_failed).count(),
+        failed_after_retry: retrying.iter().filter(|r| r.failed()).count(),
+        retried: retrying.iter().filter(|r| r.retried).count(),
+        failed_http: retrying
             .iter()
             .filter(|r| r.failed() && r.status != 0)
             .count(),
         window_requests: window.len(),
+        never_retry_requests: never.len(),
+        never_retry_failed: never.iter().filter(|r| r.failed()).count(),
+        never_retry_errors: distinct(&never),
+        never_retry_redials: never.iter().filter(|r| r.after_server_close).count(),
+        slow_requests: slow.len(),
+        slow_failed: slow.iter().filter(|r| r.failed()).count(),
+        slow_ms: o.approach.is_balanced().then_some(o.slow_ms),
+        take_outs: o.take_outs.len(),
+        slow_in_flight_at_take_out: in_flight.iter().sum(),
+        take_outs_with_slow: in_flight.iter().filter(|&&n| n > 0).count(),
         p50_ms: pct(0.50),
         p99_ms: pct(0.99),
         max_ms: window.last().map(|d| d.as_secs_f64() * 1000.0),
@@ -155,6 +263,12 @@ pub fn summarize(o: &Outcome) -> Summary {
     }
 }
 
+/// The run has numbers (not failed, a deploy that boots a JVM).
+fn measured_ok(o: &Outcome) -> bool {
+    matches!(o.status, Status::Ok) && o.approach != Approach::Reload
+}
+
+/// The keep-alive clients' requests per bucket (the slow requests are counted on their own).
 fn buckets(records: &[Rec], run_end: Duration) -> Buckets {
     let n = (run_end.as_millis() / BUCKET.as_millis()) as usize + 1;
     let mut b = Buckets {
@@ -163,7 +277,7 @@ fn buckets(records: &[Rec], run_end: Duration) -> Buckets {
         retried_ok: vec![0; n],
         failed: vec![0; n],
     };
-    for r in records {
+    for r in records.iter().filter(|r| r.client != ClientKind::Slow) {
         let i = ((r.start.as_millis() / BUCKET.as_millis()) as usize).min(n - 1);
         if r.failed() {
             b.failed[i] += 1;
@@ -200,21 +314,21 @@ pub fn markdown(all: &[Summary], boots: &[Boot], img: &str) -> String {
     let mut m = String::new();
     let _ = writeln!(
         m,
-        "| app | approach | deploy wall time | wall − boot | JVM start → ready | requests | failed raw | failed after 1 retry | p50 / p99 / max latency in deploy (ms) |"
+        "| app | approach | deploy wall time | wall − boot | JVM start → ready | requests | failed raw | failed after 1 retry | never-retry client: failed / requests | p50 / p99 / max latency in deploy (ms) |"
     );
-    let _ = writeln!(m, "|---|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(m, "|---|---|---|---|---|---|---|---|---|---|");
     for s in all {
         if !s.ok() {
             let _ = writeln!(
                 m,
-                "| {} | {} | {} | | | | | | |",
+                "| {} | {} | {} | | | | | | | |",
                 s.app_label, s.label, s.status
             );
             continue;
         }
         let _ = writeln!(
             m,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} / {} / {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} / {} | {} / {} / {} |",
             s.app_label,
             s.label,
             f2(s.deploy_wall_s),
@@ -227,10 +341,43 @@ pub fn markdown(all: &[Summary], boots: &[Boot], img: &str) -> String {
             s.requests,
             s.failed_raw,
             s.failed_after_retry,
+            s.never_retry_failed,
+            s.never_retry_requests,
             ms(s.p50_ms),
             ms(s.p99_ms),
             ms(s.max_ms)
         );
+    }
+    let slow_rows: Vec<&Summary> = all
+        .iter()
+        .filter(|s| s.ok() && s.slow_ms.is_some())
+        .collect();
+    if !slow_rows.is_empty() {
+        let _ = writeln!(
+            m,
+            "\nSlow requests in the balanced rolls (each on a fresh connection, a failure is final):\n"
+        );
+        let _ = writeln!(
+            m,
+            "| app | approach | slow requests | failed | slots taken out | take-outs with one in flight on that slot | in flight at take-outs | drains waited | cut by a drain |"
+        );
+        let _ = writeln!(m, "|---|---|---|---|---|---|---|---|---|");
+        for s in slow_rows {
+            let _ = writeln!(
+                m,
+                "| {} | {} | {} × {:.0} s | {} | {} | {} | {} | {:.2} s | {} |",
+                s.app_label,
+                s.label,
+                s.slow_requests,
+                s.slow_ms.unwrap_or(0) as f64 / 1000.0,
+                s.slow_failed,
+                s.take_outs,
+                s.take_outs_with_slow,
+                s.slow_in_flight_at_take_out,
+                s.drain_s,
+                s.drain_cut
+            );
+        }
     }
     let _ = writeln!(
         m,
@@ -241,10 +388,10 @@ pub fn markdown(all: &[Summary], boots: &[Boot], img: &str) -> String {
         "| app | mode | stop | start | health | switch | deploy-second | total |"
     );
     let _ = writeln!(m, "|---|---|---|---|---|---|---|---|");
-    for s in all.iter().filter(|s| {
-        s.ok()
-            && (s.approach == Approach::BlueGreen.key() || s.approach == Approach::Balanced.key())
-    }) {
+    for s in all
+        .iter()
+        .filter(|s| s.ok() && Approach::from_key(&s.approach).is_some_and(Approach::is_nonstop))
+    {
         let d = |n: &str| {
             s.stages
                 .iter()
@@ -275,7 +422,12 @@ pub fn markdown(all: &[Summary], boots: &[Boot], img: &str) -> String {
                 .find(|s| s.approach == a.key() && s.app == b.key() && s.ok())
         };
         let reload = find(Approach::Reload);
-        for a in [Approach::BlueGreen, Approach::Balanced] {
+        for a in [
+            Approach::BlueGreen,
+            Approach::Balanced,
+            Approach::NftBlueGreen,
+            Approach::NftBalanced,
+        ] {
             let Some(ns) = find(a) else {
                 continue;
             };
@@ -305,6 +457,75 @@ pub fn markdown(all: &[Summary], boots: &[Boot], img: &str) -> String {
             );
         }
     }
+    let _ = writeln!(
+        m,
+        "\nWhere nonstop's wall − boot goes (seconds; JVM n = the new JVM's process start, ready n = its first answer with v2; a drain waits for the requests in flight on the slot leaving rotation):\n"
+    );
+    for s in all
+        .iter()
+        .filter(|s| s.ok() && Approach::from_key(&s.approach).is_some_and(Approach::is_nonstop))
+    {
+        if let Some(l) = where_time_goes(s) {
+            let _ = writeln!(m, "- {}, {}: {l}", s.app_label, s.label);
+        }
+    }
+    let _ = writeln!(
+        m,
+        "\nTargets of issue 12, nftables steering, in this run (the never-retry client loses > 0 requests to the bare reload and 0 in nftables mode; the balanced roll loses 0 of its 5 s requests, with one in flight on a slot at each take-out; wall − measured JVM start → ready under 0.2 s for blue/green, and for the balanced roll wall − its 3 measured JVM start → ready − the drains' wait for the 5 s requests under 3 × 0.2 s; measured = process start to first answer with v2, probed every 10 ms):\n"
+    );
+    for &b in boots {
+        let find = |a: Approach| {
+            all.iter()
+                .find(|s| s.approach == a.key() && s.app == b.key() && s.ok())
+        };
+        let mut lines = vec![];
+        if let Some(r) = find(Approach::Reload) {
+            lines.push(format!(
+                "bare nginx -s reload: never-retry client lost {} of {}: {}",
+                r.never_retry_failed,
+                r.never_retry_requests,
+                mark(r.never_retry_failed > 0)
+            ));
+        }
+        if let Some(s) = find(Approach::NftBlueGreen) {
+            let w = s.wall_minus_measured_boots_s;
+            lines.push(format!(
+                "{}: never-retry client lost {} of {}: {}; wall − measured boot {}: {}",
+                s.label,
+                s.never_retry_failed,
+                s.never_retry_requests,
+                mark(s.never_retry_failed == 0 && s.never_retry_requests > 0),
+                w.map_or("not measured".into(), |w| format!("{w:.3} s")),
+                mark(w.is_some_and(|w| w < 0.2))
+            ));
+        }
+        if let Some(s) = find(Approach::NftBalanced) {
+            let w = s.wall_minus_measured_boots_s.map(|w| w - s.drain_s);
+            lines.push(format!(
+                "{}: never-retry client lost {} of {}: {}; 5 s requests lost {} of {}, in flight on the slot at {} of {} take-outs: {}; wall − 3 measured boots − {:.2} s of drains {}: {}",
+                s.label,
+                s.never_retry_failed,
+                s.never_retry_requests,
+                mark(s.never_retry_failed == 0 && s.never_retry_requests > 0),
+                s.slow_failed,
+                s.slow_requests,
+                s.take_outs_with_slow,
+                s.take_outs,
+                mark(
+                    s.slow_failed == 0
+                        && s.drain_cut == 0
+                        && s.take_outs > 0
+                        && s.take_outs_with_slow == s.take_outs
+                ),
+                s.drain_s,
+                w.map_or("not measured".into(), |w| format!("{w:.3} s")),
+                mark(w.is_some_and(|w| w < 0.6))
+            ));
+        }
+        for l in lines {
+            let _ = writeln!(m, "- {}, {l}", b.label());
+        }
+    }
     let _ = writeln!(m);
     for &b in boots {
         let _ = writeln!(
@@ -315,6 +536,56 @@ pub fn markdown(all: &[Summary], boots: &[Boot], img: &str) -> String {
         );
     }
     m
+}
+
+/// The deploy cut at each new JVM's start and first answer: the stretches where the deploy did
+/// not wait for a JVM to boot, with the hooks and drains inside them.
+fn where_time_goes(s: &Summary) -> Option<String> {
+    let wall = s.deploy_wall_s?;
+    let w = &s.boot_windows;
+    if w.is_empty() || w.len() != s.boots_measured_s.len() {
+        return None;
+    }
+    let stage = |n: &str| s.stages.iter().find(|st| st.name == n);
+    let dur = |n: &str| stage(n).map_or(0.0, |st| st.end_s - st.start_s);
+    let mut parts = vec![];
+    // Before the first JVM: the stop hook (its drain, in balanced mode) and start up to the JVM.
+    let stop_end = stage("stop").map_or(0.0, |st| st.end_s);
+    let drain = |k: usize| s.drain_waits_s.get(k).copied().flatten();
+    parts.push(format!(
+        "deploy start → JVM 1 {:.2} (stop {:.2}{}, start until the JVM {:.2})",
+        w[0][0],
+        dur("stop"),
+        if s.boots > 1 {
+            drain(0).map_or(String::new(), |d| format!(" with a drain of {d:.2}"))
+        } else {
+            String::new()
+        },
+        w[0][0] - stop_end
+    ));
+    // Balanced: ready n → JVM n+1 holds health's tail, switch (after the first), the next
+    // take-out, its drain and the stop.
+    for k in 1..w.len() {
+        parts.push(format!(
+            "ready {k} → JVM {} {:.2}{}",
+            k + 1,
+            w[k][0] - w[k - 1][1],
+            drain(k).map_or(String::new(), |d| format!(" (drain {d:.2})"))
+        ));
+    }
+    let last = w[w.len() - 1][1];
+    let health_end = stage("health").map_or(0.0, |st| st.end_s);
+    parts.push(if s.boots > 1 {
+        format!("ready {} → end {:.2}", w.len(), wall - last)
+    } else {
+        format!(
+            "ready → end {:.2} (health after ready {:.2}, switch {:.2})",
+            wall - last,
+            health_end - last,
+            dur("switch")
+        )
+    });
+    Some(parts.join("; "))
 }
 
 // ---------- SVG ----------
@@ -329,6 +600,7 @@ const C_NEW: &str = "#2f9e5b";
 const C_RETRIED: &str = "#f28e1c";
 const C_FAILED: &str = "#d62728";
 const C_RELOAD: &str = "#7b3fa0";
+const C_NFT: &str = "#0b7285";
 
 fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
@@ -357,9 +629,10 @@ pub fn svg(runs: &[&Summary], boot: Boot) -> String {
         (C_OLD, "ok, old version"),
         (C_NEW, "ok, new version"),
         (C_RETRIED, "failed raw, ok after 1 retry"),
-        (C_FAILED, "failed after retry"),
+        (C_FAILED, "failed (after retry; never-retry: at once)"),
         ("#dbe8fb", "deploy window"),
         (C_RELOAD, "reload confirmed (nonstop's log)"),
+        (C_NFT, "nft table changed (nonstop's log)"),
     ];
     let mut x = LEFT;
     for (c, t) in legend {
@@ -380,12 +653,23 @@ pub fn svg(runs: &[&Summary], boot: Boot) -> String {
 fn panel(s: &mut String, r: &Summary, y0: f64) {
     let title = if r.ok() {
         format!(
-            "{} — deploy {:.2} s, {} requests, {} failed raw, {} after retry",
+            "{} — deploy {:.2} s, {} requests, {} failed raw, {} after retry; never-retry client {} of {} failed{}",
             r.label,
             r.deploy_wall_s.unwrap_or(0.0),
             r.requests,
             r.failed_raw,
-            r.failed_after_retry
+            r.failed_after_retry,
+            r.never_retry_failed,
+            r.never_retry_requests,
+            match r.slow_ms {
+                Some(ms) => format!(
+                    "; {} of {} {:.0} s requests failed",
+                    r.slow_failed,
+                    r.slow_requests,
+                    ms as f64 / 1000.0
+                ),
+                None => String::new(),
+            }
         )
     } else {
         format!("{} — {}", r.label, r.status)
@@ -501,11 +785,21 @@ fn panel(s: &mut String, r: &Summary, y0: f64) {
         t += step;
     }
     // reloads nonstop confirmed (from its log): a triangle on the plot's top edge
-    for st in r.stages.iter().filter(|st| st.name == "reload") {
+    // and nft table changes: the same in another colour
+    for st in r
+        .stages
+        .iter()
+        .filter(|st| st.name == "reload" || st.name == "nft")
+    {
         let x = xs(st.start_s);
+        let (c, t) = if st.name == "nft" {
+            (C_NFT, "nft table changed")
+        } else {
+            (C_RELOAD, "reload confirmed")
+        };
         let _ = writeln!(
             s,
-            r##"<path d="M{:.1},{} l8,0 l-4,7 z" fill="{C_RELOAD}"><title>reload confirmed</title></path>"##,
+            r##"<path d="M{:.1},{} l8,0 l-4,7 z" fill="{c}"><title>{t}</title></path>"##,
             x - 4.0,
             top - 7.0
         );
@@ -513,7 +807,11 @@ fn panel(s: &mut String, r: &Summary, y0: f64) {
     // stage markers; each label goes on the first of three rows where it does not overlap
     // (none fits: the line alone)
     let mut row_end = [f64::MIN; 3];
-    let mut marks: Vec<&StageOut> = r.stages.iter().filter(|st| st.name != "reload").collect();
+    let mut marks: Vec<&StageOut> = r
+        .stages
+        .iter()
+        .filter(|st| st.name != "reload" && st.name != "nft")
+        .collect();
     // stages get their labels first, point markers (log lines) where room is left
     marks.sort_by(|a, b| {
         (a.end_s == a.start_s)

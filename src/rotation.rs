@@ -73,9 +73,13 @@ pub fn swap(cfg: &Config, back_in: Option<&Slot>, slot: &Slot) -> Result<usize> 
         };
         match back_in {
             Some(b) => log::info!(
-                "putting slot {} back in and taking slot {} out of rotation in one reload (slot {} stays healthy in it)",
+                "putting slot {} back in and taking slot {} out of rotation in one {} (slot {} stays healthy in it)",
                 b.name,
                 slot.name,
+                match crate::traffic::of(cfg).via() {
+                    crate::traffic::Via::NginxReload => "reload",
+                    crate::traffic::Via::Nftables => "nft transaction",
+                },
                 h.name
             ),
             None => log::info!(

@@ -241,7 +241,8 @@ pub struct Env {
     pub extra: String,
     pub java_opts: Vec<String>,
     /// Balanced mode: nginx balances `/api/` over an upstream of every slot (seed 002's
-    /// layout); `/` still goes to the include's single target.
+    /// layout); `/` still goes to the include's single target. In nftables mode: the table
+    /// spreads `/` over the slots in rotation (`traffic.balanced`), no upstream file.
     pub balanced: bool,
     /// The app `stage_jar` puts in the bundle (and the config's health path and timings).
     pub app: App,
@@ -275,6 +276,14 @@ impl Env {
     pub fn nftables(n: usize) -> Env {
         enter_netns();
         Env::build(n, false, App::StandIn, true)
+    }
+
+    /// nftables mode for `app`, balanced (`traffic.balanced: true`: the table spreads new
+    /// connections over the slots in rotation) or blue/green, in a network namespace of this
+    /// thread's own, as [`Env::nftables`].
+    pub fn nftables_with(n: usize, app: App, balanced: bool) -> Env {
+        enter_netns();
+        Env::build(n, balanced, app, true)
     }
 
     /// A balanced world: upstream file with every slot `down`, include at the first slot.
@@ -331,7 +340,7 @@ impl Env {
             format!("set $service_url http://127.0.0.1:{};\n", env.ports[0]),
         )
         .unwrap();
-        if balanced {
+        if balanced && !nft {
             let mut up = String::from("upstream demo {\n");
             for p in &env.ports {
                 up += &format!("    server 127.0.0.1:{p} down;\n");
@@ -451,7 +460,7 @@ impl Env {
             );
         }
         let opts: Vec<String> = self.java_opts.iter().map(|o| format!("{o:?}")).collect();
-        let upstream = if self.balanced {
+        let upstream = if self.balanced && self.front.is_none() {
             format!("  upstream_file: {n}/upstream.conf\n  upstream_name: demo\n")
         } else {
             String::new()
@@ -474,7 +483,8 @@ impl Env {
             opts.join(", "),
             self.extra,
             traffic = self.front.map_or(String::new(), |p| format!(
-                "traffic:\n  via: nftables\n  port: {p}\n"
+                "traffic:\n  via: nftables\n  port: {p}\n{}",
+                if self.balanced { "  balanced: true\n" } else { "" }
             )),
         );
         std::fs::write(self.config_path(), yaml).unwrap();
@@ -648,6 +658,32 @@ impl Client {
             conn: None,
             served: 0,
         }
+    }
+
+    /// Drop the kept connection if the server has closed it while it was idle (EOF, or an error,
+    /// waiting to be read): what Go's net/http does in its read loop, which takes a connection
+    /// the server closed out of the pool before a request could be sent on it. Returns whether
+    /// it dropped one.
+    pub fn drop_if_server_closed(&mut self) -> bool {
+        let Some(conn) = self.conn.as_ref() else {
+            return false;
+        };
+        if !conn.buffer().is_empty() {
+            return false;
+        }
+        let s = conn.get_ref();
+        let mut b = [0u8; 1];
+        let closed = s.set_nonblocking(true).is_ok()
+            && match s.peek(&mut b) {
+                Ok(0) => true,
+                Ok(_) => false,
+                Err(e) => e.kind() != std::io::ErrorKind::WouldBlock,
+            };
+        let _ = s.set_nonblocking(false);
+        if closed {
+            self.conn = None;
+        }
+        closed
     }
 
     /// One request; `Err` carries whether it failed on a reused keep-alive connection.
