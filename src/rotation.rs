@@ -76,10 +76,7 @@ pub fn swap(cfg: &Config, back_in: Option<&Slot>, slot: &Slot) -> Result<usize> 
                 "putting slot {} back in and taking slot {} out of rotation in one {} (slot {} stays healthy in it)",
                 b.name,
                 slot.name,
-                match crate::traffic::of(cfg).via() {
-                    crate::traffic::Via::NginxReload => "reload",
-                    crate::traffic::Via::Nftables => "nft transaction",
-                },
+                crate::traffic::of(cfg).change(),
                 h.name
             ),
             None => log::info!(

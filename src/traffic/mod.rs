@@ -61,6 +61,8 @@ pub trait Traffic: Sync {
     ) -> Result<Duration>;
     /// Where the truth is, for messages and `status` (a file, or a table).
     fn truth(&self, cfg: &Config) -> String;
+    /// What one [`Traffic::apply`] is called in messages ("in one reload").
+    fn change(&self) -> &'static str;
 }
 
 /// The rotation by slot, in slot order: each slot's entry in `recorded` (a slot it lacks is

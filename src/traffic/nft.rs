@@ -371,6 +371,10 @@ impl Traffic for Nft {
     fn truth(&self, cfg: &Config) -> String {
         format!("nftables table ip {}", table_name(cfg))
     }
+
+    fn change(&self) -> &'static str {
+        "nft transaction"
+    }
 }
 
 #[cfg(test)]

@@ -110,4 +110,8 @@ impl Traffic for Reload {
     fn truth(&self, cfg: &Config) -> String {
         cfg.nginx.include.display().to_string()
     }
+
+    fn change(&self) -> &'static str {
+        "reload"
+    }
 }
