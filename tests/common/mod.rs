@@ -817,6 +817,8 @@ pub struct Tally {
     /// Response bodies' first word (the app version) -> count.
     pub versions: BTreeMap<String, usize>,
     pub errors: Vec<String>,
+    /// From the load's start to [`Load::finish`].
+    pub took: Duration,
 }
 
 impl Tally {
@@ -832,8 +834,8 @@ impl Tally {
     }
     pub fn summary(&self) -> String {
         format!(
-            "{} requests, {} failed ({} raw failures before one retry on a reused keep-alive connection); versions {:?}",
-            self.requests, self.failed, self.raw_failed, self.versions
+            "{} requests in {:.1?}, {} failed ({} raw failures before one retry on a reused keep-alive connection); versions {:?}",
+            self.requests, self.took, self.failed, self.raw_failed, self.versions
         )
     }
 }
@@ -870,6 +872,7 @@ impl Tally {
 pub struct Load {
     stop: Arc<AtomicBool>,
     threads: Vec<std::thread::JoinHandle<Tally>>,
+    t0: Instant,
 }
 
 impl Load {
@@ -886,7 +889,11 @@ impl Load {
                 std::thread::spawn(move || body(i, &stop))
             })
             .collect();
-        Load { stop, threads }
+        Load {
+            stop,
+            threads,
+            t0: Instant::now(),
+        }
     }
 
     /// Stop starting requests, wait for those in flight, and sum the tallies.
@@ -896,12 +903,14 @@ impl Load {
         for t in self.threads {
             all.merge(t.join().unwrap());
         }
+        all.took = self.t0.elapsed();
         all
     }
 }
 
 /// Continuous GETs and POSTs through nginx on keep-alive connections until stopped (bounded
-/// to 10 minutes and 1,000,000 requests per connection); a request that fails on a reused
+/// to 10 minutes and 1,000,000 requests per connection unless [`Traffic::start_within`] says
+/// otherwise); a request that fails on a reused
 /// connection is retried once, as browsers do.
 pub struct Traffic;
 
@@ -912,15 +921,32 @@ impl Traffic {
 
     /// Like [`Traffic::start`], to `path` (e.g. `/api/` for the balanced upstream).
     pub fn start_on(addr: SocketAddr, path: &'static str, conns: usize, pause: Duration) -> Load {
+        Traffic::start_within(
+            addr,
+            path,
+            conns,
+            pause,
+            Duration::from_secs(600),
+            1_000_000,
+        )
+    }
+
+    /// Like [`Traffic::start_on`], each connection stopping by itself after `max_time` or
+    /// `max_requests`.
+    pub fn start_within(
+        addr: SocketAddr,
+        path: &'static str,
+        conns: usize,
+        pause: Duration,
+        max_time: Duration,
+        max_requests: usize,
+    ) -> Load {
         Load::spawn(conns, move |i, stop| {
             let mut c = Client::new(addr);
             let mut t = Tally::default();
             let t0 = Instant::now();
             let mut n = 0usize;
-            while !stop.load(Ordering::Relaxed)
-                && t0.elapsed() < Duration::from_secs(600)
-                && n < 1_000_000
-            {
+            while !stop.load(Ordering::Relaxed) && t0.elapsed() < max_time && n < max_requests {
                 n += 1;
                 let (method, body): (&str, &[u8]) = if (n + i) % 4 == 0 {
                     ("POST", b"order=42&qty=1")

@@ -307,7 +307,16 @@ impl Host {
 
     /// Copy a file or folder of this machine to DST inside (ec2host.sh cp semantics).
     pub fn cp(&self, src: &Path, dst: &str) {
-        let o = run_ec2host(&["cp", &self.name, src.to_str().unwrap(), dst]);
+        self.cp_owned(src, dst, None)
+    }
+
+    /// [`Host::cp`], owned by `owner` inside when given.
+    pub fn cp_owned(&self, src: &Path, dst: &str, owner: Option<&str>) {
+        let mut args = vec!["cp", &self.name, src.to_str().unwrap(), dst];
+        if let Some(o) = owner {
+            args.extend(["--chown", o]);
+        }
+        let o = run_ec2host(&args);
         assert_eq!(o.code, 0, "ec2host.sh cp {src:?} {dst}: {}", o.stderr);
     }
 
@@ -665,15 +674,7 @@ impl Host {
         );
         let sha = tarball.with_file_name(format!("{file}.sha256"));
         for f in [tarball, sha.as_path()] {
-            let o = run_ec2host(&[
-                "cp",
-                &self.name,
-                f.to_str().unwrap(),
-                "/home/ec2-user/",
-                "--chown",
-                "ec2-user",
-            ]);
-            assert_eq!(o.code, 0, "ec2host.sh cp {f:?}: {}", o.stderr);
+            self.cp_owned(f, "/home/ec2-user/", Some("ec2-user"));
         }
         let script = format!("set -ex\ncd ~\n{}\n", commands.join("\n"));
         let o = self.exec("ec2-user", &["bash", "-c", &script]);

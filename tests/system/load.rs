@@ -1,133 +1,19 @@
-//! Load from this machine to a host's nginx (http://HOST_IP/ on the ec2host bridge), bounded in
-//! count and time: keep-alive GET + POST loops that count failures raw and after one retry of a
-//! request that failed on a reused connection (the `Client` of tests/common), and probes on a
-//! fresh connection every 100 ms that record each answer's status and time.
+//! Probes from this machine to a host's nginx (http://HOST_IP/ on the ec2host bridge), bounded
+//! in count and time: one GET on a fresh connection, and probes every 100 ms that record each
+//! answer's status and time; and the keep-alive GET + POST load, tests/common's
+//! [`crate::common::Traffic`] (failures counted raw and after one retry of a request that
+//! failed on a reused connection) with tighter bounds.
 
-use crate::common::Client;
+use crate::common::{Load, Traffic};
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Any one load loop stops by itself after this long or this many requests.
-const MAX_TIME: Duration = Duration::from_secs(180);
-const MAX_REQUESTS: usize = 200_000;
-
-/// What the load saw.
-#[derive(Debug, Default)]
-pub struct Tally {
-    pub requests: usize,
-    pub ok: usize,
-    /// Failures a client without retry sees.
-    pub raw_failed: usize,
-    /// Failures left after one retry of a request that failed on a reused connection.
-    pub failed: usize,
-    /// Body's first word (the app version) -> 200 answers.
-    pub versions: BTreeMap<String, usize>,
-    /// The first few failures, for the assertion message.
-    pub errors: Vec<String>,
-    pub took: Duration,
-}
-
-impl Tally {
-    pub fn summary(&self) -> String {
-        format!(
-            "{} requests in {:.1?}, {} failed ({} raw failures before one retry on a reused keep-alive connection); versions {:?}",
-            self.requests, self.took, self.failed, self.raw_failed, self.versions
-        )
-    }
-}
-
-/// Client threads sending GET / and POST / through the host's nginx until [`Load::finish`].
-pub struct Load {
-    stop: Arc<AtomicBool>,
-    threads: Vec<std::thread::JoinHandle<Tally>>,
-    t0: Instant,
-}
-
-impl Load {
-    /// `conns` keep-alive connections, `pause` between a connection's requests.
-    pub fn start(addr: SocketAddr, conns: usize, pause: Duration) -> Load {
-        let stop = Arc::new(AtomicBool::new(false));
-        let threads = (0..conns)
-            .map(|i| {
-                let stop = stop.clone();
-                std::thread::spawn(move || {
-                    let mut c = Client::new(addr);
-                    let mut t = Tally::default();
-                    let t0 = Instant::now();
-                    while !stop.load(Ordering::Relaxed)
-                        && t0.elapsed() < MAX_TIME
-                        && t.requests < MAX_REQUESTS
-                    {
-                        let (method, body): (&str, &[u8]) = if (t.requests + i) % 4 == 0 {
-                            ("POST", b"order=42&qty=1")
-                        } else {
-                            ("GET", b"")
-                        };
-                        t.requests += 1;
-                        let mut r = c.request(method, "/", body);
-                        if let Err(f) = &r {
-                            t.raw_failed += 1;
-                            if f.reused {
-                                r = c.request(method, "/", body);
-                            }
-                        } else if !matches!(r, Ok((200, _))) {
-                            t.raw_failed += 1;
-                        }
-                        match r {
-                            Ok((200, text)) => {
-                                t.ok += 1;
-                                let v = text.split_whitespace().next().unwrap_or("").to_string();
-                                *t.versions.entry(v).or_default() += 1;
-                            }
-                            Ok((s, text)) => {
-                                t.failed += 1;
-                                if t.errors.len() < 5 {
-                                    t.errors.push(format!("HTTP {s}: {}", text.trim()));
-                                }
-                            }
-                            Err(f) => {
-                                t.failed += 1;
-                                if t.errors.len() < 5 {
-                                    t.errors.push(f.err);
-                                }
-                            }
-                        }
-                        std::thread::sleep(pause);
-                    }
-                    t
-                })
-            })
-            .collect();
-        Load {
-            stop,
-            threads,
-            t0: Instant::now(),
-        }
-    }
-
-    /// Stop, wait for the requests in flight, sum what every connection saw.
-    pub fn finish(self) -> Tally {
-        self.stop.store(true, Ordering::Relaxed);
-        let mut all = Tally::default();
-        for t in self.threads {
-            let t = t.join().unwrap();
-            all.requests += t.requests;
-            all.ok += t.ok;
-            all.raw_failed += t.raw_failed;
-            all.failed += t.failed;
-            for (k, v) in t.versions {
-                *all.versions.entry(k).or_default() += v;
-            }
-            all.errors.extend(t.errors);
-        }
-        all.errors.truncate(10);
-        all.took = self.t0.elapsed();
-        all
-    }
+/// `conns` keep-alive connections to `addr`, `pause` between a connection's requests, each
+/// stopping by itself after 180 s or 200,000 requests.
+pub fn keep_alive(addr: SocketAddr, conns: usize, pause: Duration) -> Load {
+    Traffic::start_within(addr, "/", conns, pause, Duration::from_secs(180), 200_000)
 }
 
 /// One GET / on a fresh connection with `timeout` for connect, write and read: the status

@@ -16,7 +16,7 @@ mod load;
 mod ssh;
 
 use host::{Bundle, Hooks, Host, Setup, Site};
-use load::{get, Load};
+use load::get;
 use std::time::Duration;
 
 /// v1 then v2 through the agent, v2 under load from outside: every hook exits 0, no request
@@ -44,7 +44,7 @@ fn v1_to_v2_under_load(name: &str, hooks: Hooks) {
         "[system] FIGURE {name}: after the v1 deployment succeeded, {stale} answer(s) other than 200 before v1 served"
     );
 
-    let load = Load::start(host.addr(), 4, Duration::from_millis(5));
+    let load = load::keep_alive(host.addr(), 4, Duration::from_millis(5));
     std::thread::sleep(Duration::from_millis(1000));
     let d2 = host.deploy(&Bundle::of("v2").hooks(hooks));
     std::thread::sleep(Duration::from_millis(1000));
@@ -316,7 +316,7 @@ fn d_kill_9_is_restarted_and_a_crashing_standby_is_not_forever() {
     assert_eq!(st1["live"], "blue");
 
     // A standby that crashes at every boot (only green's profile, real2, crashes).
-    let load = Load::start(host.addr(), 2, Duration::from_millis(10));
+    let load = load::keep_alive(host.addr(), 2, Duration::from_millis(10));
     let crashing = Bundle::of("v2").edit(
         "nonstop.yml",
         "\"-Ddemo.boot-ms=1000\"]",
@@ -516,7 +516,7 @@ fn f_ssh_deploy_with_the_release_tarball() {
     // A broken release: exit 1 over ssh, the reason last, v1 still served throughout.
     let broken = broken_jar(dir.path());
     ssh.scp(&broken, &format!("{incoming}/demo-app-v3.jar"));
-    let load = Load::start(host.addr(), 4, Duration::from_millis(5));
+    let load = load::keep_alive(host.addr(), 4, Duration::from_millis(5));
     let (bad, took_bad) = ssh.timed(&format!("nonstop deploy --jar {incoming}/demo-app-v3.jar"));
     let t_bad = load.finish();
     eprintln!(
@@ -555,7 +555,7 @@ fn f_ssh_deploy_with_the_release_tarball() {
     // v2 under load.
     let v2 = host::demo_jar("v2");
     ssh.scp(&v2, &format!("{incoming}/demo-app-v2.jar"));
-    let load = Load::start(host.addr(), 4, Duration::from_millis(5));
+    let load = load::keep_alive(host.addr(), 4, Duration::from_millis(5));
     std::thread::sleep(Duration::from_millis(1000));
     let (d2, took2) = ssh.timed(&format!("nonstop deploy --jar {incoming}/demo-app-v2.jar"));
     std::thread::sleep(Duration::from_millis(1000));
@@ -631,7 +631,7 @@ fn g_nftables_steering_comes_back_at_boot() {
     host.deploy(&nft("v1")).assert_ok();
     let workers = || host.sh_ok("pgrep -d, -f '^nginx: worker process'");
     let workers0 = workers();
-    let load = Load::start(host.addr(), 4, Duration::from_millis(5));
+    let load = load::keep_alive(host.addr(), 4, Duration::from_millis(5));
     std::thread::sleep(Duration::from_millis(1000));
     let d2 = host.deploy(&nft("v2"));
     std::thread::sleep(Duration::from_millis(1000));
