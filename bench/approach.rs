@@ -391,7 +391,16 @@ fn reload(boot: Boot, p: Params) -> Result<Outcome, Status> {
 
 /// Approach 4: nonstop blue/green: the real binaries run as CodeDeploy hooks (`Env::hook`).
 fn bluegreen(boot: Boot, p: Params) -> Result<Outcome, Status> {
-    let mut w = World::new(2, boot)?;
+    bluegreen_in(World::new(2, boot)?, Approach::BlueGreen, boot, p)
+}
+
+/// A blue/green deploy of v2 through the hooks in world `w` (reload or nftables mode).
+fn bluegreen_in(
+    mut w: World,
+    approach: Approach,
+    boot: Boot,
+    p: Params,
+) -> Result<Outcome, Status> {
     // Steady state after earlier deploys: v1 live on blue, v1 on green as the rollback target.
     for _ in 0..2 {
         setup_deploy(&w.env, &BLUEGREEN_HOOKS)?;
@@ -400,7 +409,7 @@ fn bluegreen(boot: Boot, p: Params) -> Result<Outcome, Status> {
     w.env.stage_jar("v2");
     let idle = idle_port(&w.env);
     let env = &w.env;
-    w.measure(Approach::BlueGreen, boot, p, |tl| {
+    w.measure(approach, boot, p, |tl| {
         deploy_hooks(env, tl, &BLUEGREEN_HOOKS, idle, &[])
     })
 }
@@ -409,7 +418,11 @@ fn bluegreen(boot: Boot, p: Params) -> Result<Outcome, Status> {
 /// harness's `Env::balanced`: `/api/` goes to the upstream, so the load does too): stop, start,
 /// health, switch on the idle slot, then deploy-second rolls the other two one at a time.
 fn balanced(boot: Boot, p: Params) -> Result<Outcome, Status> {
-    let mut w = World::balanced(3, boot)?;
+    balanced_in(World::balanced(3, boot)?, Approach::Balanced, boot, p)
+}
+
+/// A rolling deploy of v2 over the 3 slots of world `w` through appspec-balanced.yml's hooks.
+fn balanced_in(mut w: World, approach: Approach, boot: Boot, p: Params) -> Result<Outcome, Status> {
     // Steady state after an earlier deploy: v1 on all three slots, all in rotation.
     setup_deploy(&w.env, &BALANCED_HOOKS)?;
     set_boot(&mut w.env, boot.ms());
@@ -417,7 +430,7 @@ fn balanced(boot: Boot, p: Params) -> Result<Outcome, Status> {
     let idle = idle_port(&w.env);
     let others = other_ports(&w.env, idle);
     let env = &w.env;
-    let mut o = w.measure(Approach::Balanced, boot, p, |tl| {
+    let mut o = w.measure(approach, boot, p, |tl| {
         deploy_hooks(env, tl, &BALANCED_HOOKS, idle, &others)
     })?;
     o.boots = 3;
@@ -446,35 +459,24 @@ fn in_netns(approach: Approach, boot: Boot, p: Params) -> Result<Outcome, Status
 /// Approach 6: nonstop blue/green in nftables mode: the same hooks as approach 4; `switch`
 /// changes the table's DNAT rule, nginx (proxying to the front port) is never reloaded.
 fn nft_bluegreen(boot: Boot, p: Params) -> Result<Outcome, Status> {
-    let mut w = World::nftables(2, boot, false)?;
-    for _ in 0..2 {
-        setup_deploy(&w.env, &BLUEGREEN_HOOKS)?;
-    }
-    set_boot(&mut w.env, boot.ms());
-    w.env.stage_jar("v2");
-    let idle = idle_port(&w.env);
-    let env = &w.env;
-    w.measure(Approach::NftBlueGreen, boot, p, |tl| {
-        deploy_hooks(env, tl, &BLUEGREEN_HOOKS, idle, &[])
-    })
+    bluegreen_in(
+        World::nftables(2, boot, false)?,
+        Approach::NftBlueGreen,
+        boot,
+        p,
+    )
 }
 
 /// Approach 7: nonstop balanced over 3 slots in nftables mode: the table spreads `/` over the
 /// slots in rotation; the hooks of appspec-balanced.yml roll all three, each slot leaving the
 /// map and draining (the slow requests in flight finish on it) before it stops.
 fn nft_balanced(boot: Boot, p: Params) -> Result<Outcome, Status> {
-    let mut w = World::nftables(3, boot, true)?;
-    setup_deploy(&w.env, &BALANCED_HOOKS)?;
-    set_boot(&mut w.env, boot.ms());
-    w.env.stage_jar("v2");
-    let idle = idle_port(&w.env);
-    let others = other_ports(&w.env, idle);
-    let env = &w.env;
-    let mut o = w.measure(Approach::NftBalanced, boot, p, |tl| {
-        deploy_hooks(env, tl, &BALANCED_HOOKS, idle, &others)
-    })?;
-    o.boots = 3;
-    Ok(o)
+    balanced_in(
+        World::nftables(3, boot, true)?,
+        Approach::NftBalanced,
+        boot,
+        p,
+    )
 }
 
 /// The ports deploy-second rolls after `idle`, in its order (slot order, live and idle skipped:
