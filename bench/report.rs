@@ -1,5 +1,5 @@
 //! From records to numbers: per-run summaries, the markdown table, results.json, the target
-//! checks for nonstop (the reload rows' and issue 12's for the nftables rows), and the
+//! checks for nonstop (the reload rows' and the nftables steering's for the nftables rows), and the
 //! hand-written SVG timelines. The raw / after-retry columns and the latencies are the
 //! retrying client's; the never-retry client and the slow requests are counted on their own.
 
@@ -471,7 +471,7 @@ pub fn markdown(all: &[Summary], boots: &[Boot], img: &str) -> String {
     }
     let _ = writeln!(
         m,
-        "\nTargets of issue 12, nftables steering, in this run (the never-retry client loses > 0 requests to the bare reload and 0 in nftables mode; the balanced roll loses 0 of its 5 s requests, with one in flight on a slot at each take-out; wall − measured JVM start → ready under 0.2 s for blue/green, and for the balanced roll wall − its 3 measured JVM start → ready − the drains' wait for the 5 s requests under 3 × 0.2 s; measured = process start to first answer with v2, probed every 10 ms):\n"
+        "\nTargets of nftables steering in this run (the never-retry client loses > 0 requests to the bare reload and 0 in nftables mode; the balanced roll loses 0 of its 5 s requests, with one in flight on a slot at each take-out; wall − measured JVM start → ready under 0.2 s for blue/green, and for the balanced roll wall − its 3 measured JVM start → ready − the drains' wait for the 5 s requests under 3 × 0.2 s; measured = process start to first answer with v2, probed every 10 ms):\n"
     );
     for &b in boots {
         let find = |a: Approach| {

@@ -240,7 +240,7 @@ pub struct Env {
     /// Extra YAML appended to the generated nonstop.yml.
     pub extra: String,
     pub java_opts: Vec<String>,
-    /// Balanced mode: nginx balances `/api/` over an upstream of every slot (seed 002's
+    /// Balanced mode: nginx balances `/api/` over an upstream of every slot (a common
     /// layout); `/` still goes to the include's single target. In nftables mode: the table
     /// spreads `/` over the slots in rotation (`traffic.balanced`), no upstream file.
     pub balanced: bool,

@@ -3,7 +3,7 @@
 #
 # nonstop's copy (tests/system/, run by `make system-test`; the project never reads the tool's
 # original at run time). Changed from the original in one place: PKGS adds nftables (the
-# nftables steering's boot unit, issue 12) and openssh-server (the ssh deploy flow, seed 001),
+# nftables steering's boot unit) and openssh-server (deploys over ssh without CodeDeploy),
 # as an EC2 AMI has them. The image cache (/var/lib/ec2host/image) is keyed by the hash of PKGS
 # and customize_rootfs, so the original tool on the same machine rebuilds it for itself (and
 # this copy back again: ~30 s-2.5 min, refused while any host is up). The system tests add

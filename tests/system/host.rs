@@ -640,13 +640,14 @@ pub fn tarball() -> PathBuf {
     t
 }
 
-/// The commands of INSTALL's first block ("Check and unpack"): its first paragraph of
-/// indented lines, as a user copies them into a shell.
-pub fn install_commands(install: &str) -> Vec<String> {
+/// The commands of INSTALL's `n`th block (0: "Check and unpack", 1: the optional man pages
+/// and completions): its `n`th paragraph of indented lines, as a user copies them into a shell.
+pub fn install_commands(install: &str, n: usize) -> Vec<String> {
     install
         .split("\n\n")
         .map(|para| para.lines().collect::<Vec<_>>())
-        .find(|lines| !lines.is_empty() && lines.iter().all(|l| l.starts_with("  ")))
+        .filter(|lines| !lines.is_empty() && lines.iter().all(|l| l.starts_with("  ")))
+        .nth(n)
         .map(|lines| lines.iter().map(|l| l.trim().to_string()).collect())
         .unwrap_or_default()
 }
@@ -666,7 +667,12 @@ impl Host {
             .unwrap();
         assert!(out.status.success(), "the tarball has {name}/INSTALL");
         let install = String::from_utf8(out.stdout).unwrap();
-        let commands = install_commands(&install);
+        let commands = install_commands(&install, 0);
+        let optional = install_commands(&install, 1);
+        assert!(
+            optional.iter().any(|c| c.contains("/man/")),
+            "INSTALL's second block installs the man pages: {optional:?}"
+        );
         assert!(
             commands.iter().any(|c| c.starts_with("sudo tar "))
                 && commands.last().is_some_and(|c| c == "nonstop --version"),
@@ -676,7 +682,13 @@ impl Host {
         for f in [tarball, sha.as_path()] {
             self.cp_owned(f, "/home/ec2-user/", Some("ec2-user"));
         }
-        let script = format!("set -ex\ncd ~\n{}\n", commands.join("\n"));
+        // Every line, the optional ones too, as written: they must work on a minimal host
+        // (no /usr/local/share/man/man1, no /etc/bash_completion.d).
+        let script = format!(
+            "set -ex\ncd ~\n{}\n{}\ntest -s /usr/local/share/man/man1/nonstop.1\n",
+            commands.join("\n"),
+            optional.join("\n")
+        );
         let o = self.exec("ec2-user", &["bash", "-c", &script]);
         assert_eq!(o.code, 0, "INSTALL as ec2-user:\n{}{}", o.stdout, o.stderr);
         self.use_installed_nonstop();

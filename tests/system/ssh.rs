@@ -1,4 +1,4 @@
-//! The ssh side of seed 001's flow, as a Jenkins agent runs it: a key pair made for one test,
+//! The ssh side of the ssh deploy flow, as a Jenkins agent runs it: a key pair made for one test,
 //! its public half in ec2-user's `~/.ssh/authorized_keys` on the host with sshd set to key-only
 //! login, and `ssh` / `scp` from this machine with `BatchMode=yes` (no password prompt, no TTY)
 //! and a known_hosts of the test's own (`StrictHostKeyChecking=accept-new`, as
