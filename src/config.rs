@@ -451,7 +451,9 @@ fn valid_http_path(s: &str) -> bool {
     true
 }
 
-/// A host that is safe to write between `http://` and `:PORT;` in an nginx file.
+/// A host that is safe to write between `http://` and `:PORT;` in an nginx file, and that
+/// names something: an IPv4 address, a bracketed IPv6 address, or a host name whose last label
+/// is not all digits (`999.999.999.999` and `1.2.3` are neither an address nor a name).
 fn valid_host(s: &str) -> bool {
     if let Some(inner) = s.strip_prefix('[').and_then(|r| r.strip_suffix(']')) {
         return inner.parse::<std::net::Ipv6Addr>().is_ok();
@@ -464,6 +466,10 @@ fn valid_host(s: &str) -> bool {
     }) && s
         .split('.')
         .all(|l| !l.is_empty() && !l.starts_with('-') && !l.ends_with('-'))
+        && !s
+            .rsplit('.')
+            .next()
+            .is_some_and(|l| l.chars().all(|c| c.is_ascii_digit()))
 }
 
 /// A whole number checked while the parser visits it: `Ok(n)` or the complaint.
@@ -949,12 +955,24 @@ mod tests {
             "nginx:\n  variable: 'x; return 200'\n",
             "nginx:\n  host: 'x; return 200'\n",
             "nginx:\n  host: '127.0.0.1:1/ a'\n",
+            "nginx:\n  host: 999.999.999.999\n",
+            "nginx:\n  host: 1.2.3\n",
+            "nginx:\n  host: '10'\n",
         ] {
             let m = p(&format!("app:\n  name: a\n{bad}"))
                 .unwrap_err()
                 .to_string();
             assert!(m.contains(":4:") && m.contains("invalid"), "{m}");
+            assert!(!m.contains('\n'), "one line: {m}");
+            assert_eq!(
+                p(&format!("app:\n  name: a\n{bad}"))
+                    .unwrap_err()
+                    .exit_code(),
+                2
+            );
         }
+        assert!(p("app:\n  name: a\nnginx:\n  host: 10.0.0.7\n").is_ok());
+        assert!(p("app:\n  name: a\nnginx:\n  host: app1.internal\n").is_ok());
         assert!(p("app:\n  name: a\nnginx:\n  host: '[::1]'\n").is_ok());
         assert!(p("app:\n  name: a\nnginx:\n  host: app-1.internal\n").is_ok());
     }

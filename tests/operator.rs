@@ -1858,6 +1858,47 @@ fn bundle_refuses_what_would_fail_and_writes_nothing() {
     );
 }
 
+/// `app.jar: app/../../elsewhere/*.jar` climbs out of the bundle: refused as an absolute path
+/// is, even when a jar waits there (a TMPDIR of the test's own puts one where the checks'
+/// symlinked layout would find it), and no zip is written.
+#[test]
+fn bundle_refuses_an_app_jar_that_climbs_out_with_dot_dot() {
+    let d = tempfile::tempdir().unwrap();
+    let bin = tool(d.path());
+    let project = bundle_project(d.path());
+    let cfg = project.join("deploy/nonstop.yml");
+    let good_cfg = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(
+        &cfg,
+        good_cfg.replace("jar: \"app/*.jar\"", "jar: \"app/../../elsewhere/*.jar\""),
+    )
+    .unwrap();
+    let tmp = d.path().join("tmp");
+    std::fs::create_dir_all(tmp.join("elsewhere")).unwrap();
+    std::fs::copy(demo_jar("v2"), tmp.join("elsewhere/other-2.0.jar")).unwrap();
+    let t0 = std::time::Instant::now();
+    let out = Command::new(&bin)
+        .args(["bundle", "--jar", "target/myapp-1.0.jar", "-o", "out.zip"])
+        .current_dir(&project)
+        .stdin(Stdio::null())
+        .env_remove("NONSTOP_CONFIG")
+        .env("TMPDIR", &tmp)
+        .run_output();
+    let r = OpRun::new(&["bundle"], out, t0.elapsed());
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.last_line().contains("app.jar ")
+            && r.last_line()
+                .contains("is outside the bundle (it climbs out with ..)"),
+        "{}",
+        r.last_line()
+    );
+    assert!(
+        !project.join("out.zip").exists(),
+        "a refused bundle was written"
+    );
+}
+
 #[test]
 fn version_names_the_commit() {
     let out = Command::new(bin_dir().join("nonstop"))

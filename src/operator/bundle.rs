@@ -232,13 +232,22 @@ fn check(entries: &[Entry]) -> Result<Vec<Check>> {
     let cfg = config::load(Some(&stage.0.join("nonstop.yml")))?;
     let mut checks = validate::bundle_checks(&cfg, &stage.0.join("appspec.yml"));
     // A jar found outside the bundle is not the bundle's: `start` would take the host's.
-    if !cfg.app.jar.starts_with(&stage.0) {
+    // `..` is refused as an absolute path is: `app/../../x/*.jar` starts with the bundle's
+    // folder, component by component, and still names a file outside it.
+    let climbs = cfg
+        .app
+        .jar
+        .components()
+        .any(|c| c == std::path::Component::ParentDir);
+    if climbs || !cfg.app.jar.starts_with(&stage.0) {
         if let Some(c) = checks.iter_mut().find(|c| c.name == "jar") {
             c.verdict = Verdict::Fail;
-            c.detail = format!(
-                "app.jar {} is outside the bundle: start would look for the jar on the host, \
+            c.detail =
+                format!(
+                "app.jar {} is outside the bundle{}: start would look for the jar on the host, \
                  never at this bundle's app/ (write `app.jar: app/*.jar`)",
-                cfg.app.jar.display()
+                cfg.app.jar.display(),
+                if climbs { " (it climbs out with ..)" } else { "" }
             );
         }
     }

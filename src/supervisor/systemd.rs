@@ -109,7 +109,7 @@ fn show(unit: &str) -> HashMap<String, String> {
         "show",
         unit,
         "-p",
-        "LoadState,ActiveState,SubState,MainPID,NRestarts,UnitFileState,ControlGroup,Result,ExecMainPID,ExecMainCode,ExecMainStatus,ExecMainExitTimestamp,FragmentPath",
+        "LoadState,ActiveState,SubState,MainPID,NRestarts,UnitFileState,ControlGroup,Result,ExecMainPID,ExecMainCode,ExecMainStatus,ExecMainExitTimestampMonotonic,FragmentPath",
     ])
     .unwrap_or_default()
     .lines()
@@ -256,6 +256,44 @@ fn main_pid(props: &HashMap<String, String>) -> i32 {
         .get("MainPID")
         .and_then(|p| p.parse().ok())
         .unwrap_or(0)
+}
+
+/// Now on the wall clock and on CLOCK_MONOTONIC (the clock of systemd's `…Monotonic`
+/// timestamps), to turn the latter into UTC.
+fn clocks() -> (SystemTime, Duration) {
+    let m = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+    (
+        SystemTime::now(),
+        Duration::new(m.tv_sec as u64, m.tv_nsec as u32),
+    )
+}
+
+/// How the unit's main process last ended, from `systemctl show`. The time is taken from
+/// `ExecMainExitTimestampMonotonic` (microseconds, not a local-time text such as `Sun
+/// 2026-12-06 20:07:25 UTC` that depends on the host's time zone) and written as the rest of
+/// nonstop writes times: UTC, RFC 3339 (`2026-12-06T20:07:25.412Z`).
+fn exit_record(
+    props: &HashMap<String, String>,
+    (wall, mono): (SystemTime, Duration),
+) -> Option<ExitRecord> {
+    let exited_us: u64 = props
+        .get("ExecMainExitTimestampMonotonic")?
+        .parse()
+        .ok()
+        .filter(|&us| us > 0)?;
+    let ago = mono.saturating_sub(Duration::from_micros(exited_us));
+    let pid = props.get("ExecMainPID")?.parse().ok()?;
+    let status: i32 = props.get("ExecMainStatus")?.parse().ok()?;
+    let (code, signal) = match props.get("ExecMainCode").map(|c| c.as_str()) {
+        Some("1") => (Some(status), None),
+        _ => (None, Some(status)),
+    };
+    Some(ExitRecord {
+        pid,
+        code,
+        signal,
+        at: crate::log::utc_millis(wall.checked_sub(ago).unwrap_or(wall)),
+    })
 }
 
 impl Supervisor for Systemd {
@@ -417,22 +455,7 @@ impl Supervisor for Systemd {
     }
 
     fn last_exit(&self, cfg: &Config, slot: &Slot) -> Option<ExitRecord> {
-        let props = show(&unit_name(cfg, slot));
-        let at = props
-            .get("ExecMainExitTimestamp")
-            .filter(|t| !t.is_empty())?;
-        let pid = props.get("ExecMainPID")?.parse().ok()?;
-        let status: i32 = props.get("ExecMainStatus")?.parse().ok()?;
-        let (code, signal) = match props.get("ExecMainCode").map(|c| c.as_str()) {
-            Some("1") => (Some(status), None),
-            _ => (None, Some(status)),
-        };
-        Some(ExitRecord {
-            pid,
-            code,
-            signal,
-            at: at.clone(),
-        })
+        exit_record(&show(&unit_name(cfg, slot)), clocks())
     }
 
     fn log_tail(&self, cfg: &Config, slot: &Slot, n: usize) -> Vec<String> {
@@ -571,6 +594,31 @@ mod tests {
         assert_eq!(quote("-Dx=a b").unwrap(), "\"-Dx=a b\"");
         assert_eq!(quote("50%$HOME\"\\").unwrap(), "\"50%%$$HOME\\\"\\\\\"");
         assert!(quote("a\nExecStartPre=/bin/evil").is_err());
+    }
+
+    #[test]
+    fn the_exit_time_is_rfc3339_utc_whatever_the_hosts_time_zone() {
+        let props: HashMap<String, String> = [
+            ("ExecMainPID", "4242"),
+            ("ExecMainCode", "1"),
+            ("ExecMainStatus", "143"),
+            // What the text form would say on a host in Berlin.
+            ("ExecMainExitTimestamp", "Sun 2026-12-06 21:07:25 CET"),
+            ("ExecMainExitTimestampMonotonic", "90000000"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        // 100 s after boot on the monotonic clock is 2026-12-06T20:07:35.250Z on the wall.
+        let wall = std::time::UNIX_EPOCH + Duration::from_millis(1_796_587_655_250);
+        let r = exit_record(&props, (wall, Duration::from_secs(100))).unwrap();
+        assert_eq!(r.at, "2026-12-06T20:07:25.250Z");
+        assert_eq!((r.pid, r.code, r.signal), (4242, Some(143), None));
+        assert!(crate::operator::parse_utc(&r.at).is_some());
+        // A unit whose process never exited has a zero timestamp: no record.
+        let mut never = props.clone();
+        never.insert("ExecMainExitTimestampMonotonic".into(), "0".into());
+        assert!(exit_record(&never, (wall, Duration::from_secs(100))).is_none());
     }
 
     #[test]
