@@ -988,6 +988,85 @@ fn a_closed_stdout_is_a_normal_end() {
     assert_eq!(st["deployments"][0]["outcome"], "ok");
 }
 
+/// `nonstop logs -f` (builtin) across logrotate's copytruncate, where the app writes past the
+/// old size before the next look: the lines written after the truncate are all printed, the
+/// first one included. Then its reader leaves (`| head -1`) while the app writes nothing: it
+/// ends, exit 0.
+#[test]
+fn logs_follow_survives_a_copytruncate_and_ends_when_its_reader_leaves() {
+    use std::io::{BufRead, Write};
+    let env = Env::new(2);
+    let log = env.path("work/logs/blue.log");
+    std::fs::create_dir_all(log.parent().unwrap()).unwrap();
+    let before: String = (0..50).map(|i| format!("before truncate {i}\n")).collect();
+    std::fs::write(&log, &before).unwrap();
+    let (mut child, err) =
+        nonstop_with_stdout(&env, &["logs", "blue", "-f", "-n", "1"], Stdio::piped());
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let out = child.stdout.take().unwrap();
+    let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
+    let reader = std::thread::spawn(move || {
+        let mut r = std::io::BufReader::new(out);
+        loop {
+            let mut line = String::new();
+            if r.read_line(&mut line).unwrap_or(0) == 0 {
+                return;
+            }
+            let _ = tx.send(line);
+            if stop_rx.try_recv().is_ok() {
+                return; // drops the pipe's read end: the reader left
+            }
+        }
+    });
+    let next = || {
+        rx.recv_timeout(Duration::from_secs(30))
+            .expect("a line from logs -f")
+    };
+    assert_eq!(next(), "before truncate 49\n");
+    // Let logs -f take its position at the end of the file.
+    std::thread::sleep(Duration::from_millis(600));
+    // copytruncate: copy, truncate to 0, and the app appends more than the old size at once.
+    std::fs::copy(&log, env.path("work/logs/blue.log.1")).unwrap();
+    let after: String = (0..100).map(|i| format!("after truncate {i}\n")).collect();
+    assert!(after.len() > before.len());
+    {
+        let f = std::fs::OpenOptions::new().write(true).open(&log).unwrap();
+        f.set_len(0).unwrap();
+    }
+    let mut f = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+    f.write_all(after.as_bytes()).unwrap();
+    drop(f);
+    let first = next();
+    assert_eq!(
+        first, "after truncate 0\n",
+        "the lines right after the truncate are lost"
+    );
+    for i in 1..100 {
+        assert_eq!(next(), format!("after truncate {i}\n"));
+    }
+    // The reader leaves after one more line; nothing more is written to the log.
+    stop_tx.send(()).unwrap();
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&log)
+        .unwrap()
+        .write_all(b"one more\n")
+        .unwrap();
+    reader.join().unwrap();
+    assert!(
+        wait_until(Duration::from_secs(30), || child
+            .try_wait()
+            .unwrap()
+            .is_some()),
+        "logs -f still runs after its reader left"
+    );
+    let code = child.wait().unwrap().code();
+    let stderr = err.join().unwrap();
+    eprintln!("--- logs -f: exit {code:?}\n{stderr}");
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
 #[test]
 fn usage_errors_end_on_their_reason() {
     let env = Env::new(2);
