@@ -1978,6 +1978,93 @@ fn bundle_refuses_an_app_jar_that_climbs_out_with_dot_dot() {
     );
 }
 
+/// A full disk under `nonstop bundle -o` (a 16 KB tmpfs in a mount namespace of its own): exit
+/// 1 and the last line is nonstop's own ERROR line, with nothing of the zip library's glued in
+/// front of it.
+#[test]
+fn bundle_on_a_full_disk_ends_on_its_own_error_line() {
+    let d = tempfile::tempdir().unwrap();
+    let bin = tool(d.path());
+    let project = bundle_project(d.path());
+    let small = d.path().join("small");
+    std::fs::create_dir(&small).unwrap();
+    let t0 = std::time::Instant::now();
+    let out = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c"])
+        .arg(r#"mount -t tmpfs -o size=16k tmpfs "$1" && cd "$2" && exec "$3" bundle --jar target/myapp-1.0.jar -o "$1/out.zip""#)
+        .arg("sh")
+        .args([&small, &project, &bin])
+        .stdin(Stdio::null())
+        .env_remove("NONSTOP_CONFIG")
+        .run_output();
+    let r = OpRun::new(&["bundle", "(full disk)"], out, t0.elapsed());
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(!r.stderr.contains("ZipWriter"), "{}", r.stderr);
+    let last = r.last_line();
+    assert!(
+        last.starts_with("20") && last.contains(" ERROR nonstop: nonstop failed: cannot write "),
+        "{last}"
+    );
+    assert!(last.contains("out.zip: No space left on device"), "{last}");
+}
+
+/// `nonstop init` has no use for the global --config and --slot: its help does not list them,
+/// and giving one is a usage error (exit 2) that says so.
+#[test]
+fn init_help_lists_only_what_init_uses() {
+    let d = tempfile::tempdir().unwrap();
+    let bin = tool(d.path());
+    let r = nonstop_in(&bin, d.path(), &["init", "--help"]);
+    assert_eq!(r.code, 0);
+    assert!(
+        r.stdout.contains("--force") && r.stdout.contains("--traffic"),
+        "{}",
+        r.stdout
+    );
+    for flag in ["--config", "--slot"] {
+        assert!(
+            !r.stdout.contains(flag),
+            "init --help lists {flag}:\n{}",
+            r.stdout
+        );
+        let r = nonstop_in(&bin, d.path(), &["init", "proj", flag, "x"]);
+        assert_eq!(r.code, 2, "{}", r.stderr);
+        assert!(
+            r.last_line().ends_with(&format!("nonstop failed: init takes no {flag}: it writes the starting files under DIR (see `nonstop init --help`)")),
+            "{}",
+            r.last_line()
+        );
+        assert!(!d.path().join("proj").exists(), "init wrote files");
+    }
+    // Where they mean something, they are still listed.
+    let r = nonstop_in(&bin, d.path(), &["status", "--help"]);
+    assert!(
+        r.stdout.contains("--config") && r.stdout.contains("--slot"),
+        "{}",
+        r.stdout
+    );
+}
+
+/// What `make demo` (and every test) prints per hook run: a plain exit code and a rounded time,
+/// not `exit Some(0) in 26.048207ms`.
+#[test]
+fn a_run_is_reported_with_a_plain_exit_code_and_a_rounded_time() {
+    use std::os::unix::process::ExitStatusExt;
+    let st = std::process::ExitStatus::from_raw;
+    assert_eq!(
+        ended(st(0), Duration::from_nanos(26_048_207)),
+        "exit 0 in 26 ms"
+    );
+    assert_eq!(
+        ended(st(3 << 8), Duration::from_millis(2_314)),
+        "exit 3 in 2.31 s"
+    );
+    assert_eq!(
+        ended(st(9), Duration::from_millis(1_200)),
+        "killed by signal 9 in 1.20 s"
+    );
+}
+
 #[test]
 fn version_names_the_commit() {
     let out = Command::new(bin_dir().join("nonstop"))

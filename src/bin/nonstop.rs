@@ -107,6 +107,19 @@ enum Cmd {
         /// front port, never reloaded)
         #[arg(long, value_name = "VIA", default_value = "nginx-reload", value_parser = ["nginx-reload", "nftables"])]
         traffic: String,
+        /// The global --config and --slot, which init has no use for: shadowed here (an arg
+        /// of the subcommand's own with the same id is not propagated), so its help does not
+        /// list them and giving one is a usage error.
+        #[arg(
+            id = "config",
+            long = "config",
+            short = 'c',
+            hide = true,
+            value_name = "PATH"
+        )]
+        no_config: Option<PathBuf>,
+        #[arg(id = "slot", long = "slot", hide = true, value_name = "NAME")]
+        no_slot: Option<String>,
     },
     /// Build the CodeDeploy bundle zip: appspec.yml, nonstop.yml, bin/*, app/JAR
     ///
@@ -168,18 +181,31 @@ fn main() -> std::process::ExitCode {
                 include,
                 listen,
                 traffic,
-            } => operator::init::run(&operator::init::Options {
-                dir: dir.clone(),
-                force: *force,
-                name: name.clone(),
-                include: include.clone(),
-                listen: listen.clone(),
-                traffic: if traffic == "nftables" {
-                    nonstop::traffic::Via::Nftables
-                } else {
-                    nonstop::traffic::Via::NginxReload
-                },
-            }),
+                no_config,
+                no_slot,
+            } => {
+                if let Some(flag) = no_config
+                    .as_ref()
+                    .map(|_| "--config")
+                    .or(no_slot.as_ref().map(|_| "--slot"))
+                {
+                    return Err(nonstop::Error::Usage(format!(
+                        "init takes no {flag}: it writes the starting files under DIR (see `nonstop init --help`)"
+                    )));
+                }
+                operator::init::run(&operator::init::Options {
+                    dir: dir.clone(),
+                    force: *force,
+                    name: name.clone(),
+                    include: include.clone(),
+                    listen: listen.clone(),
+                    traffic: if traffic == "nftables" {
+                        nonstop::traffic::Via::Nftables
+                    } else {
+                        nonstop::traffic::Via::NginxReload
+                    },
+                })
+            }
             Cmd::Bundle {
                 jar,
                 appspec,
