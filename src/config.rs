@@ -674,6 +674,32 @@ pub fn locate(flag: Option<&Path>) -> Result<PathBuf> {
     )))
 }
 
+/// Where the config comes from for the commands run in a project as well as on the host
+/// (`nonstop validate`, `nonstop bundle`): `--config`, `$NONSTOP_CONFIG`, then, in the current
+/// folder, `deploy/nonstop.yml` (what `nonstop init` writes) and `nonstop.yml`, then the hooks'
+/// places ([`locate`]: the bundle root above the binary, `/etc/nonstop/nonstop.yml`).
+pub fn locate_in_project(flag: Option<&Path>) -> Result<PathBuf> {
+    if flag.is_some() || std::env::var_os(CONFIG_ENV).is_some_and(|v| !v.is_empty()) {
+        return locate(flag);
+    }
+    for p in [PROJECT_CONFIG, "nonstop.yml"] {
+        if Path::new(p).is_file() {
+            return Ok(PathBuf::from(p));
+        }
+    }
+    locate(None).map_err(|e| match e {
+        Error::Config(m) => Error::Config(m.replacen(
+            "(also looked at ",
+            &format!("(also looked at {PROJECT_CONFIG}, nonstop.yml, "),
+            1,
+        )),
+        e => e,
+    })
+}
+
+/// What `nonstop init` writes, relative to the project's root.
+pub const PROJECT_CONFIG: &str = "deploy/nonstop.yml";
+
 /// Find and load the config.
 pub fn load(flag: Option<&Path>) -> Result<Config> {
     let path = locate(flag)?;

@@ -2008,6 +2008,55 @@ fn bundle_on_a_full_disk_ends_on_its_own_error_line() {
     assert!(last.contains("out.zip: No space left on device"), "{last}");
 }
 
+/// `nonstop validate` where `nonstop init`'s hint runs it, in the project on the build machine:
+/// it finds deploy/nonstop.yml as `nonstop bundle` does, checks what it can (config, appspec,
+/// hooks, timeouts, the health path) and skips the host's checks with the reason, exit 0; with
+/// a jar where app.jar looks, the jar is checked too.
+#[test]
+fn validate_on_the_build_machine_finds_deploy_config_and_skips_the_host_checks() {
+    let d = tempfile::tempdir().unwrap();
+    let bin = tool(d.path());
+    let project = bundle_project(d.path());
+    let r = nonstop_in(&bin, &project, &["validate"]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    let (v, line) = verdict_of(&r, "config");
+    assert_eq!(v, "ok", "{line}");
+    assert!(line.contains("deploy/nonstop.yml: app myapp"), "{line}");
+    let (v, line) = verdict_of(&r, "host checks");
+    assert_eq!(v, "skip", "{line}");
+    assert!(
+        line.contains("nginx, write access, supervisor, java need the target host, and this is not it: no nginx master at /run/nginx.pid, no /etc/nginx/conf.d/service-url.inc, no /var/lib/nonstop/myapp; run nonstop validate there"),
+        "{line}"
+    );
+    for (v, name, detail) in checks(&r) {
+        assert_ne!(v, "FAIL", "{name}: {detail}");
+        assert!(
+            !name.starts_with("nginx") && name != "write access" && name != "java",
+            "{name} ran: {detail}"
+        );
+    }
+    let (v, line) = verdict_of(&r, "jar");
+    assert_eq!(v, "skip", "{line}");
+    assert!(
+        line.contains("`nonstop bundle --jar PATH` checks the jar it packs"),
+        "{line}"
+    );
+    assert_eq!(verdict_of(&r, "appspec").0, "ok");
+    assert_eq!(verdict_of(&r, "health path").0, "ok");
+
+    // A jar where app.jar looks (deploy/app/): checked.
+    std::fs::create_dir(project.join("deploy/app")).unwrap();
+    std::fs::copy(
+        project.join("target/myapp-1.0.jar"),
+        project.join("deploy/app/myapp-1.0.jar"),
+    )
+    .unwrap();
+    let r = nonstop_in(&bin, &project, &["validate"]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    let (v, line) = verdict_of(&r, "jar");
+    assert!(v == "ok" && line.contains("Main-Class DemoApp"), "{line}");
+}
+
 /// `nonstop init` has no use for the global --config and --slot: its help does not list them,
 /// and giving one is a usage error (exit 2) that says so.
 #[test]

@@ -9,7 +9,8 @@
 //! appspec.yml     0644   --appspec [default: appspec.yml next to the config]
 //! bin/<binary>    0755   stop, start, health, switch, deploy-second, nonstop: the files beside
 //!                        the running `nonstop` (std::env::current_exe's folder)
-//! nonstop.yml     0644   --config [default: deploy/nonstop.yml if it exists, else nonstop.yml]
+//! nonstop.yml     0644   --config [default: as `nonstop validate` finds it: $NONSTOP_CONFIG,
+//!                        deploy/nonstop.yml, nonstop.yml, …]
 //! ```
 //!
 //! Before anything is written, the bundle is laid out in a temp folder of symlinks and the
@@ -65,7 +66,7 @@ pub struct Entry {
 /// Check, then write the bundle (see the module doc) and print what was checked and written.
 pub fn run(o: &Options) -> Result<()> {
     let t0 = Instant::now();
-    let config_path = o.config.clone().unwrap_or_else(default_config);
+    let config_path = config::locate_in_project(o.config.as_deref())?;
     // A config that does not load is a config error (exit 2), named with its own path.
     config::load(Some(&config_path))?;
     let appspec = o.appspec.clone().unwrap_or_else(|| {
@@ -137,16 +138,6 @@ pub fn run(o: &Options) -> Result<()> {
         crate::log::human(t0.elapsed())
     );
     Ok(())
-}
-
-/// `deploy/nonstop.yml` (what `nonstop init` writes) when it exists, else `nonstop.yml`.
-fn default_config() -> PathBuf {
-    let init = PathBuf::from("deploy/nonstop.yml");
-    if init.is_file() {
-        init
-    } else {
-        PathBuf::from("nonstop.yml")
-    }
 }
 
 /// The folder of the running `nonstop`, where the hook binaries must be.
