@@ -195,12 +195,7 @@ pub fn launch(spec: &Launch) -> Result<PidFile> {
     }
     let _ = fs::remove_file(&spec.pid_file);
     let _ = fs::remove_file(&spec.exit_file);
-    let log = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o644)
-        .open(&spec.log)
-        .context(format!("cannot open log {}", spec.log.display()))?;
+    let log = open_log(&spec.log)?;
     // 0644 whatever the umask: the operator reads it without root.
     let _ = log.set_permissions(fs::Permissions::from_mode(0o644));
     let log2 = log
@@ -243,6 +238,48 @@ pub fn launch(spec: &Launch) -> Result<PidFile> {
         }
         std::thread::sleep(Duration::from_millis(5));
     }
+}
+
+/// Open the slot's log for appending, never through what someone planted at its path: a
+/// symlink is refused (`O_NOFOLLOW`; as root, appending through it would write into any file
+/// it names), and so is anything but a regular file with a single link.
+fn open_log(path: &Path) -> Result<fs::File> {
+    use std::os::unix::fs::MetadataExt;
+    let refuse = |what: &str| {
+        failed(format!(
+            "refusing to write the app's output to {}: it is {what}, not the log file nonstop creates (remove it)",
+            path.display()
+        ))
+    };
+    let log = match OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o644)
+        // NONBLOCK: a FIFO planted there fails at once instead of blocking the open.
+        .custom_flags((rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK).bits() as i32)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) => {
+            let to = fs::read_link(path)
+                .map(|t| format!(" to {}", t.display()))
+                .unwrap_or_default();
+            return Err(refuse(&format!("a symlink{to}")));
+        }
+        Err(e) => return Err(failed(format!("cannot open log {}: {e}", path.display()))),
+    };
+    let meta = log
+        .metadata()
+        .context(format!("cannot open log {}", path.display()))?;
+    if !meta.file_type().is_file() {
+        return Err(refuse("not a regular file"));
+    }
+    if meta.nlink() > 1 {
+        return Err(refuse(&format!("a hard link ({} names)", meta.nlink())));
+    }
+    rustix::fs::fcntl_setfl(&log, rustix::fs::OFlags::APPEND)
+        .context(format!("cannot open log {}", path.display()))?;
+    Ok(log)
 }
 
 /// Mark every descriptor above 2 close-on-exec, so a launched app inherits only 0, 1 and 2

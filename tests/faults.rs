@@ -1175,6 +1175,32 @@ fn include_that_is_a_symlink_is_not_written_through() {
     assert_serves(&env, "v1");
 }
 
+/// A symlink planted at `workdir/logs/<slot>.log` (the builtin supervisor runs as root here):
+/// `start` refuses it and launches nothing, and the file it names keeps its bytes.
+#[test]
+fn a_symlink_planted_at_the_slot_log_is_not_appended_through() {
+    let env = Env::new(2);
+    env.stage_jar("v1");
+    let victim = env.path("victim.conf");
+    std::fs::write(&victim, "keep me\n").unwrap();
+    std::fs::create_dir_all(env.path("work/logs")).unwrap();
+    for slot in ["blue", "green"] {
+        std::os::unix::fs::symlink(&victim, env.path(&format!("work/logs/{slot}.log"))).unwrap();
+    }
+    let r = env.hook("start", &[]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.last_line()
+            .contains("refusing to write the app's output to")
+            && r.last_line()
+                .contains(&format!("is a symlink to {}", victim.display())),
+        "{}",
+        r.last_line()
+    );
+    assert_eq!(std::fs::read(&victim).unwrap(), b"keep me\n");
+    assert!(env.pid_of("blue").is_none() && env.pid_of("green").is_none());
+}
+
 /// Run a hook binary as `uid` (the appspec's `runas`), the way [`Env::hook`] runs it.
 fn hook_as(env: &Env, uid: u32, bin: &str, args: &[&str]) -> (i32, String) {
     use std::os::unix::process::CommandExt;

@@ -988,6 +988,85 @@ fn a_closed_stdout_is_a_normal_end() {
     assert_eq!(st["deployments"][0]["outcome"], "ok");
 }
 
+/// `nonstop logs -f` (builtin) across logrotate's copytruncate, where the app writes past the
+/// old size before the next look: the lines written after the truncate are all printed, the
+/// first one included. Then its reader leaves (`| head -1`) while the app writes nothing: it
+/// ends, exit 0.
+#[test]
+fn logs_follow_survives_a_copytruncate_and_ends_when_its_reader_leaves() {
+    use std::io::{BufRead, Write};
+    let env = Env::new(2);
+    let log = env.path("work/logs/blue.log");
+    std::fs::create_dir_all(log.parent().unwrap()).unwrap();
+    let before: String = (0..50).map(|i| format!("before truncate {i}\n")).collect();
+    std::fs::write(&log, &before).unwrap();
+    let (mut child, err) =
+        nonstop_with_stdout(&env, &["logs", "blue", "-f", "-n", "1"], Stdio::piped());
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let out = child.stdout.take().unwrap();
+    let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
+    let reader = std::thread::spawn(move || {
+        let mut r = std::io::BufReader::new(out);
+        loop {
+            let mut line = String::new();
+            if r.read_line(&mut line).unwrap_or(0) == 0 {
+                return;
+            }
+            let _ = tx.send(line);
+            if stop_rx.try_recv().is_ok() {
+                return; // drops the pipe's read end: the reader left
+            }
+        }
+    });
+    let next = || {
+        rx.recv_timeout(Duration::from_secs(30))
+            .expect("a line from logs -f")
+    };
+    assert_eq!(next(), "before truncate 49\n");
+    // Let logs -f take its position at the end of the file.
+    std::thread::sleep(Duration::from_millis(600));
+    // copytruncate: copy, truncate to 0, and the app appends more than the old size at once.
+    std::fs::copy(&log, env.path("work/logs/blue.log.1")).unwrap();
+    let after: String = (0..100).map(|i| format!("after truncate {i}\n")).collect();
+    assert!(after.len() > before.len());
+    {
+        let f = std::fs::OpenOptions::new().write(true).open(&log).unwrap();
+        f.set_len(0).unwrap();
+    }
+    let mut f = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+    f.write_all(after.as_bytes()).unwrap();
+    drop(f);
+    let first = next();
+    assert_eq!(
+        first, "after truncate 0\n",
+        "the lines right after the truncate are lost"
+    );
+    for i in 1..100 {
+        assert_eq!(next(), format!("after truncate {i}\n"));
+    }
+    // The reader leaves after one more line; nothing more is written to the log.
+    stop_tx.send(()).unwrap();
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&log)
+        .unwrap()
+        .write_all(b"one more\n")
+        .unwrap();
+    reader.join().unwrap();
+    assert!(
+        wait_until(Duration::from_secs(30), || child
+            .try_wait()
+            .unwrap()
+            .is_some()),
+        "logs -f still runs after its reader left"
+    );
+    let code = child.wait().unwrap().code();
+    let stderr = err.join().unwrap();
+    eprintln!("--- logs -f: exit {code:?}\n{stderr}");
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
 #[test]
 fn usage_errors_end_on_their_reason() {
     let env = Env::new(2);
@@ -1855,6 +1934,183 @@ fn bundle_refuses_what_would_fail_and_writes_nothing() {
         ),
         "{}",
         r.last_line()
+    );
+}
+
+/// `app.jar: app/../../elsewhere/*.jar` climbs out of the bundle: refused as an absolute path
+/// is, even when a jar waits there (a TMPDIR of the test's own puts one where the checks'
+/// symlinked layout would find it), and no zip is written.
+#[test]
+fn bundle_refuses_an_app_jar_that_climbs_out_with_dot_dot() {
+    let d = tempfile::tempdir().unwrap();
+    let bin = tool(d.path());
+    let project = bundle_project(d.path());
+    let cfg = project.join("deploy/nonstop.yml");
+    let good_cfg = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(
+        &cfg,
+        good_cfg.replace("jar: \"app/*.jar\"", "jar: \"app/../../elsewhere/*.jar\""),
+    )
+    .unwrap();
+    let tmp = d.path().join("tmp");
+    std::fs::create_dir_all(tmp.join("elsewhere")).unwrap();
+    std::fs::copy(demo_jar("v2"), tmp.join("elsewhere/other-2.0.jar")).unwrap();
+    let t0 = std::time::Instant::now();
+    let out = Command::new(&bin)
+        .args(["bundle", "--jar", "target/myapp-1.0.jar", "-o", "out.zip"])
+        .current_dir(&project)
+        .stdin(Stdio::null())
+        .env_remove("NONSTOP_CONFIG")
+        .env("TMPDIR", &tmp)
+        .run_output();
+    let r = OpRun::new(&["bundle"], out, t0.elapsed());
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.last_line().contains("app.jar ")
+            && r.last_line()
+                .contains("is outside the bundle (it climbs out with ..)"),
+        "{}",
+        r.last_line()
+    );
+    assert!(
+        !project.join("out.zip").exists(),
+        "a refused bundle was written"
+    );
+}
+
+/// A full disk under `nonstop bundle -o` (a 16 KB tmpfs in a mount namespace of its own): exit
+/// 1 and the last line is nonstop's own ERROR line, with nothing of the zip library's glued in
+/// front of it.
+#[test]
+fn bundle_on_a_full_disk_ends_on_its_own_error_line() {
+    let d = tempfile::tempdir().unwrap();
+    let bin = tool(d.path());
+    let project = bundle_project(d.path());
+    let small = d.path().join("small");
+    std::fs::create_dir(&small).unwrap();
+    let t0 = std::time::Instant::now();
+    let out = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c"])
+        .arg(r#"mount -t tmpfs -o size=16k tmpfs "$1" && cd "$2" && exec "$3" bundle --jar target/myapp-1.0.jar -o "$1/out.zip""#)
+        .arg("sh")
+        .args([&small, &project, &bin])
+        .stdin(Stdio::null())
+        .env_remove("NONSTOP_CONFIG")
+        .run_output();
+    let r = OpRun::new(&["bundle", "(full disk)"], out, t0.elapsed());
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(!r.stderr.contains("ZipWriter"), "{}", r.stderr);
+    let last = r.last_line();
+    assert!(
+        last.starts_with("20") && last.contains(" ERROR nonstop: nonstop failed: cannot write "),
+        "{last}"
+    );
+    assert!(last.contains("out.zip: No space left on device"), "{last}");
+}
+
+/// `nonstop validate` where `nonstop init`'s hint runs it, in the project on the build machine:
+/// it finds deploy/nonstop.yml as `nonstop bundle` does, checks what it can (config, appspec,
+/// hooks, timeouts, the health path) and skips the host's checks with the reason, exit 0; with
+/// a jar where app.jar looks, the jar is checked too.
+#[test]
+fn validate_on_the_build_machine_finds_deploy_config_and_skips_the_host_checks() {
+    let d = tempfile::tempdir().unwrap();
+    let bin = tool(d.path());
+    let project = bundle_project(d.path());
+    let r = nonstop_in(&bin, &project, &["validate"]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    let (v, line) = verdict_of(&r, "config");
+    assert_eq!(v, "ok", "{line}");
+    assert!(line.contains("deploy/nonstop.yml: app myapp"), "{line}");
+    let (v, line) = verdict_of(&r, "host checks");
+    assert_eq!(v, "skip", "{line}");
+    assert!(
+        line.contains("nginx, write access, supervisor, java need the target host, and this is not it: no nginx master at /run/nginx.pid, no /etc/nginx/conf.d/service-url.inc, no /var/lib/nonstop/myapp; run nonstop validate there"),
+        "{line}"
+    );
+    for (v, name, detail) in checks(&r) {
+        assert_ne!(v, "FAIL", "{name}: {detail}");
+        assert!(
+            !name.starts_with("nginx") && name != "write access" && name != "java",
+            "{name} ran: {detail}"
+        );
+    }
+    let (v, line) = verdict_of(&r, "jar");
+    assert_eq!(v, "skip", "{line}");
+    assert!(
+        line.contains("`nonstop bundle --jar PATH` checks the jar it packs"),
+        "{line}"
+    );
+    assert_eq!(verdict_of(&r, "appspec").0, "ok");
+    assert_eq!(verdict_of(&r, "health path").0, "ok");
+
+    // A jar where app.jar looks (deploy/app/): checked.
+    std::fs::create_dir(project.join("deploy/app")).unwrap();
+    std::fs::copy(
+        project.join("target/myapp-1.0.jar"),
+        project.join("deploy/app/myapp-1.0.jar"),
+    )
+    .unwrap();
+    let r = nonstop_in(&bin, &project, &["validate"]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    let (v, line) = verdict_of(&r, "jar");
+    assert!(v == "ok" && line.contains("Main-Class DemoApp"), "{line}");
+}
+
+/// `nonstop init` has no use for the global --config and --slot: its help does not list them,
+/// and giving one is a usage error (exit 2) that says so.
+#[test]
+fn init_help_lists_only_what_init_uses() {
+    let d = tempfile::tempdir().unwrap();
+    let bin = tool(d.path());
+    let r = nonstop_in(&bin, d.path(), &["init", "--help"]);
+    assert_eq!(r.code, 0);
+    assert!(
+        r.stdout.contains("--force") && r.stdout.contains("--traffic"),
+        "{}",
+        r.stdout
+    );
+    for flag in ["--config", "--slot"] {
+        assert!(
+            !r.stdout.contains(flag),
+            "init --help lists {flag}:\n{}",
+            r.stdout
+        );
+        let r = nonstop_in(&bin, d.path(), &["init", "proj", flag, "x"]);
+        assert_eq!(r.code, 2, "{}", r.stderr);
+        assert!(
+            r.last_line().ends_with(&format!("nonstop failed: init takes no {flag}: it writes the starting files under DIR (see `nonstop init --help`)")),
+            "{}",
+            r.last_line()
+        );
+        assert!(!d.path().join("proj").exists(), "init wrote files");
+    }
+    // Where they mean something, they are still listed.
+    let r = nonstop_in(&bin, d.path(), &["status", "--help"]);
+    assert!(
+        r.stdout.contains("--config") && r.stdout.contains("--slot"),
+        "{}",
+        r.stdout
+    );
+}
+
+/// What `make demo` (and every test) prints per hook run: a plain exit code and a rounded time,
+/// not `exit Some(0) in 26.048207ms`.
+#[test]
+fn a_run_is_reported_with_a_plain_exit_code_and_a_rounded_time() {
+    use std::os::unix::process::ExitStatusExt;
+    let st = std::process::ExitStatus::from_raw;
+    assert_eq!(
+        ended(st(0), Duration::from_nanos(26_048_207)),
+        "exit 0 in 26 ms"
+    );
+    assert_eq!(
+        ended(st(3 << 8), Duration::from_millis(2_314)),
+        "exit 3 in 2.31 s"
+    );
+    assert_eq!(
+        ended(st(9), Duration::from_millis(1_200)),
+        "killed by signal 9 in 1.20 s"
     );
 }
 

@@ -70,7 +70,12 @@ enum Cmd {
     /// command with -t turned into -T): it must load the include file and proxy_pass the
     /// variable. appspec.yml must be one the CodeDeploy agent accepts, and each hook's timeout
     /// must cover what its binary may wait (stop.drain, stop.grace, health.deadline) plus a
-    /// margin of 10 % (at least 10 s).
+    /// margin of 10 % (at least 10 s). The config: --config, $NONSTOP_CONFIG,
+    /// deploy/nonstop.yml (what `nonstop init` writes) or nonstop.yml in this folder,
+    /// nonstop.yml above this binary (a bundle), /etc/nonstop/nonstop.yml. On a machine that is
+    /// evidently not the host (no nginx master at nginx.pid_file, no include file, no
+    /// state_dir: the build machine), the host checks (nginx, write access, supervisor, java)
+    /// are skipped with that reason, as `nonstop bundle` skips them.
     Validate {
         /// appspec.yml to check [default: next to the config, as in a bundle]
         #[arg(long, value_name = "PATH")]
@@ -107,6 +112,19 @@ enum Cmd {
         /// front port, never reloaded)
         #[arg(long, value_name = "VIA", default_value = "nginx-reload", value_parser = ["nginx-reload", "nftables"])]
         traffic: String,
+        /// The global --config and --slot, which init has no use for: shadowed here (an arg
+        /// of the subcommand's own with the same id is not propagated), so its help does not
+        /// list them and giving one is a usage error.
+        #[arg(
+            id = "config",
+            long = "config",
+            short = 'c',
+            hide = true,
+            value_name = "PATH"
+        )]
+        no_config: Option<PathBuf>,
+        #[arg(id = "slot", long = "slot", hide = true, value_name = "NAME")]
+        no_slot: Option<String>,
     },
     /// Build the CodeDeploy bundle zip: appspec.yml, nonstop.yml, bin/*, app/JAR
     ///
@@ -115,8 +133,8 @@ enum Cmd {
     /// checks as `nonstop validate`; a failing one refuses the bundle and writes nothing. The
     /// checks that need the host (nginx, write access, supervisor, java) are left to
     /// `bin/nonstop validate` there. The zip is reproducible: same inputs, same bytes.
-    /// --config defaults to deploy/nonstop.yml (what `nonstop init` writes) if it exists, else
-    /// nonstop.yml.
+    /// The config is found as `nonstop validate` finds it (--config, $NONSTOP_CONFIG,
+    /// deploy/nonstop.yml, nonstop.yml, ...).
     Bundle {
         /// The app's jar (the Spring Boot jar, not *-plain.jar or *.jar.original)
         #[arg(long, value_name = "PATH")]
@@ -168,18 +186,31 @@ fn main() -> std::process::ExitCode {
                 include,
                 listen,
                 traffic,
-            } => operator::init::run(&operator::init::Options {
-                dir: dir.clone(),
-                force: *force,
-                name: name.clone(),
-                include: include.clone(),
-                listen: listen.clone(),
-                traffic: if traffic == "nftables" {
-                    nonstop::traffic::Via::Nftables
-                } else {
-                    nonstop::traffic::Via::NginxReload
-                },
-            }),
+                no_config,
+                no_slot,
+            } => {
+                if let Some(flag) = no_config
+                    .as_ref()
+                    .map(|_| "--config")
+                    .or(no_slot.as_ref().map(|_| "--slot"))
+                {
+                    return Err(nonstop::Error::Usage(format!(
+                        "init takes no {flag}: it writes the starting files under DIR (see `nonstop init --help`)"
+                    )));
+                }
+                operator::init::run(&operator::init::Options {
+                    dir: dir.clone(),
+                    force: *force,
+                    name: name.clone(),
+                    include: include.clone(),
+                    listen: listen.clone(),
+                    traffic: if traffic == "nftables" {
+                        nonstop::traffic::Via::Nftables
+                    } else {
+                        nonstop::traffic::Via::NginxReload
+                    },
+                })
+            }
             Cmd::Bundle {
                 jar,
                 appspec,

@@ -12,7 +12,9 @@
 //! in a working order; each hook's timeout covers what its binary may wait (stop.drain,
 //! stop.grace, health.deadline, ...) plus a margin; the user the hooks run as (`runas`, else
 //! this one) can write the nginx files nonstop owns and create files in state_dir and workdir;
-//! java and the jar are found.
+//! java and the jar are found. The config is found as `nonstop bundle` finds it
+//! ([`config::locate_in_project`]); on a machine that is evidently not the host (the build
+//! machine) the host's checks are skipped with the reason.
 
 use super::nginx_conf::{self, Listen, Server};
 use crate::config::{self, Config, Slot};
@@ -88,7 +90,7 @@ pub fn run(config_flag: Option<&Path>, appspec: Option<&Path>) -> Result<()> {
         crate::cli::out(&c);
         all.push(c);
     };
-    match config::load(config_flag) {
+    match config::locate_in_project(config_flag).and_then(|p| config::load(Some(&p))) {
         Err(e) => {
             emit(check(Verdict::Fail, "config", e.to_string()));
             for name in [
@@ -105,8 +107,21 @@ pub fn run(config_flag: Option<&Path>, appspec: Option<&Path>) -> Result<()> {
         }
         Ok(cfg) => {
             emit(check(Verdict::Ok, "config", describe(&cfg)));
-            for c in nginx_checks(&cfg) {
-                emit(c);
+            let elsewhere = not_the_host(&cfg);
+            match &elsewhere {
+                None => {
+                    for c in nginx_checks(&cfg) {
+                        emit(c);
+                    }
+                }
+                Some(why) => emit(check(
+                    Verdict::Skip,
+                    "host checks",
+                    format!(
+                        "{} need the target host, and this is not it: {why}; run nonstop validate there",
+                        HOST_CHECKS.join(", ")
+                    ),
+                )),
             }
             let beside = cfg
                 .path
@@ -114,7 +129,7 @@ pub fn run(config_flag: Option<&Path>, appspec: Option<&Path>) -> Result<()> {
                 .unwrap_or(Path::new("/"))
                 .join("appspec.yml");
             let (checks, hooks) = match appspec {
-                Some(spec) => appspec_checks(&cfg, spec),
+                Some(spec) => appspec_checks(&cfg, spec, elsewhere.is_some()),
                 // A host deployed over ssh has its config in /etc/nonstop and no appspec.yml
                 // at all: nothing for the agent to run, so nothing to check.
                 None if !beside.exists() => (
@@ -131,15 +146,28 @@ pub fn run(config_flag: Option<&Path>, appspec: Option<&Path>) -> Result<()> {
                     ],
                     None,
                 ),
-                None => appspec_checks(&cfg, &beside),
+                None => appspec_checks(&cfg, &beside, elsewhere.is_some()),
             };
             for c in checks {
                 emit(c);
             }
-            emit(write_check(&cfg, hooks.as_deref()));
-            emit(supervisor_check(&cfg));
-            emit(java_check(&cfg));
-            let (jar, kind) = jar_check(&cfg);
+            if elsewhere.is_none() {
+                emit(write_check(&cfg, hooks.as_deref()));
+                emit(supervisor_check(&cfg));
+                emit(java_check(&cfg));
+            }
+            let (jar, kind) = match crate::releases::resolve_jar(&cfg) {
+                // In a project, app.jar names the jar's place in the bundle, not target/.
+                Err(e) if elsewhere.is_some() => (
+                    check(
+                        Verdict::Skip,
+                        "jar",
+                        format!("{e}: app.jar is looked up in the bundle on the host; `nonstop bundle --jar PATH` checks the jar it packs"),
+                    ),
+                    None,
+                ),
+                _ => jar_check(&cfg),
+            };
             emit(jar);
             emit(health_path_check(&cfg, kind.as_ref()));
         }
@@ -167,6 +195,31 @@ pub fn run(config_flag: Option<&Path>, appspec: Option<&Path>) -> Result<()> {
             failed_names.join(", ")
         )))
     }
+}
+
+/// Why this machine is evidently not the host `cfg` deploys to (the build machine where
+/// `nonstop init` and `nonstop bundle` run), or `None`: nothing of the host is here, neither a
+/// running nginx master at `nginx.pid_file`, nor the include file (nginx-reload mode), nor
+/// `state_dir`. A host whose nginx is down still has its include and is checked (and fails).
+fn not_the_host(cfg: &Config) -> Option<String> {
+    if nginx::master_pid(cfg).is_ok() {
+        return None;
+    }
+    let mut absent = vec![format!(
+        "no nginx master at {}",
+        cfg.nginx.pid_file.display()
+    )];
+    let mut paths = vec![&cfg.state_dir];
+    if cfg.traffic.via == crate::traffic::Via::NginxReload {
+        paths.insert(0, &cfg.nginx.include);
+    }
+    for p in paths {
+        if std::fs::symlink_metadata(p).is_ok() {
+            return None;
+        }
+        absent.push(format!("no {}", p.display()));
+    }
+    Some(absent.join(", "))
 }
 
 fn describe(cfg: &Config) -> String {
@@ -889,7 +942,9 @@ pub struct Hook {
     pub runas: Option<String>,
 }
 
-fn appspec_checks(cfg: &Config, path: &Path) -> (Vec<Check>, Option<Vec<Hook>>) {
+/// `project`: the appspec is a project's (validate off the host), beside which `nonstop
+/// bundle` will put the binaries in bin/: their absence there is not a problem yet.
+fn appspec_checks(cfg: &Config, path: &Path, project: bool) -> (Vec<Check>, Option<Vec<Hook>>) {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) => {
@@ -928,7 +983,7 @@ fn appspec_checks(cfg: &Config, path: &Path) -> (Vec<Check>, Option<Vec<Hook>>) 
         return (out, None);
     };
     let bundle = path.parent().unwrap_or(Path::new("/"));
-    out.extend(hook_checks(cfg, bundle, &hooks));
+    out.extend(hook_checks(cfg, bundle, &hooks, project));
     (out, Some(hooks))
 }
 
@@ -1089,7 +1144,7 @@ fn binary_of(h: &Hook) -> String {
         .unwrap_or_default()
 }
 
-fn hook_checks(cfg: &Config, bundle: &Path, hooks: &[Hook]) -> Vec<Check> {
+fn hook_checks(cfg: &Config, bundle: &Path, hooks: &[Hook], project: bool) -> Vec<Check> {
     let mut out = vec![];
     // Order and presence.
     let mut problems = vec![];
@@ -1140,7 +1195,12 @@ fn hook_checks(cfg: &Config, bundle: &Path, hooks: &[Hook]) -> Vec<Check> {
             ));
         }
         let file = bundle.join(h.location.trim_start_matches('/'));
-        if !file.is_file() {
+        let bundled = project
+            && h.location
+                .trim_start_matches('/')
+                .strip_prefix("bin/")
+                .is_some_and(|b| super::bundle::BINARIES.contains(&b));
+        if !file.is_file() && !bundled {
             problems.push(format!(
                 "{} is not in the bundle ({})",
                 h.location,
@@ -1217,7 +1277,7 @@ fn hook_checks(cfg: &Config, bundle: &Path, hooks: &[Hook]) -> Vec<Check> {
 /// binary may wait) and the jar `app.jar` finds in the bundle.
 pub fn bundle_checks(cfg: &Config, appspec: &Path) -> Vec<Check> {
     let mut out = vec![check(Verdict::Ok, "config", describe(cfg))];
-    out.extend(appspec_checks(cfg, appspec).0);
+    out.extend(appspec_checks(cfg, appspec, false).0);
     let (jar, kind) = jar_check(cfg);
     out.push(jar);
     out.push(health_path_check(cfg, kind.as_ref()));

@@ -610,6 +610,17 @@ impl Drop for Env {
     }
 }
 
+/// How a run ended, as a person reads it: `exit 0 in 26 ms`, `killed by signal 9 in 1.20 s`.
+pub fn ended(status: std::process::ExitStatus, took: Duration) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    let how = match (status.code(), status.signal()) {
+        (Some(c), _) => format!("exit {c}"),
+        (None, Some(s)) => format!("killed by signal {s}"),
+        _ => "ended".into(),
+    };
+    format!("{how} in {}", nonstop::log::human(took))
+}
+
 /// The outcome of one binary run.
 pub struct Run {
     pub code: i32,
@@ -620,10 +631,7 @@ pub struct Run {
 impl Run {
     fn new(bin: &str, out: Output, took: Duration) -> Run {
         let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-        eprintln!(
-            "--- {bin} exit {:?} in {took:?}\n{stderr}",
-            out.status.code()
-        );
+        eprintln!("--- {bin} {}\n{stderr}", ended(out.status, took));
         Run {
             code: out.status.code().unwrap_or(-1),
             stderr,
