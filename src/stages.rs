@@ -33,7 +33,17 @@ fn record(
     r: &Result<()>,
 ) {
     let outcome = state::Outcome::of(r);
-    state::record_event(&cfg.state_dir, action, &slot.name, release, t0, outcome);
+    let version = release
+        .as_deref()
+        .and_then(|r| crate::releases::release_version(cfg, r));
+    state::record_event(
+        &cfg.state_dir,
+        action,
+        &slot.name,
+        (release, version),
+        t0,
+        outcome,
+    );
 }
 
 // ---------- stop ----------

@@ -1379,10 +1379,12 @@ fn pruning_keeps_the_releases_state_names_and_rollback_works_after_failed_deploy
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(
         r.stdout.contains(&format!(
-            "rolled back to slot green (port {}, release {})",
+            "rolled back to slot green (port {}, release {}) in ",
             env.port_of("green"),
             v1.release
-        )),
+        )) && r
+            .stdout
+            .contains(": back to version demo-v1; release started again"),
         "{}",
         r.stdout
     );

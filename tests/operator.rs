@@ -150,6 +150,11 @@ fn status_on_a_fresh_host_then_after_one_and_two_deploys() {
         serde_json::json!(["stop", "start", "switch"])
     );
     assert!(d[0]["duration_ms"].as_u64().unwrap() > 0);
+    // The app's version (the stand-in jar's file name: it has no Implementation-Version) and
+    // who ran it (the agent sets DEPLOYMENT_GROUP_NAME for its hooks).
+    assert_eq!(d[0]["version"], "demo-v1");
+    assert_eq!(d[0]["by"], "codedeploy (group test-group)");
+    assert_eq!(slot(&st, "green")["version"], "demo-v1");
 
     // Two deploys: blue runs v2 live, green keeps v1 running as the rollback target.
     env.deploy("v2");
@@ -193,6 +198,40 @@ fn status_on_a_fresh_host_then_after_one_and_two_deploys() {
     let only = env.nonstop(&["status", "--slot", "green", "--json"]);
     let only: Value = serde_json::from_str(&only.stdout).unwrap();
     assert_eq!(only["slots"].as_array().unwrap().len(), 1);
+    assert!(
+        b.contains(" demo-v2 ") && g.contains(" demo-v1 "),
+        "{b}\n{g}"
+    );
+
+    // `nonstop history`: every deployment, newest first, with its version and who ran it.
+    let h = env.nonstop(&["history"]);
+    assert_eq!(h.code, 0, "{}", h.stderr);
+    let rows: Vec<&str> = h.stdout.lines().collect();
+    assert_eq!(rows.len(), 3, "a header and two deployments:\n{}", h.stdout);
+    for (want, row) in [
+        ("VERSION", rows[0]),
+        ("demo-v2", rows[1]),
+        ("demo-v1", rows[2]),
+    ] {
+        assert!(row.contains(want), "{want} in {row:?}");
+    }
+    assert!(
+        rows[1].ends_with("codedeploy (group test-group)"),
+        "{}",
+        rows[1]
+    );
+    let h: Value =
+        serde_json::from_str(&env.nonstop(&["history", "-n", "1", "--json"]).stdout).unwrap();
+    let h = h.as_array().unwrap();
+    assert_eq!(h.len(), 1);
+    assert_eq!(
+        (&h[0]["version"], &h[0]["release"], &h[0]["outcome"]),
+        (
+            &Value::from("demo-v2"),
+            &Value::from(env.pid_of("blue").unwrap().release.as_str()),
+            &Value::from("ok")
+        )
+    );
 }
 
 #[test]
@@ -361,13 +400,16 @@ fn deploy_runs_every_stage_under_one_lock_and_logs_progress() {
     let lines: Vec<&str> = r.stdout.lines().collect();
     assert!(lines[0].starts_with("deploy deploy-"), "{}", r.stdout);
     assert!(lines[0].contains("to slot green"), "{}", lines[0]);
+    // The jar's version (the stand-in has no Implementation-Version: its file name).
+    assert!(lines[0].contains(": demo-v1 ("), "{}", lines[0]);
     for (i, stage) in ["stop", "start", "health", "switch"].iter().enumerate() {
         let w: Vec<&str> = lines[i + 1].split_whitespace().collect();
         assert_eq!((w[0], w[1]), (*stage, "ok"), "{}", r.stdout);
         assert!(w[3] == "ms" || w[3] == "s", "{}", lines[i + 1]);
     }
     assert!(
-        lines[5].starts_with("deployed release deploy-"),
+        lines[5].starts_with("deployed release deploy-")
+            && lines[5].contains(" (version demo-v1) to slot green"),
         "{}",
         r.stdout
     );

@@ -32,6 +32,21 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// The recorded deployments, newest first, with the app's version and who ran each
+    ///
+    /// One line per deployment from the state history: its id (the CodeDeploy deployment id,
+    /// or deploy-/rollback-TIME), when it started, how long it took, the slot, the app's
+    /// version (the jar's Implementation-Version, else its file name), the release folder, the
+    /// outcome (ok, or the stage that failed and why) and who ran it (CodeDeploy with its
+    /// deployment group, ssh with the client's address, or a user). Reads only, no lock.
+    History {
+        /// Show only the newest N
+        #[arg(short = 'n', long, value_name = "N")]
+        last: Option<usize>,
+        /// Print JSON instead of a table
+        #[arg(long)]
+        json: bool,
+    },
     /// Back to the previous slot and release
     ///
     /// If the previous slot still runs the release it served and answers health, switch back
@@ -169,6 +184,7 @@ fn main() -> std::process::ExitCode {
         let slot = c.common.slot.as_deref();
         match &c.cmd {
             Cmd::Status { json } => operator::status::run(&config()?, slot, *json),
+            Cmd::History { last, json } => operator::history::run(&config()?, *last, *json),
             Cmd::Rollback => operator::rollback::run(&config()?, slot),
             Cmd::Logs {
                 name,

@@ -28,7 +28,8 @@ pub fn run(cfg: &Config, slot: Option<&str>, jar: Option<&Path>) -> Result<()> {
     let roles = slots::roles(cfg, &state::load(&cfg.state_dir))?;
     let target = roles.target(cfg, slot)?;
     crate::outln!(
-        "deploy {id}: {} to slot {} (port {}); live now: {}",
+        "deploy {id}: {} ({}) to slot {} (port {}); live now: {}",
+        crate::releases::jar_version(&jar),
         jar.display(),
         target.name,
         target.port,
@@ -64,8 +65,12 @@ pub fn run(cfg: &Config, slot: Option<&str>, jar: Option<&Path>) -> Result<()> {
     r?;
     let old = roles.live.filter(|l| l.name != target.name);
     crate::outln!(
-        "deployed release {} to slot {} (port {}) in {}{}",
+        "deployed release {} ({}) to slot {} (port {}) in {}{}",
         release.as_deref().unwrap_or("?"),
+        release.as_deref().map_or_else(
+            || "version unknown".to_string(),
+            |r| crate::releases::version_words(cfg, r)
+        ),
         target.name,
         target.port,
         human(t0.elapsed()),

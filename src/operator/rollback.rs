@@ -65,8 +65,8 @@ pub fn run(cfg: &Config, slot: Option<&str>) -> Result<()> {
         },
     };
     crate::outln!(
-        "rollback {id}: from slot {} (port {}, release {live_release}) to slot {} (port {}, release {want})",
-        live.name, live.port, target.name, target.port
+        "rollback {id}: from slot {} (port {}, release {live_release}) to slot {} (port {}, release {want}): back to {}",
+        live.name, live.port, target.name, target.port, releases::version_words(cfg, &want)
     );
 
     let name = Some(target.name.as_str());
@@ -117,9 +117,10 @@ pub fn run(cfg: &Config, slot: Option<&str>) -> Result<()> {
         Some(_) => "release started again",
     };
     crate::outln!(
-        "rolled back to slot {} (port {}, release {want}) in {took}: {how}; {}",
+        "rolled back to slot {} (port {}, release {want}) in {took}: back to {}; {how}; {}",
         target.name,
         target.port,
+        releases::version_words(cfg, &want),
         left_behind(cfg, live)
     );
     Ok(())

@@ -84,6 +84,9 @@ pub struct SlotStatus {
     pub started_at: Option<String>,
     pub uptime_s: Option<u64>,
     pub release: Option<String>,
+    /// The app's version in that release (the jar's `Implementation-Version`, else its file
+    /// name).
+    pub version: Option<String>,
     pub jar: Option<PathBuf>,
     pub sha256: Option<String>,
     /// One probe now; `None` when nothing listens on the port.
@@ -141,6 +144,10 @@ pub struct Deployment {
     /// The slot it deployed to (the switch's, else the last step's).
     pub slot: String,
     pub release: Option<String>,
+    /// The app's version in `release`, as recorded when it ran.
+    pub version: Option<String>,
+    /// Who ran it, from where: `codedeploy (group G)`, `ssh USER from ADDRESS`, or a user.
+    pub by: Option<String>,
     /// `ok`, `failed at STAGE: why`, `incomplete (last step: STAGE)`, or `by hand: STEPS`
     /// for steps run without a deployment id.
     pub outcome: String,
@@ -263,6 +270,7 @@ fn slot_status(
                 .as_secs()
         }),
         release: pf.as_ref().map(|p| p.release.clone()),
+        version: pf.as_ref().map(|p| crate::releases::jar_version(&p.jar)),
         sha256: pf.as_ref().and_then(|p| sha256_file(&p.jar).ok()),
         jar: pf.map(|p| p.jar),
         health,
@@ -288,6 +296,34 @@ pub fn sha256_file(path: &Path) -> std::io::Result<String> {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect::<String>())
+}
+
+/// The deployments as a table, newest first; `by` adds the column of who ran each.
+pub fn deployments_table(ds: &[Deployment], by: bool) -> String {
+    let dash = || "-".to_string();
+    let mut head = vec![
+        "ID", "STARTED", "DURATION", "SLOT", "VERSION", "RELEASE", "OUTCOME",
+    ];
+    if by {
+        head.push("BY");
+    }
+    let mut rows = vec![head.into_iter().map(String::from).collect::<Vec<_>>()];
+    for d in ds {
+        let mut row = vec![
+            d.id.clone().unwrap_or_else(dash),
+            d.time.clone(),
+            human(Duration::from_millis(d.duration_ms)),
+            d.slot.clone(),
+            d.version.clone().unwrap_or_else(dash),
+            d.release.clone().unwrap_or_else(dash),
+            d.outcome.replace(['\n', '\r'], " "),
+        ];
+        if by {
+            row.push(d.by.clone().unwrap_or_else(dash));
+        }
+        rows.push(row);
+    }
+    table(&rows)
 }
 
 /// Steps that make a slot live and so complete a deployment.
@@ -367,6 +403,11 @@ fn summarize(g: &[&Event]) -> Deployment {
             .or(switch)
             .and_then(|e| e.release.clone())
             .or_else(|| g.iter().rev().find_map(|e| e.release.clone())),
+        version: summary
+            .or(switch)
+            .and_then(|e| e.version.clone())
+            .or_else(|| g.iter().rev().find_map(|e| e.version.clone())),
+        by: first.by.clone(),
         outcome,
         steps: g.iter().map(|e| e.action.to_string()).collect(),
     }
@@ -425,7 +466,8 @@ pub fn render(s: &Status) -> String {
     }
     out.push('\n');
     let mut rows = vec![[
-        "SLOT", "PORT", "PROFILE", "STATE", "ROTATION", "PID", "UPTIME", "RELEASE", "HEALTH",
+        "SLOT", "PORT", "PROFILE", "STATE", "ROTATION", "PID", "UPTIME", "VERSION", "RELEASE",
+        "HEALTH",
     ]
     .map(String::from)
     .to_vec()];
@@ -450,6 +492,7 @@ pub fn render(s: &Status) -> String {
             }),
             x.uptime_s
                 .map_or_else(dash, |u| uptime(Duration::from_secs(u))),
+            x.version.clone().unwrap_or_else(dash),
             x.release.clone().unwrap_or_else(dash),
             match (&x.health, &x.exit) {
                 (None, Some(e)) if x.state == SlotState::Live => {
@@ -511,20 +554,8 @@ pub fn render(s: &Status) -> String {
     if s.deployments.is_empty() {
         out += "none recorded\n";
     } else {
-        let mut rows = vec![["ID", "STARTED", "DURATION", "SLOT", "RELEASE", "OUTCOME"]
-            .map(String::from)
-            .to_vec()];
-        for d in s.deployments.iter().take(5) {
-            rows.push(vec![
-                d.id.clone().unwrap_or_else(|| "-".into()),
-                d.time.clone(),
-                human(Duration::from_millis(d.duration_ms)),
-                d.slot.clone(),
-                d.release.clone().unwrap_or_else(|| "-".into()),
-                d.outcome.replace(['\n', '\r'], " "),
-            ]);
-        }
-        out += &table(&rows);
+        let recent: Vec<Deployment> = s.deployments.iter().take(5).cloned().collect();
+        out += &deployments_table(&recent, false);
     }
     out
 }
@@ -542,6 +573,7 @@ mod tests {
             release: (action != "stop").then(|| format!("{id}-rel")),
             outcome: state::Outcome::parse(outcome),
             duration_ms: ms,
+            ..Default::default()
         }
     }
 

@@ -527,6 +527,7 @@ impl Env {
             .stdin(Stdio::null())
             .env_remove("NONSTOP_CONFIG")
             .env("DEPLOYMENT_ID", "d-TEST")
+            .env("DEPLOYMENT_GROUP_NAME", "test-group")
             .env("LIFECYCLE_EVENT", lifecycle(bin))
             .run_output();
         Run::new(bin, out, t0.elapsed())
