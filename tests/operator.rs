@@ -1577,6 +1577,29 @@ fn validate_checks_the_spring_boot_jar_and_warns_off_a_health_path_without_readi
         line.contains("/actuator/health/readiness is a readiness path"),
         "{line}"
     );
+    // Spring Boot 3 serves it only with the property, which the jar's application.properties
+    // sets: the line says where it was found.
+    assert!(
+        line.ends_with("; the jar's application.properties sets management.endpoint.health.probes.enabled=true (Spring Boot 3.5.7)"),
+        "{line}"
+    );
+    // Turned off for the JVM (what outside Kubernetes is Spring Boot 3's default): a warning
+    // that says every probe would answer 404, and why.
+    env.edit_config(
+        "java_opts: [",
+        "java_opts: [\"-Dmanagement.endpoint.health.probes.enabled=false\", ",
+    );
+    let r = env.nonstop(&["validate"]);
+    let (v, line) = verdict_of(&r, "health path");
+    assert_eq!(v, "warn", "{line}");
+    assert!(
+        line.contains("/actuator/health/readiness is a readiness path, but the app will not serve it: app.java_opts -Dmanagement.endpoint.health.probes.enabled=false sets management.endpoint.health.probes.enabled=false (Spring Boot 3.5.7); every probe would answer 404"),
+        "{line}"
+    );
+    env.edit_config(
+        "\"-Dmanagement.endpoint.health.probes.enabled=false\", ",
+        "",
+    );
 
     // The same jar with /actuator/health: a warning that names the readiness path and the
     // property it needs, not a failure.

@@ -267,6 +267,50 @@ fn balanced_roll_of_three_spring_slots_cuts_no_slow_request() {
     }
 }
 
+/// Spring Boot 3 with its probes turned off (`-Dmanagement.endpoint.health.probes.enabled=false`,
+/// Spring Boot 3's default outside Kubernetes): the readiness path answers a steady 404 from the
+/// app itself. `health` says what is likely wrong (the property, the path) and fails well before
+/// `health.deadline` (120 s here) instead of polling it out; nginx still serves v1 from green.
+#[test]
+fn a_readiness_path_that_answers_404_fails_early_and_names_the_probes_property() {
+    let mut env = Env::spring(2);
+    env.deploy("v1");
+    env.java_opts
+        .push("-Dmanagement.endpoint.health.probes.enabled=false".into());
+    env.write_config();
+    env.stage_jar("v2");
+    for b in ["stop", "start"] {
+        let r = env.hook(b, &[]);
+        assert_eq!(r.code, 0, "{b}: {}", r.stderr);
+    }
+    let h = env.hook("health", &[]);
+    assert_eq!(h.code, 1, "{}", h.stderr);
+    assert!(
+        h.stderr.contains("WARN  health")
+            && h.stderr
+                .contains("has answered HTTP 404 at /actuator/health/readiness for"),
+        "{}",
+        h.stderr
+    );
+    let last = h.last_line();
+    assert!(
+        last.contains("answers HTTP 404 at /actuator/health/readiness from its own app for")
+            && last.contains("app.java_opts -Dmanagement.endpoint.health.probes.enabled=false sets management.endpoint.health.probes.enabled=false (Spring Boot 3.5.7)")
+            && last.contains("or use health.path: /actuator/health; not waiting out health.deadline 120.00 s"),
+        "{last}"
+    );
+    assert!(
+        h.took < Duration::from_secs(120),
+        "health polled out its deadline: {:?}",
+        h.took
+    );
+    // The app itself says the same: the path does not exist there.
+    assert_eq!(env.get_slot("blue", "/actuator/health/readiness").0, 404);
+    let s = env.hook("switch", &[]);
+    assert_eq!(s.code, 1, "{}", s.stderr);
+    assert!(body_of(&env).starts_with("v1 "), "nginx serves v1");
+}
+
 #[test]
 fn rollback_goes_back_to_the_still_running_previous_spring_slot() {
     let env = Env::spring(2);

@@ -156,7 +156,7 @@ pub fn run(config_flag: Option<&Path>, appspec: Option<&Path>) -> Result<()> {
                 emit(supervisor_check(&cfg));
                 emit(java_check(&cfg));
             }
-            let (jar, kind) = match crate::releases::resolve_jar(&cfg) {
+            let (jar, read) = match crate::releases::resolve_jar(&cfg) {
                 // In a project, app.jar names the jar's place in the bundle, not target/.
                 Err(e) if elsewhere.is_some() => (
                     check(
@@ -169,7 +169,7 @@ pub fn run(config_flag: Option<&Path>, appspec: Option<&Path>) -> Result<()> {
                 _ => jar_check(&cfg),
             };
             emit(jar);
-            emit(health_path_check(&cfg, kind.as_ref()));
+            emit(health_path_check(&cfg, read.as_ref()));
         }
     }
     let failed_names: Vec<&str> = all
@@ -1278,9 +1278,9 @@ fn hook_checks(cfg: &Config, bundle: &Path, hooks: &[Hook], project: bool) -> Ve
 pub fn bundle_checks(cfg: &Config, appspec: &Path) -> Vec<Check> {
     let mut out = vec![check(Verdict::Ok, "config", describe(cfg))];
     out.extend(appspec_checks(cfg, appspec, false).0);
-    let (jar, kind) = jar_check(cfg);
+    let (jar, read) = jar_check(cfg);
     out.push(jar);
-    out.push(health_path_check(cfg, kind.as_ref()));
+    out.push(health_path_check(cfg, read.as_ref()));
     out
 }
 
@@ -1663,8 +1663,8 @@ fn java_check(cfg: &Config) -> Check {
 /// The jar `start` would launch: a zip whose manifest lets `java -jar` run it, and a complete
 /// Spring Boot jar when it claims to be one (its launcher, `Spring-Boot-*` attributes or
 /// `BOOT-INF/`): `Start-Class` and `Spring-Boot-Version` in the manifest, the Start-Class in
-/// `BOOT-INF/classes/`. Also returns what kind of jar it is, for the health path check.
-fn jar_check(cfg: &Config) -> (Check, Option<jar::Kind>) {
+/// `BOOT-INF/classes/`. Also returns the jar as read, for the health path check.
+fn jar_check(cfg: &Config) -> (Check, Option<jar::Jar>) {
     const NAME: &str = "jar";
     let jar_path: PathBuf = match crate::releases::resolve_jar(cfg) {
         Ok(j) => j,
@@ -1718,7 +1718,7 @@ fn jar_check(cfg: &Config) -> (Check, Option<jar::Kind>) {
             format!("{what}: {why}, so `java -jar` cannot run it{plain_hint}"),
         ),
     };
-    (c, Some(kind))
+    (c, Some(jar))
 }
 
 /// Whether `path` (without its query) ends in a readiness segment: `/actuator/health/readiness`,
@@ -1736,24 +1736,58 @@ pub fn is_readiness_path(path: &str) -> bool {
 
 /// `health.path` should gate on readiness: Spring Boot's readiness group goes OUT_OF_SERVICE
 /// (503) the moment a graceful shutdown starts, where `/actuator/health` stays UP. A warning,
-/// not a failure: an app without probes has only `/actuator/health`.
-fn health_path_check(cfg: &Config, kind: Option<&jar::Kind>) -> Check {
+/// not a failure: an app without probes has only `/actuator/health`. For a Spring Boot jar the
+/// line says what is true for its version ([`jar::probes`]): Spring Boot 4 serves the readiness
+/// group by default, 2.3–3.x only with `management.endpoint.health.probes.enabled=true` (or on
+/// Kubernetes), and a readiness path the app does not serve is a warning (every probe would
+/// answer 404).
+fn health_path_check(cfg: &Config, jar: Option<&jar::Jar>) -> Check {
     const NAME: &str = "health path";
     let path = cfg.health.path.as_str();
+    let profiles: Vec<&str> = cfg.slots.iter().map(|s| s.profile.as_str()).collect();
+    let probes = jar.and_then(|j| {
+        jar::probes(
+            j,
+            &cfg.app.java_opts,
+            &cfg.app.args,
+            &cfg.app.env,
+            &profiles,
+        )
+    });
     if is_readiness_path(path) {
-        return check(
-            Verdict::Ok,
-            NAME,
-            format!("{path} is a readiness path: traffic waits until the app is ready to take it"),
-        );
+        return match &probes {
+            Some(p) if !p.served() && path.starts_with("/actuator/health/") => check(
+                Verdict::Warn,
+                NAME,
+                format!(
+                    "{path} is a readiness path, but the app will not serve it: {}; every probe would answer 404 (set {}=true, or use /actuator/health)",
+                    p.why(),
+                    jar::PROBES
+                ),
+            ),
+            _ => check(
+                Verdict::Ok,
+                NAME,
+                format!(
+                    "{path} is a readiness path: traffic waits until the app is ready to take it{}",
+                    probes.as_ref().map_or(String::new(), |p| format!("; {}", p.why()))
+                ),
+            ),
+        };
     }
-    let spring = matches!(kind, Some(jar::Kind::SpringBoot { .. }));
+    let how = match &probes {
+        Some(p) if p.served() => format!(" ({})", p.why()),
+        _ => format!(
+            " (with {}=true; Spring Boot 2.3–3.x turns it on by itself only on Kubernetes, Spring Boot 4 by default)",
+            jar::PROBES
+        ),
+    };
     check(
         Verdict::Warn,
         NAME,
         format!(
-            "{path} is not a readiness path{}: use /actuator/health/readiness (with management.endpoint.health.probes.enabled=true), which answers 503 once the app is not ready for traffic, e.g. when a graceful shutdown starts; keep /actuator/health only for an app that cannot enable probes (Spring Boot before 2.3)",
-            if spring { " and the jar is a Spring Boot jar" } else { "" }
+            "{path} is not a readiness path{}: use /actuator/health/readiness{how}, which answers 503 once the app is not ready for traffic, e.g. when a graceful shutdown starts; keep /actuator/health only for an app that cannot enable probes (Spring Boot before 2.3)",
+            if probes.is_some() { " and the jar is a Spring Boot jar" } else { "" }
         ),
     )
 }
@@ -1888,6 +1922,38 @@ mod tests {
         let c = run(d);
         assert_eq!(c.verdict, Verdict::Fail, "{c}");
         assert!(c.detail.contains("listens on 127.0.0.1:80"), "{c}");
+    }
+
+    #[test]
+    fn the_health_path_line_says_what_is_true_for_the_spring_boot_version() {
+        let cfg = |path: &str| {
+            config::parse(
+                &format!("app:\n  name: a\nhealth:\n  path: {path}\n"),
+                Path::new("/x/n.yml"),
+            )
+            .unwrap()
+        };
+        let four = jar::tests::boot_jar("4.0.3", &[]);
+        let three = jar::tests::boot_jar("3.5.7", &[]);
+        let ready = cfg("/actuator/health/readiness");
+        let c = health_path_check(&ready, Some(&four));
+        assert_eq!(c.verdict, Verdict::Ok, "{c}");
+        assert!(
+            c.detail.ends_with(
+                "; Spring Boot 4.0.3 turns management.endpoint.health.probes.enabled on by default"
+            ),
+            "{c}"
+        );
+        let c = health_path_check(&ready, Some(&three));
+        assert_eq!(c.verdict, Verdict::Warn, "{c}");
+        assert!(c.detail.contains("but the app will not serve it: Spring Boot 3.5.7 turns management.endpoint.health.probes.enabled on by itself only on Kubernetes (the default from Spring Boot 4)"), "{c}");
+        let plain = cfg("/actuator/health");
+        let c = health_path_check(&plain, Some(&four));
+        assert_eq!(c.verdict, Verdict::Warn, "{c}");
+        assert!(c.detail.contains("use /actuator/health/readiness (Spring Boot 4.0.3 turns management.endpoint.health.probes.enabled on by default)"), "{c}");
+        assert!(!c.detail.contains("only on Kubernetes"), "{c}");
+        let c = health_path_check(&plain, Some(&three));
+        assert!(c.detail.contains("use /actuator/health/readiness (with management.endpoint.health.probes.enabled=true; Spring Boot 2.3–3.x turns it on by itself only on Kubernetes, Spring Boot 4 by default)"), "{c}");
     }
 
     #[test]
