@@ -239,8 +239,7 @@ fn rollback_to_a_running_previous_slot_only_switches() {
         format!("set $service_url http://127.0.0.1:{green};\n").into_bytes()
     );
     assert_eq!(body_of(&env), format!("v1 real2 {green}"));
-    assert_eq!(t.failed, 0, "{}: {:?}", t.summary(), t.errors);
-    assert!(t.versions.contains_key("v1") && t.versions.contains_key("v2"));
+    t.assert_reload_bound("traffic during the rollback", 200, &["v1", "v2"], 4, 1);
     let st = status_json(&env);
     assert_eq!(st["live"], "green");
     assert_eq!(st["previous"], "blue");
@@ -389,6 +388,7 @@ fn deploy_runs_every_stage_under_one_lock_and_logs_progress() {
     let v1 = env.pid_of("green").unwrap();
     let traffic = Traffic::start(env.nginx_addr(), 4, Duration::from_millis(2));
     let r = env.nonstop(&["deploy", "--jar", demo_jar("v2").to_str().unwrap()]);
+    std::thread::sleep(Duration::from_millis(300));
     let t = traffic.finish();
     eprintln!("traffic during nonstop deploy: {}", t.summary());
     assert_eq!(r.code, 0, "{}", r.stderr);
@@ -400,7 +400,7 @@ fn deploy_runs_every_stage_under_one_lock_and_logs_progress() {
     );
     assert_eq!(body_of(&env), format!("v2 real1 {blue}"));
     assert!(nonstop::process::same_process(v1.pid, v1.start_time));
-    assert_eq!(t.failed, 0, "{}: {:?}", t.summary(), t.errors);
+    t.assert_reload_bound("traffic during nonstop deploy", 200, &["v1", "v2"], 4, 1);
     let b = env.pid_of("blue").unwrap();
     assert_eq!(
         b.jar.file_name().unwrap(),
