@@ -427,7 +427,7 @@ impl Env {
                  fastcgi_temp_path {p}/tmp/fastcgi;\n  uwsgi_temp_path {p}/tmp/uwsgi;\n  scgi_temp_path {p}/tmp/scgi;\n  \
                  server {{\n    listen 127.0.0.1:{port};\n    location / {{\n      \
                  proxy_pass http://127.0.0.1:{front};\n      proxy_http_version 1.1;\n      proxy_set_header Connection \"\";\n      \
-                 proxy_read_timeout 30s;\n    }}\n  }}\n}}\n",
+                 proxy_buffering off;\n      proxy_read_timeout 30s;\n    }}\n  }}\n}}\n",
                 port = self.nginx_port,
             );
         }
@@ -438,12 +438,12 @@ impl Env {
              fastcgi_temp_path {p}/tmp/fastcgi;\n  uwsgi_temp_path {p}/tmp/uwsgi;\n  scgi_temp_path {p}/tmp/scgi;\n  \
              server {{\n    listen 127.0.0.1:{port};\n    location / {{\n      include {p}/service-url.inc;\n      \
              proxy_pass $service_url;\n      proxy_http_version 1.1;\n      proxy_set_header Connection \"\";\n      \
-             proxy_read_timeout 30s;\n    }}\n{api}  }}\n}}\n",
+             proxy_buffering off;\n      proxy_read_timeout 30s;\n    }}\n{api}  }}\n}}\n",
             port = self.nginx_port,
             upstream = if self.balanced { format!("  include {p}/upstream.conf;\n") } else { String::new() },
             api = if self.balanced {
                 "    location /api/ {\n      proxy_pass http://demo/;\n      proxy_http_version 1.1;\n      \
-                 proxy_set_header Connection \"\";\n      proxy_read_timeout 30s;\n    }\n"
+                 proxy_set_header Connection \"\";\n      proxy_buffering off;\n      proxy_read_timeout 30s;\n    }\n"
             } else {
                 ""
             },
