@@ -201,4 +201,37 @@ fn balanced_roll_of_three_slots_cuts_no_request_and_never_reloads_nginx() {
     assert!((5..=45).contains(&v3), "about 10% to the canary: {seen:?}");
     let r = env.hook("switch", &["--promote"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
+    // Promoted: the canary's slot is live, every slot in the map with one weight, and what
+    // answers is v3 (the canary) and v2 (the two others), nothing else.
+    let live = env.state()["live"].as_str().unwrap().to_string();
+    let (st, body) = env.get_slot(&live, "/");
+    assert_eq!(
+        (st, body.split_whitespace().next()),
+        (200, Some("v3")),
+        "{body}"
+    );
+    let t = table(&env);
+    let comment = t
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("comment \"nonstop "))
+        .unwrap_or_else(|| panic!("{t}"));
+    assert!(
+        comment.contains(&format!("live={} ", env.port_of(&live))),
+        "{t}"
+    );
+    let rotation = comment
+        .split_whitespace()
+        .find_map(|p| p.strip_prefix("rotation="))
+        .unwrap()
+        .trim_end_matches('"');
+    let weights: Vec<&str> = rotation
+        .split(',')
+        .map(|e| e.split_once(':').unwrap().1)
+        .collect();
+    assert_eq!(weights.len(), 3, "{t}");
+    assert!(
+        weights.iter().all(|w| *w == weights[0] && *w != "down"),
+        "equal weights after promote: {t}"
+    );
+    assert_eq!(versions(&env, 60).keys().collect::<Vec<_>>(), ["v2", "v3"]);
 }
