@@ -176,14 +176,25 @@ fn balanced_roll_of_three_slots_cuts_no_request_and_never_reloads_nginx() {
     let before = workers(&env);
     let load = Traffic::start(env.nginx_addr(), 4, Duration::from_millis(2));
     let slow = SlowRequests::start(env.nginx_addr(), "/slow?ms=3000", 6);
+    let pinned = SlowRequests::per_slot_in_rotation(&env, 3000);
     std::thread::sleep(Duration::from_millis(500));
-    env.deploy_all("v2");
+    let runs = env.deploy_all("v2");
     std::thread::sleep(Duration::from_millis(300));
     let tally = load.finish();
     let slow = slow.finish();
+    let pinned = pinned.finish();
     tally.assert_clean("load", 200, &["v1", "v2"]);
     // No slow request cut.
     slow.assert_clean_among("slow", 6, &["v1", "v2"], &["v1"]);
+    // Each slot left the map with a 3 s request in flight on it, and the drain waited for it.
+    pinned.assert_clean_among("3-second requests on each slot", 3, &["v1", "v2"], &["v1"]);
+    let logs: String = runs.iter().map(|r| r.stderr.as_str()).collect();
+    for name in ["blue", "green", "red"] {
+        assert!(
+            logs.contains(&format!("draining slot {name}: ")),
+            "slot {name} left rotation with a request in flight: {logs}"
+        );
+    }
     assert_eq!(workers(&env), before, "nginx was never reloaded");
     assert_eq!(versions(&env, 30).keys().collect::<Vec<_>>(), ["v2"]);
     // A canary in nftables mode: weights in the map, then promote.

@@ -972,11 +972,17 @@ impl SlowRequests {
 
 impl SlowRequests {
     /// One sender per slot that keeps a `/slow?ms=MS` request in flight straight to the slot's
-    /// app whenever the upstream file has the slot in rotation: every slot that leaves rotation
-    /// then has a request in flight (nginx's round robin alone leaves that to chance).
+    /// app whenever the slot is in rotation (reload mode: the upstream file; nftables mode: the
+    /// rotation in the comment of `state_dir/traffic.nft`, the table last applied): every slot
+    /// that leaves rotation then has a request in flight (a balancer alone leaves that to chance).
     pub fn per_slot_in_rotation(env: &Env, ms: u64) -> Load {
         let ports = env.ports.clone();
-        let upstream = env.upstream_path();
+        let nft = env.front.is_some();
+        let upstream = if nft {
+            env.path("state/traffic.nft")
+        } else {
+            env.upstream_path()
+        };
         let path: &'static str = Box::leak(format!("/slow?ms={ms}").into_boxed_str());
         Load::spawn(ports.len(), move |i, stop| {
             let port = ports[i];
@@ -984,13 +990,23 @@ impl SlowRequests {
             let mut t = Tally::default();
             let t0 = Instant::now();
             while !stop.load(Ordering::Relaxed) && t0.elapsed() < Duration::from_secs(300) {
-                let up = std::fs::read_to_string(&upstream)
-                    .ok()
-                    .and_then(|text| nonstop::nginx::parse_upstream(&text).ok())
-                    .is_some_and(|rot| {
+                let text = std::fs::read_to_string(&upstream).unwrap_or_default();
+                let up = if nft {
+                    // `comment "nonstop live=8081 rotation=8081:1,8082:down"`
+                    text.split_whitespace()
+                        .find_map(|w| w.strip_prefix("rotation="))
+                        .is_some_and(|r| {
+                            r.trim_end_matches('"').split(',').any(|e| {
+                                e.split_once(':')
+                                    .is_some_and(|(p, w)| p == port.to_string() && w != "down")
+                            })
+                        })
+                } else {
+                    nonstop::nginx::parse_upstream(&text).is_ok_and(|rot| {
                         rot.iter()
                             .any(|(p, m)| *p == port && *m != nonstop::nginx::Member::Down)
-                    });
+                    })
+                };
                 if up {
                     t.record("GET", &Client::new(addr).send("GET", path, b""));
                 } else {
