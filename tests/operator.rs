@@ -278,8 +278,7 @@ fn rollback_to_a_running_previous_slot_only_switches() {
         format!("set $service_url http://127.0.0.1:{green};\n").into_bytes()
     );
     assert_eq!(body_of(&env), format!("v1 real2 {green}"));
-    assert_eq!(t.failed, 0, "{}: {:?}", t.summary(), t.errors);
-    assert!(t.versions.contains_key("v1") && t.versions.contains_key("v2"));
+    t.assert_reload_bound("traffic during the rollback", 200, &["v1", "v2"], 4, 1);
     let st = status_json(&env);
     assert_eq!(st["live"], "green");
     assert_eq!(st["previous"], "blue");
@@ -431,6 +430,7 @@ fn deploy_runs_every_stage_under_one_lock_and_logs_progress() {
     let v1 = env.pid_of("green").unwrap();
     let traffic = Traffic::start(env.nginx_addr(), 4, Duration::from_millis(2));
     let r = env.nonstop(&["deploy", "--jar", demo_jar("v2").to_str().unwrap()]);
+    std::thread::sleep(Duration::from_millis(300));
     let t = traffic.finish();
     eprintln!("traffic during nonstop deploy: {}", t.summary());
     assert_eq!(r.code, 0, "{}", r.stderr);
@@ -442,7 +442,7 @@ fn deploy_runs_every_stage_under_one_lock_and_logs_progress() {
     );
     assert_eq!(body_of(&env), format!("v2 real1 {blue}"));
     assert!(nonstop::process::same_process(v1.pid, v1.start_time));
-    assert_eq!(t.failed, 0, "{}: {:?}", t.summary(), t.errors);
+    t.assert_reload_bound("traffic during nonstop deploy", 200, &["v1", "v2"], 4, 1);
     let b = env.pid_of("blue").unwrap();
     assert_eq!(
         b.jar.file_name().unwrap(),
@@ -644,6 +644,8 @@ fn validate_catches_short_timeouts_a_missing_include_and_a_string_version() {
 
 #[test]
 fn init_output_passes_validate() {
+    // A network namespace of this test's own: nothing of this machine's listens on 8081 there.
+    enter_netns();
     let env = Env::new(2);
     let project = env.path("project");
     let site_port = free_port();
@@ -774,15 +776,12 @@ fn init_output_passes_validate() {
     assert!(verdict_of(&r, "health path")
         .1
         .contains("/actuator/health/readiness is a readiness path"));
-    // And nginx serves the generated site through the include (to port 8081, where nothing of
-    // this test runs: a 502 from nginx, unless something else on this machine holds 8081).
+    // And nginx serves the generated site through the include: to port 8081, where nothing
+    // listens in this test's network namespace, so nginx answers 502.
     let (status, _) = Client::new(std::net::SocketAddr::from(([127, 0, 0, 1], site_port)))
         .request("GET", "/", b"")
         .unwrap();
-    assert!(
-        status == 502 || nonstop::process::port_in_use(8081),
-        "GET / on the generated site: {status}"
-    );
+    assert_eq!(status, 502, "GET / on the generated site");
 }
 
 #[test]
