@@ -109,18 +109,8 @@ pub fn out_of_rotation(cfg: &Config) -> Vec<String> {
 /// socket table yet) has reached the slot's listen queue or conntrack by then.
 pub const SETTLE: Duration = Duration::from_millis(100);
 
-/// Connections `slot` still has to serve: established (accepted or waiting in its listen
-/// queue), mid-handshake, or, once the sockets show none, a SYN conntrack saw steered to its
-/// port that no socket shows yet.
-fn in_flight(slot: &Slot) -> usize {
-    match process::in_flight_to(slot.port) {
-        0 => process::connecting_to(slot.port).unwrap_or(0),
-        n => n,
-    }
-}
-
-/// Wait until no connection to `slot`'s port is in flight ([`in_flight`]: established,
-/// queued to be accepted or mid-handshake), looking for at least [`SETTLE`], up to
+/// Wait until no connection to `slot`'s port is in flight (established, queued to be
+/// accepted, mid-handshake, or a SYN on its way), looking for at least [`SETTLE`], up to
 /// `stop.drain`. Returns how many were left (logged as cut when above zero).
 pub fn drain(cfg: &Config, slot: &Slot) -> Result<usize> {
     let t0 = Instant::now();
@@ -129,8 +119,15 @@ pub fn drain(cfg: &Config, slot: &Slot) -> Result<usize> {
     let mut progress =
         crate::progress::Progress::new(format!("slot {} drain", slot.name), cfg.stop.drain);
     loop {
-        let n = in_flight(slot);
-        if n == 0 && t0.elapsed() >= SETTLE.min(cfg.stop.drain) {
+        // Established (accepted or waiting in its listen queue) or mid-handshake; once the
+        // sockets show none after the settle, a SYN conntrack saw steered to the port that no
+        // socket shows yet (read only then: a busy host's conntrack table is large).
+        let settled = t0.elapsed() >= SETTLE.min(cfg.stop.drain);
+        let n = match process::in_flight_to(slot.port) {
+            0 if settled => process::connecting_to(slot.port).unwrap_or(0),
+            n => n,
+        };
+        if n == 0 && settled {
             progress.finish();
             log::info!(
                 "slot {} drained in {}: no connection in flight",

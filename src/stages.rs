@@ -220,8 +220,8 @@ pub fn start_slot(cfg: &Config, slot: &Slot, jar: &Path) -> Result<process::PidF
             Owner::Foreign { pid: None, .. } => "an unknown process".into(),
         };
         return Err(failed(format!(
-            "port {} of slot {} is in use by {who}; run `stop` first",
-            slot.port, slot.name
+            "port {} of slot {} is in use by {who}; stop it first (the bundle's `bin/stop --slot {}`)",
+            slot.port, slot.name, slot.name
         )));
     }
     java_path(cfg)?;
@@ -239,8 +239,8 @@ pub fn launch_release(
 ) -> Result<process::PidFile> {
     if process::port_in_use(slot.port) {
         return Err(failed(format!(
-            "port {} of slot {} is in use; run `stop` first",
-            slot.port, slot.name
+            "port {} of slot {} is in use; stop it first (the bundle's `bin/stop --slot {}`)",
+            slot.port, slot.name, slot.name
         )));
     }
     if !release_jar.is_file() {

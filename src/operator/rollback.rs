@@ -54,7 +54,9 @@ pub fn plan<'a>(
         Some(name) => cfg.slot(name)?,
         None => {
             let prev = st.previous.as_deref().ok_or_else(|| {
-                failed("the state records no previous slot: give --slot NAME to roll back to")
+                failed(
+                    "the state records no previous slot: name one, `nonstop rollback --slot NAME`",
+                )
             })?;
             cfg.slot(prev)?
         }
@@ -67,7 +69,7 @@ pub fn plan<'a>(
     }
     let release = st.served_release(&target.name).ok_or_else(|| {
         failed(format!(
-            "no release of slot {} was ever switched live in the recorded history: nothing to roll back to (give --slot NAME, or deploy)",
+            "no release of slot {} was ever switched live in the recorded history: nothing to roll back to (`nonstop rollback --slot NAME` for another slot, or `nonstop deploy`)",
             target.name
         ))
     })?;
