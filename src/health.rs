@@ -148,9 +148,10 @@ pub fn wait_healthy(cfg: &Config, slot: &Slot, force: bool) -> Result<Duration> 
         }
         process::SlotProcess::None => {
             return Err(failed(format!(
-                "slot {} runs no app started by nonstop (no pid file {}): run start first, or give --force to poll its port anyway",
+                "slot {} runs no app started by nonstop (no pid file {}): start it first (the bundle's `bin/start --slot {}`, or `nonstop deploy`), or give --force to poll its port anyway",
                 slot.name,
-                pid_path.display()
+                pid_path.display(),
+                slot.name
             )))
         }
         process::SlotProcess::Stale(pf, process::Stale::Exited) => {

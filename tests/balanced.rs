@@ -284,3 +284,47 @@ fn canary_weights_promote_and_abort() {
     let r = env.hook("switch", &["--promote", "--abort"]);
     assert_eq!(r.code, 2);
 }
+
+#[test]
+fn an_upstream_file_listing_a_slot_twice_is_read_as_nginx_balances() {
+    let env = Env::balanced(2);
+    env.deploy_all("v1");
+    let (blue, green) = (env.port_of("blue"), env.port_of("green"));
+    // By hand: blue once `down`, once up. nginx takes every line as a server of its own.
+    std::fs::write(
+        env.upstream_path(),
+        format!(
+            "upstream demo {{\n    server 127.0.0.1:{blue} down;\n    server 127.0.0.1:{blue};\n    server 127.0.0.1:{green};\n}}\n"
+        ),
+    )
+    .unwrap();
+    env.run_nginx(&["-s", "reload"]);
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            let r = env.nonstop(&["status", "--json"]);
+            let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+            v["include"]["doubt"].is_null()
+        }),
+        "nginx loaded the file"
+    );
+    // nginx sends blue part of /api/ ...
+    let mut to_blue = 0;
+    for _ in 0..40 {
+        let (s, body) = env.get("/api/");
+        assert_eq!(s, 200, "{body}");
+        if body.trim_end().ends_with(&format!(" {blue}")) {
+            to_blue += 1;
+        }
+    }
+    assert!(to_blue > 0, "nginx balances /api/ to blue too");
+    // ... and status says blue is in rotation.
+    let r = env.nonstop(&["status", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let b = v["slots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "blue")
+        .unwrap();
+    assert_eq!(b["rotation"], "in", "{b}");
+}

@@ -2270,3 +2270,106 @@ fn init_writes_both_flows_and_its_files_bundle() {
     assert!(*spec == std::fs::read(project.join("deploy/appspec.yml")).unwrap());
     assert!(entries.iter().any(|(n, _, _)| n == "app/shop-1.0.jar"));
 }
+
+#[test]
+fn status_and_rollback_agree_on_what_rollback_does_from_the_first_deploy_on() {
+    let mut env = Env::new(2);
+    // The first deploy: the include names blue, where nothing runs.
+    env.stage_jar("v1");
+    let r = env.nonstop(&["deploy"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let first = r.stdout.lines().next().unwrap();
+    assert!(
+        first.contains("live now: none") && !first.contains("live now: blue (port"),
+        "{first}"
+    );
+    let last = r.stdout.lines().last().unwrap();
+    assert!(
+        last.contains("blue runs no app, so there is no instant rollback target")
+            && !last.contains("keeps running"),
+        "{last}"
+    );
+    // status promises no rollback that rollback refuses.
+    let why = "no release of slot blue was ever switched live";
+    let st = status_json(&env);
+    assert_eq!(st["rollback"]["action"], "none", "{}", st["rollback"]);
+    assert!(
+        st["rollback"]["why"].as_str().unwrap().contains(why),
+        "{}",
+        st["rollback"]
+    );
+    let text = env.nonstop(&["status"]).stdout;
+    let line = text.lines().find(|l| l.starts_with("rollback")).unwrap();
+    assert!(
+        line.starts_with("rollback none") && line.contains(why),
+        "{line}"
+    );
+    let r = env.nonstop(&["rollback"]);
+    assert_eq!(r.code, 1);
+    assert!(r.last_line().contains(why), "{}", r.last_line());
+
+    // After v2 on blue, green runs v1 healthy: a switch.
+    env.deploy("v2");
+    let v1 = env.pid_of("green").unwrap().release;
+    let st = status_json(&env);
+    assert_eq!(st["rollback"]["action"], "switch", "{}", st["rollback"]);
+    assert_eq!(st["rollback"]["slot"], "green");
+    assert_eq!(st["rollback"]["release"], v1.as_str());
+
+    // A failed deploy leaves v3 unhealthy on green: not a standby, and rollback restarts v1.
+    env.java_opts.push("-Ddemo.unhealthy=true".into());
+    env.write_config();
+    env.edit_config("deadline: 30s", "deadline: 2s");
+    env.stage_jar("v3");
+    assert_eq!(env.hook("stop", &[]).code, 0);
+    assert_eq!(env.hook("start", &[]).code, 0);
+    assert_eq!(env.hook("health", &[]).code, 1);
+    let st = status_json(&env);
+    assert_eq!(slot(&st, "green")["state"], "unhealthy", "{st}");
+    assert_eq!(st["rollback"]["action"], "restart", "{}", st["rollback"]);
+    assert_eq!(st["rollback"]["release"], v1.as_str());
+    assert!(
+        st["rollback"]["why"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("not {v1}")),
+        "{}",
+        st["rollback"]
+    );
+    let text = env.nonstop(&["status"]).stdout;
+    let row = text.lines().find(|l| l.starts_with("green ")).unwrap();
+    assert!(
+        row.contains(" unhealthy ") && !row.contains("standby"),
+        "{row}"
+    );
+    let line = text.lines().find(|l| l.starts_with("rollback")).unwrap();
+    assert!(
+        line.contains(&format!("starts its release {v1} on it again")),
+        "{line}"
+    );
+    env.java_opts.retain(|o| o != "-Ddemo.unhealthy=true");
+    env.write_config();
+    let r = env.nonstop(&["rollback"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stdout
+            .contains(&format!("starting release {v1} on it again"))
+            && r.stdout
+                .lines()
+                .last()
+                .unwrap()
+                .contains("release started again"),
+        "{}",
+        r.stdout
+    );
+    assert!(body_of(&env).starts_with("v1 "), "nginx serves v1");
+    // A slot whose app stops answering (hung, or crash-looping under systemd) is not a standby
+    // either.
+    let blue = env.pid_of("blue").unwrap();
+    signal(blue.pid, rustix::process::Signal::STOP);
+    let st = status_json(&env);
+    signal(blue.pid, rustix::process::Signal::CONT);
+    let b = slot(&st, "blue");
+    assert_eq!(b["state"], "unhealthy", "{b}");
+    assert_eq!(b["health"]["ok"], false, "{b}");
+}

@@ -8,10 +8,10 @@ use std::path::PathBuf;
 #[command(
     name = "nonstop",
     version = nonstop::VERSION,
-    about = "Operate nonstop blue/green deploys: status, logs, rollback, deploy, validate, init, bundle",
+    about = "Operate nonstop blue/green deploys: status, logs, rollback, switch, deploy, validate, init, bundle",
     subcommand_required = true,
     arg_required_else_help = true,
-    after_help = "Examples:\n  nonstop status                            # what runs where, health now, last deployments\n  nonstop status --json | jq '.slots[] | {name, state, release}'\n  nonstop logs -f                           # the live slot's app output, followed\n  nonstop rollback                          # back to the previous slot\n  nonstop deploy --jar build/libs/app.jar   # stop, start, health, switch in one run\n  nonstop validate                          # config, nginx, appspec.yml, hook timeouts, java, jar\n  nonstop init .                            # deploy/, Jenkinsfiles, GitHub workflows\n  nonstop bundle --jar target/app.jar -o app.zip   # the CodeDeploy bundle, checked first\n\nExit codes: 0 done, 1 failed (the last stderr line says why), 2 usage/config, 3 lock held"
+    after_help = "Examples:\n  nonstop status                            # what runs where, health now, last deployments\n  nonstop status --json | jq '.slots[] | {name, state, release}'\n  nonstop logs -f                           # the live slot's app output, followed\n  nonstop rollback                          # back to the previous slot\n  nonstop switch --slot blue                # make blue live (the repair nonstop names)\n  nonstop deploy --jar build/libs/app.jar   # stop, start, health, switch in one run\n  nonstop validate                          # config, nginx, appspec.yml, hook timeouts, java, jar\n  nonstop init .                            # deploy/, Jenkinsfiles, GitHub workflows\n  nonstop bundle --jar target/app.jar -o app.zip   # the CodeDeploy bundle, checked first\n\nExit codes: 0 done, 1 failed (the last stderr line says why), 2 usage/config, 3 lock held"
 )]
 struct Cli {
     #[command(flatten)]
@@ -69,6 +69,26 @@ enum Cmd {
         /// Keep printing new lines
         #[arg(short, long)]
         follow: bool,
+    },
+    /// Make a slot live: the switch hook by hand (probe, one transaction, record)
+    ///
+    /// `nonstop switch --slot NAME` proves NAME's app holds its port, probes it once, and moves
+    /// traffic there in one transaction (nginx: write, test, reload; nftables: the table), even
+    /// when the include or table already names it: the repair nonstop names when it cannot
+    /// tell which slot serves. Without --slot: the idle slot. The same as `bin/switch`.
+    Switch {
+        /// Switch without the health probe or the proof of who answers
+        #[arg(long)]
+        force: bool,
+        /// Balanced mode: keep the old slots in rotation, send about PERCENT of requests to the new one
+        #[arg(long, value_name = "PERCENT", value_parser = clap::value_parser!(u8).range(1..=99), conflicts_with_all = ["promote", "abort"])]
+        canary: Option<u8>,
+        /// Complete a canary: equal weights, the canary slot becomes live
+        #[arg(long, conflicts_with = "abort")]
+        promote: bool,
+        /// Undo a canary: the canary slot leaves rotation
+        #[arg(long)]
+        abort: bool,
     },
     /// stop, start, health, switch in one run
     ///
@@ -174,7 +194,10 @@ impl Flags for Cli {
         &self.common
     }
     fn quiet(&self) -> bool {
-        !matches!(self.cmd, Cmd::Rollback | Cmd::Deploy { .. })
+        !matches!(
+            self.cmd,
+            Cmd::Rollback | Cmd::Deploy { .. } | Cmd::Switch { .. }
+        )
     }
 }
 
@@ -191,6 +214,20 @@ fn main() -> std::process::ExitCode {
                 lines,
                 follow,
             } => operator::logs::run(&config()?, name.as_deref().or(slot), *lines, *follow),
+            Cmd::Switch {
+                force,
+                canary,
+                promote,
+                abort,
+            } => {
+                let mode = match (canary, promote, abort) {
+                    (Some(p), _, _) => nonstop::stages::SwitchMode::Canary(*p),
+                    (_, true, _) => nonstop::stages::SwitchMode::Promote,
+                    (_, _, true) => nonstop::stages::SwitchMode::Abort,
+                    _ => nonstop::stages::SwitchMode::Full,
+                };
+                nonstop::stages::switch(&config()?, slot, *force, mode)
+            }
             Cmd::Deploy { jar } => operator::deploy::run(&config()?, slot, jar.as_deref()),
             Cmd::Validate { appspec } => {
                 operator::validate::run(c.common.config.as_deref(), appspec.as_deref())

@@ -346,7 +346,11 @@ fn nginx_checks(cfg: &Config) -> Vec<Check> {
     out.push(check(
         Verdict::Ok,
         "nginx -T",
-        format!("`{shown}` passed: {} files loaded", files.len()),
+        format!(
+            "`{shown}` passed: {} file{} loaded",
+            files.len(),
+            if files.len() == 1 { "" } else { "s" }
+        ),
     ));
     if cfg.traffic.via == crate::traffic::Via::Nftables {
         out.extend(nftables_checks(cfg, &files));
