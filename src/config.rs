@@ -32,6 +32,32 @@ pub struct Config {
     pub logs: Logs,
     pub state_dir: PathBuf,
     pub keep_releases: usize,
+    pub watch: Watch,
+}
+
+/// `watch:`: judging the new release from nginx's access log after a switch
+/// ([`crate::watch`]).
+#[derive(Debug, Clone)]
+pub struct Watch {
+    /// `deploy` and `switch` watch without `--watch`.
+    pub enabled: bool,
+    /// How long to watch after the switch.
+    pub duration: Duration,
+    /// How often to judge.
+    pub interval: Duration,
+    /// How far back the old release's figures reach (read just before the switch).
+    pub baseline: Duration,
+    /// Below this many requests the new release is not judged (inconclusive, kept).
+    pub min_requests: u64,
+    /// The 5xx share that is always tolerated (a fraction: 0.01 is 1 %).
+    pub errors: f64,
+    /// A 5xx share above this many times the baseline's (and above `errors`) is a breach.
+    pub errors_factor: f64,
+    /// A p99 above `p99_factor` × the baseline's p99 + `p99_margin` is a breach.
+    pub p99_factor: f64,
+    pub p99_margin: Duration,
+    /// nginx's access log in the `nonstop_<app>` format ([`crate::watch::sample::FORMAT`]).
+    pub log: PathBuf,
 }
 
 /// How traffic reaches the live slot(s).
@@ -138,6 +164,125 @@ struct RawConfig {
     state_dir: Option<PathBuf>,
     #[serde(default = "default_keep")]
     keep_releases: Keep,
+    #[serde(default)]
+    watch: RawWatch,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawWatch {
+    enabled: bool,
+    duration: Positive,
+    interval: Positive,
+    baseline: Positive,
+    min_requests: MinRequests,
+    errors: Percent,
+    errors_factor: Factor,
+    p99_factor: Factor,
+    p99_margin: Dur,
+    log: Option<PathBuf>,
+}
+
+impl Default for RawWatch {
+    fn default() -> Self {
+        RawWatch {
+            enabled: false,
+            duration: Positive(Duration::from_secs(60)),
+            interval: Positive(Duration::from_secs(5)),
+            baseline: Positive(Duration::from_secs(60)),
+            min_requests: MinRequests(50),
+            errors: Percent(0.01),
+            errors_factor: Factor(2.0),
+            p99_factor: Factor(2.0),
+            p99_margin: Dur(Duration::from_millis(100)),
+            log: None,
+        }
+    }
+}
+
+/// `watch.min_requests`: at least 1.
+#[derive(Debug, Clone, Copy)]
+struct MinRequests(u64);
+impl<'de> Deserialize<'de> for MinRequests {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        d.deserialize_i64(CheckedInt {
+            what: "a number of requests, at least 1",
+            check: |n| match u64::try_from(n) {
+                Ok(k) if k >= 1 => Ok(MinRequests(k)),
+                _ => Err(format!("watch.min_requests {n}: want at least 1 request")),
+            },
+        })
+    }
+}
+
+/// A share written as `1%`, `0.5 %` or a bare number of percent; above 0, at most 100.
+#[derive(Debug, Clone, Copy)]
+struct Percent(f64);
+impl<'de> Deserialize<'de> for Percent {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct V;
+        impl de::Visitor<'_> for V {
+            type Value = Percent;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a percentage such as 1% or 0.5%")
+            }
+            fn visit_f64<E: de::Error>(self, n: f64) -> std::result::Result<Percent, E> {
+                if n.is_finite() && n > 0.0 && n <= 100.0 {
+                    Ok(Percent(n / 100.0))
+                } else {
+                    Err(E::custom(format!(
+                        "invalid percentage {n} (want above 0 and at most 100, e.g. 1%)"
+                    )))
+                }
+            }
+            fn visit_i64<E: de::Error>(self, n: i64) -> std::result::Result<Percent, E> {
+                self.visit_f64(n as f64)
+            }
+            fn visit_u64<E: de::Error>(self, n: u64) -> std::result::Result<Percent, E> {
+                self.visit_f64(n as f64)
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> std::result::Result<Percent, E> {
+                match s.trim().trim_end_matches('%').trim().parse::<f64>() {
+                    Ok(n) => self.visit_f64(n),
+                    Err(_) => Err(E::custom(format!(
+                        "invalid percentage {s:?} (want a number with %, e.g. 1%)"
+                    ))),
+                }
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A multiplier: at least 1, at most 1000.
+#[derive(Debug, Clone, Copy)]
+struct Factor(f64);
+impl<'de> Deserialize<'de> for Factor {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct V;
+        impl de::Visitor<'_> for V {
+            type Value = Factor;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a factor such as 2 or 1.5")
+            }
+            fn visit_f64<E: de::Error>(self, n: f64) -> std::result::Result<Factor, E> {
+                if n.is_finite() && (1.0..=1000.0).contains(&n) {
+                    Ok(Factor(n))
+                } else {
+                    Err(E::custom(format!(
+                        "invalid factor {n} (want 1 to 1000, e.g. 2)"
+                    )))
+                }
+            }
+            fn visit_i64<E: de::Error>(self, n: i64) -> std::result::Result<Factor, E> {
+                self.visit_f64(n as f64)
+            }
+            fn visit_u64<E: de::Error>(self, n: u64) -> std::result::Result<Factor, E> {
+                self.visit_f64(n as f64)
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 #[derive(Deserialize)]
@@ -796,6 +941,15 @@ pub fn parse(text: &str, path: &Path) -> Result<Config> {
         }
         _ => {}
     }
+    let w = raw.watch;
+    if w.interval.0 > w.duration.0 {
+        return Err(Error::Config(format!(
+            "{}: watch.interval {} is longer than watch.duration {}",
+            at("watch:", 0),
+            crate::log::human(w.interval.0),
+            crate::log::human(w.duration.0)
+        )));
+    }
     let name = raw.app.name.0;
     let jar_pattern = PathBuf::from(&raw.app.jar.0);
     Ok(Config {
@@ -865,6 +1019,21 @@ pub fn parse(text: &str, path: &Path) -> Result<Config> {
                 .unwrap_or_else(|| PathBuf::from("/var/lib/nonstop").join(&name)),
         ),
         keep_releases: raw.keep_releases.0,
+        watch: Watch {
+            enabled: w.enabled,
+            duration: w.duration.0,
+            interval: w.interval.0,
+            baseline: w.baseline.0,
+            min_requests: w.min_requests.0,
+            errors: w.errors.0,
+            errors_factor: w.errors_factor.0,
+            p99_factor: w.p99_factor.0,
+            p99_margin: w.p99_margin.0,
+            log: resolve(
+                &w.log
+                    .unwrap_or_else(|| PathBuf::from(format!("/var/log/nginx/{name}.access.log"))),
+            ),
+        },
     })
 }
 
@@ -1110,5 +1279,43 @@ mod tests {
         assert!(p("app:\n  name: a\nslots:\n  - {name: blue, port: 0, profile: a}\n  - {name: g, port: 2, profile: b}\n").is_err());
         assert!(p("app:\n  name: a\nhealth:\n  interval: 5\n").is_err());
         assert!(p("app:\n  name: a\nnginx:\n  test: []\n").is_err());
+    }
+
+    #[test]
+    fn watch_values_are_checked() {
+        let c = p("app:\n  name: shop\n").unwrap();
+        assert!(!c.watch.enabled);
+        assert_eq!(c.watch.duration, Duration::from_secs(60));
+        assert_eq!(c.watch.log, PathBuf::from("/var/log/nginx/shop.access.log"));
+        assert!((c.watch.errors - 0.01).abs() < 1e-9);
+        let c = p("app:\n  name: a\nwatch:\n  enabled: true\n  duration: 30s\n  interval: 2s\n  errors: 0.5%\n  errors_factor: 3\n  p99_factor: 1.5\n  p99_margin: 50ms\n  min_requests: 20\n  log: logs/a.log\n").unwrap();
+        assert!(c.watch.enabled);
+        assert_eq!(c.watch.interval, Duration::from_secs(2));
+        assert!((c.watch.errors - 0.005).abs() < 1e-9);
+        assert_eq!(c.watch.min_requests, 20);
+        assert_eq!(c.watch.log, PathBuf::from("/srv/app/logs/a.log"));
+        for (bad, want) in [
+            ("duration: 0s", "above zero"),
+            ("interval: soon", "invalid duration"),
+            ("errors: 0%", "invalid percentage"),
+            ("errors: 101", "invalid percentage"),
+            ("errors_factor: 0.5", "invalid factor"),
+            ("min_requests: 0", "at least 1"),
+            ("interval: 2m", "longer than watch.duration"),
+            ("colour: red", "unknown field"),
+        ] {
+            let e = p(&format!("app:\n  name: a\nwatch:\n  {bad}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(want), "{bad}: {e}");
+            assert!(!e.contains('\n'), "{bad}: one line: {e}");
+            // A value's own line; the cross-field check names the block.
+            let line = if want.starts_with("longer") {
+                ":3"
+            } else {
+                ":4"
+            };
+            assert!(e.contains(line), "{bad}: the line: {e}");
+        }
     }
 }

@@ -24,6 +24,7 @@ pub mod stages;
 pub mod state;
 pub mod supervisor;
 pub mod traffic;
+pub mod watch;
 
 pub use error::{Error, Result};
 

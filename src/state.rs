@@ -56,6 +56,9 @@ pub struct Event {
     /// `ec2-user`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub by: Option<String>,
+    /// A [`Action::Watch`] event: what the watch concluded, with its figures.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verdict: Option<crate::watch::verdict::Verdict>,
 }
 
 /// What an [`Event`] records. In `state.json` it is the string [`Action::as_string`] gives
@@ -76,6 +79,8 @@ pub enum Action {
     Deploy,
     /// `nonstop rollback`'s summary of its run.
     Rollback,
+    /// The watch after a switch (`--watch`); its [`Event::verdict`] holds the figures.
+    Watch,
     /// Any other string, kept as it was read.
     Other(String),
 }
@@ -101,6 +106,7 @@ impl Action {
             Action::DeploySecond => "deploy-second".into(),
             Action::Deploy => "deploy".into(),
             Action::Rollback => "rollback".into(),
+            Action::Watch => "watch".into(),
             Action::Other(s) => s.clone(),
         }
     }
@@ -117,6 +123,7 @@ impl Action {
             "deploy-second" => Action::DeploySecond,
             "deploy" => Action::Deploy,
             "rollback" => Action::Rollback,
+            "watch" => Action::Watch,
             _ => match s
                 .strip_prefix("canary ")
                 .and_then(|p| p.strip_suffix('%'))
@@ -351,6 +358,7 @@ pub fn record_event(
         duration_ms: started.elapsed().as_millis() as u64,
         version,
         by: Some(by()),
+        verdict: None,
     };
     if let Err(e) = update(state_dir, |s| s.record(ev)) {
         log::warn!("could not record {action} in the state file: {e}");

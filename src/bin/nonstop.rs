@@ -3,6 +3,15 @@ use clap::{CommandFactory, Parser, Subcommand};
 use nonstop::cli::{Common, Flags};
 use nonstop::operator;
 use std::path::PathBuf;
+use std::time::Duration;
+
+/// `--watch DURATION`: `60s`, `2m`; above zero.
+fn watch_duration(s: &str) -> Result<Duration, String> {
+    match nonstop::config::parse_duration(s)? {
+        d if d.is_zero() => Err(format!("invalid duration {s:?}: must be above zero")),
+        d => Ok(d),
+    }
+}
 
 #[derive(Parser)]
 #[command(
@@ -11,7 +20,7 @@ use std::path::PathBuf;
     about = "Operate nonstop blue/green deploys: status, logs, rollback, switch, deploy, validate, init, bundle",
     subcommand_required = true,
     arg_required_else_help = true,
-    after_help = "Examples:\n  nonstop status                            # what runs where, health now, last deployments\n  nonstop status --json | jq '.slots[] | {name, state, release}'\n  nonstop logs -f                           # the live slot's app output, followed\n  nonstop rollback                          # back to the previous slot\n  nonstop switch --slot blue                # make blue live (the repair nonstop names)\n  nonstop deploy --jar build/libs/app.jar   # stop, start, health, switch in one run\n  nonstop validate                          # config, nginx, appspec.yml, hook timeouts, java, jar\n  nonstop init .                            # deploy/, Jenkinsfiles, GitHub workflows\n  nonstop bundle --jar target/app.jar -o app.zip   # the CodeDeploy bundle, checked first\n\nExit codes: 0 done, 1 failed (the last stderr line says why), 2 usage/config, 3 lock held"
+    after_help = "Examples:\n  nonstop status                            # what runs where, health now, last deployments\n  nonstop status --json | jq '.slots[] | {name, state, release}'\n  nonstop logs -f                           # the live slot's app output, followed\n  nonstop rollback                          # back to the previous slot\n  nonstop switch --slot blue                # make blue live (the repair nonstop names)\n  nonstop deploy --jar build/libs/app.jar   # stop, start, health, switch in one run\n  nonstop deploy --watch 60s                # then watch the new release, switch back on 5xx/p99\n  nonstop validate                          # config, nginx, appspec.yml, hook timeouts, java, jar\n  nonstop init .                            # deploy/, Jenkinsfiles, GitHub workflows\n  nonstop bundle --jar target/app.jar -o app.zip   # the CodeDeploy bundle, checked first\n\nExit codes: 0 done, 1 failed (the last stderr line says why), 2 usage/config, 3 lock held"
 )]
 struct Cli {
     #[command(flatten)]
@@ -89,6 +98,10 @@ enum Cmd {
         /// Undo a canary: the canary slot leaves rotation
         #[arg(long)]
         abort: bool,
+        /// Watch the new release in nginx's access log for DURATION (e.g. 60s) and switch
+        /// back to the old slot if its 5xx share or p99 breaks the `watch:` limits
+        #[arg(long, value_name = "DURATION", value_parser = watch_duration, conflicts_with_all = ["canary", "promote", "abort"])]
+        watch: Option<Duration>,
     },
     /// stop, start, health, switch in one run
     ///
@@ -98,6 +111,11 @@ enum Cmd {
         /// Deploy this jar instead of the newest match of app.jar
         #[arg(long, value_name = "PATH")]
         jar: Option<PathBuf>,
+        /// After the switch, watch the new release in nginx's access log for DURATION (e.g.
+        /// 60s) and switch back to the old slot if its 5xx share or p99 breaks the `watch:`
+        /// limits (exit 1) [default: watch.duration when watch.enabled]
+        #[arg(long, value_name = "DURATION", value_parser = watch_duration)]
+        watch: Option<Duration>,
     },
     /// Check config, nginx, appspec.yml, hook timeouts, java and the jar
     ///
@@ -219,16 +237,25 @@ fn main() -> std::process::ExitCode {
                 canary,
                 promote,
                 abort,
+                watch,
             } => {
+                let cfg = config()?;
+                if canary.is_none() && !promote && !abort {
+                    if let Some(d) = nonstop::watch::duration(&cfg, *watch)? {
+                        return nonstop::watch::switch(&cfg, slot, *force, d);
+                    }
+                }
                 let mode = match (canary, promote, abort) {
                     (Some(p), _, _) => nonstop::stages::SwitchMode::Canary(*p),
                     (_, true, _) => nonstop::stages::SwitchMode::Promote,
                     (_, _, true) => nonstop::stages::SwitchMode::Abort,
                     _ => nonstop::stages::SwitchMode::Full,
                 };
-                nonstop::stages::switch(&config()?, slot, *force, mode)
+                nonstop::stages::switch(&cfg, slot, *force, mode)
             }
-            Cmd::Deploy { jar } => operator::deploy::run(&config()?, slot, jar.as_deref()),
+            Cmd::Deploy { jar, watch } => {
+                operator::deploy::run(&config()?, slot, jar.as_deref(), *watch)
+            }
             Cmd::Validate { appspec } => {
                 operator::validate::run(c.common.config.as_deref(), appspec.as_deref())
             }

@@ -4,7 +4,8 @@
 //! Each stage is the very function the hook binary of that name calls ([`stages::stop`],
 //! [`stages::start`], [`stages::health`], [`stages::switch`], [`stages::deploy_second`]), so a
 //! deploy by hand behaves exactly like one run by the CodeDeploy agent. `--jar` is handed to
-//! `start` by pointing `app.jar` at that one file.
+//! `start` by pointing `app.jar` at that one file. `--watch` then watches the new release
+//! ([`crate::watch`]) and switches back on a breach.
 
 use super::{record_run, Stages};
 use crate::config::Config;
@@ -15,11 +16,18 @@ use crate::state::Action;
 use crate::{process, slots, state};
 use std::borrow::Cow;
 use std::path::Path;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-/// Run a whole deployment to the idle slot (or `slot`) with the newest jar (or `jar`).
-pub fn run(cfg: &Config, slot: Option<&str>, jar: Option<&Path>) -> Result<()> {
+/// Run a whole deployment to the idle slot (or `slot`) with the newest jar (or `jar`), then
+/// watch the new release for `watch` (or `watch.duration` when `watch.enabled`).
+pub fn run(
+    cfg: &Config,
+    slot: Option<&str>,
+    jar: Option<&Path>,
+    watch: Option<Duration>,
+) -> Result<()> {
     let t0 = Instant::now();
+    let watch = crate::watch::duration(cfg, watch)?;
     let id = super::deployment_id("deploy");
     let cfg = with_jar(cfg, jar)?;
     let cfg = cfg.as_ref();
@@ -49,11 +57,17 @@ pub fn run(cfg: &Config, slot: Option<&str>, jar: Option<&Path>) -> Result<()> {
         st.run(Action::Stop, || stages::stop(cfg, name, false))?;
         st.run(Action::Start, || stages::start(cfg, name))?;
         st.run(Action::Health, || stages::health(cfg, name))?;
+        // The old release's figures are read just before the switch.
+        let mut armed = watch
+            .and_then(|_| crate::watch::arm(cfg, roles.live.filter(|l| l.name != target.name)));
         st.run(Action::Switch, || {
             stages::switch(cfg, name, false, SwitchMode::Full)
         })?;
         if cfg.balanced() {
             st.run(Action::DeploySecond, || stages::deploy_second(cfg, None))?;
+        }
+        if let (Some(a), Some(d)) = (armed.as_mut(), watch) {
+            st.run(Action::Watch, || crate::watch::watch(cfg, a, target, d))?;
         }
         Ok(())
     })();

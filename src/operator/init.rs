@@ -244,6 +244,35 @@ mod tests {
     }
 
     #[test]
+    fn the_site_logs_what_the_watch_reads() {
+        let d = tempfile::tempdir().unwrap();
+        let files = render(&opts(d.path())).unwrap();
+        let get = |n: &str| &files.iter().find(|(r, _)| *r == n).unwrap().1;
+        let site = get("deploy/nginx/site.conf");
+        let cfg = crate::config::parse(
+            get("deploy/nonstop.yml"),
+            &d.path().join("deploy/nonstop.yml"),
+        )
+        .unwrap();
+        let name = &cfg.app.name;
+        assert!(
+            site.contains(&format!(
+                "log_format nonstop_{name} '{}';",
+                crate::watch::sample::FORMAT
+            )),
+            "{site}"
+        );
+        assert!(
+            site.contains(&format!(
+                "access_log {} nonstop_{name};",
+                cfg.watch.log.display()
+            )),
+            "{site}"
+        );
+        assert!(!cfg.watch.enabled);
+    }
+
+    #[test]
     fn fills_in_the_names_and_keeps_every_file_parseable() {
         let d = tempfile::tempdir().unwrap();
         let files = render(&opts(d.path())).unwrap();

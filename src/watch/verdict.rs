@@ -1,0 +1,233 @@
+//! Judging the new release's [`Figures`] against the old release's baseline: a [`Verdict`]
+//! that carries the figures it was made from (recorded as is in the state history).
+
+use super::figures::{percent, thousands, Figures};
+use crate::config::Watch;
+use serde::{Deserialize, Serialize};
+
+/// The limits a verdict applies (from `watch:` in nonstop.yml).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Thresholds {
+    pub min_requests: u64,
+    /// The 5xx share always tolerated (0.01 is 1 %).
+    pub errors: f64,
+    pub errors_factor: f64,
+    pub p99_factor: f64,
+    pub p99_margin_ms: u64,
+}
+
+impl Thresholds {
+    pub fn of(w: &Watch) -> Thresholds {
+        Thresholds {
+            min_requests: w.min_requests,
+            errors: w.errors,
+            errors_factor: w.errors_factor,
+            p99_factor: w.p99_factor,
+            p99_margin_ms: w.p99_margin.as_millis() as u64,
+        }
+    }
+}
+
+/// Which limit the new release broke, and that limit.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Breach {
+    /// The 5xx share went above `limit` (a share, 0 to 1).
+    Errors { limit: f64 },
+    /// p99 went above `limit_ms`.
+    Latency { limit_ms: u64 },
+}
+
+/// What the watch concluded.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "verdict", rename_all = "snake_case")]
+pub enum Verdict {
+    /// Within every limit.
+    Ok { now: Figures, before: Figures },
+    /// Fewer than `min_requests`: not judged, the release is kept.
+    Inconclusive {
+        now: Figures,
+        before: Figures,
+        min_requests: u64,
+    },
+    /// A limit broken: the release is switched back.
+    Bad {
+        breach: Breach,
+        now: Figures,
+        before: Figures,
+    },
+}
+
+/// Judge `now` (the new release since the switch) against `before` (the old one just before).
+///
+/// 5xx share above max(`errors`, `errors_factor` × the baseline's share) is bad; p99 above
+/// `p99_factor` × the baseline's p99 + `p99_margin` is bad, judged only when the baseline
+/// itself has `min_requests` (a p99 of a handful of requests says nothing).
+pub fn judge(now: Figures, before: Figures, t: &Thresholds) -> Verdict {
+    if now.requests < t.min_requests {
+        return Verdict::Inconclusive {
+            now,
+            before,
+            min_requests: t.min_requests,
+        };
+    }
+    let limit = t.errors.max(t.errors_factor * before.error_share());
+    if now.error_share() > limit {
+        return Verdict::Bad {
+            breach: Breach::Errors { limit },
+            now,
+            before,
+        };
+    }
+    if before.requests >= t.min_requests {
+        let limit_ms = (t.p99_factor * before.p99_ms as f64).ceil() as u64 + t.p99_margin_ms;
+        if now.p99_ms > limit_ms {
+            return Verdict::Bad {
+                breach: Breach::Latency { limit_ms },
+                now,
+                before,
+            };
+        }
+    }
+    Verdict::Ok { now, before }
+}
+
+impl Verdict {
+    pub fn is_bad(&self) -> bool {
+        matches!(self, Verdict::Bad { .. })
+    }
+
+    /// `ok`, `inconclusive`, `bad`
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Verdict::Ok { .. } => "ok",
+            Verdict::Inconclusive { .. } => "inconclusive",
+            Verdict::Bad { .. } => "bad",
+        }
+    }
+
+    /// The figures as words: `5xx 31.0 % over 1,204 requests vs 0.1 % before (limit 1.0 %)`.
+    pub fn describe(&self) -> String {
+        match self {
+            Verdict::Bad {
+                breach: Breach::Errors { limit },
+                now,
+                before,
+            } => format!(
+                "5xx {} over {} requests vs {} before (limit {})",
+                percent(now.error_share()),
+                thousands(now.requests),
+                percent(before.error_share()),
+                percent(*limit)
+            ),
+            Verdict::Bad {
+                breach: Breach::Latency { limit_ms },
+                now,
+                before,
+            } => format!(
+                "p99 {} ms over {} requests vs {} ms before (limit {limit_ms} ms)",
+                now.p99_ms,
+                thousands(now.requests),
+                before.p99_ms
+            ),
+            Verdict::Ok { now, before } => format!(
+                "{} vs 5xx {}, p99 {} ms before",
+                now.describe(),
+                percent(before.error_share()),
+                before.p99_ms
+            ),
+            Verdict::Inconclusive {
+                now, min_requests, ..
+            } => format!(
+                "only {} requests, fewer than watch.min_requests {min_requests}: not judged",
+                thousands(now.requests)
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T: Thresholds = Thresholds {
+        min_requests: 50,
+        errors: 0.01,
+        errors_factor: 2.0,
+        p99_factor: 2.0,
+        p99_margin_ms: 100,
+    };
+
+    fn f(requests: u64, errors: u64, p99_ms: u64) -> Figures {
+        Figures {
+            requests,
+            errors,
+            p50_ms: p99_ms / 2,
+            p99_ms,
+        }
+    }
+
+    #[test]
+    fn too_few_requests_is_inconclusive() {
+        let v = judge(f(49, 49, 9000), f(1000, 0, 10), &T);
+        assert_eq!(v.kind(), "inconclusive");
+        assert!(
+            v.describe().contains("only 49 requests"),
+            "{}",
+            v.describe()
+        );
+    }
+
+    #[test]
+    fn errors_above_the_floor_or_twice_the_baseline_are_bad() {
+        // 1 % floor: 1 of 100 is fine, 2 of 100 is not.
+        assert_eq!(judge(f(100, 1, 10), f(1000, 0, 10), &T).kind(), "ok");
+        let v = judge(f(100, 2, 10), f(1000, 0, 10), &T);
+        assert!(matches!(
+            v,
+            Verdict::Bad {
+                breach: Breach::Errors { .. },
+                ..
+            }
+        ));
+        assert!(
+            v.describe()
+                .starts_with("5xx 2.0 % over 100 requests vs 0.0 % before"),
+            "{}",
+            v.describe()
+        );
+        // The baseline had 5 %: up to 10 % is tolerated.
+        assert_eq!(judge(f(100, 10, 10), f(1000, 50, 10), &T).kind(), "ok");
+        assert_eq!(judge(f(100, 11, 10), f(1000, 50, 10), &T).kind(), "bad");
+        // No baseline at all: the floor alone.
+        assert_eq!(judge(f(100, 1, 10), Figures::default(), &T).kind(), "ok");
+        assert_eq!(judge(f(100, 31, 10), Figures::default(), &T).kind(), "bad");
+    }
+
+    #[test]
+    fn p99_above_twice_the_baseline_plus_margin_is_bad() {
+        // 2 × 20 + 100 = 140 ms.
+        assert_eq!(judge(f(100, 0, 140), f(100, 0, 20), &T).kind(), "ok");
+        let v = judge(f(100, 0, 141), f(100, 0, 20), &T);
+        assert_eq!(
+            v,
+            Verdict::Bad {
+                breach: Breach::Latency { limit_ms: 140 },
+                now: f(100, 0, 141),
+                before: f(100, 0, 20)
+            }
+        );
+        // A baseline below min_requests does not judge latency.
+        assert_eq!(judge(f(100, 0, 5000), f(49, 0, 20), &T).kind(), "ok");
+    }
+
+    #[test]
+    fn verdicts_round_trip_as_tagged_json() {
+        let v = judge(f(100, 31, 10), f(1000, 1, 10), &T);
+        let j = serde_json::to_value(&v).unwrap();
+        assert_eq!(j["verdict"], "bad");
+        assert_eq!(j["breach"]["kind"], "errors");
+        assert_eq!(j["now"]["errors"], 31);
+        assert_eq!(serde_json::from_value::<Verdict>(j).unwrap(), v);
+    }
+}
