@@ -167,7 +167,15 @@ pub fn watch(cfg: &Config, armed: &mut Armed, new: &Slot, dur: Duration) -> Resu
                     Err(_) => unparsed += 1,
                 },
                 other => {
-                    log::info!("watch: {} {other:?}: reading on", cfg.watch.log.display());
+                    log::info!(
+                        "watch: {} was {}: reading on from its start",
+                        cfg.watch.log.display(),
+                        if other == LogEvent::Rotated {
+                            "rotated (a new file)"
+                        } else {
+                            "truncated"
+                        }
+                    );
                     armed.events.push(WatchEvent::LogReopened(other));
                 }
             }

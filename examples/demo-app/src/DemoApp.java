@@ -5,7 +5,10 @@
 // port is bound, /actuator/health, the legacy /profile endpoint, a streamed page (/big), and
 // graceful shutdown on SIGTERM like Spring's `server.shutdown: graceful` (stop accepting,
 // finish in-flight requests, then exit). Failure modes (crash at boot, dying later, unhealthy, ignoring
-// SIGTERM) are switched on with -D system properties; see README.md. Built by build.sh.
+// SIGTERM) are switched on with -D system properties; see README.md. A release that passes
+// health and is still bad: -Ddemo.error-rate=PERCENT answers 500 to that share of requests
+// (spread evenly), -Ddemo.slow-ms=MS delays each answer; neither touches /actuator/health.
+// Built by build.sh.
 
 import com.sun.net.httpserver.HttpExchange;
 import com.sun.net.httpserver.HttpServer;
@@ -20,6 +23,7 @@ import sun.misc.Signal;
 
 public class DemoApp {
     static final AtomicInteger inFlight = new AtomicInteger();
+    static final AtomicInteger served = new AtomicInteger();
     static volatile boolean shuttingDown = false;
     static String version;
     static String profile;
@@ -106,6 +110,14 @@ public class DemoApp {
                     Thread.sleep(queryMs(ex.getRequestURI().getRawQuery()));
                 }
                 out = line + "\n";
+            }
+            if (!path.equals("/actuator/health")) {
+                int rate = Integer.getInteger("demo.error-rate", 0);
+                if (rate > 0 && Math.floorMod(served.getAndIncrement() * rate, 100) < rate) {
+                    code = 500;
+                    out = line + " error injected (demo.error-rate=" + rate + ")\n";
+                }
+                Thread.sleep(Long.getLong("demo.slow-ms", 0L));
             }
             byte[] bytes = out.getBytes(StandardCharsets.UTF_8);
             ex.getResponseHeaders().set("Content-Type", type);
