@@ -255,14 +255,9 @@ pub struct Env {
     pub front: Option<u16>,
 }
 
-/// The access log nonstop's site writes (what `--watch` reads), at the http level of a
-/// test's nginx: `NGINX_PREFIX/logs/access.log` in the `nonstop_demo` format.
-fn access_log(prefix: &str) -> String {
-    format!(
-        "  log_format nonstop_demo '{}';\n  access_log {prefix}/logs/access.log nonstop_demo;\n",
-        nonstop::watch::sample::FORMAT
-    )
-}
+/// The log format nonstop's site defines (what `--watch` reads), at the http level of a
+/// test's nginx; each server writes `NGINX_PREFIX/logs/access.log` in it.
+const LOG_FORMAT: &str = "  log_format nonstop_demo 'FORMAT';\n";
 
 /// Move the calling thread (and every process and thread it starts from now on) into a new
 /// network namespace with loopback up: nft rules changed there never touch the machine's own.
@@ -432,25 +427,25 @@ impl Env {
             return format!(
                 "worker_processes 1;\npid {p}/nginx.pid;\nerror_log {p}/logs/error.log warn;\n\
                  events {{ worker_connections 512; }}\n\
-                 http {{\n{log}  client_body_temp_path {p}/tmp/body;\n  proxy_temp_path {p}/tmp/proxy;\n  \
+                 http {{\n  access_log off;\n{log}  client_body_temp_path {p}/tmp/body;\n  proxy_temp_path {p}/tmp/proxy;\n  \
                  fastcgi_temp_path {p}/tmp/fastcgi;\n  uwsgi_temp_path {p}/tmp/uwsgi;\n  scgi_temp_path {p}/tmp/scgi;\n  \
-                 server {{\n    listen 127.0.0.1:{port};\n    location / {{\n      \
+                 server {{\n    listen 127.0.0.1:{port};\n    access_log {p}/logs/access.log nonstop_demo;\n    location / {{\n      \
                  proxy_pass http://127.0.0.1:{front};\n      proxy_http_version 1.1;\n      proxy_set_header Connection \"\";\n      \
                  proxy_buffering off;\n      proxy_read_timeout 30s;\n    }}\n  }}\n}}\n",
                 port = self.nginx_port,
-                log = access_log(&p.to_string()),
+                log = LOG_FORMAT.replace("FORMAT", nonstop::watch::sample::FORMAT),
             );
         }
         format!(
             "worker_processes 1;\npid {p}/nginx.pid;\nerror_log {p}/logs/error.log warn;\n\
              events {{ worker_connections 512; }}\n\
-             http {{\n{log}{upstream}  client_body_temp_path {p}/tmp/body;\n  proxy_temp_path {p}/tmp/proxy;\n  \
+             http {{\n  access_log off;\n{log}{upstream}  client_body_temp_path {p}/tmp/body;\n  proxy_temp_path {p}/tmp/proxy;\n  \
              fastcgi_temp_path {p}/tmp/fastcgi;\n  uwsgi_temp_path {p}/tmp/uwsgi;\n  scgi_temp_path {p}/tmp/scgi;\n  \
-             server {{\n    listen 127.0.0.1:{port};\n    location / {{\n      include {p}/service-url.inc;\n      \
+             server {{\n    listen 127.0.0.1:{port};\n    access_log {p}/logs/access.log nonstop_demo;\n    location / {{\n      include {p}/service-url.inc;\n      \
              proxy_pass $service_url;\n      proxy_http_version 1.1;\n      proxy_set_header Connection \"\";\n      \
              proxy_buffering off;\n      proxy_read_timeout 30s;\n    }}\n{api}  }}\n}}\n",
             port = self.nginx_port,
-            log = access_log(&p.to_string()),
+            log = LOG_FORMAT.replace("FORMAT", nonstop::watch::sample::FORMAT),
             upstream = if self.balanced { format!("  include {p}/upstream.conf;\n") } else { String::new() },
             api = if self.balanced {
                 "    location /api/ {\n      proxy_pass http://demo/;\n      proxy_http_version 1.1;\n      \
