@@ -8,6 +8,8 @@
 //! - every `nonstop` subcommand and flag in the shell blocks of README.md and docs/ exists, and
 //!   so does every flag given to a hook binary (`bin/switch --canary 10`): each is looked up
 //!   in the `--help` of the built binary (its clap definitions).
+//! - the README stays short (at most 200 lines), and every relative link in README.md and
+//!   docs/ reaches a file that exists and, with `#anchor`, a heading in it.
 
 mod common;
 
@@ -404,8 +406,100 @@ fn docs_commands_and_flags_exist_in_the_binaries() {
     );
 }
 
+// ---------- the README's length, links ----------
+
+#[test]
+fn the_readme_stays_short() {
+    let n = read("README.md").lines().count();
+    assert!(
+        n <= 200,
+        "README.md has {n} lines: keep it at most 200 (what, install, the recipes, the commands, \
+         links) and move the rest to a page in docs/"
+    );
+}
+
+/// GitHub's anchor for a heading: lowercase, punctuation dropped, spaces to `-`.
+fn slug(heading: &str) -> String {
+    heading
+        .trim()
+        .to_lowercase()
+        .chars()
+        .filter(|c| c.is_alphanumeric() || matches!(c, ' ' | '-' | '_'))
+        .map(|c| if c == ' ' { '-' } else { c })
+        .collect()
+}
+
+/// The anchors of a markdown file's headings (outside code blocks).
+fn anchors(text: &str) -> BTreeSet<String> {
+    let mut code = false;
+    let mut out = BTreeSet::new();
+    for line in text.lines() {
+        if line.starts_with("```") {
+            code = !code;
+        } else if !code && line.starts_with('#') {
+            out.insert(slug(line.trim_start_matches('#')));
+        }
+    }
+    out
+}
+
+/// The `](target)` links of a markdown text.
+fn links(text: &str) -> Vec<String> {
+    text.split("](")
+        .skip(1)
+        .filter_map(|rest| rest.split_once(')').map(|(t, _)| t.to_string()))
+        .filter(|t| !t.contains(' '))
+        .collect()
+}
+
+#[test]
+fn relative_links_in_the_readme_and_docs_reach_their_files_and_headings() {
+    let mut files = vec!["README.md".to_string()];
+    for entry in std::fs::read_dir(root().join("docs")).unwrap() {
+        let name = entry.unwrap().file_name().into_string().unwrap();
+        if name.ends_with(".md") {
+            files.push(format!("docs/{name}"));
+        }
+    }
+    let mut bad = vec![];
+    for f in &files {
+        let text = read(f);
+        let dir = root().join(f).parent().unwrap().to_path_buf();
+        for link in links(&text) {
+            if link.starts_with("http://") || link.starts_with("https://") {
+                continue;
+            }
+            let (path, anchor) = link.split_once('#').unwrap_or((&link, ""));
+            let target = if path.is_empty() {
+                root().join(f)
+            } else {
+                dir.join(path)
+            };
+            if !target.exists() {
+                bad.push(format!("{f}: {link}: no such file"));
+                continue;
+            }
+            if !anchor.is_empty() && target.extension().is_some_and(|e| e == "md") {
+                let text = std::fs::read_to_string(&target).unwrap();
+                if !anchors(&text).contains(anchor) {
+                    bad.push(format!("{f}: {link}: no heading #{anchor} there"));
+                }
+            }
+        }
+    }
+    assert!(bad.is_empty(), "broken links:\n{}", bad.join("\n"));
+}
+
 #[test]
 fn the_checks_see_a_wrong_flag_and_a_wrong_key() {
+    assert_eq!(
+        slug("Running the hooks as another user (`runas`)"),
+        "running-the-hooks-as-another-user-runas"
+    );
+    assert_eq!(
+        slug(" Blue/green or balanced: which to use"),
+        "bluegreen-or-balanced-which-to-use"
+    );
     // The README check: a subcommand's real flags are seen, a made-up one is not.
     let known = flags_in(&help("nonstop", &["bundle"]).unwrap());
     for f in [
