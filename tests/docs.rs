@@ -5,7 +5,8 @@
 //!   the parser name every key that section accepts. Each documented default, written as YAML,
 //!   must give the same configuration as leaving the key out; each `required` key must be one
 //!   the parser cannot do without.
-//! - every `nonstop` subcommand and flag in the shell blocks of README.md and docs/ exists, and
+//! - every `nonstop` subcommand and flag in README.md and docs/ (shell blocks, and inline code
+//!   such as `nonstop logs [SLOT] [-n N] [-f]`) exists, and
 //!   so does every flag given to a hook binary (`bin/switch --canary 10`): each is looked up
 //!   in the `--help` of the built binary (its clap definitions).
 //! - the README stays short (at most 200 lines), and every relative link in README.md and
@@ -285,55 +286,73 @@ fn runs_in(rel: &str) -> Vec<Run> {
             continue;
         }
         if !in_sh {
+            // Inline code that runs a binary: `nonstop logs [SLOT] [-n N] [-f]`.
+            for (i, span) in line.split('`').enumerate() {
+                if i % 2 == 1
+                    && (span.starts_with("nonstop ")
+                        || PROGRAMS
+                            .iter()
+                            .any(|p| span.starts_with(&format!("bin/{p} "))))
+                {
+                    runs.extend(runs_of(rel, line, &span.replace(['[', ']'], " ")));
+                }
+            }
             continue;
         }
-        let code = line.split(" #").next().unwrap();
-        let code = code.trim_start().strip_prefix("$ ").unwrap_or(code);
-        // Quotes start a new command (ssh HOST "nonstop deploy …"); so do && || ; |.
-        let seps = code.replace(['"', '\''], " ; ");
-        let seps = seps.replace("&&", ";").replace("||", ";").replace('|', ";");
-        for cmd in seps.split(';') {
-            let words: Vec<&str> = cmd.split_whitespace().collect();
-            let mut i = 0;
-            while i < words.len() && (words[i] == "sudo" || words[i].contains('=')) {
-                i += 1;
-            }
-            // ssh [-o OPT | -i KEY | -p PORT | -flags] USER@HOST COMMAND…
-            if words.get(i) == Some(&"ssh") {
-                i += 1;
-                while let Some(w) = words.get(i).filter(|w| w.starts_with('-')) {
-                    i += if ["-o", "-i", "-p", "-l", "-F"].contains(w) {
-                        2
-                    } else {
-                        1
-                    };
-                }
-                i += 1;
-            }
-            let Some(first) = words.get(i) else { continue };
-            let program = match first.rsplit_once("bin/") {
-                Some((_, p)) if PROGRAMS.contains(&p) => p,
-                _ if *first == "nonstop" => "nonstop",
-                _ => continue,
-            };
-            let rest = &words[i + 1..];
-            let sub = (program == "nonstop")
-                .then(|| rest.first().filter(|w| !w.starts_with('-')))
-                .flatten()
-                .map(|w| w.to_string());
-            let flags = rest
-                .iter()
-                .filter(|w| w.starts_with('-'))
-                .map(|w| w.split('=').next().unwrap().to_string())
-                .collect();
-            runs.push(Run {
-                file: rel.to_string(),
-                line: line.to_string(),
-                program: program.to_string(),
-                sub,
-                flags,
-            });
+        runs.extend(runs_of(rel, line, line));
+    }
+    runs
+}
+
+/// The runs of a nonstop binary in one line of shell `code` (from `line` of `rel`).
+fn runs_of(rel: &str, line: &str, code: &str) -> Vec<Run> {
+    let mut runs = vec![];
+    let code = code.split(" #").next().unwrap();
+    let code = code.trim_start().strip_prefix("$ ").unwrap_or(code);
+    // Quotes start a new command (ssh HOST "nonstop deploy …"); so do && || ; |.
+    let seps = code.replace(['"', '\''], " ; ");
+    let seps = seps.replace("&&", ";").replace("||", ";").replace('|', ";");
+    for cmd in seps.split(';') {
+        let words: Vec<&str> = cmd.split_whitespace().collect();
+        let mut i = 0;
+        while i < words.len() && (words[i] == "sudo" || words[i].contains('=')) {
+            i += 1;
         }
+        // ssh [-o OPT | -i KEY | -p PORT | -flags] USER@HOST COMMAND…
+        if words.get(i) == Some(&"ssh") {
+            i += 1;
+            while let Some(w) = words.get(i).filter(|w| w.starts_with('-')) {
+                i += if ["-o", "-i", "-p", "-l", "-F"].contains(w) {
+                    2
+                } else {
+                    1
+                };
+            }
+            i += 1;
+        }
+        let Some(first) = words.get(i) else { continue };
+        let program = match first.rsplit_once("bin/") {
+            Some((_, p)) if PROGRAMS.contains(&p) => p,
+            _ if *first == "nonstop" => "nonstop",
+            _ => continue,
+        };
+        let rest = &words[i + 1..];
+        let sub = (program == "nonstop")
+            .then(|| rest.first().filter(|w| !w.starts_with('-')))
+            .flatten()
+            .map(|w| w.to_string());
+        let flags = rest
+            .iter()
+            .filter(|w| w.starts_with('-'))
+            .map(|w| w.split('=').next().unwrap().to_string())
+            .collect();
+        runs.push(Run {
+            file: rel.to_string(),
+            line: line.to_string(),
+            program: program.to_string(),
+            sub,
+            flags,
+        });
     }
     runs
 }
