@@ -9,8 +9,9 @@
 //!   such as `nonstop logs [SLOT] [-n N] [-f]`) exists, and
 //!   so does every flag given to a hook binary (`bin/switch --canary 10`): each is looked up
 //!   in the `--help` of the built binary (its clap definitions).
-//! - the README stays short (at most 200 lines), and every relative link in README.md and
-//!   docs/ reaches a file that exists and, with `#anchor`, a heading in it.
+//! - the README stays short (at most 200 lines), every relative link in README.md and docs/
+//!   reaches a file that exists and, with `#anchor`, a heading in it, and none of them speaks
+//!   of the project's own work (seeds, issue numbers).
 
 mod common;
 
@@ -507,6 +508,33 @@ fn relative_links_in_the_readme_and_docs_reach_their_files_and_headings() {
         }
     }
     assert!(bad.is_empty(), "broken links:\n{}", bad.join("\n"));
+}
+
+#[test]
+fn user_docs_use_no_project_internal_words() {
+    let mut files = vec!["README.md".to_string(), "scripts/INSTALL".to_string()];
+    for entry in std::fs::read_dir(root().join("docs")).unwrap() {
+        files.push(format!(
+            "docs/{}",
+            entry.unwrap().file_name().into_string().unwrap()
+        ));
+    }
+    let mut bad = vec![];
+    for f in &files {
+        for (n, line) in read(f).lines().enumerate() {
+            let l = line.to_lowercase();
+            for word in ["seed", "issue ", "issue #", "correctness round"] {
+                if l.contains(word) {
+                    bad.push(format!("{f}:{}: {word:?} in {line}", n + 1));
+                }
+            }
+        }
+    }
+    assert!(
+        bad.is_empty(),
+        "words of the project's own work in user docs:\n{}",
+        bad.join("\n")
+    );
 }
 
 #[test]
