@@ -51,16 +51,17 @@ target/spring-app/spring-app-%.jar: $(SPRING_SRC)
 ## demo: private nginx on loopback, deploy the Spring Boot app v1 then v2 with the real binaries
 ## under traffic (DEMO_APP=stand-in: the dependency-free stand-in instead)
 DEMO_APP ?= spring
-demo: demo-app spring-app
+demo: demo-app spring-app zigbuild
 	scripts/deps.sh nginx
-	$(CARGO) build --release --bins --example demo
-	NONSTOP_BIN_DIR=$(BENCH_TARGET_DIR)/release DEMO_APP=$(DEMO_APP) $(BENCH_TARGET_DIR)/release/examples/demo
+	NONSTOP_BIN_DIR=$(ZIG_BIN) DEMO_APP=$(DEMO_APP) $(ZIG_BIN)/examples/demo
 
-## zigbuild: every binary with cargo-zigbuild against glibc $(GLIBC), checked against that floor
+## zigbuild: THE release build: every binary and the demo and bench examples, with cargo-zigbuild
+## against glibc $(GLIBC), the binaries checked against that floor. demo, bench, bundle, dist,
+## completions and system-test all use it (one release compile, in $(ZIG_BIN)).
 zigbuild:
 	scripts/deps.sh zigbuild
 	PATH="$$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))'):$$PATH" \
-	  $(CARGO) zigbuild --release --target $(TARGET).$(GLIBC) --bins
+	  $(CARGO) zigbuild --release --target $(TARGET).$(GLIBC) --bins --example demo --example bench
 	scripts/glibc-floor.sh "$(ZIG_BIN)" $(GLIBC) $(BINS)
 
 ## bundle JAR=path [CONFIG=path] [APPSPEC=appspec/appspec-balanced.yml]: dist/nonstop-bundle.zip,
@@ -78,9 +79,8 @@ clean:
 ## completions: bash/zsh/fish completions and man pages for `nonstop`, generated from its clap
 ## definitions, into dist/completions/ and dist/man/
 .PHONY: completions
-completions:
-	$(CARGO) build --release --bin nonstop
-	scripts/completions.sh "$(TARGET_DIR)/release/nonstop" dist
+completions: zigbuild
+	scripts/completions.sh "$(ZIG_BIN)/nonstop" dist
 	@echo "completions: dist/completions/{nonstop.bash,_nonstop,nonstop.fish}; man pages: dist/man/*.1" >&2
 
 ## dist: the release tarball dist/nonstop-$(VERSION)-x86_64-linux.tar.gz and its .sha256: the
@@ -95,11 +95,10 @@ dist: zigbuild demo-app
 ## -> bench/results/{results.json,results.md,timeline-*.svg} and BENCHMARKS.md; BENCH_ARGS=--help
 .PHONY: bench
 BENCH_TARGET_DIR = $(or $(CARGO_TARGET_DIR),target)
-bench: demo-app spring-app
+bench: demo-app spring-app zigbuild
 	scripts/deps.sh nginx lsof curl nft ip
-	$(CARGO) build --release --bins --example bench
-	NONSTOP_BIN_DIR=$(BENCH_TARGET_DIR)/release BENCH_COMMAND="make bench $(BENCH_ARGS)" \
-	  $(BENCH_TARGET_DIR)/release/examples/bench $(BENCH_ARGS)
+	NONSTOP_BIN_DIR=$(ZIG_BIN) BENCH_COMMAND="make bench $(BENCH_ARGS)" \
+	  $(ZIG_BIN)/examples/bench $(BENCH_ARGS)
 
 ## system-test: EC2-like hosts (Debian 12 systemd-nspawn, tests/system/ec2host.sh; needs root):
 ## release binaries + demo jars -> bundles $(SYSTEM_DIR)/{v1,v2}/bundle, deployed through a

@@ -1,21 +1,20 @@
-//! The recording load generator. Three kinds of client, each on its own threads ([`Client`] is
-//! the harness's keep-alive HTTP/1.1 client), sending until stopped and recording every
-//! request: when it started, how long it took, its final status or error, and which version
-//! (and port) answered.
+//! The recording load generator. Three kinds of client, each on its own threads, all the
+//! harness's one strict client ([`Client`], tests/common/http.rs: every body read to its framed
+//! end, each outcome by [`Kind`]), sending until stopped and recording every request: when it
+//! started, how long it took, how it ended, and which version (and port) answered.
 //!
-//! - [`ClientKind::Retrying`]: `conns` keep-alive connections, GETs and every fourth a POST, a
-//!   request that failed on a reused keep-alive connection is sent once more (as browsers and
-//!   most HTTP clients do); a record says whether it failed raw and whether it was retried.
+//! - [`ClientKind::Retrying`]: `conns` keep-alive connections, GETs and every fourth a POST, as
+//!   Go's `net/http` and browsers send them ([`Client::send`]): a connection the server closed
+//!   while idle is replaced before use, and only a GET that failed on a reused connection
+//!   before any byte of its response is sent once more; a record says whether it failed raw
+//!   and whether it was retried.
 //! - [`ClientKind::NeverRetry`]: `never_retry` more keep-alive connections with the same mix,
-//!   behaving as Go's `net/http` does for a POST: a connection the server closed while it was
-//!   idle is dropped before use (Go's read loop notices the EOF and takes it out of the pool),
-//!   and a request that fails is final, never sent again (stricter than Go for a GET, which Go
-//!   retries once on a reused connection).
+//!   each request final, never sent again, a GET as a POST ([`Client::send_once`]).
 //! - [`ClientKind::Slow`]: `slow` senders, each keeping one `GET …/slow?ms=N` in flight on a
 //!   fresh connection (requests that take N ms, for the balanced rolls: slots leave rotation
 //!   and drain while they run); a failure is final.
 
-use crate::common::Client;
+use crate::common::{Client, Kind, Outcome};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -53,9 +52,13 @@ pub struct Rec {
     pub start: Duration,
     /// First attempt's start to the final answer (including a retry).
     pub latency: Duration,
-    /// Final HTTP status; 0 when the final attempt got no response.
+    /// Final HTTP status; 0 when the final attempt got no whole response.
     pub status: u16,
-    /// The first attempt failed (transport error or a status other than 200).
+    /// How the request ended (after the retry, for the retrying client).
+    pub kind: Kind,
+    /// How its first attempt ended.
+    pub raw_kind: Kind,
+    /// The first attempt failed (any [`Kind`] but ok, or a status other than 200).
     pub raw_failed: bool,
     /// The first attempt failed on a reused keep-alive connection and was sent again.
     pub retried: bool,
@@ -72,7 +75,7 @@ pub struct Rec {
 impl Rec {
     /// Failed even after the one retry (or, for the clients that never retry, failed).
     pub fn failed(&self) -> bool {
-        self.status != 200
+        self.kind != Kind::Ok || self.status != 200
     }
 }
 
@@ -163,6 +166,36 @@ fn served(status: u16, text: &str, new_version: &str) -> (Served, Option<u16>) {
     (v, port)
 }
 
+/// The record of one request that started at `s`.
+fn rec(client: ClientKind, o: &Outcome, s: Instant, t0: Instant, new_version: &str) -> Rec {
+    let status = if matches!(o.kind, Kind::Ok | Kind::Status) {
+        o.status
+    } else {
+        0
+    };
+    let (served, port) = served(status, &o.body, new_version);
+    let error = match (&o.error, &o.retried) {
+        (Some(e), _) => Some(format!("{}: {e}", o.kind)),
+        (None, Some(f)) => Some(format!("{} (retried): {}", f.kind, f.err)),
+        (None, None) if o.kind != Kind::Ok => Some(format!("{}: HTTP {}", o.kind, o.status)),
+        (None, None) => None,
+    };
+    Rec {
+        client,
+        start: s.duration_since(t0),
+        latency: s.elapsed(),
+        status,
+        kind: o.kind,
+        raw_kind: o.raw_kind(),
+        raw_failed: o.raw_kind() != Kind::Ok || status != 200,
+        retried: o.retried.is_some(),
+        served,
+        after_server_close: o.after_server_close,
+        port,
+        error,
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 fn run_conn(
     addr: SocketAddr,
@@ -186,35 +219,13 @@ fn run_conn(
         } else {
             ("GET", b"")
         };
-        let after_server_close = kind == ClientKind::NeverRetry && c.drop_if_server_closed();
         let s = Instant::now();
-        let mut r = c.request(method, path, body);
-        let mut raw_error = None;
-        let mut retried = false;
-        if let Err(f) = &r {
-            raw_error = Some(f.err.clone());
-            if f.reused && kind == ClientKind::Retrying {
-                retried = true;
-                r = c.request(method, path, body);
-            }
-        }
-        let latency = s.elapsed();
-        let (status, (served, port), error) = match r {
-            Ok((status, text)) => (status, served(status, &text, new_version), raw_error),
-            Err(f) => (0, (Served::Other, None), Some(f.err)),
+        let o = if kind == ClientKind::Retrying {
+            c.send(method, path, body)
+        } else {
+            c.send_once(method, path, body)
         };
-        out.push(Rec {
-            client: kind,
-            start: s.duration_since(t0),
-            latency,
-            status,
-            raw_failed: retried || status != 200,
-            retried,
-            served,
-            after_server_close,
-            port,
-            error,
-        });
+        out.push(rec(kind, &o, s, t0, new_version));
         if !pause.is_zero() {
             std::thread::sleep(pause);
         }
@@ -238,23 +249,8 @@ fn run_slow(
     let began = Instant::now();
     while !stop.load(Ordering::Relaxed) && began.elapsed() < MAX_RUN {
         let s = Instant::now();
-        let r = Client::new(addr).request("GET", path, b"");
-        let (status, (served, port), error) = match r {
-            Ok((status, text)) => (status, served(status, &text, new_version), None),
-            Err(f) => (0, (Served::Other, None), Some(f.err)),
-        };
-        out.push(Rec {
-            client: ClientKind::Slow,
-            start: s.duration_since(t0),
-            latency: s.elapsed(),
-            status,
-            raw_failed: status != 200,
-            retried: false,
-            served,
-            after_server_close: false,
-            port,
-            error,
-        });
+        let o = Client::new(addr).send_once("GET", path, b"");
+        out.push(rec(ClientKind::Slow, &o, s, t0, new_version));
     }
     out
 }

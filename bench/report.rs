@@ -141,19 +141,25 @@ pub fn summarize(o: &Outcome) -> Summary {
         let rank = ((q * window.len() as f64).ceil() as usize).clamp(1, window.len());
         Some(window[rank - 1].as_secs_f64() * 1000.0)
     };
+    // The raw failures by kind, each with its count and first error:
+    // `body cut ×2: HTTP 200: body ended at byte 512 of 4096 (ok on retry)`.
     let distinct = |recs: &[&Rec]| {
-        let mut errors: Vec<String> = vec![];
+        let mut kinds: Vec<(crate::common::Kind, usize, String)> = vec![];
         for r in recs.iter().filter(|r| r.raw_failed) {
             let e = match (&r.error, r.status) {
                 (Some(e), 200) => format!("{e} (ok on retry)"),
                 (Some(e), _) => e.clone(),
                 (None, s) => format!("HTTP {s}"),
             };
-            if !errors.contains(&e) && errors.len() < 6 {
-                errors.push(e);
+            match kinds.iter_mut().find(|(k, _, _)| *k == r.raw_kind) {
+                Some((_, n, _)) => *n += 1,
+                None => kinds.push((r.raw_kind, 1, e)),
             }
         }
-        errors
+        kinds
+            .into_iter()
+            .map(|(k, n, e)| format!("{k} ×{n}: {e}"))
+            .collect::<Vec<_>>()
     };
     let errors = distinct(&retrying);
     // A slow request is in flight on a slot as it leaves rotation when it started before and

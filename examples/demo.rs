@@ -105,10 +105,25 @@ fn main() {
     }
     println!("JVM resident memory: {}", rss.join(", "));
     println!(
-        "{} requests, {} failed ({} raw failures, each retried once on a fresh connection after nginx closed an idle keep-alive connection); versions served {:?}",
-        tally.requests, tally.failed, tally.raw_failed, tally.versions
+        "{} requests ({} POSTs), every body read to its end; versions served {:?}",
+        tally.requests, tally.posts, tally.versions
     );
-    if tally.failed > 0 {
+    println!(
+        "failed before any retry: {} {}; retried (a GET that failed on a reused keep-alive connection before any byte of its answer, as browsers and Go retry): {}; failed after that: {} {}",
+        tally.raw_failed(),
+        Tally::kinds(&tally.raw),
+        tally.retried,
+        tally.failed(),
+        Tally::kinds(&tally.last)
+    );
+    println!(
+        "idle keep-alive connections nginx closed, replaced before use (not failures): {}",
+        tally.server_closed_idle
+    );
+    for e in tally.errors.iter().take(5) {
+        println!("  {e}");
+    }
+    if tally.failed() > 0 {
         eprintln!("demo: FAILED requests: {:?}", tally.errors);
         std::process::exit(1);
     }

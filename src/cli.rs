@@ -49,6 +49,31 @@ pub fn stdout_gone() -> bool {
     STDOUT_GONE.load(Ordering::Relaxed)
 }
 
+/// [`stdout_gone`], also asking the kernel: true when stdout is a pipe whose reader has
+/// closed it (`nonstop logs -f | head -1` after head's line), even before a write fails.
+pub fn stdout_closed() -> bool {
+    if stdout_gone() {
+        return true;
+    }
+    let out = std::io::stdout();
+    let mut fds = [rustix::event::PollFd::new(
+        &out,
+        rustix::event::PollFlags::empty(),
+    )];
+    let zero = rustix::event::Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    let closed = rustix::event::poll(&mut fds, Some(&zero)).is_ok_and(|n| n > 0)
+        && fds[0]
+            .revents()
+            .intersects(rustix::event::PollFlags::ERR | rustix::event::PollFlags::HUP);
+    if closed {
+        STDOUT_GONE.store(true, Ordering::Relaxed);
+    }
+    closed
+}
+
 fn write_out(args: std::fmt::Arguments<'_>) {
     if STDOUT_GONE.load(Ordering::Relaxed) {
         return;

@@ -451,7 +451,9 @@ fn valid_http_path(s: &str) -> bool {
     true
 }
 
-/// A host that is safe to write between `http://` and `:PORT;` in an nginx file.
+/// A host that is safe to write between `http://` and `:PORT;` in an nginx file, and that
+/// names something: an IPv4 address, a bracketed IPv6 address, or a host name whose last label
+/// is not all digits (`999.999.999.999` and `1.2.3` are neither an address nor a name).
 fn valid_host(s: &str) -> bool {
     if let Some(inner) = s.strip_prefix('[').and_then(|r| r.strip_suffix(']')) {
         return inner.parse::<std::net::Ipv6Addr>().is_ok();
@@ -464,6 +466,10 @@ fn valid_host(s: &str) -> bool {
     }) && s
         .split('.')
         .all(|l| !l.is_empty() && !l.starts_with('-') && !l.ends_with('-'))
+        && !s
+            .rsplit('.')
+            .next()
+            .is_some_and(|l| l.chars().all(|c| c.is_ascii_digit()))
 }
 
 /// A whole number checked while the parser visits it: `Ok(n)` or the complaint.
@@ -667,6 +673,32 @@ pub fn locate(flag: Option<&Path>) -> Result<PathBuf> {
         tried.join(", ")
     )))
 }
+
+/// Where the config comes from for the commands run in a project as well as on the host
+/// (`nonstop validate`, `nonstop bundle`): `--config`, `$NONSTOP_CONFIG`, then, in the current
+/// folder, `deploy/nonstop.yml` (what `nonstop init` writes) and `nonstop.yml`, then the hooks'
+/// places ([`locate`]: the bundle root above the binary, `/etc/nonstop/nonstop.yml`).
+pub fn locate_in_project(flag: Option<&Path>) -> Result<PathBuf> {
+    if flag.is_some() || std::env::var_os(CONFIG_ENV).is_some_and(|v| !v.is_empty()) {
+        return locate(flag);
+    }
+    for p in [PROJECT_CONFIG, "nonstop.yml"] {
+        if Path::new(p).is_file() {
+            return Ok(PathBuf::from(p));
+        }
+    }
+    locate(None).map_err(|e| match e {
+        Error::Config(m) => Error::Config(m.replacen(
+            "(also looked at ",
+            &format!("(also looked at {PROJECT_CONFIG}, nonstop.yml, "),
+            1,
+        )),
+        e => e,
+    })
+}
+
+/// What `nonstop init` writes, relative to the project's root.
+pub const PROJECT_CONFIG: &str = "deploy/nonstop.yml";
 
 /// Find and load the config.
 pub fn load(flag: Option<&Path>) -> Result<Config> {
@@ -949,12 +981,24 @@ mod tests {
             "nginx:\n  variable: 'x; return 200'\n",
             "nginx:\n  host: 'x; return 200'\n",
             "nginx:\n  host: '127.0.0.1:1/ a'\n",
+            "nginx:\n  host: 999.999.999.999\n",
+            "nginx:\n  host: 1.2.3\n",
+            "nginx:\n  host: '10'\n",
         ] {
             let m = p(&format!("app:\n  name: a\n{bad}"))
                 .unwrap_err()
                 .to_string();
             assert!(m.contains(":4:") && m.contains("invalid"), "{m}");
+            assert!(!m.contains('\n'), "one line: {m}");
+            assert_eq!(
+                p(&format!("app:\n  name: a\n{bad}"))
+                    .unwrap_err()
+                    .exit_code(),
+                2
+            );
         }
+        assert!(p("app:\n  name: a\nnginx:\n  host: 10.0.0.7\n").is_ok());
+        assert!(p("app:\n  name: a\nnginx:\n  host: app1.internal\n").is_ok());
         assert!(p("app:\n  name: a\nnginx:\n  host: '[::1]'\n").is_ok());
         assert!(p("app:\n  name: a\nnginx:\n  host: app-1.internal\n").is_ok());
     }

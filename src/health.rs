@@ -1,5 +1,6 @@
 //! Health checks: one HTTP probe of a slot, the verdict on it, and the polling loop that
-//! `health` runs until the slot is healthy, its process dies, or the deadline passes.
+//! `health` runs until the slot is healthy, its process dies, or the deadline passes (or, for a
+//! Spring Boot app, a steady 404 from the app itself shows the path will never answer).
 //!
 //! Probes go straight to the app on loopback (never through a proxy), with every timeout set,
 //! and judge the status code as well as the body.
@@ -147,9 +148,10 @@ pub fn wait_healthy(cfg: &Config, slot: &Slot, force: bool) -> Result<Duration> 
         }
         process::SlotProcess::None => {
             return Err(failed(format!(
-                "slot {} runs no app started by nonstop (no pid file {}): run start first, or give --force to poll its port anyway",
+                "slot {} runs no app started by nonstop (no pid file {}): start it first (the bundle's `bin/start --slot {}`, or `nonstop deploy`), or give --force to poll its port anyway",
                 slot.name,
-                pid_path.display()
+                pid_path.display(),
+                slot.name
             )))
         }
         process::SlotProcess::Stale(pf, process::Stale::Exited) => {
@@ -168,6 +170,9 @@ pub fn wait_healthy(cfg: &Config, slot: &Slot, force: bool) -> Result<Duration> 
     let agent = agent(cfg.health.timeout);
     let t0 = Instant::now();
     let mut tries = 0u32;
+    // A steady 404: since when, and what it likely means (worked out once, when it is needed).
+    let mut not_found_since: Option<Instant> = None;
+    let mut not_found: Option<NotFound> = None;
     let mut progress =
         crate::progress::Progress::new(format!("slot {} health", slot.name), cfg.health.deadline);
     loop {
@@ -196,6 +201,46 @@ pub fn wait_healthy(cfg: &Config, slot: &Slot, force: bool) -> Result<Duration> 
                 }
             }
         }
+        // 404 from the slot's own app: the path does not exist there (yet, or ever).
+        let own_404 = p.status == Some(404)
+            && verdict.is_err()
+            && (force
+                || matches!(
+                    crate::supervisor::answerer(cfg, slot),
+                    process::Answerer::App { .. }
+                ));
+        if !own_404 {
+            not_found_since = None;
+        } else {
+            let since = *not_found_since.get_or_insert_with(Instant::now);
+            let steady = since.elapsed();
+            if steady >= NOT_FOUND_HINT && not_found.is_none() {
+                let nf = NotFound::of(cfg, slot, watched.as_ref().map(|pf| pf.jar.as_path()));
+                progress.finish();
+                log::warn!(
+                    "slot {} has answered HTTP 404 at {} for {}: {}",
+                    slot.name,
+                    cfg.health.path,
+                    crate::log::human(steady),
+                    nf.hint
+                );
+                not_found = Some(nf);
+            }
+            // A Spring Boot app has all its routes once it answers at all: this 404 stays.
+            if let Some(nf) = not_found.as_ref().filter(|nf| nf.stays && !force) {
+                if steady >= NOT_FOUND_FAIL {
+                    progress.finish();
+                    return Err(failed(format!(
+                        "slot {} answers HTTP 404 at {} from its own app for {} ({tries} probes), and a Spring Boot app that answers has all its routes, so it stays 404: {}; not waiting out health.deadline {}",
+                        slot.name,
+                        cfg.health.path,
+                        crate::log::human(steady),
+                        nf.hint,
+                        crate::log::human(cfg.health.deadline)
+                    )));
+                }
+            }
+        }
         match verdict {
             Ok(()) => {
                 progress.finish();
@@ -219,8 +264,12 @@ pub fn wait_healthy(cfg: &Config, slot: &Slot, force: bool) -> Result<Duration> 
             }
         }
         if t0.elapsed() >= cfg.health.deadline {
+            let hint = match (&not_found, not_found_since) {
+                (Some(nf), Some(_)) => format!("; {}", nf.hint),
+                _ => String::new(),
+            };
             return Err(failed(format!(
-                "slot {} not healthy after {} ({tries} probes); last: {p}",
+                "slot {} not healthy after {} ({tries} probes); last: {p}{hint}",
                 slot.name,
                 crate::log::human(t0.elapsed())
             )));
@@ -243,6 +292,58 @@ pub fn wait_healthy(cfg: &Config, slot: &Slot, force: bool) -> Result<Duration> 
 
 /// How often `wait_healthy` looks for the slot's port to open while nothing listens on it.
 const PORT_WATCH: Duration = Duration::from_millis(20);
+/// A 404 from the slot's own app this long says what is likely wrong (a warning)...
+const NOT_FOUND_HINT: Duration = Duration::from_secs(5);
+/// ...and this long fails the wait, for a Spring Boot app (whose routes are all in place once
+/// it answers: its 404 will not turn into a 200).
+const NOT_FOUND_FAIL: Duration = Duration::from_secs(10);
+
+/// What a steady 404 at `health.path` likely means, from the slot's jar.
+struct NotFound {
+    /// It is a Spring Boot jar: the 404 stays, and the wait may end early.
+    stays: bool,
+    hint: String,
+}
+
+impl NotFound {
+    fn of(cfg: &Config, slot: &Slot, jar: Option<&std::path::Path>) -> NotFound {
+        let path = cfg.health.path.as_str();
+        let read = jar.and_then(|j| crate::jar::read(j).ok());
+        let probes = read.as_ref().and_then(|j| {
+            crate::jar::probes(
+                j,
+                &cfg.app.java_opts,
+                &cfg.app.args,
+                &cfg.app.env,
+                &[slot.profile.as_str()],
+            )
+        });
+        let bare = path.split('?').next().unwrap_or("").trim_end_matches('/');
+        let probe_path =
+            ["/actuator/health/readiness", "/actuator/health/liveness"].contains(&bare);
+        let hint = match &probes {
+            Some(p) if probe_path && !p.served() => format!(
+                "{}: set {}=true (application.properties, or -D{}=true in app.java_opts), or use health.path: /actuator/health",
+                p.why(),
+                crate::jar::PROBES,
+                crate::jar::PROBES
+            ),
+            Some(p) if probe_path => format!(
+                "{}, yet it answers 404: is spring-boot-starter-actuator in the jar, and are Actuator's endpoints under /actuator (management.endpoints.web.base-path) on this port (management.server.port)?",
+                p.why()
+            ),
+            Some(p) => format!(
+                "Spring Boot {} has no {path}: check health.path (Actuator's are /actuator/health and /actuator/health/readiness)",
+                p.version
+            ),
+            None => format!("the app has no {path}: check health.path"),
+        };
+        NotFound {
+            stays: probes.is_some(),
+            hint,
+        }
+    }
+}
 
 /// The error for an app that exited: its status and its log tail, from its supervisor.
 /// `after`: how long into the health wait it exited; `None` when it had exited before.

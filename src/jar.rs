@@ -22,6 +22,46 @@ pub struct Jar {
     pub names: Vec<String>,
     /// The manifest's main section, if the jar has a manifest.
     pub manifest: Option<Manifest>,
+    /// Spring Boot's packaged configuration: each `BOOT-INF/classes/application*.properties`,
+    /// `.yml` and `.yaml` as (entry name, text), in central directory order.
+    pub app_config: Vec<(String, String)>,
+}
+
+/// Whether `name` is a configuration file Spring Boot reads from the jar's classpath root.
+fn is_app_config(name: &str) -> bool {
+    name.strip_prefix("BOOT-INF/classes/application")
+        .is_some_and(|rest| {
+            !rest.contains('/')
+                && [".properties", ".yml", ".yaml"]
+                    .iter()
+                    .any(|ext| rest.ends_with(ext))
+        })
+}
+
+/// One stored or deflated entry's bytes, from its local header at `local + shift`.
+fn read_entry(
+    f: &mut File,
+    (method, comp, full, local): (u64, u64, u64, u64),
+    shift: u64,
+    what: &str,
+) -> Result<Vec<u8>, String> {
+    let io = |e: std::io::Error| format!("cannot read it: {e}");
+    if comp > MAX_MANIFEST || full > MAX_MANIFEST {
+        return Err(format!("its {what} is implausibly large ({full} bytes)"));
+    }
+    let at = local + shift;
+    let head = read_at(f, at, 30).map_err(io)?;
+    if head[..4] != [0x50, 0x4b, 0x03, 0x04] {
+        return Err(format!("the {what}'s local header is missing"));
+    }
+    let data_at = at + 30 + u16_at(&head, 26) + u16_at(&head, 28);
+    let data = read_at(f, data_at, comp).map_err(io)?;
+    match method {
+        0 => Ok(data),
+        8 => miniz_oxide::inflate::decompress_to_vec_with_limit(&data, MAX_MANIFEST as usize)
+            .map_err(|e| format!("cannot inflate its {what}: {e:?}")),
+        m => Err(format!("its {what} is compressed with method {m}")),
+    }
 }
 
 /// A manifest's main section: `Name: value` attributes, continuation lines joined.
@@ -146,6 +186,183 @@ impl Jar {
     }
 }
 
+/// The property that turns Actuator's readiness and liveness groups on or off (Spring Boot
+/// 2.3.0 and 2.3.1 named it `management.health.probes.enabled`).
+pub const PROBES: &str = "management.endpoint.health.probes.enabled";
+const PROBES_OLD: &str = "management.health.probes.enabled";
+
+/// Whether a Spring Boot app serves `/actuator/health/readiness`, as far as nonstop can see: it
+/// exists from Spring Boot 2.3 on, when [`PROBES`] is true, which Spring Boot 4 makes the
+/// default and 2.3–3.x only on Kubernetes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Probes {
+    /// `Spring-Boot-Version`.
+    pub version: String,
+    /// Where [`PROBES`] is set and to what, the place that wins first.
+    pub set: Option<(bool, String)>,
+}
+
+impl Probes {
+    fn major_minor(&self) -> (u32, u32) {
+        let mut it = self
+            .version
+            .split(|c: char| !c.is_ascii_digit())
+            .map(|n| n.parse().unwrap_or(0));
+        (it.next().unwrap_or(0), it.next().unwrap_or(0))
+    }
+
+    /// Whether the readiness group exists in the app (outside Kubernetes).
+    pub fn served(&self) -> bool {
+        let (major, minor) = self.major_minor();
+        match &self.set {
+            _ if (major, minor) < (2, 3) => false,
+            Some((on, _)) => *on,
+            None => major >= 4,
+        }
+    }
+
+    /// Why [`Probes::served`] says what it says, as a clause.
+    pub fn why(&self) -> String {
+        let v = &self.version;
+        let (major, minor) = self.major_minor();
+        match &self.set {
+            _ if (major, minor) < (2, 3) => {
+                format!("Spring Boot {v} has no readiness group (Actuator's probes came with 2.3)")
+            }
+            Some((on, place)) => format!("{place} sets {PROBES}={on} (Spring Boot {v})"),
+            None if major >= 4 => format!("Spring Boot {v} turns {PROBES} on by default"),
+            None => format!(
+                "Spring Boot {v} turns {PROBES} on by itself only on Kubernetes (the default from \
+                 Spring Boot 4), and neither app.java_opts, app.args, app.env nor the jar's \
+                 application properties set it"
+            ),
+        }
+    }
+}
+
+/// [`Probes`] of a Spring Boot `jar` started with `java_opts`, `args`, `env` and the Spring
+/// profiles `profiles`; `None` for a jar that is not Spring Boot. The places are read in Spring's
+/// order, first wins: `--KEY=V` in `args`, `-DKEY=V` in `java_opts`, `app.env`'s
+/// `MANAGEMENT_ENDPOINT_HEALTH_PROBES_ENABLED`, the jar's `application-PROFILE` files, then its
+/// `application` files (`.properties` before `.yml`). What the host adds outside the config
+/// (an external `application.properties`, the service's environment) nonstop cannot see.
+pub fn probes(
+    jar: &Jar,
+    java_opts: &[String],
+    args: &[String],
+    env: &std::collections::BTreeMap<String, String>,
+    profiles: &[&str],
+) -> Option<Probes> {
+    let Kind::SpringBoot { version, .. } = jar.kind() else {
+        return None;
+    };
+    let truth = |v: &str| match v.trim().to_ascii_lowercase().as_str() {
+        "true" => Some(true),
+        "false" => Some(false),
+        _ => None,
+    };
+    let keys = [PROBES, PROBES_OLD];
+    let from_flag = |list: &[String], prefix: &str, place: &str| {
+        list.iter().rev().find_map(|a| {
+            let (k, v) = a.strip_prefix(prefix)?.split_once('=')?;
+            keys.contains(&k)
+                .then(|| truth(v))
+                .flatten()
+                .map(|on| (on, format!("{place} {a}")))
+        })
+    };
+    let mut set =
+        from_flag(args, "--", "app.args").or_else(|| from_flag(java_opts, "-D", "app.java_opts"));
+    if set.is_none() {
+        set = [
+            "MANAGEMENT_ENDPOINT_HEALTH_PROBES_ENABLED",
+            "MANAGEMENT_HEALTH_PROBES_ENABLED",
+        ]
+        .iter()
+        .find_map(|k| {
+            let v = env.get(*k)?;
+            truth(v).map(|on| (on, format!("app.env {k}")))
+        });
+    }
+    if set.is_none() {
+        let mut stems: Vec<String> = profiles
+            .iter()
+            .flat_map(|p| p.split(','))
+            .map(|p| format!("application-{}", p.trim()))
+            .collect();
+        stems.push("application".into());
+        'files: for stem in &stems {
+            for ext in ["properties", "yml", "yaml"] {
+                let name = format!("BOOT-INF/classes/{stem}.{ext}");
+                let Some((_, text)) = jar.app_config.iter().find(|(n, _)| *n == name) else {
+                    continue;
+                };
+                let value = if ext == "properties" {
+                    property(text, &keys)
+                } else {
+                    yaml_property(text, &keys)
+                };
+                if let Some(on) = value.as_deref().and_then(truth) {
+                    set = Some((
+                        on,
+                        format!("the jar's {}", &name["BOOT-INF/classes/".len()..]),
+                    ));
+                    break 'files;
+                }
+            }
+        }
+    }
+    Some(Probes { version, set })
+}
+
+/// The last value of one of `keys` in a `.properties` text (`key=value`, `key: value`).
+fn property(text: &str, keys: &[&str]) -> Option<String> {
+    text.lines()
+        .rev()
+        .map(str::trim)
+        .filter(|l| !l.starts_with('#') && !l.starts_with('!'))
+        .find_map(|l| {
+            let at = l.find(['=', ':'])?;
+            let (k, v) = (l[..at].trim(), l[at + 1..].trim());
+            keys.contains(&k).then(|| v.to_string())
+        })
+}
+
+/// The last value of one of `keys` in a YAML text, its documents flattened to dotted keys
+/// (`management: {endpoint: {health: {probes: {enabled: true}}}}` as well as a dotted key).
+fn yaml_property(text: &str, keys: &[&str]) -> Option<String> {
+    use serde::Deserialize;
+    fn walk(v: &serde_yaml::Value, prefix: &str, keys: &[&str], found: &mut Option<String>) {
+        match v {
+            serde_yaml::Value::Mapping(m) => {
+                for (k, v) in m {
+                    let k = match k {
+                        serde_yaml::Value::String(s) => s.clone(),
+                        serde_yaml::Value::Bool(b) => b.to_string(),
+                        _ => continue,
+                    };
+                    let path = if prefix.is_empty() {
+                        k
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
+                    walk(v, &path, keys, found);
+                }
+            }
+            serde_yaml::Value::Bool(b) if keys.contains(&prefix) => *found = Some(b.to_string()),
+            serde_yaml::Value::String(s) if keys.contains(&prefix) => *found = Some(s.clone()),
+            _ => {}
+        }
+    }
+    let mut found = None;
+    for doc in serde_yaml::Deserializer::from_str(text) {
+        if let Ok(v) = serde_yaml::Value::deserialize(doc) {
+            walk(&v, "", keys, &mut found);
+        }
+    }
+    found
+}
+
 /// Little-endian integers at `at` in `b` (callers check the length first).
 fn u16_at(b: &[u8], at: usize) -> u64 {
     u16::from_le_bytes([b[at], b[at + 1]]) as u64
@@ -210,6 +427,7 @@ pub fn read(path: &Path) -> Result<Jar, String> {
     let dir = read_at(&mut f, dir_at, dir_size).map_err(io)?;
     let mut names = Vec::with_capacity(count.min(1 << 20) as usize);
     let mut manifest_entry = None;
+    let mut config_entries = vec![];
     let mut p = 0usize;
     while p + 46 <= dir.len() {
         if dir[p..p + 4] != [0x50, 0x4b, 0x01, 0x02] {
@@ -247,39 +465,36 @@ pub fn read(path: &Path) -> Result<Jar, String> {
         }
         if name.eq_ignore_ascii_case("META-INF/MANIFEST.MF") {
             manifest_entry = Some((method, comp, full, local));
+        } else if is_app_config(&name) {
+            config_entries.push((name.clone(), (method, comp, full, local)));
         }
         names.push(name);
         p = end;
     }
     let manifest = match manifest_entry {
         None => None,
-        Some((method, comp, full, local)) => {
-            if comp > MAX_MANIFEST || full > MAX_MANIFEST {
-                return Err(format!("its manifest is implausibly large ({full} bytes)"));
-            }
-            let at = local + shift;
-            let head = read_at(&mut f, at, 30).map_err(io)?;
-            if head[..4] != [0x50, 0x4b, 0x03, 0x04] {
-                return Err("the manifest's local header is missing".into());
-            }
-            let data_at = at + 30 + u16_at(&head, 26) + u16_at(&head, 28);
-            let data = read_at(&mut f, data_at, comp).map_err(io)?;
-            let bytes = match method {
-                0 => data,
-                8 => {
-                    miniz_oxide::inflate::decompress_to_vec_with_limit(&data, MAX_MANIFEST as usize)
-                        .map_err(|e| format!("cannot inflate its manifest: {e:?}"))?
-                }
-                m => return Err(format!("its manifest is compressed with method {m}")),
-            };
+        Some(entry) => {
+            let bytes = read_entry(&mut f, entry, shift, "manifest")?;
             Some(Manifest::parse(&String::from_utf8_lossy(&bytes)))
         }
     };
-    Ok(Jar { names, manifest })
+    // Configuration that cannot be read is only not known: the jar is not refused for it.
+    let app_config = config_entries
+        .into_iter()
+        .filter_map(|(name, entry)| {
+            let bytes = read_entry(&mut f, entry, shift, &name).ok()?;
+            Some((name, String::from_utf8_lossy(&bytes).into_owned()))
+        })
+        .collect();
+    Ok(Jar {
+        names,
+        manifest,
+        app_config,
+    })
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// A zip of `files` (deflated when `deflate`), after `prefix` bytes (a launch script).
@@ -335,6 +550,118 @@ mod tests {
     }
 
     const BOOT: &[u8] = b"Manifest-Version: 1.0\r\nMain-Class: org.springframework.boot.loader.launch.JarLauncher\r\nStart-Class: com.example.shop.ShopApplicat\r\n ion\r\nSpring-Boot-Version: 3.5.7\r\nSpring-Boot-Classes: BOOT-INF/classes/\r\n\r\nName: x\r\nStart-Class: not.This\r\n";
+
+    /// A Spring Boot `version` jar holding `config` files under BOOT-INF/classes/.
+    pub(crate) fn boot_jar(version: &str, config: &[(&str, &str)]) -> Jar {
+        let manifest = String::from_utf8_lossy(BOOT).replace("3.5.7", version);
+        let mut files: Vec<(String, Vec<u8>)> = vec![
+            ("META-INF/MANIFEST.MF".into(), manifest.into_bytes()),
+            (
+                "BOOT-INF/classes/com/example/shop/ShopApplication.class".into(),
+                b"\xca\xfe".to_vec(),
+            ),
+        ];
+        for (name, text) in config {
+            files.push((format!("BOOT-INF/classes/{name}"), text.as_bytes().to_vec()));
+        }
+        let refs: Vec<(&str, &[u8])> = files.iter().map(|(n, b)| (n.as_str(), &b[..])).collect();
+        read_bytes(&zip(b"", &refs, true)).unwrap()
+    }
+
+    #[test]
+    fn readiness_is_served_per_spring_boot_version_and_setting() {
+        let none = std::collections::BTreeMap::new();
+        let p = |jar: &Jar, opts: &[&str], profiles: &[&str]| {
+            let opts: Vec<String> = opts.iter().map(|o| o.to_string()).collect();
+            probes(jar, &opts, &[], &none, profiles).unwrap()
+        };
+        // Spring Boot 4: on by default; off only when something sets it false.
+        let four = p(&boot_jar("4.0.3", &[]), &[], &[]);
+        assert!(four.served(), "{}", four.why());
+        assert_eq!(
+            four.why(),
+            format!("Spring Boot 4.0.3 turns {PROBES} on by default")
+        );
+        let off = p(
+            &boot_jar("4.0.3", &[("application.yml", "management:\n  endpoint:\n    health:\n      probes:\n        enabled: false\n")]),
+            &[],
+            &[],
+        );
+        assert!(!off.served());
+        assert!(
+            off.why().starts_with(
+                "the jar's application.yml sets management.endpoint.health.probes.enabled=false"
+            ),
+            "{}",
+            off.why()
+        );
+        // Spring Boot 3: off outside Kubernetes unless set; the jar's files are read.
+        let three = p(&boot_jar("3.5.7", &[]), &[], &[]);
+        assert!(!three.served());
+        assert!(
+            three
+                .why()
+                .contains("only on Kubernetes (the default from Spring Boot 4)"),
+            "{}",
+            three.why()
+        );
+        let jar = boot_jar(
+            "3.5.7",
+            &[
+                (
+                    "application.properties",
+                    "# probes\nmanagement.endpoint.health.probes.enabled = true\n",
+                ),
+                (
+                    "application-real2.properties",
+                    "management.endpoint.health.probes.enabled=false\n",
+                ),
+            ],
+        );
+        assert_eq!(jar.app_config.len(), 2);
+        let on = p(&jar, &[], &["real1"]);
+        assert!(on.served());
+        assert_eq!(
+            on.why(),
+            format!("the jar's application.properties sets {PROBES}=true (Spring Boot 3.5.7)")
+        );
+        // The profile's file wins over application.properties, a -D over both.
+        assert!(!p(&jar, &[], &["real2"]).served());
+        let d = p(
+            &jar,
+            &["-Xmx1g", "-Dmanagement.endpoint.health.probes.enabled=true"],
+            &["real2"],
+        );
+        assert!(d.served());
+        assert!(
+            d.why()
+                .starts_with("app.java_opts -Dmanagement.endpoint.health.probes.enabled=true"),
+            "{}",
+            d.why()
+        );
+        // Before 2.3 there is no readiness group at all.
+        let old = p(
+            &boot_jar(
+                "2.2.13.RELEASE",
+                &[(
+                    "application.properties",
+                    "management.health.probes.enabled=true\n",
+                )],
+            ),
+            &[],
+            &[],
+        );
+        assert!(!old.served());
+        assert!(old.why().contains("no readiness group"), "{}", old.why());
+        // Not a Spring Boot jar: nothing to say.
+        let plain = read_bytes(&zip(
+            b"",
+            &[("META-INF/MANIFEST.MF", b"Main-Class: Demo\r\n")],
+            false,
+        ))
+        .unwrap();
+        assert!(probes(&plain, &[], &[], &none, &[]).is_none());
+    }
 
     #[test]
     fn reads_a_deflated_manifest_after_a_launch_script() {

@@ -478,7 +478,7 @@ fn transact(cfg: &Config, changes: &[Change], always_reload: bool) -> Result<Dur
                 if again {
                     " and reloaded"
                 } else {
-                    " but not reloaded: nginx may still serve either version, and the next nonstop run will refuse until `switch --slot NAME` repairs it"
+                    " but not reloaded: nginx may still serve either version, and the next nonstop run will refuse until `nonstop switch --slot NAME` repairs it"
                 }
             )))
         }

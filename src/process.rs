@@ -195,12 +195,7 @@ pub fn launch(spec: &Launch) -> Result<PidFile> {
     }
     let _ = fs::remove_file(&spec.pid_file);
     let _ = fs::remove_file(&spec.exit_file);
-    let log = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o644)
-        .open(&spec.log)
-        .context(format!("cannot open log {}", spec.log.display()))?;
+    let log = open_log(&spec.log)?;
     // 0644 whatever the umask: the operator reads it without root.
     let _ = log.set_permissions(fs::Permissions::from_mode(0o644));
     let log2 = log
@@ -243,6 +238,48 @@ pub fn launch(spec: &Launch) -> Result<PidFile> {
         }
         std::thread::sleep(Duration::from_millis(5));
     }
+}
+
+/// Open the slot's log for appending, never through what someone planted at its path: a
+/// symlink is refused (`O_NOFOLLOW`; as root, appending through it would write into any file
+/// it names), and so is anything but a regular file with a single link.
+fn open_log(path: &Path) -> Result<fs::File> {
+    use std::os::unix::fs::MetadataExt;
+    let refuse = |what: &str| {
+        failed(format!(
+            "refusing to write the app's output to {}: it is {what}, not the log file nonstop creates (remove it)",
+            path.display()
+        ))
+    };
+    let log = match OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o644)
+        // NONBLOCK: a FIFO planted there fails at once instead of blocking the open.
+        .custom_flags((rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK).bits() as i32)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) => {
+            let to = fs::read_link(path)
+                .map(|t| format!(" to {}", t.display()))
+                .unwrap_or_default();
+            return Err(refuse(&format!("a symlink{to}")));
+        }
+        Err(e) => return Err(failed(format!("cannot open log {}: {e}", path.display()))),
+    };
+    let meta = log
+        .metadata()
+        .context(format!("cannot open log {}", path.display()))?;
+    if !meta.file_type().is_file() {
+        return Err(refuse("not a regular file"));
+    }
+    if meta.nlink() > 1 {
+        return Err(refuse(&format!("a hard link ({} names)", meta.nlink())));
+    }
+    rustix::fs::fcntl_setfl(&log, rustix::fs::OFlags::APPEND)
+        .context(format!("cannot open log {}", path.display()))?;
+    Ok(log)
 }
 
 /// Mark every descriptor above 2 close-on-exec, so a launched app inherits only 0, 1 and 2
@@ -412,6 +449,7 @@ fn all_pids() -> impl Iterator<Item = i32> {
 
 /// TCP socket states from /proc/net/tcp.
 const TCP_ESTABLISHED: u8 = 0x01;
+const TCP_SYN_RECV: u8 = 0x03;
 const TCP_LISTEN: u8 = 0x0A;
 
 /// One row of /proc/net/tcp{,6}: local port, remote port, state, inode.
@@ -559,6 +597,41 @@ pub fn established_to(port: u16) -> usize {
     tcp_sockets(&[TCP_ESTABLISHED])
         .into_iter()
         .filter(|r| r.local_port == port && r.inode != 0)
+        .count()
+}
+
+/// Connections to a server on `port` that it has to serve or cut: established, accepted or
+/// still waiting in its listen queue (an established socket the app has not accepted yet has
+/// no inode), and those whose handshake is under way (SYN_RECV). What a drain waits for.
+pub fn in_flight_to(port: u16) -> usize {
+    tcp_sockets(&[TCP_ESTABLISHED, TCP_SYN_RECV])
+        .into_iter()
+        .filter(|r| r.local_port == port)
+        .count()
+}
+
+/// Connections to `port` that conntrack saw start but whose handshake has not completed
+/// (`SYN_SENT`, `SYN_RECV`): a SYN steered (DNATed) to `port` that no socket table shows yet,
+/// because the packet still waits in the loopback backlog. `None` when
+/// /proc/net/nf_conntrack cannot be read (no conntrack, or no procfs view of it).
+pub fn connecting_to(port: u16) -> Option<usize> {
+    let text = fs::read_to_string("/proc/net/nf_conntrack").ok()?;
+    Some(count_connecting(&text, port))
+}
+
+/// [`connecting_to`] on the text of /proc/net/nf_conntrack: a `tcp` entry in `SYN_SENT` or
+/// `SYN_RECV` whose original destination port, or whose reply's source port (the port after
+/// DNAT), is `port`.
+fn count_connecting(text: &str, port: u16) -> usize {
+    let want = port.to_string();
+    text.lines()
+        .filter(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            w.get(2) == Some(&"tcp")
+                && w.iter().any(|x| *x == "SYN_SENT" || *x == "SYN_RECV")
+                && (w.iter().filter_map(|x| x.strip_prefix("dport=")).next() == Some(&want)
+                    || w.iter().filter_map(|x| x.strip_prefix("sport=")).nth(1) == Some(&want))
+        })
         .count()
 }
 
@@ -828,6 +901,33 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_connection_the_app_has_not_accepted_yet_is_in_flight() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let c = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        // The kernel completed the handshake; the connection waits in the listen queue.
+        assert_eq!(established_to(port), 0, "an accepted-only count misses it");
+        assert_eq!(in_flight_to(port), 1);
+        let (a, _) = l.accept().unwrap();
+        assert_eq!(in_flight_to(port), 1);
+        drop((a, c));
+    }
+
+    #[test]
+    fn conntrack_entries_mid_handshake_count_by_the_port_after_dnat() {
+        let text = "\
+ipv4     2 tcp      6 118 SYN_SENT src=127.0.0.1 dst=127.0.0.1 sport=40001 dport=18090 [UNREPLIED] src=127.0.0.1 dst=127.0.0.1 sport=8082 dport=40001 mark=0 use=1
+ipv4     2 tcp      6 59 SYN_RECV src=127.0.0.1 dst=127.0.0.1 sport=40002 dport=8082 src=127.0.0.1 dst=127.0.0.1 sport=8082 dport=40002 mark=0 use=1
+ipv4     2 tcp      6 431999 ESTABLISHED src=127.0.0.1 dst=127.0.0.1 sport=40003 dport=18090 src=127.0.0.1 dst=127.0.0.1 sport=8082 dport=40003 [ASSURED] mark=0 use=1
+ipv4     2 tcp      6 118 SYN_SENT src=127.0.0.1 dst=127.0.0.1 sport=40004 dport=18090 [UNREPLIED] src=127.0.0.1 dst=127.0.0.1 sport=8081 dport=40004 mark=0 use=1
+ipv4     2 udp      17 29 src=127.0.0.1 dst=127.0.0.1 sport=8082 dport=53 [UNREPLIED] src=127.0.0.1 dst=127.0.0.1 sport=53 dport=8082 mark=0 use=1
+";
+        assert_eq!(count_connecting(text, 8082), 2);
+        assert_eq!(count_connecting(text, 8081), 1);
+        assert_eq!(count_connecting(text, 18090), 2);
+    }
+
+    #[test]
     fn sock_diag_agrees_with_proc() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = l.local_addr().unwrap().port();
@@ -851,6 +951,7 @@ mod tests {
             .iter()
             .all(|r| r.state == TCP_LISTEN || r.state == TCP_ESTABLISHED));
         assert_eq!(established_to(port), 1);
+        assert_eq!(in_flight_to(port), 1);
         assert!(port_in_use(port));
         assert_eq!(listener(port), Some(std::process::id() as i32));
         drop(c);

@@ -1,7 +1,8 @@
 //! The release store, `workdir/releases/<name>/`: which jar a deploy takes (`app.jar`, newest
 //! match), the copy of it into a new release folder (never over a running JVM's jar), the jar a
-//! recorded release holds (what `nonstop rollback` launches again), and pruning beyond
-//! `keep_releases`.
+//! recorded release holds (what `nonstop rollback` launches again), the app's version a jar
+//! carries (what people call a release: `1.4.2`, not `deploy-20261206T200531.565Z`), and
+//! pruning beyond `keep_releases`.
 //!
 //! Launching a release is not its business: [`crate::stages::launch_release`] does that.
 
@@ -253,9 +254,90 @@ pub fn release_jar(cfg: &Config, release: &str) -> Result<PathBuf> {
         })
 }
 
+/// The longest version shown; a longer one is cut (with `…`).
+const VERSION_MAX: usize = 64;
+
+/// The app's version `jar` carries: its manifest's `Implementation-Version` (Maven and Gradle
+/// write it; Spring Boot's parent POM turns it on), else its file name without `.jar`
+/// (`myapp-1.4.2`). Control characters are dropped and a long one is cut to 64 characters: the
+/// text is the jar's, and it goes into `state.json` and onto a terminal.
+pub fn jar_version(jar: &Path) -> String {
+    let from_manifest = crate::jar::read(jar).ok().and_then(|j| {
+        j.manifest
+            .and_then(|m| m.get("Implementation-Version").map(str::to_string))
+    });
+    let raw = from_manifest
+        .filter(|v| !v.trim().is_empty())
+        .unwrap_or_else(|| {
+            let name = jar.file_name().map(|n| n.to_string_lossy().into_owned());
+            let name = name.unwrap_or_default();
+            name.strip_suffix(".jar").unwrap_or(&name).to_string()
+        });
+    let clean: String = raw.trim().chars().filter(|c| !c.is_control()).collect();
+    if clean.chars().count() > VERSION_MAX {
+        clean.chars().take(VERSION_MAX - 1).chain(['…']).collect()
+    } else {
+        clean
+    }
+}
+
+/// The version of recorded release `release` ([`jar_version`] of its jar); `None` when its
+/// folder is gone (pruned) or holds no jar.
+pub fn release_version(cfg: &Config, release: &str) -> Option<String> {
+    release_jar(cfg, release).ok().map(|j| jar_version(&j))
+}
+
+/// `version 1.4.2` of recorded release `release`, for a line that already names the release;
+/// `version unknown` when it cannot be read (its folder pruned).
+pub fn version_words(cfg: &Config, release: &str) -> String {
+    match release_version(cfg, release) {
+        Some(v) => format!("version {v}"),
+        None => "version unknown".into(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A jar (a zip) holding only `manifest` as META-INF/MANIFEST.MF.
+    fn jar_with_manifest(path: &Path, manifest: &str) {
+        use std::io::Write;
+        let f = fs::File::create(path).unwrap();
+        let mut z = zip::ZipWriter::new(f);
+        z.start_file(
+            "META-INF/MANIFEST.MF",
+            zip::write::SimpleFileOptions::default(),
+        )
+        .unwrap();
+        z.write_all(manifest.as_bytes()).unwrap();
+        z.finish().unwrap();
+    }
+
+    #[test]
+    fn a_jars_version_is_its_implementation_version_else_its_file_name() {
+        let d = tempfile::tempdir().unwrap();
+        let a = d.path().join("shop-9.jar");
+        jar_with_manifest(
+            &a,
+            "Manifest-Version: 1.0\r\nImplementation-Version: 1.4.2\r\nMain-Class: A\r\n\r\n",
+        );
+        assert_eq!(jar_version(&a), "1.4.2");
+        let b = d.path().join("spring-app-v2-42.jar");
+        jar_with_manifest(&b, "Manifest-Version: 1.0\nMain-Class: A\n\n");
+        assert_eq!(jar_version(&b), "spring-app-v2-42");
+        let c = d.path().join("c.jar");
+        fs::write(&c, b"not a zip").unwrap();
+        assert_eq!(jar_version(&c), "c", "an unreadable jar: its file name");
+        let e = d.path().join("e.jar");
+        let long = "9".repeat(200);
+        jar_with_manifest(
+            &e,
+            &format!("Implementation-Version: 1.0\u{1b}[31m{long}\n\n"),
+        );
+        let v = jar_version(&e);
+        assert!(!v.contains('\u{1b}') && v.chars().count() == VERSION_MAX && v.ends_with('…'));
+    }
 
     #[test]
     fn release_names_are_bounded_deterministic_and_unique_per_id() {

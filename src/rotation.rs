@@ -104,8 +104,14 @@ pub fn out_of_rotation(cfg: &Config) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// Wait until no TCP connection to `slot`'s port is established, up to `stop.drain`.
-/// Returns how many were left (logged as cut when above zero).
+/// How long after the rotation changed a drain looks before it may conclude: a connection
+/// steered to the slot just before the change (its SYN still in the loopback backlog, in no
+/// socket table yet) has reached the slot's listen queue or conntrack by then.
+pub const SETTLE: Duration = Duration::from_millis(100);
+
+/// Wait until no connection to `slot`'s port is in flight (established, queued to be
+/// accepted, mid-handshake, or a SYN on its way), looking for at least [`SETTLE`], up to
+/// `stop.drain`. Returns how many were left (logged as cut when above zero).
 pub fn drain(cfg: &Config, slot: &Slot) -> Result<usize> {
     let t0 = Instant::now();
     let mut last = usize::MAX;
@@ -113,8 +119,15 @@ pub fn drain(cfg: &Config, slot: &Slot) -> Result<usize> {
     let mut progress =
         crate::progress::Progress::new(format!("slot {} drain", slot.name), cfg.stop.drain);
     loop {
-        let n = process::established_to(slot.port);
-        if n == 0 {
+        // Established (accepted or waiting in its listen queue) or mid-handshake; once the
+        // sockets show none after the settle, a SYN conntrack saw steered to the port that no
+        // socket shows yet (read only then: a busy host's conntrack table is large).
+        let settled = t0.elapsed() >= SETTLE.min(cfg.stop.drain);
+        let n = match process::in_flight_to(slot.port) {
+            0 if settled => process::connecting_to(slot.port).unwrap_or(0),
+            n => n,
+        };
+        if n == 0 && settled {
             progress.finish();
             log::info!(
                 "slot {} drained in {}: no connection in flight",
@@ -123,7 +136,8 @@ pub fn drain(cfg: &Config, slot: &Slot) -> Result<usize> {
             );
             return Ok(0);
         }
-        if n != last && (last == usize::MAX || logged.elapsed() >= Duration::from_secs(1)) {
+        if n > 0 && n != last && (last == usize::MAX || logged.elapsed() >= Duration::from_secs(1))
+        {
             progress.finish();
             log::info!("draining slot {}: {n} connection(s) in flight", slot.name);
             last = n;
@@ -138,7 +152,9 @@ pub fn drain(cfg: &Config, slot: &Slot) -> Result<usize> {
             );
             return Ok(n);
         }
-        progress.update(&format!("{n} connection(s) in flight"));
+        if n > 0 {
+            progress.update(&format!("{n} connection(s) in flight"));
+        }
         interrupt::sleep(Duration::from_millis(50), "drain")?;
     }
 }

@@ -28,6 +28,9 @@ pub enum Doubt {
     NoSet,
     /// A file nonstop owns changed after nginx last loaded its configuration.
     NotLoaded(PathBuf),
+    /// nftables mode: no `nft` program on this host, so the table can be neither read nor
+    /// changed.
+    NftMissing,
     /// nftables mode: nonstop's table is not loaded (after a reboot, before its boot unit).
     TableMissing,
     /// nftables mode: the table cannot be listed or carries no state of nonstop's.
@@ -58,6 +61,7 @@ impl Doubt {
                 "{} changed after nginx last loaded its configuration (a switch interrupted before its reload, or an edit without one), so nginx may still serve the slot before it",
                 p.display()
             ),
+            Doubt::NftMissing => crate::traffic::nft::NFT_MISSING.to_string(),
             Doubt::TableMissing => format!(
                 "nftables table ip {} is not loaded (a reboot before its boot unit ran, or someone deleted it): new connections reach no slot",
                 crate::traffic::nft::table_name(cfg)
@@ -71,12 +75,17 @@ impl Doubt {
                 crate::traffic::nft::table_name(cfg)
             ),
             Doubt::StateDisagrees { recorded, include } => format!(
-                "the state file records slot {recorded} as live but {inc} names {} (a switch interrupted before it was recorded, or a change by hand)",
+                "the state file records slot {recorded} as live but {} names {} (a switch interrupted before it was recorded, or a change by hand)",
+                crate::traffic::of(cfg).truth(cfg),
                 include.as_deref().map_or("no slot".to_string(), |s| format!("slot {s}"))
             ),
         }
     }
 }
+
+/// The repair command as hints print it: the operator's command, which works as printed on
+/// the host (the `switch` hook binary takes the same flags).
+pub const SWITCH: &str = "nonstop switch";
 
 /// The roles of the slots right now.
 #[derive(Debug, Clone)]
@@ -106,7 +115,7 @@ pub fn roles<'a>(cfg: &'a Config, st: &State) -> Result<Roles<'a>> {
     if let (Some(p), None) = (include_port, live_idx) {
         log::warn!(
             "{} points at port {p}, which is no slot; treating no slot as live",
-            cfg.nginx.include.display()
+            crate::traffic::of(cfg).truth(cfg)
         );
     }
     let live = live_idx.map(|i| &cfg.slots[i]);
@@ -158,8 +167,15 @@ impl<'a> Roles<'a> {
             return Ok(());
         };
         let what = doubt.describe(cfg);
+        if *doubt == Doubt::NftMissing {
+            // Neither --force nor an empty host helps: no table can be read or loaded.
+            return Err(failed(format!("refusing to {command}: {what}")));
+        }
         if force {
-            log::warn!("--force: acting on what the include names although {what}");
+            log::warn!(
+                "--force: acting on what {} names although {what}",
+                crate::traffic::of(cfg).truth(cfg)
+            );
             return Ok(());
         }
         let running: Vec<&str> = cfg
@@ -172,29 +188,7 @@ impl<'a> Roles<'a> {
             log::warn!("{what}; no slot runs an app, so there is nothing nginx could be serving to protect");
             return Ok(());
         }
-        let name = |names: &[&str]| match names {
-            [one] => format!("`switch --slot {one}`"),
-            many => format!("`switch --slot NAME` (NAME one of: {})", many.join(", ")),
-        };
-        let repair = match doubt {
-            Doubt::StateDisagrees {
-                recorded,
-                include: Some(inc),
-            } => format!(
-                "run `switch --slot {inc}` to record what nginx serves, or `switch --slot {recorded}` to go back"
-            ),
-            Doubt::StateDisagrees { recorded, .. } if running.contains(&recorded.as_str()) => {
-                format!("run `switch --slot {recorded}` to go back to it")
-            }
-            _ => format!(
-                "run {} to make that slot live{}",
-                name(&running),
-                match cfg.traffic.via {
-                    crate::traffic::Via::NginxReload => " and reload nginx",
-                    crate::traffic::Via::Nftables => " and load the table again",
-                }
-            ),
-        };
+        let repair = self.repair(cfg, doubt, &running);
         Err(failed(format!(
             "refusing to {command}: cannot tell which slot nginx serves: {what}; {repair}{}",
             if force_flag {
@@ -206,5 +200,41 @@ impl<'a> Roles<'a> {
                 String::new()
             }
         )))
+    }
+    /// The repair of `doubt` as a hint that works as printed: `run `nonstop switch --slot
+    /// NAME` …`, naming the slot the last completed switch recorded while it runs an app (else
+    /// the one running slot, else every running slot). `running`: the slots that run an app.
+    pub fn repair(&self, cfg: &Config, doubt: &Doubt, running: &[&str]) -> String {
+        if *doubt == Doubt::NftMissing {
+            return "install nftables".into();
+        }
+        let recorded = self
+            .recorded
+            .map(|s| s.name.as_str())
+            .filter(|r| running.contains(r));
+        let name = match (recorded, running) {
+            (Some(r), _) => format!("`{SWITCH} --slot {r}`"),
+            (None, [one]) => format!("`{SWITCH} --slot {one}`"),
+            (None, many) => format!("`{SWITCH} --slot NAME` (NAME one of: {})", many.join(", ")),
+        };
+        match doubt {
+            Doubt::StateDisagrees {
+                recorded,
+                include: Some(inc),
+            } => format!(
+                "run `{SWITCH} --slot {inc}` to record what {} names, or `{SWITCH} --slot {recorded}` to go back",
+                crate::traffic::of(cfg).truth(cfg)
+            ),
+            Doubt::StateDisagrees { recorded, .. } if running.contains(&recorded.as_str()) => {
+                format!("run `{SWITCH} --slot {recorded}` to go back to it")
+            }
+            _ => format!(
+                "run {name} to make that slot live{}",
+                match cfg.traffic.via {
+                    crate::traffic::Via::NginxReload => " and reload nginx",
+                    crate::traffic::Via::Nftables => " and load the table again",
+                }
+            ),
+        }
     }
 }

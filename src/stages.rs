@@ -33,7 +33,17 @@ fn record(
     r: &Result<()>,
 ) {
     let outcome = state::Outcome::of(r);
-    state::record_event(&cfg.state_dir, action, &slot.name, release, t0, outcome);
+    let version = release
+        .as_deref()
+        .and_then(|r| crate::releases::release_version(cfg, r));
+    state::record_event(
+        &cfg.state_dir,
+        action,
+        &slot.name,
+        (release, version),
+        t0,
+        outcome,
+    );
 }
 
 // ---------- stop ----------
@@ -49,7 +59,7 @@ pub fn stop(cfg: &Config, slot: Option<&str>, force: bool) -> Result<()> {
             "refusing to stop slot {} (port {}): it is live, {} points at it",
             target.name,
             target.port,
-            cfg.nginx.include.display()
+            crate::traffic::of(cfg).truth(cfg)
         )));
     }
     let t0 = Instant::now();
@@ -220,8 +230,8 @@ pub fn start_slot(cfg: &Config, slot: &Slot, jar: &Path) -> Result<process::PidF
             Owner::Foreign { pid: None, .. } => "an unknown process".into(),
         };
         return Err(failed(format!(
-            "port {} of slot {} is in use by {who}; run `stop` first",
-            slot.port, slot.name
+            "port {} of slot {} is in use by {who}; stop it first (the bundle's `bin/stop --slot {}`)",
+            slot.port, slot.name, slot.name
         )));
     }
     java_path(cfg)?;
@@ -239,8 +249,8 @@ pub fn launch_release(
 ) -> Result<process::PidFile> {
     if process::port_in_use(slot.port) {
         return Err(failed(format!(
-            "port {} of slot {} is in use; run `stop` first",
-            slot.port, slot.name
+            "port {} of slot {} is in use; stop it first (the bundle's `bin/stop --slot {}`)",
+            slot.port, slot.name, slot.name
         )));
     }
     if !release_jar.is_file() {
@@ -346,6 +356,8 @@ pub fn switch(cfg: &Config, slot: Option<&str>, force: bool, mode: SwitchMode) -
     let st = state::load(&cfg.state_dir);
     let roles = slots::roles(cfg, &st)?;
     match (&roles.doubt, mode, slot) {
+        // Without nft there is nothing to repair with: say so before anything else.
+        (Some(slots::Doubt::NftMissing), _, _) => roles.certain(cfg, "switch", force, false)?,
         // `switch --slot NAME` is the repair: it proves NAME, writes the files and reloads.
         (Some(d), SwitchMode::Full, Some(name)) => log::warn!(
             "cannot tell which slot nginx serves: {}; switching to slot {name} repairs it",
@@ -461,7 +473,7 @@ fn canary(
         })
     })?;
     log::info!(
-        "canary: slot {} (port {}) now gets about {percent}% of requests; `switch --promote` completes, `switch --abort` undoes",
+        "canary: slot {} (port {}) now gets about {percent}% of requests; `nonstop switch --promote` completes, `nonstop switch --abort` undoes",
         target.name,
         target.port
     );
@@ -511,9 +523,14 @@ pub fn switch_to(cfg: &Config, roles: &slots::Roles, target: &Slot, force: bool)
     // loaded the files, or the table may be missing.
     let took =
         crate::traffic::of(cfg).apply(cfg, &rot, Some(target.port), roles.doubt.is_some())?;
+    let traffic = crate::traffic::of(cfg);
     if crate::interrupt::requested() {
         log::warn!(
-            "a termination signal arrived during the nginx transaction; it was completed first"
+            "a termination signal arrived during the {}; it was completed first",
+            match traffic.via() {
+                crate::traffic::Via::NginxReload => "nginx transaction",
+                crate::traffic::Via::Nftables => "nft transaction",
+            }
         );
     }
     // Traffic has moved: from here on nothing fails the switch. A state file that cannot be
@@ -548,17 +565,22 @@ pub fn switch_to(cfg: &Config, roles: &slots::Roles, target: &Slot, force: bool)
             target.name
         );
     }
+    // nftables mode never touches nginx: the table steers new connections.
+    let moved = match traffic.via() {
+        crate::traffic::Via::NginxReload => "switched nginx",
+        crate::traffic::Via::Nftables => "steered new connections",
+    };
     match previous {
         Some(old) if supervisor::running_app(cfg, old).is_some() => log::info!(
-            "switched nginx from slot {} (port {}) to slot {} (port {}) in {}; {} keeps running as the rollback target",
+            "{moved} from slot {} (port {}) to slot {} (port {}) in {}; {} keeps running as the rollback target",
             old.name, old.port, target.name, target.port, human(took), old.name
         ),
         Some(old) => log::info!(
-            "switched nginx from slot {} (port {}) to slot {} (port {}) in {}; {} runs no app, so there is no instant rollback target",
+            "{moved} from slot {} (port {}) to slot {} (port {}) in {}; {} runs no app, so there is no instant rollback target",
             old.name, old.port, target.name, target.port, human(took), old.name
         ),
         None => log::info!(
-            "switched nginx to slot {} (port {}) in {}",
+            "{moved} to slot {} (port {}) in {}",
             target.name,
             target.port,
             human(took)
@@ -576,9 +598,12 @@ pub fn deploy_second(cfg: &Config, slot: Option<&str>) -> Result<()> {
     let _lock = lock::acquire(&cfg.state_dir, "deploy-second")?;
     let roles = slots::roles(cfg, &state::load(&cfg.state_dir))?;
     roles.certain(cfg, "deploy-second", false, false)?;
-    let live = roles
-        .live
-        .ok_or_else(|| failed("no slot is live (the include names none): run switch first"))?;
+    let live = roles.live.ok_or_else(|| {
+        failed(format!(
+            "no slot is live ({} names none): run `nonstop switch --slot NAME` first",
+            crate::traffic::of(cfg).truth(cfg)
+        ))
+    })?;
     let pf = supervisor::running_app(cfg, live).ok_or_else(|| {
         failed(format!(
             "the live slot {} runs no app started by nonstop: nothing to roll out",

@@ -7,8 +7,9 @@ use crate::fsx::write_atomic;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
-/// How many history entries are kept.
-const HISTORY: usize = 20;
+/// How many history entries are kept (a deployment is 4-6 of them: `nonstop history` shows
+/// the last few dozen).
+const HISTORY: usize = 200;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(default)]
@@ -47,6 +48,14 @@ pub struct Event {
     pub release: Option<String>,
     pub outcome: Outcome,
     pub duration_ms: u64,
+    /// The app's version in `release` ([`crate::releases::jar_version`]), kept here because
+    /// the release folder may be pruned later.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// Who ran it, from where ([`by`]): `codedeploy (group G)`, `ssh ec2-user from 10.0.0.5`,
+    /// `ec2-user`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
 }
 
 /// What an [`Event`] records. In `state.json` it is the string [`Action::as_string`] gives
@@ -295,13 +304,38 @@ impl State {
     }
 }
 
-/// Append one event (time now, this run's `DEPLOYMENT_ID`) to the history. A state file that
-/// cannot be written is logged, not fatal: the event is a record, the include is the truth.
+/// Who runs this process and from where, for the history: the CodeDeploy agent (it sets
+/// `DEPLOYMENT_GROUP_NAME` for the hooks), an ssh session (`SSH_CONNECTION`: the client's
+/// address first), else the user.
+pub fn by() -> String {
+    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
+    let clean = |v: String| -> String {
+        v.chars()
+            .filter(|c| !c.is_control())
+            .take(64)
+            .collect::<String>()
+    };
+    let user = var("USER")
+        .or_else(|| var("LOGNAME"))
+        .map(clean)
+        .unwrap_or_else(|| format!("uid {}", rustix::process::geteuid().as_raw()));
+    if let Some(group) = var("DEPLOYMENT_GROUP_NAME") {
+        return format!("codedeploy (group {})", clean(group));
+    }
+    match var("SSH_CONNECTION").and_then(|c| c.split_whitespace().next().map(str::to_string)) {
+        Some(from) => format!("ssh {user} from {}", clean(from)),
+        None => user,
+    }
+}
+
+/// Append one event (time now, this run's `DEPLOYMENT_ID`, [`by`]) to the history, with the
+/// app's `version` in `release`. A state file that cannot be written is logged, not fatal: the
+/// event is a record, the include is the truth.
 pub fn record_event(
     state_dir: &Path,
     action: Action,
     slot: &str,
-    release: Option<String>,
+    (release, version): (Option<String>, Option<String>),
     started: std::time::Instant,
     outcome: Outcome,
 ) {
@@ -315,6 +349,8 @@ pub fn record_event(
         release,
         outcome,
         duration_ms: started.elapsed().as_millis() as u64,
+        version,
+        by: Some(by()),
     };
     if let Err(e) = update(state_dir, |s| s.record(ev)) {
         log::warn!("could not record {action} in the state file: {e}");
@@ -529,13 +565,21 @@ mod tests {
     #[test]
     fn history_is_bounded() {
         let mut s = State::default();
-        for i in 0..30 {
+        for i in 0..HISTORY + 10 {
             s.record(Event {
                 action: Action::Other(format!("a{i}")),
                 ..Default::default()
             });
         }
         assert_eq!(s.history.len(), HISTORY);
-        assert_eq!(s.history.last().unwrap().action.as_string(), "a29");
+        assert_eq!(
+            s.history[0].action.as_string(),
+            "a10",
+            "the oldest go first"
+        );
+        assert_eq!(
+            s.history.last().unwrap().action.as_string(),
+            format!("a{}", HISTORY + 9)
+        );
     }
 }

@@ -543,10 +543,14 @@ fn sigterm_during_health_leaves_the_new_app_running_and_nginx_untouched() {
         "{}",
         last(&stderr)
     );
-    assert!(
-        took < Duration::from_secs(5),
-        "health ends promptly on SIGTERM: {took:?}"
+    // The signal ended it, not the 30 s deadline (an unhealthy app never passes); how soon
+    // after the signal is measured by `make bench` (sigterm_to_exit), not asserted here.
+    eprintln!(
+        "health exited {:?} after SIGTERM",
+        took - Duration::from_millis(1500)
     );
+    assert!(!stderr.contains("not healthy after"), "{stderr}");
+    assert!(took < Duration::from_secs(30), "{took:?}");
     assert!(
         nonstop::process::same_process(pf.pid, pf.start_time),
         "the app is in its own session: the group's SIGTERM did not reach it"
@@ -1175,6 +1179,32 @@ fn include_that_is_a_symlink_is_not_written_through() {
     assert_serves(&env, "v1");
 }
 
+/// A symlink planted at `workdir/logs/<slot>.log` (the builtin supervisor runs as root here):
+/// `start` refuses it and launches nothing, and the file it names keeps its bytes.
+#[test]
+fn a_symlink_planted_at_the_slot_log_is_not_appended_through() {
+    let env = Env::new(2);
+    env.stage_jar("v1");
+    let victim = env.path("victim.conf");
+    std::fs::write(&victim, "keep me\n").unwrap();
+    std::fs::create_dir_all(env.path("work/logs")).unwrap();
+    for slot in ["blue", "green"] {
+        std::os::unix::fs::symlink(&victim, env.path(&format!("work/logs/{slot}.log"))).unwrap();
+    }
+    let r = env.hook("start", &[]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.last_line()
+            .contains("refusing to write the app's output to")
+            && r.last_line()
+                .contains(&format!("is a symlink to {}", victim.display())),
+        "{}",
+        r.last_line()
+    );
+    assert_eq!(std::fs::read(&victim).unwrap(), b"keep me\n");
+    assert!(env.pid_of("blue").is_none() && env.pid_of("green").is_none());
+}
+
 /// Run a hook binary as `uid` (the appspec's `runas`), the way [`Env::hook`] runs it.
 fn hook_as(env: &Env, uid: u32, bin: &str, args: &[&str]) -> (i32, String) {
     use std::os::unix::process::CommandExt;
@@ -1353,10 +1383,12 @@ fn pruning_keeps_the_releases_state_names_and_rollback_works_after_failed_deploy
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(
         r.stdout.contains(&format!(
-            "rolled back to slot green (port {}, release {})",
+            "rolled back to slot green (port {}, release {}) in ",
             env.port_of("green"),
             v1.release
-        )),
+        )) && r
+            .stdout
+            .contains(": back to version demo-v1; release started again"),
         "{}",
         r.stdout
     );
@@ -1579,4 +1611,265 @@ fn nonstop_logs_shows_the_live_slots_output_and_logs_rotate_at_start() {
     let fresh = std::fs::read_to_string(env.path("work/logs/blue.log")).unwrap();
     assert!(fresh.contains("Started DemoApp"), "{fresh}");
     assert!(!fresh.contains("xxxx"));
+}
+
+// ---- the restore paths of a reload and of an nft transaction ----
+
+/// The reload command in this world's config replaced by `argv0` (the rest of its argv kept).
+fn reload_via(env: &Env, argv0: &str) {
+    env.edit_config(
+        &format!("reload: [{}, -s, reload", nginx_bin().display()),
+        &format!("reload: [{argv0}, -s, reload"),
+    );
+}
+
+/// nginx's worker pids under its master.
+fn nginx_workers(env: &Env) -> Vec<i32> {
+    let master: i32 = std::fs::read_to_string(env.path("nginx/nginx.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let mut w = nonstop::process::children(master);
+    w.sort();
+    w
+}
+
+#[test]
+fn reload_command_that_cannot_start_restores_the_include_exactly() {
+    let env = with_v1_live(Env::new(2));
+    let green = env.pid_of("green").unwrap();
+    v2_ready_on_blue(&env);
+    let (before, mtime, workers) = (env.include(), include_mtime(&env), nginx_workers(&env));
+    reload_via(&env, "/nonexistent/nginx");
+    let s = env.hook("switch", &[]);
+    assert_eq!(s.code, 1, "{}", s.stderr);
+    assert!(
+        s.last_line().contains("/nonexistent/nginx")
+            && s.last_line()
+                .contains("previous files restored, nginx not reloaded"),
+        "{}",
+        s.last_line()
+    );
+    assert_eq!(env.include(), before, "include byte for byte");
+    assert_eq!(include_mtime(&env), mtime, "and its time: nginx loaded it");
+    assert_eq!(nginx_workers(&env), workers, "nginx was not reloaded");
+    assert_green_serves_v1(&env, &green);
+    assert_eq!(env.state()["live"], "green");
+    assert_nothing_half_written(&env);
+}
+
+/// A reload command that runs and reloads nothing (`exit_code` 1: it fails; 0: it says it
+/// did): the old bytes go back, nginx keeps serving v1 with the workers it had, and the switch
+/// fails naming why; `switch --slot green` then repairs the doubt the restore leaves.
+fn reload_that_reloads_nothing(exit_code: i32, why: &str) {
+    let env = with_v1_live(Env::new(2));
+    let green = env.pid_of("green").unwrap();
+    v2_ready_on_blue(&env);
+    let (before, workers) = (env.include(), nginx_workers(&env));
+    let fake = script(
+        &env,
+        "reload-nothing.sh",
+        &format!("echo 'nginx: [error] injected' >&2\nexit {exit_code}"),
+    );
+    reload_via(&env, &fake);
+    let s = env.hook("switch", &[]);
+    assert_eq!(s.code, 1, "{}", s.stderr);
+    assert!(
+        s.last_line().contains("reload not applied")
+            && s.last_line().contains(why)
+            && s.last_line().contains("previous files restored"),
+        "{}",
+        s.last_line()
+    );
+    assert_eq!(env.include(), before, "include byte for byte");
+    assert_eq!(nginx_workers(&env), workers, "nginx was not reloaded");
+    assert_green_serves_v1(&env, &green);
+    assert_eq!(env.state()["live"], "green");
+    assert_nothing_half_written(&env);
+    // With the real reload back, the repair the message names makes green certain again.
+    env.edit_config(
+        &format!("reload: [{fake}, -s, reload"),
+        &format!("reload: [{}, -s, reload", nginx_bin().display()),
+    );
+    let r = env.hook("switch", &["--slot", "green"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(env.include(), before);
+    assert_green_serves_v1(&env, &green);
+}
+
+#[test]
+fn reload_command_that_fails_restores_the_include() {
+    reload_that_reloads_nothing(1, "failed (nginx: [error] injected)");
+}
+
+#[test]
+fn reload_command_that_starts_no_new_workers_restores_the_include() {
+    reload_that_reloads_nothing(0, "no new nginx workers under master pid");
+}
+
+#[test]
+fn nginx_master_exiting_during_the_reload_restores_the_include() {
+    let env = with_v1_live(Env::new(2));
+    v2_ready_on_blue(&env);
+    let before = env.include();
+    let n = env.path("nginx");
+    let n = n.display();
+    // nginx's own `-s quit`: the master exits (gracefully) instead of reloading.
+    let quit = script(
+        &env,
+        "reload-quits.sh",
+        &format!("{} -s quit -p {n} -c {n}/nginx.conf", nginx_bin().display()),
+    );
+    reload_via(&env, &quit);
+    let s = env.hook("switch", &[]);
+    assert_eq!(s.code, 1, "{}", s.stderr);
+    assert!(
+        s.last_line().contains("exited during")
+            && s.last_line()
+                .contains("previous files restored but not reloaded"),
+        "{}",
+        s.last_line()
+    );
+    assert_eq!(env.include(), before, "include byte for byte");
+    assert!(
+        wait_until(Duration::from_secs(10), || !env
+            .path("nginx/nginx.pid")
+            .exists()),
+        "the master exited"
+    );
+    assert_nothing_half_written(&env);
+    // nginx started again reads the restored include: v1, from green.
+    env.start_nginx();
+    assert_serves(&env, "v1");
+}
+
+/// A directory holding an `nft` that runs the real one unless `inject` (a shell condition on
+/// "$*" and the marker file `$0.done`) holds, for the hooks' PATH.
+fn nft_wrapper(env: &Env, inject: &str) -> String {
+    let real = which::which("nft")
+        .or_else(|_| which::which("/usr/sbin/nft"))
+        .expect("nft is installed");
+    let dir = env.path("fakebin");
+    std::fs::create_dir_all(&dir).unwrap();
+    script(
+        env,
+        "fakebin/nft",
+        &format!("{inject}\nexec {} \"$@\"", real.display()),
+    );
+    format!(
+        "{}:{}",
+        dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    )
+}
+
+/// nftables mode with v1 live on blue and v2 healthy on green; returns the table's listing
+/// and the bytes of `traffic.nft` (what the boot unit loads) at that point.
+fn nft_v2_ready(env: &Env) -> (String, Vec<u8>) {
+    env.deploy("v1");
+    assert_serves(env, "v1");
+    env.stage_jar("v2");
+    for b in ["stop", "start", "health"] {
+        let r = env.hook(b, &[]);
+        assert_eq!(r.code, 0, "{b}: {}", r.stderr);
+    }
+    (
+        nft_table(),
+        std::fs::read(env.path("state/traffic.nft")).expect("traffic.nft kept"),
+    )
+}
+
+fn nft_table() -> String {
+    let out = Command::new("nft")
+        .args(["list", "table", "ip", "nonstop_demo"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// After a failed nft switch: the same table, the same file for boot, no `.next` left, v1
+/// served, the state still naming blue.
+fn assert_nft_unchanged(env: &Env, table: &str, file: &[u8]) {
+    assert_eq!(nft_table(), table, "the kernel's table as it was");
+    assert_eq!(
+        std::fs::read(env.path("state/traffic.nft")).unwrap(),
+        file,
+        "traffic.nft byte for byte"
+    );
+    assert!(!env.path("state/traffic.nft.next").exists());
+    assert_serves(env, "v1");
+    assert_eq!(env.state()["live"], "blue");
+}
+
+#[test]
+fn nft_check_failing_changes_nothing() {
+    let env = Env::nftables(2);
+    let (table, file) = nft_v2_ready(&env);
+    let path = nft_wrapper(
+        &env,
+        "case \"$*\" in *-c*) echo 'Error: injected check failure' >&2; exit 1;; esac",
+    );
+    let s = env.hook_env("switch", &[], &[("PATH", &path)]);
+    assert_eq!(s.code, 1, "{}", s.stderr);
+    assert!(
+        s.last_line().contains("injected check failure")
+            && s.last_line().contains("nothing changed"),
+        "{}",
+        s.last_line()
+    );
+    assert_nft_unchanged(&env, &table, &file);
+}
+
+#[test]
+fn nft_apply_failing_changes_nothing() {
+    let env = Env::nftables(2);
+    let (table, file) = nft_v2_ready(&env);
+    let path = nft_wrapper(
+        &env,
+        "case \"$1\" in -f) echo 'Error: injected apply failure' >&2; exit 1;; esac",
+    );
+    let s = env.hook_env("switch", &[], &[("PATH", &path)]);
+    assert_eq!(s.code, 1, "{}", s.stderr);
+    assert!(
+        s.last_line().contains("injected apply failure")
+            && s.last_line().contains("nothing changed"),
+        "{}",
+        s.last_line()
+    );
+    assert_nft_unchanged(&env, &table, &file);
+}
+
+#[test]
+fn nft_table_not_matching_after_the_apply_is_put_back() {
+    let env = Env::nftables(2);
+    let (table, file) = nft_v2_ready(&env);
+    let (blue, green) = (env.port_of("blue"), env.port_of("green"));
+    // The first real apply loads a table whose rule still sends to blue while its comment
+    // names green: the listing after it is not the table meant. Later applies are untouched.
+    let path = nft_wrapper(
+        &env,
+        &format!(
+            "if [ \"$1\" = -f ] && [ ! -e \"$0.done\" ]; then\n  touch \"$0.done\"\n  \
+             sed 's/127.0.0.1:{green}/127.0.0.1:{blue}/' \"$2\" > \"$2.bad\" && set -- -f \"$2.bad\"\nfi"
+        ),
+    );
+    let s = env.hook_env("switch", &[], &[("PATH", &path)]);
+    assert_eq!(s.code, 1, "{}", s.stderr);
+    assert!(
+        s.last_line().contains("is not what was applied")
+            && s.last_line().contains("the previous table is back"),
+        "{}",
+        s.last_line()
+    );
+    assert!(
+        env.path("fakebin/nft.done").exists(),
+        "the fault was injected"
+    );
+    assert_nft_unchanged(&env, &table, &file);
 }

@@ -8,10 +8,10 @@ use std::path::PathBuf;
 #[command(
     name = "nonstop",
     version = nonstop::VERSION,
-    about = "Operate nonstop blue/green deploys: status, logs, rollback, deploy, validate, init, bundle",
+    about = "Operate nonstop blue/green deploys: status, logs, rollback, switch, deploy, validate, init, bundle",
     subcommand_required = true,
     arg_required_else_help = true,
-    after_help = "Examples:\n  nonstop status                            # what runs where, health now, last deployments\n  nonstop status --json | jq '.slots[] | {name, state, release}'\n  nonstop logs -f                           # the live slot's app output, followed\n  nonstop rollback                          # back to the previous slot\n  nonstop deploy --jar build/libs/app.jar   # stop, start, health, switch in one run\n  nonstop validate                          # config, nginx, appspec.yml, hook timeouts, java, jar\n  nonstop init .                            # deploy/, Jenkinsfiles, GitHub workflows\n  nonstop bundle --jar target/app.jar -o app.zip   # the CodeDeploy bundle, checked first\n\nExit codes: 0 done, 1 failed (the last stderr line says why), 2 usage/config, 3 lock held"
+    after_help = "Examples:\n  nonstop status                            # what runs where, health now, last deployments\n  nonstop status --json | jq '.slots[] | {name, state, release}'\n  nonstop logs -f                           # the live slot's app output, followed\n  nonstop rollback                          # back to the previous slot\n  nonstop switch --slot blue                # make blue live (the repair nonstop names)\n  nonstop deploy --jar build/libs/app.jar   # stop, start, health, switch in one run\n  nonstop validate                          # config, nginx, appspec.yml, hook timeouts, java, jar\n  nonstop init .                            # deploy/, Jenkinsfiles, GitHub workflows\n  nonstop bundle --jar target/app.jar -o app.zip   # the CodeDeploy bundle, checked first\n\nExit codes: 0 done, 1 failed (the last stderr line says why), 2 usage/config, 3 lock held"
 )]
 struct Cli {
     #[command(flatten)]
@@ -29,6 +29,21 @@ enum Cmd {
     /// last deployments from the state history. Reads only and takes no lock.
     Status {
         /// Print JSON instead of tables
+        #[arg(long)]
+        json: bool,
+    },
+    /// The recorded deployments, newest first, with the app's version and who ran each
+    ///
+    /// One line per deployment from the state history: its id (the CodeDeploy deployment id,
+    /// or deploy-/rollback-TIME), when it started, how long it took, the slot, the app's
+    /// version (the jar's Implementation-Version, else its file name), the release folder, the
+    /// outcome (ok, or the stage that failed and why) and who ran it (CodeDeploy with its
+    /// deployment group, ssh with the client's address, or a user). Reads only, no lock.
+    History {
+        /// Show only the newest N
+        #[arg(short = 'n', long, value_name = "N")]
+        last: Option<usize>,
+        /// Print JSON instead of a table
         #[arg(long)]
         json: bool,
     },
@@ -55,6 +70,26 @@ enum Cmd {
         #[arg(short, long)]
         follow: bool,
     },
+    /// Make a slot live: the switch hook by hand (probe, one transaction, record)
+    ///
+    /// `nonstop switch --slot NAME` proves NAME's app holds its port, probes it once, and moves
+    /// traffic there in one transaction (nginx: write, test, reload; nftables: the table), even
+    /// when the include or table already names it: the repair nonstop names when it cannot
+    /// tell which slot serves. Without --slot: the idle slot. The same as `bin/switch`.
+    Switch {
+        /// Switch without the health probe or the proof of who answers
+        #[arg(long)]
+        force: bool,
+        /// Balanced mode: keep the old slots in rotation, send about PERCENT of requests to the new one
+        #[arg(long, value_name = "PERCENT", value_parser = clap::value_parser!(u8).range(1..=99), conflicts_with_all = ["promote", "abort"])]
+        canary: Option<u8>,
+        /// Complete a canary: equal weights, the canary slot becomes live
+        #[arg(long, conflicts_with = "abort")]
+        promote: bool,
+        /// Undo a canary: the canary slot leaves rotation
+        #[arg(long)]
+        abort: bool,
+    },
     /// stop, start, health, switch in one run
     ///
     /// The same stage functions the hook binaries run, holding the lock throughout, with one
@@ -70,7 +105,12 @@ enum Cmd {
     /// command with -t turned into -T): it must load the include file and proxy_pass the
     /// variable. appspec.yml must be one the CodeDeploy agent accepts, and each hook's timeout
     /// must cover what its binary may wait (stop.drain, stop.grace, health.deadline) plus a
-    /// margin of 10 % (at least 10 s).
+    /// margin of 10 % (at least 10 s). The config: --config, $NONSTOP_CONFIG,
+    /// deploy/nonstop.yml (what `nonstop init` writes) or nonstop.yml in this folder,
+    /// nonstop.yml above this binary (a bundle), /etc/nonstop/nonstop.yml. On a machine that is
+    /// evidently not the host (no nginx master at nginx.pid_file, no include file, no
+    /// state_dir: the build machine), the host checks (nginx, write access, supervisor, java)
+    /// are skipped with that reason, as `nonstop bundle` skips them.
     Validate {
         /// appspec.yml to check [default: next to the config, as in a bundle]
         #[arg(long, value_name = "PATH")]
@@ -107,6 +147,19 @@ enum Cmd {
         /// front port, never reloaded)
         #[arg(long, value_name = "VIA", default_value = "nginx-reload", value_parser = ["nginx-reload", "nftables"])]
         traffic: String,
+        /// The global --config and --slot, which init has no use for: shadowed here (an arg
+        /// of the subcommand's own with the same id is not propagated), so its help does not
+        /// list them and giving one is a usage error.
+        #[arg(
+            id = "config",
+            long = "config",
+            short = 'c',
+            hide = true,
+            value_name = "PATH"
+        )]
+        no_config: Option<PathBuf>,
+        #[arg(id = "slot", long = "slot", hide = true, value_name = "NAME")]
+        no_slot: Option<String>,
     },
     /// Build the CodeDeploy bundle zip: appspec.yml, nonstop.yml, bin/*, app/JAR
     ///
@@ -115,8 +168,8 @@ enum Cmd {
     /// checks as `nonstop validate`; a failing one refuses the bundle and writes nothing. The
     /// checks that need the host (nginx, write access, supervisor, java) are left to
     /// `bin/nonstop validate` there. The zip is reproducible: same inputs, same bytes.
-    /// --config defaults to deploy/nonstop.yml (what `nonstop init` writes) if it exists, else
-    /// nonstop.yml.
+    /// The config is found as `nonstop validate` finds it (--config, $NONSTOP_CONFIG,
+    /// deploy/nonstop.yml, nonstop.yml, ...).
     Bundle {
         /// The app's jar (the Spring Boot jar, not *-plain.jar or *.jar.original)
         #[arg(long, value_name = "PATH")]
@@ -141,7 +194,10 @@ impl Flags for Cli {
         &self.common
     }
     fn quiet(&self) -> bool {
-        !matches!(self.cmd, Cmd::Rollback | Cmd::Deploy { .. })
+        !matches!(
+            self.cmd,
+            Cmd::Rollback | Cmd::Deploy { .. } | Cmd::Switch { .. }
+        )
     }
 }
 
@@ -151,12 +207,27 @@ fn main() -> std::process::ExitCode {
         let slot = c.common.slot.as_deref();
         match &c.cmd {
             Cmd::Status { json } => operator::status::run(&config()?, slot, *json),
+            Cmd::History { last, json } => operator::history::run(&config()?, *last, *json),
             Cmd::Rollback => operator::rollback::run(&config()?, slot),
             Cmd::Logs {
                 name,
                 lines,
                 follow,
             } => operator::logs::run(&config()?, name.as_deref().or(slot), *lines, *follow),
+            Cmd::Switch {
+                force,
+                canary,
+                promote,
+                abort,
+            } => {
+                let mode = match (canary, promote, abort) {
+                    (Some(p), _, _) => nonstop::stages::SwitchMode::Canary(*p),
+                    (_, true, _) => nonstop::stages::SwitchMode::Promote,
+                    (_, _, true) => nonstop::stages::SwitchMode::Abort,
+                    _ => nonstop::stages::SwitchMode::Full,
+                };
+                nonstop::stages::switch(&config()?, slot, *force, mode)
+            }
             Cmd::Deploy { jar } => operator::deploy::run(&config()?, slot, jar.as_deref()),
             Cmd::Validate { appspec } => {
                 operator::validate::run(c.common.config.as_deref(), appspec.as_deref())
@@ -168,18 +239,31 @@ fn main() -> std::process::ExitCode {
                 include,
                 listen,
                 traffic,
-            } => operator::init::run(&operator::init::Options {
-                dir: dir.clone(),
-                force: *force,
-                name: name.clone(),
-                include: include.clone(),
-                listen: listen.clone(),
-                traffic: if traffic == "nftables" {
-                    nonstop::traffic::Via::Nftables
-                } else {
-                    nonstop::traffic::Via::NginxReload
-                },
-            }),
+                no_config,
+                no_slot,
+            } => {
+                if let Some(flag) = no_config
+                    .as_ref()
+                    .map(|_| "--config")
+                    .or(no_slot.as_ref().map(|_| "--slot"))
+                {
+                    return Err(nonstop::Error::Usage(format!(
+                        "init takes no {flag}: it writes the starting files under DIR (see `nonstop init --help`)"
+                    )));
+                }
+                operator::init::run(&operator::init::Options {
+                    dir: dir.clone(),
+                    force: *force,
+                    name: name.clone(),
+                    include: include.clone(),
+                    listen: listen.clone(),
+                    traffic: if traffic == "nftables" {
+                        nonstop::traffic::Via::Nftables
+                    } else {
+                        nonstop::traffic::Via::NginxReload
+                    },
+                })
+            }
             Cmd::Bundle {
                 jar,
                 appspec,

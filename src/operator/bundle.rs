@@ -9,7 +9,8 @@
 //! appspec.yml     0644   --appspec [default: appspec.yml next to the config]
 //! bin/<binary>    0755   stop, start, health, switch, deploy-second, nonstop: the files beside
 //!                        the running `nonstop` (std::env::current_exe's folder)
-//! nonstop.yml     0644   --config [default: deploy/nonstop.yml if it exists, else nonstop.yml]
+//! nonstop.yml     0644   --config [default: as `nonstop validate` finds it: $NONSTOP_CONFIG,
+//!                        deploy/nonstop.yml, nonstop.yml, …]
 //! ```
 //!
 //! Before anything is written, the bundle is laid out in a temp folder of symlinks and the
@@ -65,7 +66,7 @@ pub struct Entry {
 /// Check, then write the bundle (see the module doc) and print what was checked and written.
 pub fn run(o: &Options) -> Result<()> {
     let t0 = Instant::now();
-    let config_path = o.config.clone().unwrap_or_else(default_config);
+    let config_path = config::locate_in_project(o.config.as_deref())?;
     // A config that does not load is a config error (exit 2), named with its own path.
     config::load(Some(&config_path))?;
     let appspec = o.appspec.clone().unwrap_or_else(|| {
@@ -137,16 +138,6 @@ pub fn run(o: &Options) -> Result<()> {
         crate::log::human(t0.elapsed())
     );
     Ok(())
-}
-
-/// `deploy/nonstop.yml` (what `nonstop init` writes) when it exists, else `nonstop.yml`.
-fn default_config() -> PathBuf {
-    let init = PathBuf::from("deploy/nonstop.yml");
-    if init.is_file() {
-        init
-    } else {
-        PathBuf::from("nonstop.yml")
-    }
 }
 
 /// The folder of the running `nonstop`, where the hook binaries must be.
@@ -232,13 +223,22 @@ fn check(entries: &[Entry]) -> Result<Vec<Check>> {
     let cfg = config::load(Some(&stage.0.join("nonstop.yml")))?;
     let mut checks = validate::bundle_checks(&cfg, &stage.0.join("appspec.yml"));
     // A jar found outside the bundle is not the bundle's: `start` would take the host's.
-    if !cfg.app.jar.starts_with(&stage.0) {
+    // `..` is refused as an absolute path is: `app/../../x/*.jar` starts with the bundle's
+    // folder, component by component, and still names a file outside it.
+    let climbs = cfg
+        .app
+        .jar
+        .components()
+        .any(|c| c == std::path::Component::ParentDir);
+    if climbs || !cfg.app.jar.starts_with(&stage.0) {
         if let Some(c) = checks.iter_mut().find(|c| c.name == "jar") {
             c.verdict = Verdict::Fail;
-            c.detail = format!(
-                "app.jar {} is outside the bundle: start would look for the jar on the host, \
+            c.detail =
+                format!(
+                "app.jar {} is outside the bundle{}: start would look for the jar on the host, \
                  never at this bundle's app/ (write `app.jar: app/*.jar`)",
-                cfg.app.jar.display()
+                cfg.app.jar.display(),
+                if climbs { " (it climbs out with ..)" } else { "" }
             );
         }
     }
@@ -254,7 +254,14 @@ pub fn write_zip(output: &Path, entries: &[Entry]) -> Result<()> {
     use zip::write::SimpleFileOptions;
     use zip::{CompressionMethod, DateTime, ZipWriter};
     crate::fsx::write_atomic_with(output, 0o644, |f| {
-        let mut z = ZipWriter::new(std::io::BufWriter::with_capacity(1 << 16, f));
+        let failed = std::rc::Rc::new(std::cell::Cell::new(None));
+        let out = Quiet {
+            inner: f,
+            failed: failed.clone(),
+            pos: 0,
+            end: 0,
+        };
+        let mut z = ZipWriter::new(std::io::BufWriter::with_capacity(1 << 16, out));
         for e in entries {
             let opts = SimpleFileOptions::default()
                 .last_modified_time(DateTime::default())
@@ -278,9 +285,80 @@ pub fn write_zip(output: &Path, entries: &[Entry]) -> Result<()> {
         z.finish()?
             .into_inner()
             .map_err(std::io::IntoInnerError::into_error)?;
-        Ok(())
+        match failed.take() {
+            Some(kind) => Err(std::io::Error::from(kind)),
+            None => Ok(()),
+        }
     })
     .context(format!("cannot write {}", output.display()))
+}
+
+/// The zip's file, which goes quiet after its first error (a full disk): every later write and
+/// seek is dropped and reported done, at positions that go on as if it had been written (so the
+/// zip writer's offsets stay consistent). The error itself has already gone up to the caller;
+/// what this silences is `ZipWriter`'s `Drop`, which finalizes an unfinished archive and prints
+/// its own failure on stderr without a newline, in front of nonstop's last line.
+struct Quiet<W> {
+    inner: W,
+    /// The first error's kind, once there was one.
+    failed: std::rc::Rc<std::cell::Cell<Option<std::io::ErrorKind>>>,
+    /// The position and the end, as the zip writer sees them.
+    pos: u64,
+    end: u64,
+}
+
+impl<W> Quiet<W> {
+    fn note<T>(&self, r: std::io::Result<T>) -> std::io::Result<T> {
+        if let Err(e) = &r {
+            self.failed.set(Some(e.kind()));
+        }
+        r
+    }
+    fn quiet(&self) -> bool {
+        self.failed.get().is_some()
+    }
+    fn moved(&mut self, pos: u64) -> u64 {
+        self.pos = pos;
+        self.end = self.end.max(pos);
+        pos
+    }
+}
+
+impl<W: std::io::Write> std::io::Write for Quiet<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = if self.quiet() {
+            buf.len()
+        } else {
+            let r = self.inner.write(buf);
+            self.note(r)?
+        };
+        self.moved(self.pos + n as u64);
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        if self.quiet() {
+            return Ok(());
+        }
+        let r = self.inner.flush();
+        self.note(r)
+    }
+}
+
+impl<W: std::io::Seek> std::io::Seek for Quiet<W> {
+    fn seek(&mut self, to: std::io::SeekFrom) -> std::io::Result<u64> {
+        use std::io::SeekFrom;
+        if !self.quiet() {
+            let r = self.inner.seek(to);
+            let pos = self.note(r)?;
+            return Ok(self.moved(pos));
+        }
+        let base = match to {
+            SeekFrom::Start(n) => return Ok(self.moved(n)),
+            SeekFrom::Current(d) => self.pos.checked_add_signed(d),
+            SeekFrom::End(d) => self.end.checked_add_signed(d),
+        };
+        Ok(self.moved(base.unwrap_or(0)))
+    }
 }
 
 #[cfg(test)]

@@ -28,14 +28,20 @@ pub fn run(cfg: &Config, slot: Option<&str>, jar: Option<&Path>) -> Result<()> {
     let roles = slots::roles(cfg, &state::load(&cfg.state_dir))?;
     let target = roles.target(cfg, slot)?;
     crate::outln!(
-        "deploy {id}: {} to slot {} (port {}); live now: {}",
+        "deploy {id}: {} ({}) to slot {} (port {}); live now: {}",
+        crate::releases::jar_version(&jar),
         jar.display(),
         target.name,
         target.port,
-        roles.live.map_or("none".to_string(), |l| format!(
-            "{} (port {})",
-            l.name, l.port
-        ))
+        match roles.live {
+            None => "none".to_string(),
+            Some(l) if crate::supervisor::running_app(cfg, l).is_none() => format!(
+                "none ({} names slot {}, which runs no app)",
+                crate::traffic::of(cfg).truth(cfg),
+                l.name
+            ),
+            Some(l) => format!("{} (port {})", l.name, l.port),
+        }
     );
     let name = Some(target.name.as_str());
     let mut st = Stages::default();
@@ -64,14 +70,23 @@ pub fn run(cfg: &Config, slot: Option<&str>, jar: Option<&Path>) -> Result<()> {
     r?;
     let old = roles.live.filter(|l| l.name != target.name);
     crate::outln!(
-        "deployed release {} to slot {} (port {}) in {}{}",
+        "deployed release {} ({}) to slot {} (port {}) in {}{}",
         release.as_deref().unwrap_or("?"),
+        release.as_deref().map_or_else(
+            || "version unknown".to_string(),
+            |r| crate::releases::version_words(cfg, r)
+        ),
         target.name,
         target.port,
         human(t0.elapsed()),
+        // Only a slot whose own app still runs is an instant rollback target.
         match old {
-            Some(o) if !cfg.balanced() =>
+            Some(o) if !cfg.balanced() && crate::supervisor::running_app(cfg, o).is_some() =>
                 format!("; {} keeps running as the rollback target", o.name),
+            Some(o) if !cfg.balanced() => format!(
+                "; {} runs no app, so there is no instant rollback target",
+                o.name
+            ),
             _ => String::new(),
         }
     );

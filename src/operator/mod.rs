@@ -1,4 +1,4 @@
-//! The operator's command, `nonstop`: `status`, `rollback`, `deploy`, `validate`, `init`,
+//! The operator's command, `nonstop`: `status`, `history`, `rollback`, `deploy`, `validate`, `init`,
 //! `bundle` (the CodeDeploy zip, built by `nonstop` itself), and the generated shell completions and man page. One file per subcommand; this file holds what
 //! they share (the per-stage summary lines, the deployment id, the history record, UTC parsing).
 //!
@@ -8,6 +8,7 @@
 
 pub mod bundle;
 pub mod deploy;
+pub mod history;
 pub mod init;
 pub mod logs;
 pub mod nginx_conf;
@@ -98,7 +99,17 @@ pub fn record_run(
         },
         _ => Outcome::of(r),
     };
-    state::record_event(&cfg.state_dir, action, slot, release, t0, outcome);
+    let version = release
+        .as_deref()
+        .and_then(|r| crate::releases::release_version(cfg, r));
+    state::record_event(
+        &cfg.state_dir,
+        action,
+        slot,
+        (release, version),
+        t0,
+        outcome,
+    );
 }
 
 /// Parse `2026-11-22T06:40:01.123Z` (what [`crate::log::utc_millis`] writes; the fraction

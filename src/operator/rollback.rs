@@ -22,24 +22,41 @@ use crate::state::Action;
 use crate::{health, releases, slots, state};
 use std::time::Instant;
 
-/// Roll back to the previous slot (or `slot`).
-pub fn run(cfg: &Config, slot: Option<&str>) -> Result<()> {
-    let t0 = Instant::now();
-    let id = super::deployment_id("rollback");
-    let _lock = super::lock_run(cfg, "nonstop rollback")?;
-    let st = state::load(&cfg.state_dir);
-    let roles = slots::roles(cfg, &st)?;
+/// What `nonstop rollback` would do now. Decided only by [`plan`]: `status` shows it and
+/// `rollback` does it, so the two never disagree.
+#[derive(Debug, Clone)]
+pub struct Plan<'a> {
+    /// The live slot, rolled back from.
+    pub from: &'a Slot,
+    /// The slot rolled back to.
+    pub to: &'a Slot,
+    /// The release `to` served at its last successful switch.
+    pub release: String,
+    /// `None`: a switch only (`to` runs `release` healthy); else why `release` has to be
+    /// started on `to` again (words that follow "slot NAME").
+    pub restart: Option<String>,
+}
+
+/// What a rollback to the previous slot (or `slot`) would do now, or why there is none.
+pub fn plan<'a>(
+    cfg: &'a Config,
+    st: &state::State,
+    roles: &slots::Roles<'a>,
+    slot: Option<&str>,
+) -> Result<Plan<'a>> {
     let live = roles.live.ok_or_else(|| {
         failed(format!(
             "no slot is live ({} names none): nothing to roll back from",
-            cfg.nginx.include.display()
+            crate::traffic::of(cfg).truth(cfg)
         ))
     })?;
     let target = match slot {
         Some(name) => cfg.slot(name)?,
         None => {
             let prev = st.previous.as_deref().ok_or_else(|| {
-                failed("the state records no previous slot: give --slot NAME to roll back to")
+                failed(
+                    "the state records no previous slot: name one, `nonstop rollback --slot NAME`",
+                )
             })?;
             cfg.slot(prev)?
         }
@@ -50,12 +67,34 @@ pub fn run(cfg: &Config, slot: Option<&str>) -> Result<()> {
             target.name
         )));
     }
-    let want = st.served_release(&target.name).ok_or_else(|| {
+    let release = st.served_release(&target.name).ok_or_else(|| {
         failed(format!(
-            "no release of slot {} was ever switched live in the recorded history: nothing to roll back to (give --slot NAME, or deploy)",
+            "no release of slot {} was ever switched live in the recorded history: nothing to roll back to (`nonstop rollback --slot NAME` for another slot, or `nonstop deploy`)",
             target.name
         ))
     })?;
+    let restart = ready(cfg, target, &release);
+    Ok(Plan {
+        from: live,
+        to: target,
+        release,
+        restart,
+    })
+}
+
+/// Roll back to the previous slot (or `slot`).
+pub fn run(cfg: &Config, slot: Option<&str>) -> Result<()> {
+    let t0 = Instant::now();
+    let id = super::deployment_id("rollback");
+    let _lock = super::lock_run(cfg, "nonstop rollback")?;
+    let st = state::load(&cfg.state_dir);
+    let roles = slots::roles(cfg, &st)?;
+    let Plan {
+        from: live,
+        to: target,
+        release: want,
+        restart: why_not,
+    } = plan(cfg, &st, &roles, slot)?;
     let pid_file = stages::pid_path(cfg, live);
     let live_release = match crate::supervisor::owner(cfg, live) {
         Some(Owner::Ours(pf)) => pf.release,
@@ -65,13 +104,12 @@ pub fn run(cfg: &Config, slot: Option<&str>) -> Result<()> {
         },
     };
     crate::outln!(
-        "rollback {id}: from slot {} (port {}, release {live_release}) to slot {} (port {}, release {want})",
-        live.name, live.port, target.name, target.port
+        "rollback {id}: from slot {} (port {}, release {live_release}) to slot {} (port {}, release {want}): back to {}",
+        live.name, live.port, target.name, target.port, releases::version_words(cfg, &want)
     );
 
     let name = Some(target.name.as_str());
     let mut st_run = Stages::default();
-    let why_not = ready(cfg, target, &want);
     let r = match &why_not {
         None => st_run.run(Action::Switch, || {
             stages::switch(cfg, name, false, SwitchMode::Full)
@@ -117,9 +155,10 @@ pub fn run(cfg: &Config, slot: Option<&str>) -> Result<()> {
         Some(_) => "release started again",
     };
     crate::outln!(
-        "rolled back to slot {} (port {}, release {want}) in {took}: {how}; {}",
+        "rolled back to slot {} (port {}, release {want}) in {took}: back to {}; {how}; {}",
         target.name,
         target.port,
+        releases::version_words(cfg, &want),
         left_behind(cfg, live)
     );
     Ok(())

@@ -35,11 +35,25 @@ pub struct Status {
     pub live: Option<String>,
     /// The rollback target recorded by the last switch.
     pub previous: Option<String>,
+    /// What `nonstop rollback` would do now (the very decision it makes).
+    pub rollback: RollbackNow,
     /// True when an upstream file balances requests over the slots.
     pub balanced: bool,
     pub slots: Vec<SlotStatus>,
     /// Newest first.
     pub deployments: Vec<Deployment>,
+}
+
+/// What `nonstop rollback` would do now, from [`super::rollback::plan`].
+#[derive(Debug, Clone, Serialize)]
+pub struct RollbackNow {
+    /// `switch` (the slot runs its release healthy), `restart` (its release is started on it
+    /// again, then a switch), or `none` (rollback refuses: `why`).
+    pub action: &'static str,
+    pub slot: Option<String>,
+    pub release: Option<String>,
+    /// Why a restart is needed, or why there is no rollback.
+    pub why: Option<String>,
 }
 
 /// The traffic seam in use.
@@ -59,8 +73,10 @@ pub struct Include {
     /// `None` when the file does not exist or names no port.
     pub port: Option<u16>,
     /// Why nonstop cannot be sure nginx serves what the include names (every changing
-    /// command refuses until `switch --slot NAME` repairs it); `None` when it can.
+    /// command refuses until `nonstop switch --slot NAME` repairs it); `None` when it can.
     pub doubt: Option<String>,
+    /// The repair of the doubt, as a command that works as printed.
+    pub repair: Option<String>,
 }
 
 /// One slot.
@@ -69,7 +85,9 @@ pub struct SlotStatus {
     pub name: String,
     pub port: u16,
     pub profile: String,
-    /// `live` (the include names it), `standby` (running, not live) or `stopped`.
+    /// `live` (the include names it), `standby` (running and healthy, not live), `unhealthy`
+    /// (running, not live, failing its health probe: booting, hung or crash-looping) or
+    /// `stopped`.
     pub state: SlotState,
     /// Balanced mode: `in` or `out` of the upstream's rotation (`in` with `weight`); `None`
     /// without an upstream file.
@@ -84,6 +102,9 @@ pub struct SlotStatus {
     pub started_at: Option<String>,
     pub uptime_s: Option<u64>,
     pub release: Option<String>,
+    /// The app's version in that release (the jar's `Implementation-Version`, else its file
+    /// name).
+    pub version: Option<String>,
     pub jar: Option<PathBuf>,
     pub sha256: Option<String>,
     /// One probe now; `None` when nothing listens on the port.
@@ -99,14 +120,16 @@ pub struct SlotStatus {
     pub supervision: crate::supervisor::Supervision,
 }
 
-/// A slot's state; in JSON the lower-case names `live`, `standby`, `stopped`.
+/// A slot's state; in JSON the lower-case names `live`, `standby`, `unhealthy`, `stopped`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SlotState {
     /// The include names it.
     Live,
-    /// Something holds its port, and it is not live.
+    /// Its app runs and answers its health probe, and it is not live: ready to switch to.
     Standby,
+    /// Its app runs (or its port is held) but fails its health probe, and it is not live.
+    Unhealthy,
     /// Nothing holds its port, and it is not live.
     Stopped,
 }
@@ -116,6 +139,7 @@ impl std::fmt::Display for SlotState {
         f.write_str(match self {
             SlotState::Live => "live",
             SlotState::Standby => "standby",
+            SlotState::Unhealthy => "unhealthy",
             SlotState::Stopped => "stopped",
         })
     }
@@ -141,6 +165,10 @@ pub struct Deployment {
     /// The slot it deployed to (the switch's, else the last step's).
     pub slot: String,
     pub release: Option<String>,
+    /// The app's version in `release`, as recorded when it ran.
+    pub version: Option<String>,
+    /// Who ran it, from where: `codedeploy (group G)`, `ssh USER from ADDRESS`, or a user.
+    pub by: Option<String>,
     /// `ok`, `failed at STAGE: why`, `incomplete (last step: STAGE)`, or `by hand: STEPS`
     /// for steps run without a deployment id.
     pub outcome: String,
@@ -175,11 +203,35 @@ pub fn collect(cfg: &Config) -> Result<Status> {
     } else {
         None
     };
-    let slots = cfg
+    let slots: Vec<SlotStatus> = cfg
         .slots
         .iter()
         .map(|s| slot_status(cfg, s, roles.is_live(s), &st, rot.as_ref()))
         .collect();
+    let running: Vec<&str> = slots
+        .iter()
+        .filter(|x| x.owner.is_some())
+        .map(|x| x.name.as_str())
+        .collect();
+    let repair = roles.doubt.as_ref().map(|d| roles.repair(cfg, d, &running));
+    let rollback = match super::rollback::plan(cfg, &st, &roles, None) {
+        Ok(p) => RollbackNow {
+            action: if p.restart.is_some() {
+                "restart"
+            } else {
+                "switch"
+            },
+            slot: Some(p.to.name.clone()),
+            release: Some(p.release),
+            why: p.restart.map(|w| format!("slot {} {w}", p.to.name)),
+        },
+        Err(e) => RollbackNow {
+            action: "none",
+            slot: None,
+            release: None,
+            why: Some(e.to_string()),
+        },
+    };
     Ok(Status {
         app: cfg.app.name.clone(),
         config: cfg.path.clone(),
@@ -187,6 +239,7 @@ pub fn collect(cfg: &Config) -> Result<Status> {
             path: cfg.nginx.include.clone(),
             port: roles.include_port,
             doubt: roles.doubt.as_ref().map(|d| d.describe(cfg)),
+            repair,
         },
         traffic: TrafficNow {
             via: cfg.traffic.via,
@@ -195,6 +248,7 @@ pub fn collect(cfg: &Config) -> Result<Status> {
         },
         live: roles.live.map(|l| l.name.clone()),
         previous: st.previous.clone(),
+        rollback,
         balanced: cfg.balanced(),
         slots,
         deployments: deployments(&st.history),
@@ -238,8 +292,10 @@ fn slot_status(
         profile: s.profile.clone(),
         state: if live {
             SlotState::Live
-        } else if owner.is_some() {
+        } else if health.as_ref().is_some_and(|h| h.ok) {
             SlotState::Standby
+        } else if owner.is_some() {
+            SlotState::Unhealthy
         } else {
             SlotState::Stopped
         },
@@ -263,6 +319,7 @@ fn slot_status(
                 .as_secs()
         }),
         release: pf.as_ref().map(|p| p.release.clone()),
+        version: pf.as_ref().map(|p| crate::releases::jar_version(&p.jar)),
         sha256: pf.as_ref().and_then(|p| sha256_file(&p.jar).ok()),
         jar: pf.map(|p| p.jar),
         health,
@@ -288,6 +345,34 @@ pub fn sha256_file(path: &Path) -> std::io::Result<String> {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect::<String>())
+}
+
+/// The deployments as a table, newest first; `by` adds the column of who ran each.
+pub fn deployments_table(ds: &[Deployment], by: bool) -> String {
+    let dash = || "-".to_string();
+    let mut head = vec![
+        "ID", "STARTED", "DURATION", "SLOT", "VERSION", "RELEASE", "OUTCOME",
+    ];
+    if by {
+        head.push("BY");
+    }
+    let mut rows = vec![head.into_iter().map(String::from).collect::<Vec<_>>()];
+    for d in ds {
+        let mut row = vec![
+            d.id.clone().unwrap_or_else(dash),
+            d.time.clone(),
+            human(Duration::from_millis(d.duration_ms)),
+            d.slot.clone(),
+            d.version.clone().unwrap_or_else(dash),
+            d.release.clone().unwrap_or_else(dash),
+            d.outcome.replace(['\n', '\r'], " "),
+        ];
+        if by {
+            row.push(d.by.clone().unwrap_or_else(dash));
+        }
+        rows.push(row);
+    }
+    table(&rows)
 }
 
 /// Steps that make a slot live and so complete a deployment.
@@ -367,6 +452,11 @@ fn summarize(g: &[&Event]) -> Deployment {
             .or(switch)
             .and_then(|e| e.release.clone())
             .or_else(|| g.iter().rev().find_map(|e| e.release.clone())),
+        version: summary
+            .or(switch)
+            .and_then(|e| e.version.clone())
+            .or_else(|| g.iter().rev().find_map(|e| e.version.clone())),
+        by: first.by.clone(),
         outcome,
         steps: g.iter().map(|e| e.action.to_string()).collect(),
     }
@@ -409,23 +499,31 @@ pub fn render(s: &Status) -> String {
     );
     if let Some(d) = &s.include.doubt {
         out += &format!(
-            "DOUBT    cannot tell which slot nginx serves: {d}; deploys refuse until `switch --slot NAME` repairs it\n"
+            "DOUBT    cannot tell which slot nginx serves: {d}; deploys refuse until you {}\n",
+            s.include
+                .repair
+                .as_deref()
+                .unwrap_or("run `nonstop switch --slot NAME`")
         );
     }
-    if let Some(p) = &s.previous {
-        let running = s
-            .slots
-            .iter()
-            .any(|x| &x.name == p && x.owner.as_deref() == Some("nonstop"));
-        out += &if running {
-            format!("rollback {p} (`nonstop rollback` switches back to it)\n")
-        } else {
-            format!("rollback {p} (not running: `nonstop rollback` starts its release again)\n")
-        };
-    }
+    let r = &s.rollback;
+    out += &match (r.action, &r.slot, &r.release) {
+        ("switch", Some(slot), Some(rel)) => {
+            format!("rollback {slot} (`nonstop rollback` switches back to it: release {rel})\n")
+        }
+        ("restart", Some(slot), Some(rel)) => format!(
+            "rollback {slot} (`nonstop rollback` starts its release {rel} on it again: {})\n",
+            r.why.as_deref().unwrap_or("it is not ready")
+        ),
+        _ => format!(
+            "rollback none ({})\n",
+            r.why.as_deref().unwrap_or("nothing to roll back to")
+        ),
+    };
     out.push('\n');
     let mut rows = vec![[
-        "SLOT", "PORT", "PROFILE", "STATE", "ROTATION", "PID", "UPTIME", "RELEASE", "HEALTH",
+        "SLOT", "PORT", "PROFILE", "STATE", "ROTATION", "PID", "UPTIME", "VERSION", "RELEASE",
+        "HEALTH",
     ]
     .map(String::from)
     .to_vec()];
@@ -450,6 +548,7 @@ pub fn render(s: &Status) -> String {
             }),
             x.uptime_s
                 .map_or_else(dash, |u| uptime(Duration::from_secs(u))),
+            x.version.clone().unwrap_or_else(dash),
             x.release.clone().unwrap_or_else(dash),
             match (&x.health, &x.exit) {
                 (None, Some(e)) if x.state == SlotState::Live => {
@@ -511,20 +610,8 @@ pub fn render(s: &Status) -> String {
     if s.deployments.is_empty() {
         out += "none recorded\n";
     } else {
-        let mut rows = vec![["ID", "STARTED", "DURATION", "SLOT", "RELEASE", "OUTCOME"]
-            .map(String::from)
-            .to_vec()];
-        for d in s.deployments.iter().take(5) {
-            rows.push(vec![
-                d.id.clone().unwrap_or_else(|| "-".into()),
-                d.time.clone(),
-                human(Duration::from_millis(d.duration_ms)),
-                d.slot.clone(),
-                d.release.clone().unwrap_or_else(|| "-".into()),
-                d.outcome.replace(['\n', '\r'], " "),
-            ]);
-        }
-        out += &table(&rows);
+        let recent: Vec<Deployment> = s.deployments.iter().take(5).cloned().collect();
+        out += &deployments_table(&recent, false);
     }
     out
 }
@@ -542,6 +629,7 @@ mod tests {
             release: (action != "stop").then(|| format!("{id}-rel")),
             outcome: state::Outcome::parse(outcome),
             duration_ms: ms,
+            ..Default::default()
         }
     }
 

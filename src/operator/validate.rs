@@ -12,7 +12,9 @@
 //! in a working order; each hook's timeout covers what its binary may wait (stop.drain,
 //! stop.grace, health.deadline, ...) plus a margin; the user the hooks run as (`runas`, else
 //! this one) can write the nginx files nonstop owns and create files in state_dir and workdir;
-//! java and the jar are found.
+//! java and the jar are found. The config is found as `nonstop bundle` finds it
+//! ([`config::locate_in_project`]); on a machine that is evidently not the host (the build
+//! machine) the host's checks are skipped with the reason.
 
 use super::nginx_conf::{self, Listen, Server};
 use crate::config::{self, Config, Slot};
@@ -88,7 +90,7 @@ pub fn run(config_flag: Option<&Path>, appspec: Option<&Path>) -> Result<()> {
         crate::cli::out(&c);
         all.push(c);
     };
-    match config::load(config_flag) {
+    match config::locate_in_project(config_flag).and_then(|p| config::load(Some(&p))) {
         Err(e) => {
             emit(check(Verdict::Fail, "config", e.to_string()));
             for name in [
@@ -105,8 +107,21 @@ pub fn run(config_flag: Option<&Path>, appspec: Option<&Path>) -> Result<()> {
         }
         Ok(cfg) => {
             emit(check(Verdict::Ok, "config", describe(&cfg)));
-            for c in nginx_checks(&cfg) {
-                emit(c);
+            let elsewhere = not_the_host(&cfg);
+            match &elsewhere {
+                None => {
+                    for c in nginx_checks(&cfg) {
+                        emit(c);
+                    }
+                }
+                Some(why) => emit(check(
+                    Verdict::Skip,
+                    "host checks",
+                    format!(
+                        "{} need the target host, and this is not it: {why}; run nonstop validate there",
+                        HOST_CHECKS.join(", ")
+                    ),
+                )),
             }
             let beside = cfg
                 .path
@@ -114,7 +129,7 @@ pub fn run(config_flag: Option<&Path>, appspec: Option<&Path>) -> Result<()> {
                 .unwrap_or(Path::new("/"))
                 .join("appspec.yml");
             let (checks, hooks) = match appspec {
-                Some(spec) => appspec_checks(&cfg, spec),
+                Some(spec) => appspec_checks(&cfg, spec, elsewhere.is_some()),
                 // A host deployed over ssh has its config in /etc/nonstop and no appspec.yml
                 // at all: nothing for the agent to run, so nothing to check.
                 None if !beside.exists() => (
@@ -131,17 +146,30 @@ pub fn run(config_flag: Option<&Path>, appspec: Option<&Path>) -> Result<()> {
                     ],
                     None,
                 ),
-                None => appspec_checks(&cfg, &beside),
+                None => appspec_checks(&cfg, &beside, elsewhere.is_some()),
             };
             for c in checks {
                 emit(c);
             }
-            emit(write_check(&cfg, hooks.as_deref()));
-            emit(supervisor_check(&cfg));
-            emit(java_check(&cfg));
-            let (jar, kind) = jar_check(&cfg);
+            if elsewhere.is_none() {
+                emit(write_check(&cfg, hooks.as_deref()));
+                emit(supervisor_check(&cfg));
+                emit(java_check(&cfg));
+            }
+            let (jar, read) = match crate::releases::resolve_jar(&cfg) {
+                // In a project, app.jar names the jar's place in the bundle, not target/.
+                Err(e) if elsewhere.is_some() => (
+                    check(
+                        Verdict::Skip,
+                        "jar",
+                        format!("{e}: app.jar is looked up in the bundle on the host; `nonstop bundle --jar PATH` checks the jar it packs"),
+                    ),
+                    None,
+                ),
+                _ => jar_check(&cfg),
+            };
             emit(jar);
-            emit(health_path_check(&cfg, kind.as_ref()));
+            emit(health_path_check(&cfg, read.as_ref()));
         }
     }
     let failed_names: Vec<&str> = all
@@ -167,6 +195,31 @@ pub fn run(config_flag: Option<&Path>, appspec: Option<&Path>) -> Result<()> {
             failed_names.join(", ")
         )))
     }
+}
+
+/// Why this machine is evidently not the host `cfg` deploys to (the build machine where
+/// `nonstop init` and `nonstop bundle` run), or `None`: nothing of the host is here, neither a
+/// running nginx master at `nginx.pid_file`, nor the include file (nginx-reload mode), nor
+/// `state_dir`. A host whose nginx is down still has its include and is checked (and fails).
+fn not_the_host(cfg: &Config) -> Option<String> {
+    if nginx::master_pid(cfg).is_ok() {
+        return None;
+    }
+    let mut absent = vec![format!(
+        "no nginx master at {}",
+        cfg.nginx.pid_file.display()
+    )];
+    let mut paths = vec![&cfg.state_dir];
+    if cfg.traffic.via == crate::traffic::Via::NginxReload {
+        paths.insert(0, &cfg.nginx.include);
+    }
+    for p in paths {
+        if std::fs::symlink_metadata(p).is_ok() {
+            return None;
+        }
+        absent.push(format!("no {}", p.display()));
+    }
+    Some(absent.join(", "))
 }
 
 fn describe(cfg: &Config) -> String {
@@ -293,7 +346,11 @@ fn nginx_checks(cfg: &Config) -> Vec<Check> {
     out.push(check(
         Verdict::Ok,
         "nginx -T",
-        format!("`{shown}` passed: {} files loaded", files.len()),
+        format!(
+            "`{shown}` passed: {} file{} loaded",
+            files.len(),
+            if files.len() == 1 { "" } else { "s" }
+        ),
     ));
     if cfg.traffic.via == crate::traffic::Via::Nftables {
         out.extend(nftables_checks(cfg, &files));
@@ -889,7 +946,9 @@ pub struct Hook {
     pub runas: Option<String>,
 }
 
-fn appspec_checks(cfg: &Config, path: &Path) -> (Vec<Check>, Option<Vec<Hook>>) {
+/// `project`: the appspec is a project's (validate off the host), beside which `nonstop
+/// bundle` will put the binaries in bin/: their absence there is not a problem yet.
+fn appspec_checks(cfg: &Config, path: &Path, project: bool) -> (Vec<Check>, Option<Vec<Hook>>) {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) => {
@@ -928,7 +987,7 @@ fn appspec_checks(cfg: &Config, path: &Path) -> (Vec<Check>, Option<Vec<Hook>>) 
         return (out, None);
     };
     let bundle = path.parent().unwrap_or(Path::new("/"));
-    out.extend(hook_checks(cfg, bundle, &hooks));
+    out.extend(hook_checks(cfg, bundle, &hooks, project));
     (out, Some(hooks))
 }
 
@@ -1089,7 +1148,7 @@ fn binary_of(h: &Hook) -> String {
         .unwrap_or_default()
 }
 
-fn hook_checks(cfg: &Config, bundle: &Path, hooks: &[Hook]) -> Vec<Check> {
+fn hook_checks(cfg: &Config, bundle: &Path, hooks: &[Hook], project: bool) -> Vec<Check> {
     let mut out = vec![];
     // Order and presence.
     let mut problems = vec![];
@@ -1140,7 +1199,12 @@ fn hook_checks(cfg: &Config, bundle: &Path, hooks: &[Hook]) -> Vec<Check> {
             ));
         }
         let file = bundle.join(h.location.trim_start_matches('/'));
-        if !file.is_file() {
+        let bundled = project
+            && h.location
+                .trim_start_matches('/')
+                .strip_prefix("bin/")
+                .is_some_and(|b| super::bundle::BINARIES.contains(&b));
+        if !file.is_file() && !bundled {
             problems.push(format!(
                 "{} is not in the bundle ({})",
                 h.location,
@@ -1217,10 +1281,10 @@ fn hook_checks(cfg: &Config, bundle: &Path, hooks: &[Hook]) -> Vec<Check> {
 /// binary may wait) and the jar `app.jar` finds in the bundle.
 pub fn bundle_checks(cfg: &Config, appspec: &Path) -> Vec<Check> {
     let mut out = vec![check(Verdict::Ok, "config", describe(cfg))];
-    out.extend(appspec_checks(cfg, appspec).0);
-    let (jar, kind) = jar_check(cfg);
+    out.extend(appspec_checks(cfg, appspec, false).0);
+    let (jar, read) = jar_check(cfg);
     out.push(jar);
-    out.push(health_path_check(cfg, kind.as_ref()));
+    out.push(health_path_check(cfg, read.as_ref()));
     out
 }
 
@@ -1603,8 +1667,8 @@ fn java_check(cfg: &Config) -> Check {
 /// The jar `start` would launch: a zip whose manifest lets `java -jar` run it, and a complete
 /// Spring Boot jar when it claims to be one (its launcher, `Spring-Boot-*` attributes or
 /// `BOOT-INF/`): `Start-Class` and `Spring-Boot-Version` in the manifest, the Start-Class in
-/// `BOOT-INF/classes/`. Also returns what kind of jar it is, for the health path check.
-fn jar_check(cfg: &Config) -> (Check, Option<jar::Kind>) {
+/// `BOOT-INF/classes/`. Also returns the jar as read, for the health path check.
+fn jar_check(cfg: &Config) -> (Check, Option<jar::Jar>) {
     const NAME: &str = "jar";
     let jar_path: PathBuf = match crate::releases::resolve_jar(cfg) {
         Ok(j) => j,
@@ -1658,7 +1722,7 @@ fn jar_check(cfg: &Config) -> (Check, Option<jar::Kind>) {
             format!("{what}: {why}, so `java -jar` cannot run it{plain_hint}"),
         ),
     };
-    (c, Some(kind))
+    (c, Some(jar))
 }
 
 /// Whether `path` (without its query) ends in a readiness segment: `/actuator/health/readiness`,
@@ -1676,24 +1740,58 @@ pub fn is_readiness_path(path: &str) -> bool {
 
 /// `health.path` should gate on readiness: Spring Boot's readiness group goes OUT_OF_SERVICE
 /// (503) the moment a graceful shutdown starts, where `/actuator/health` stays UP. A warning,
-/// not a failure: an app without probes has only `/actuator/health`.
-fn health_path_check(cfg: &Config, kind: Option<&jar::Kind>) -> Check {
+/// not a failure: an app without probes has only `/actuator/health`. For a Spring Boot jar the
+/// line says what is true for its version ([`jar::probes`]): Spring Boot 4 serves the readiness
+/// group by default, 2.3–3.x only with `management.endpoint.health.probes.enabled=true` (or on
+/// Kubernetes), and a readiness path the app does not serve is a warning (every probe would
+/// answer 404).
+fn health_path_check(cfg: &Config, jar: Option<&jar::Jar>) -> Check {
     const NAME: &str = "health path";
     let path = cfg.health.path.as_str();
+    let profiles: Vec<&str> = cfg.slots.iter().map(|s| s.profile.as_str()).collect();
+    let probes = jar.and_then(|j| {
+        jar::probes(
+            j,
+            &cfg.app.java_opts,
+            &cfg.app.args,
+            &cfg.app.env,
+            &profiles,
+        )
+    });
     if is_readiness_path(path) {
-        return check(
-            Verdict::Ok,
-            NAME,
-            format!("{path} is a readiness path: traffic waits until the app is ready to take it"),
-        );
+        return match &probes {
+            Some(p) if !p.served() && path.starts_with("/actuator/health/") => check(
+                Verdict::Warn,
+                NAME,
+                format!(
+                    "{path} is a readiness path, but the app will not serve it: {}; every probe would answer 404 (set {}=true, or use /actuator/health)",
+                    p.why(),
+                    jar::PROBES
+                ),
+            ),
+            _ => check(
+                Verdict::Ok,
+                NAME,
+                format!(
+                    "{path} is a readiness path: traffic waits until the app is ready to take it{}",
+                    probes.as_ref().map_or(String::new(), |p| format!("; {}", p.why()))
+                ),
+            ),
+        };
     }
-    let spring = matches!(kind, Some(jar::Kind::SpringBoot { .. }));
+    let how = match &probes {
+        Some(p) if p.served() => format!(" ({})", p.why()),
+        _ => format!(
+            " (with {}=true; Spring Boot 2.3–3.x turns it on by itself only on Kubernetes, Spring Boot 4 by default)",
+            jar::PROBES
+        ),
+    };
     check(
         Verdict::Warn,
         NAME,
         format!(
-            "{path} is not a readiness path{}: use /actuator/health/readiness (with management.endpoint.health.probes.enabled=true), which answers 503 once the app is not ready for traffic, e.g. when a graceful shutdown starts; keep /actuator/health only for an app that cannot enable probes (Spring Boot before 2.3)",
-            if spring { " and the jar is a Spring Boot jar" } else { "" }
+            "{path} is not a readiness path{}: use /actuator/health/readiness{how}, which answers 503 once the app is not ready for traffic, e.g. when a graceful shutdown starts; keep /actuator/health only for an app that cannot enable probes (Spring Boot before 2.3)",
+            if probes.is_some() { " and the jar is a Spring Boot jar" } else { "" }
         ),
     )
 }
@@ -1828,6 +1926,38 @@ mod tests {
         let c = run(d);
         assert_eq!(c.verdict, Verdict::Fail, "{c}");
         assert!(c.detail.contains("listens on 127.0.0.1:80"), "{c}");
+    }
+
+    #[test]
+    fn the_health_path_line_says_what_is_true_for_the_spring_boot_version() {
+        let cfg = |path: &str| {
+            config::parse(
+                &format!("app:\n  name: a\nhealth:\n  path: {path}\n"),
+                Path::new("/x/n.yml"),
+            )
+            .unwrap()
+        };
+        let four = jar::tests::boot_jar("4.0.3", &[]);
+        let three = jar::tests::boot_jar("3.5.7", &[]);
+        let ready = cfg("/actuator/health/readiness");
+        let c = health_path_check(&ready, Some(&four));
+        assert_eq!(c.verdict, Verdict::Ok, "{c}");
+        assert!(
+            c.detail.ends_with(
+                "; Spring Boot 4.0.3 turns management.endpoint.health.probes.enabled on by default"
+            ),
+            "{c}"
+        );
+        let c = health_path_check(&ready, Some(&three));
+        assert_eq!(c.verdict, Verdict::Warn, "{c}");
+        assert!(c.detail.contains("but the app will not serve it: Spring Boot 3.5.7 turns management.endpoint.health.probes.enabled on by itself only on Kubernetes (the default from Spring Boot 4)"), "{c}");
+        let plain = cfg("/actuator/health");
+        let c = health_path_check(&plain, Some(&four));
+        assert_eq!(c.verdict, Verdict::Warn, "{c}");
+        assert!(c.detail.contains("use /actuator/health/readiness (Spring Boot 4.0.3 turns management.endpoint.health.probes.enabled on by default)"), "{c}");
+        assert!(!c.detail.contains("only on Kubernetes"), "{c}");
+        let c = health_path_check(&plain, Some(&three));
+        assert!(c.detail.contains("use /actuator/health/readiness (with management.endpoint.health.probes.enabled=true; Spring Boot 2.3–3.x turns it on by itself only on Kubernetes, Spring Boot 4 by default)"), "{c}");
     }
 
     #[test]

@@ -10,6 +10,8 @@
 //! `SuccessExitStatus=143` (a JVM ended by SIGTERM), `Restart=on-failure` with at most 3 starts
 //! in 60 s. Its own cgroup: the CodeDeploy agent's restart does not kill it. The unit's MainPID
 //! and cgroup prove the app: a process on the port outside that cgroup is a stranger.
+//! `app.env` (passwords, often) is not in the unit, which every user may read, but in
+//! `nonstop-<app>-<slot>.env` beside it, mode 0600, owned by root, named by `EnvironmentFile=`.
 //!
 //! **This is the only module that runs `systemctl` and `journalctl`** (argv lists; as root, or
 //! through `sudo -n` otherwise).
@@ -109,7 +111,7 @@ fn show(unit: &str) -> HashMap<String, String> {
         "show",
         unit,
         "-p",
-        "LoadState,ActiveState,SubState,MainPID,NRestarts,UnitFileState,ControlGroup,Result,ExecMainPID,ExecMainCode,ExecMainStatus,ExecMainExitTimestamp,FragmentPath",
+        "LoadState,ActiveState,SubState,MainPID,NRestarts,UnitFileState,ControlGroup,Result,ExecMainPID,ExecMainCode,ExecMainStatus,ExecMainExitTimestampMonotonic,FragmentPath",
     ])
     .unwrap_or_default()
     .lines()
@@ -118,8 +120,8 @@ fn show(unit: &str) -> HashMap<String, String> {
     .collect()
 }
 
-/// One argument of `ExecStart=` (or value of `Environment=`), quoted for systemd: `"…"` with
-/// `\` and `"` escaped, `%` doubled (specifiers) and `$` doubled (variable expansion).
+/// One argument of `ExecStart=`, quoted for systemd: `"…"` with `\` and `"` escaped, `%`
+/// doubled (specifiers) and `$` doubled (variable expansion, which `ExecStart=` does).
 fn quote(arg: &str) -> Result<String> {
     if arg.chars().any(|c| c.is_control()) {
         return Err(failed(format!(
@@ -148,6 +150,72 @@ fn plain(v: &str) -> Result<String> {
     Ok(v.replace('%', "%%"))
 }
 
+/// The file holding a unit's `app.env`: `nonstop-<app>-<slot>.env` beside the unit.
+pub fn env_file_name(unit: &str) -> String {
+    format!("{}.env", unit.strip_suffix(".service").unwrap_or(unit))
+}
+
+/// The `EnvironmentFile=` of a slot's unit: `app.env` as `KEY="VALUE"` lines. The values are
+/// often secrets, so they are not in the unit (mode 0644, readable by every user) but in this
+/// file, mode 0600 and owned by root, which systemd reads as root before it drops to `User=`.
+/// Inside double quotes systemd's parser (systemd.exec(5), `EnvironmentFile=`) turns `\"`,
+/// `\\`, `` \` `` and `\$` into the character itself and expands no variables and no `%`
+/// specifiers: every value reaches the JVM byte for byte (`pa$$w0rd$1` stays that). A control
+/// character is refused, as in the unit.
+pub fn render_env_file(slot: &str, env: &[(String, String)]) -> Result<String> {
+    let mut text = format!(
+        "{MARKER}: app.env of slot {slot}, read by systemd as root when the unit starts.\n\
+         # Rewritten by every `start` (mode 0600, owner root); edit nonstop.yml instead.\n"
+    );
+    for (k, v) in env {
+        if v.chars().any(|c| c.is_control()) {
+            return Err(failed(format!(
+                "app.env {k} holds a control character: it cannot go into a systemd environment file"
+            )));
+        }
+        let mut q = String::new();
+        for c in v.chars() {
+            if matches!(c, '"' | '\\' | '`' | '$') {
+                q.push('\\');
+            }
+            q.push(c);
+        }
+        text += &format!("{k}=\"{q}\"\n");
+    }
+    Ok(text)
+}
+
+/// Write `text` as `dir/name` with mode 0600, owned by root: atomically when root, else through
+/// `sudo -n install -m 0600` from a 0600 file of the deploy user's in the run folder.
+fn write_env_file(cfg: &Config, dir: &Path, name: &str, text: &str) -> Result<PathBuf> {
+    let path = dir.join(name);
+    if root() {
+        fsx::write_atomic(&path, text.as_bytes(), 0o600)?;
+        return Ok(path);
+    }
+    let tmp = cfg.run_dir().join(name);
+    fsx::create_dirs(&cfg.run_dir())
+        .context(format!("cannot create {}", cfg.run_dir().display()))?;
+    fsx::write_atomic(&tmp, text.as_bytes(), 0o600)?;
+    let st = privileged(&[
+        "install",
+        "-m",
+        "0600",
+        &tmp.to_string_lossy(),
+        &path.to_string_lossy(),
+    ])
+    .status()
+    .context("cannot run `sudo -n install`")?;
+    let _ = std::fs::remove_file(&tmp);
+    if !st.success() {
+        return Err(failed(format!(
+            "`sudo -n install -m 0600 … {}` failed ({st}): the deploy user needs the sudo rules `nonstop init` writes",
+            path.display()
+        )));
+    }
+    Ok(path)
+}
+
 /// The unit file for `start`.
 pub fn render_unit(cfg: &Config, start: &Start) -> Result<String> {
     let slot = start.slot;
@@ -155,10 +223,13 @@ pub fn render_unit(cfg: &Config, start: &Start) -> Result<String> {
     for a in &start.argv {
         exec.push(quote(a)?);
     }
-    let mut env = String::new();
-    for (k, v) in &start.env {
-        env += &format!("Environment={}\n", quote(&format!("{k}={v}"))?);
-    }
+    // The values live in the 0600 environment file; the unit only names it.
+    let env = if start.env.is_empty() {
+        String::new()
+    } else {
+        let file = PathBuf::from(UNIT_DIR).join(env_file_name(&unit_name(cfg, slot)));
+        format!("EnvironmentFile={}\n", plain(&file.to_string_lossy())?)
+    };
     // app.user, else the user nonstop runs as (as the builtin supervisor does): hooks run
     // as ec2-user start JVMs as ec2-user, not as systemd's default, root.
     let mut user = String::new();
@@ -258,6 +329,44 @@ fn main_pid(props: &HashMap<String, String>) -> i32 {
         .unwrap_or(0)
 }
 
+/// Now on the wall clock and on CLOCK_MONOTONIC (the clock of systemd's `…Monotonic`
+/// timestamps), to turn the latter into UTC.
+fn clocks() -> (SystemTime, Duration) {
+    let m = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+    (
+        SystemTime::now(),
+        Duration::new(m.tv_sec as u64, m.tv_nsec as u32),
+    )
+}
+
+/// How the unit's main process last ended, from `systemctl show`. The time is taken from
+/// `ExecMainExitTimestampMonotonic` (microseconds, not a local-time text such as `Sun
+/// 2026-12-06 20:07:25 UTC` that depends on the host's time zone) and written as the rest of
+/// nonstop writes times: UTC, RFC 3339 (`2026-12-06T20:07:25.412Z`).
+fn exit_record(
+    props: &HashMap<String, String>,
+    (wall, mono): (SystemTime, Duration),
+) -> Option<ExitRecord> {
+    let exited_us: u64 = props
+        .get("ExecMainExitTimestampMonotonic")?
+        .parse()
+        .ok()
+        .filter(|&us| us > 0)?;
+    let ago = mono.saturating_sub(Duration::from_micros(exited_us));
+    let pid = props.get("ExecMainPID")?.parse().ok()?;
+    let status: i32 = props.get("ExecMainStatus")?.parse().ok()?;
+    let (code, signal) = match props.get("ExecMainCode").map(|c| c.as_str()) {
+        Some("1") => (Some(status), None),
+        _ => (None, Some(status)),
+    };
+    Some(ExitRecord {
+        pid,
+        code,
+        signal,
+        at: crate::log::utc_millis(wall.checked_sub(ago).unwrap_or(wall)),
+    })
+}
+
 impl Supervisor for Systemd {
     fn kind(&self) -> Kind {
         Kind::Systemd
@@ -266,6 +375,13 @@ impl Supervisor for Systemd {
     fn launch(&self, cfg: &Config, start: &Start) -> Result<PidFile> {
         let unit = unit_name(cfg, start.slot);
         super::resolve_user(cfg)?;
+        // app.env, before the unit that names it; an emptied app.env empties an old file too.
+        let env_name = env_file_name(&unit);
+        let env_dir = Path::new(UNIT_DIR);
+        if !start.env.is_empty() || env_dir.join(&env_name).exists() {
+            let text = render_env_file(&start.slot.name, &start.env)?;
+            write_env_file(cfg, env_dir, &env_name, &text)?;
+        }
         if write_unit(cfg, &unit, &render_unit(cfg, start)?)? {
             systemctl(&["daemon-reload"])?;
         }
@@ -417,22 +533,7 @@ impl Supervisor for Systemd {
     }
 
     fn last_exit(&self, cfg: &Config, slot: &Slot) -> Option<ExitRecord> {
-        let props = show(&unit_name(cfg, slot));
-        let at = props
-            .get("ExecMainExitTimestamp")
-            .filter(|t| !t.is_empty())?;
-        let pid = props.get("ExecMainPID")?.parse().ok()?;
-        let status: i32 = props.get("ExecMainStatus")?.parse().ok()?;
-        let (code, signal) = match props.get("ExecMainCode").map(|c| c.as_str()) {
-            Some("1") => (Some(status), None),
-            _ => (None, Some(status)),
-        };
-        Some(ExitRecord {
-            pid,
-            code,
-            signal,
-            at: at.clone(),
-        })
+        exit_record(&show(&unit_name(cfg, slot)), clocks())
     }
 
     fn log_tail(&self, cfg: &Config, slot: &Slot, n: usize) -> Vec<String> {
@@ -574,6 +675,31 @@ mod tests {
     }
 
     #[test]
+    fn the_exit_time_is_rfc3339_utc_whatever_the_hosts_time_zone() {
+        let props: HashMap<String, String> = [
+            ("ExecMainPID", "4242"),
+            ("ExecMainCode", "1"),
+            ("ExecMainStatus", "143"),
+            // What the text form would say on a host in Berlin.
+            ("ExecMainExitTimestamp", "Sun 2026-12-06 21:07:25 CET"),
+            ("ExecMainExitTimestampMonotonic", "90000000"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        // 100 s after boot on the monotonic clock is 2026-12-06T20:07:35.250Z on the wall.
+        let wall = std::time::UNIX_EPOCH + Duration::from_millis(1_796_587_655_250);
+        let r = exit_record(&props, (wall, Duration::from_secs(100))).unwrap();
+        assert_eq!(r.at, "2026-12-06T20:07:25.250Z");
+        assert_eq!((r.pid, r.code, r.signal), (4242, Some(143), None));
+        assert!(crate::operator::parse_utc(&r.at).is_some());
+        // A unit whose process never exited has a zero timestamp: no record.
+        let mut never = props.clone();
+        never.insert("ExecMainExitTimestampMonotonic".into(), "0".into());
+        assert!(exit_record(&never, (wall, Duration::from_secs(100))).is_none());
+    }
+
+    #[test]
     fn renders_a_unit_with_the_settings_that_matter() {
         let cfg = crate::config::parse(
             "app:\n  name: shop\n  user: app\n  env: {A: \"1 2\"}\nstop:\n  grace: 35s\n",
@@ -598,7 +724,7 @@ mod tests {
         for want in [
             "ExecStart=\"/usr/bin/java\" \"-Dserver.port=8082\" \"-jar\" \"/r/a.jar\"\n",
             "User=app\n",
-            "Environment=\"A=1 2\"\n",
+            "EnvironmentFile=/etc/systemd/system/nonstop-shop-green.env\n",
             "WorkingDirectory=/opt/nonstop/shop/releases/r1\n",
             "TimeoutStopSec=35\n",
             "SuccessExitStatus=143\n",
@@ -610,5 +736,86 @@ mod tests {
             assert!(u.contains(want), "{want:?} missing in:\n{u}");
         }
         assert_eq!(unit_name(&cfg, &cfg.slots[1]), "nonstop-shop-green.service");
+        assert!(!u.contains("Environment="), "no value in the unit:\n{u}");
+        assert!(!u.contains("1 2"), "no value in the unit:\n{u}");
+    }
+
+    /// systemd's reading of a double-quoted `KEY="…"` line of an `EnvironmentFile=`
+    /// (systemd.exec(5)): a backslash before `"`, `\`, `` ` `` or `$` keeps that character, any
+    /// other backslash is kept with what follows; nothing is expanded.
+    fn systemd_reads(line: &str) -> (String, String) {
+        let (k, v) = line.split_once('=').unwrap();
+        let v = v.strip_prefix('"').unwrap().strip_suffix('"').unwrap();
+        let mut out = String::new();
+        let mut it = v.chars();
+        while let Some(c) = it.next() {
+            match c {
+                '\\' => match it.next().unwrap() {
+                    n @ ('"' | '\\' | '`' | '$') => out.push(n),
+                    n => {
+                        out.push('\\');
+                        out.push(n)
+                    }
+                },
+                '"' => panic!("an unescaped quote ends the value early: {line}"),
+                c => out.push(c),
+            }
+        }
+        (k.to_string(), out)
+    }
+
+    #[test]
+    fn app_env_reaches_the_jvm_unchanged_from_a_root_only_file() {
+        let values = [
+            ("DB_PASSWORD", "pa$$w0rd$1"),
+            ("HOME_REF", "${HOME}/x $HOME"),
+            ("PERCENT", "50% %n %%"),
+            ("QUOTES", "it's \"quoted\" `cmd` \\n back\\slash"),
+            ("SPACES", "  lead and trail  "),
+            ("EMPTY", ""),
+        ];
+        let env: Vec<(String, String)> = values
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let text = render_env_file("blue", &env).unwrap();
+        assert!(text.starts_with(MARKER), "{text}");
+        let read: Vec<(String, String)> = text
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .map(systemd_reads)
+            .collect();
+        assert_eq!(read, env, "{text}");
+        assert!(
+            text.contains("DB_PASSWORD=\"pa\\$\\$w0rd\\$1\"\n"),
+            "{text}"
+        );
+        let bad = vec![("A".to_string(), "x\nB=evil".to_string())];
+        assert!(render_env_file("blue", &bad).is_err());
+
+        // Written 0600, owned by the user nonstop runs as (root on a host: systemd reads it
+        // before it drops to User=), atomically: no temp file left, a planted symlink replaced.
+        let cfg = crate::config::parse("app:\n  name: shop\n", Path::new("/x/n.yml")).unwrap();
+        let d = tempfile::tempdir().unwrap();
+        let victim = d.path().join("victim");
+        std::fs::write(&victim, "keep\n").unwrap();
+        let name = env_file_name("nonstop-shop-blue.service");
+        assert_eq!(name, "nonstop-shop-blue.env");
+        std::os::unix::fs::symlink(&victim, d.path().join(&name)).unwrap();
+        if root() {
+            use std::os::unix::fs::MetadataExt;
+            let p = write_env_file(&cfg, d.path(), &name, &text).unwrap();
+            let m = std::fs::symlink_metadata(&p).unwrap();
+            assert!(m.file_type().is_file());
+            assert_eq!(m.mode() & 0o7777, 0o600);
+            assert_eq!(m.uid(), 0);
+            assert_eq!(std::fs::read_to_string(&p).unwrap(), text);
+            assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep\n");
+            assert_eq!(
+                std::fs::read_dir(d.path()).unwrap().count(),
+                2,
+                "no temp file"
+            );
+        }
     }
 }

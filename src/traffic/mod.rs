@@ -65,8 +65,9 @@ pub trait Traffic: Sync {
     fn change(&self) -> &'static str;
 }
 
-/// The rotation by slot, in slot order: each slot's entry in `recorded` (a slot it lacks is
-/// out), or without a record only the `live` slot up (blue/green).
+/// The rotation by slot, in slot order: each slot's entries in `recorded` (a slot it lacks or
+/// lists only `down` is out; one listed more than once is in with the weights of its lines
+/// that are up, as nginx balances), or without a record only the `live` slot up (blue/green).
 pub fn by_slot(
     cfg: &Config,
     recorded: Option<&[(u16, crate::nginx::Member)]>,
@@ -77,10 +78,22 @@ pub fn by_slot(
         .iter()
         .map(|s| {
             let m = match recorded {
-                Some(entries) => entries
-                    .iter()
-                    .find(|(p, _)| *p == s.port)
-                    .map_or(Member::Down, |(_, m)| *m),
+                // nginx takes every `server` line as a server of its own: a slot listed
+                // twice gets the traffic of each line that is not `down`.
+                Some(entries) => {
+                    let ups: Vec<u32> = entries
+                        .iter()
+                        .filter_map(|(p, m)| match m {
+                            Member::Up(w) if *p == s.port => Some(*w),
+                            _ => None,
+                        })
+                        .collect();
+                    if ups.is_empty() {
+                        Member::Down
+                    } else {
+                        Member::Up(ups.iter().sum())
+                    }
+                }
                 None if live == Some(s.port) => Member::Up(1),
                 None => Member::Down,
             };

@@ -164,18 +164,37 @@ pub fn render(cfg: &Config, s: &Steering) -> String {
     )
 }
 
-fn nft_bin() -> String {
+/// What every nft-mode refusal says when no `nft` can be found.
+pub const NFT_MISSING: &str = "nft is not installed (not on PATH, not /usr/sbin/nft or /sbin/nft): install the nftables package (`apt-get install nftables` or `dnf install nftables`), or set traffic.via: nginx-reload";
+
+/// The `nft` program: on PATH, else where distributions put it (a hook's PATH may lack sbin).
+pub fn nft_bin() -> std::result::Result<String, Missing> {
     which::which("nft")
         .or_else(|_| which::which("/usr/sbin/nft"))
-        .map_or("nft".into(), |p| p.to_string_lossy().into_owned())
+        .or_else(|_| which::which("/sbin/nft"))
+        .map(|p| p.to_string_lossy().into_owned())
+        .map_err(|_| Missing)
 }
 
-/// Run nft with `args`; `Err` is nft's first error line.
+/// No `nft` program on this host ([`NFT_MISSING`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Missing;
+
+/// True when `nft` can be found.
+pub fn installed() -> bool {
+    nft_bin().is_ok()
+}
+
+/// Run nft with `args`; `Err` is nft's first error line. nft runs in a process group of its
+/// own, as the nginx commands do: the CodeDeploy agent's SIGTERM to the hook's group at a
+/// timeout must not kill it halfway through a transaction.
 fn nft(args: &[&str]) -> Result<String> {
-    let bin = nft_bin();
+    use std::os::unix::process::CommandExt;
+    let bin = nft_bin().map_err(|_| failed(NFT_MISSING))?;
     let out = Command::new(&bin)
         .args(args)
         .stdin(Stdio::null())
+        .process_group(0)
         .output()
         .context(format!("cannot run `{bin} {}`", args.join(" ")))?;
     if out.status.success() {
@@ -183,8 +202,9 @@ fn nft(args: &[&str]) -> Result<String> {
     } else {
         let err = String::from_utf8_lossy(&out.stderr);
         Err(failed(format!(
-            "`nft {}` failed: {}",
+            "`nft {}` failed ({}): {}",
             args.join(" "),
+            out.status,
             err.lines()
                 .find(|l| !l.trim().is_empty())
                 .unwrap_or("no output")
@@ -194,11 +214,15 @@ fn nft(args: &[&str]) -> Result<String> {
 }
 
 /// The table as loaded now: `Ok(None)` when it does not exist.
-fn listing(cfg: &Config) -> Result<Option<String>> {
+fn listing(cfg: &Config) -> std::result::Result<Option<String>, Doubt> {
+    if !installed() {
+        return Err(Doubt::NftMissing);
+    }
     match nft(&["list", "table", "ip", &table_name(cfg)]) {
         Ok(text) => Ok(Some(text)),
+        // nft's own answer for a table that does not exist.
         Err(e) if e.to_string().contains("No such file or directory") => Ok(None),
-        Err(e) => Err(e),
+        Err(e) => Err(Doubt::TableUnreadable(e.to_string())),
     }
 }
 
@@ -214,9 +238,7 @@ fn rule_lines(listing: &str) -> Vec<String> {
 
 /// Read the table: what its comment says, checked against its rule.
 pub fn read(cfg: &Config) -> std::result::Result<Steering, Doubt> {
-    let text = listing(cfg)
-        .map_err(|e| Doubt::TableUnreadable(e.to_string()))?
-        .ok_or(Doubt::TableMissing)?;
+    let text = listing(cfg)?.ok_or(Doubt::TableMissing)?;
     let st = text
         .lines()
         .find_map(|l| {
@@ -266,6 +288,7 @@ impl Traffic for Nft {
         always: bool,
     ) -> Result<Duration> {
         let t0 = Instant::now();
+        nft_bin().map_err(|_| failed(NFT_MISSING))?;
         let before = read(cfg).ok();
         // `live: None` keeps the table's live slot; blue/green's rotation is that slot alone.
         let live = live.or(before.as_ref().and_then(|b| b.live));
@@ -297,18 +320,33 @@ impl Traffic for Nft {
                 "the kernel would not take the new table: {e}; nothing changed"
             )));
         }
-        if let Err(e) = nft(&["-f", &next_s]) {
-            let _ = std::fs::remove_file(&next);
-            return Err(failed(format!(
-                "{e}; nft applies all or nothing: nothing changed"
-            )));
-        }
-        // Confirm: the table loaded is the table meant.
-        match read(cfg) {
-            Ok(now) if now == want => {}
-            other => {
+        // Whatever the command said, the kernel's table is the truth: nft killed or failing
+        // after its commit has still moved traffic, and one failing before has changed nothing.
+        let ran = nft(&["-f", &next_s]);
+        let now = read(cfg);
+        match (&ran, &now) {
+            (Ok(_), Ok(n)) if *n == want => {}
+            (Err(e), Ok(n)) if *n == want => log::warn!(
+                "{e}, but the kernel holds the table meant: table ip {} is applied",
+                table_name(cfg)
+            ),
+            (Err(e), _) => {
+                let _ = std::fs::remove_file(&next);
+                let what = match &now {
+                    Ok(n) if Some(n) == before.as_ref() => {
+                        "the table is as before: nothing changed".to_string()
+                    }
+                    Err(Doubt::TableMissing) if before.is_none() => {
+                        "there is still no table: nothing changed".to_string()
+                    }
+                    Ok(n) => format!("the table now says {}", comment(n)),
+                    Err(d) => d.describe(cfg),
+                };
+                return Err(failed(format!("{e}; read back from the kernel: {what}")));
+            }
+            (Ok(_), other) => {
                 let why = match other {
-                    Ok(now) => format!("it says {}", comment(&now)),
+                    Ok(now) => format!("it says {}", comment(now)),
                     Err(d) => format!("{d:?}"),
                 };
                 // Put the previous table back (itself one transaction), if there was one.
@@ -339,14 +377,14 @@ impl Traffic for Nft {
             );
         }
         let boot = [
-            nft_bin(),
+            nft_bin().map_err(|_| failed(NFT_MISSING))?,
             "-f".to_string(),
             ruleset_path(cfg).to_string_lossy().into_owned(),
         ];
         match crate::supervisor::of(cfg).boot_command(cfg, "traffic", &boot, "nginx.service") {
             Ok(true) => {}
             Ok(false) => log::debug!(
-                "no supervisor to load {} at boot: after a reboot, `switch --slot NAME` loads the table",
+                "no supervisor to load {} at boot: after a reboot, `nonstop switch --slot NAME` loads the table",
                 ruleset_path(cfg).display()
             ),
             Err(e) => log::warn!("the table will not come back at boot by itself: {e}"),

@@ -2,13 +2,17 @@
 //! per test on a loopback port (own prefix, nothing system-wide touched), the apps' jars (the
 //! stand-in built with javac, the Spring Boot app with Maven), a
 //! CodeDeploy-like bundle (binaries in bundle/bin, nonstop.yml beside them) run the way the
-//! agent runs hooks (cwd /, stdin closed, no arguments), and a keep-alive HTTP client that counts
-//! failures raw and after one retry on a reused connection.
+//! agent runs hooks (cwd /, stdin closed, no arguments), and continuous load through the one
+//! strict client ([`http`]) that counts every request by how it ended, raw and after the retry
+//! a browser would make.
 #![allow(dead_code)]
 
+pub mod http;
+#[allow(unused_imports)]
+pub use http::{Client, Fail, Kind, Outcome};
+
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -423,7 +427,7 @@ impl Env {
                  fastcgi_temp_path {p}/tmp/fastcgi;\n  uwsgi_temp_path {p}/tmp/uwsgi;\n  scgi_temp_path {p}/tmp/scgi;\n  \
                  server {{\n    listen 127.0.0.1:{port};\n    location / {{\n      \
                  proxy_pass http://127.0.0.1:{front};\n      proxy_http_version 1.1;\n      proxy_set_header Connection \"\";\n      \
-                 proxy_read_timeout 30s;\n    }}\n  }}\n}}\n",
+                 proxy_buffering off;\n      proxy_read_timeout 30s;\n    }}\n  }}\n}}\n",
                 port = self.nginx_port,
             );
         }
@@ -434,12 +438,12 @@ impl Env {
              fastcgi_temp_path {p}/tmp/fastcgi;\n  uwsgi_temp_path {p}/tmp/uwsgi;\n  scgi_temp_path {p}/tmp/scgi;\n  \
              server {{\n    listen 127.0.0.1:{port};\n    location / {{\n      include {p}/service-url.inc;\n      \
              proxy_pass $service_url;\n      proxy_http_version 1.1;\n      proxy_set_header Connection \"\";\n      \
-             proxy_read_timeout 30s;\n    }}\n{api}  }}\n}}\n",
+             proxy_buffering off;\n      proxy_read_timeout 30s;\n    }}\n{api}  }}\n}}\n",
             port = self.nginx_port,
             upstream = if self.balanced { format!("  include {p}/upstream.conf;\n") } else { String::new() },
             api = if self.balanced {
                 "    location /api/ {\n      proxy_pass http://demo/;\n      proxy_http_version 1.1;\n      \
-                 proxy_set_header Connection \"\";\n      proxy_read_timeout 30s;\n    }\n"
+                 proxy_set_header Connection \"\";\n      proxy_buffering off;\n      proxy_read_timeout 30s;\n    }\n"
             } else {
                 ""
             },
@@ -520,13 +524,20 @@ impl Env {
     /// Run a binary the way the CodeDeploy agent runs a hook: bundle/bin/NAME, cwd /, stdin
     /// closed, agent variables set, plus `args` (empty for a real hook).
     pub fn hook(&self, bin: &str, args: &[&str]) -> Run {
+        self.hook_env(bin, args, &[])
+    }
+
+    /// [`Env::hook`] with `vars` set in its environment (e.g. a `PATH` with a wrapper first).
+    pub fn hook_env(&self, bin: &str, args: &[&str], vars: &[(&str, &str)]) -> Run {
         let t0 = Instant::now();
         let out = Command::new(self.path("bundle/bin").join(bin))
             .args(args)
+            .envs(vars.iter().copied())
             .current_dir("/")
             .stdin(Stdio::null())
             .env_remove("NONSTOP_CONFIG")
             .env("DEPLOYMENT_ID", "d-TEST")
+            .env("DEPLOYMENT_GROUP_NAME", "test-group")
             .env("LIFECYCLE_EVENT", lifecycle(bin))
             .run_output();
         Run::new(bin, out, t0.elapsed())
@@ -610,6 +621,17 @@ impl Drop for Env {
     }
 }
 
+/// How a run ended, as a person reads it: `exit 0 in 26 ms`, `killed by signal 9 in 1.20 s`.
+pub fn ended(status: std::process::ExitStatus, took: Duration) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    let how = match (status.code(), status.signal()) {
+        (Some(c), _) => format!("exit {c}"),
+        (None, Some(s)) => format!("killed by signal {s}"),
+        _ => "ended".into(),
+    };
+    format!("{how} in {}", nonstop::log::human(took))
+}
+
 /// The outcome of one binary run.
 pub struct Run {
     pub code: i32,
@@ -620,10 +642,7 @@ pub struct Run {
 impl Run {
     fn new(bin: &str, out: Output, took: Duration) -> Run {
         let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-        eprintln!(
-            "--- {bin} exit {:?} in {took:?}\n{stderr}",
-            out.status.code()
-        );
+        eprintln!("--- {bin} {}\n{stderr}", ended(out.status, took));
         Run {
             code: out.status.code().unwrap_or(-1),
             stderr,
@@ -635,236 +654,217 @@ impl Run {
     }
 }
 
-// ---------- a keep-alive HTTP/1.1 client that knows when a retry is legitimate ----------
+// ---------- continuous load through the one client (http.rs) ----------
 
-pub struct Client {
-    addr: SocketAddr,
-    conn: Option<BufReader<TcpStream>>,
-    /// Responses read on the current connection.
-    served: usize,
-}
-
-#[derive(Debug)]
-pub struct Fail {
-    /// The connection had served a response before (a retry is what browsers do).
-    pub reused: bool,
-    pub err: String,
-}
-
-impl Client {
-    pub fn new(addr: SocketAddr) -> Client {
-        Client {
-            addr,
-            conn: None,
-            served: 0,
-        }
-    }
-
-    /// Drop the kept connection if the server has closed it while it was idle (EOF, or an error,
-    /// waiting to be read): what Go's net/http does in its read loop, which takes a connection
-    /// the server closed out of the pool before a request could be sent on it. Returns whether
-    /// it dropped one.
-    pub fn drop_if_server_closed(&mut self) -> bool {
-        let Some(conn) = self.conn.as_ref() else {
-            return false;
-        };
-        if !conn.buffer().is_empty() {
-            return false;
-        }
-        let s = conn.get_ref();
-        let mut b = [0u8; 1];
-        let closed = s.set_nonblocking(true).is_ok()
-            && match s.peek(&mut b) {
-                Ok(0) => true,
-                Ok(_) => false,
-                Err(e) => e.kind() != std::io::ErrorKind::WouldBlock,
-            };
-        let _ = s.set_nonblocking(false);
-        if closed {
-            self.conn = None;
-        }
-        closed
-    }
-
-    /// One request; `Err` carries whether it failed on a reused keep-alive connection.
-    pub fn request(
-        &mut self,
-        method: &str,
-        path: &str,
-        body: &[u8],
-    ) -> Result<(u16, String), Fail> {
-        if self.conn.is_none() {
-            let s =
-                TcpStream::connect_timeout(&self.addr, Duration::from_secs(2)).map_err(|e| {
-                    Fail {
-                        reused: false,
-                        err: format!("connect: {e}"),
-                    }
-                })?;
-            s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-            s.set_nodelay(true).unwrap();
-            self.conn = Some(BufReader::new(s));
-            self.served = 0;
-        }
-        let reused = self.served > 0;
-        let r = self.exchange(method, path, body);
-        match r {
-            Ok((status, text, close)) => {
-                self.served += 1;
-                if close {
-                    self.conn = None;
-                }
-                Ok((status, text))
-            }
-            Err(e) => {
-                self.conn = None;
-                Err(Fail {
-                    reused,
-                    err: e.to_string(),
-                })
-            }
-        }
-    }
-
-    fn exchange(
-        &mut self,
-        method: &str,
-        path: &str,
-        body: &[u8],
-    ) -> std::io::Result<(u16, String, bool)> {
-        let conn = self.conn.as_mut().unwrap();
-        let head = format!(
-            "{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\n\r\n",
-            body.len()
-        );
-        let s = conn.get_mut();
-        s.write_all(head.as_bytes())?;
-        s.write_all(body)?;
-        let mut line = String::new();
-        if conn.read_line(&mut line)? == 0 {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::UnexpectedEof,
-                "connection closed before a response",
-            ));
-        }
-        let status: u16 = line
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| std::io::Error::other(format!("bad status line {line:?}")))?;
-        let mut len = 0usize;
-        let mut close = false;
-        let mut chunked = false;
-        loop {
-            line.clear();
-            conn.read_line(&mut line)?;
-            let l = line.trim_end();
-            if l.is_empty() {
-                break;
-            }
-            let lower = l.to_ascii_lowercase();
-            if let Some(v) = lower.strip_prefix("content-length:") {
-                len = v.trim().parse().unwrap_or(0);
-            }
-            if lower.starts_with("connection:") && lower.contains("close") {
-                close = true;
-            }
-            if lower.starts_with("transfer-encoding:") && lower.contains("chunked") {
-                chunked = true;
-            }
-        }
-        if !chunked {
-            let mut buf = vec![0; len];
-            conn.read_exact(&mut buf)?;
-            return Ok((status, String::from_utf8_lossy(&buf).into_owned(), close));
-        }
-        // Chunked (Spring Boot's Actuator answers so): size lines, chunks, a 0 chunk, trailers.
-        let mut buf = vec![];
-        loop {
-            line.clear();
-            conn.read_line(&mut line)?;
-            let size = line.trim().split(';').next().unwrap_or("");
-            let size = usize::from_str_radix(size, 16)
-                .map_err(|_| std::io::Error::other(format!("bad chunk size {line:?}")))?;
-            if size == 0 {
-                loop {
-                    line.clear();
-                    if conn.read_line(&mut line)? == 0 || line.trim_end().is_empty() {
-                        break;
-                    }
-                }
-                break;
-            }
-            let at = buf.len();
-            buf.resize(at + size, 0);
-            conn.read_exact(&mut buf[at..])?;
-            line.clear();
-            conn.read_line(&mut line)?;
-        }
-        Ok((status, String::from_utf8_lossy(&buf).into_owned(), close))
-    }
-}
-
-/// What continuous traffic saw.
+/// What continuous traffic saw, each request counted by how it ended ([`Kind`]).
 #[derive(Debug, Default, Clone)]
 pub struct Tally {
     pub requests: usize,
+    pub posts: usize,
+    /// Requests whose final answer was a whole 2xx/3xx response.
     pub ok: usize,
-    /// Failures as a client without retry would see them.
-    pub raw_failed: usize,
-    /// Failures left after one retry of a request that failed on a reused connection.
-    pub failed: usize,
-    /// Response bodies' first word (the app version) -> count.
+    /// Each request's first attempt by kind: what a client that never retries sees.
+    pub raw: BTreeMap<Kind, usize>,
+    /// Each request's final outcome by kind, after the one retry a browser or Go would make.
+    pub last: BTreeMap<Kind, usize>,
+    /// Requests sent again (a GET that failed on a reused connection before any byte).
+    pub retried: usize,
+    /// Requests whose first attempt went out on a kept connection the server closed before a
+    /// byte of the answer ([`Outcome::unanswered_on_reused`]), and those of them that were
+    /// POSTs (never sent again, so lost).
+    pub unanswered_on_reused: usize,
+    pub unanswered_posts: usize,
+    /// Kept connections the server had closed while idle, replaced before a request was sent.
+    pub server_closed_idle: usize,
+    /// 2xx bodies' first word (the app version) -> count.
     pub versions: BTreeMap<String, usize>,
+    /// The first failures, each as `METHOD kind: detail`.
     pub errors: Vec<String>,
     /// From the load's start to [`Load::finish`].
     pub took: Duration,
 }
 
 impl Tally {
+    /// Count one request.
+    pub fn record(&mut self, method: &str, o: &Outcome) {
+        self.requests += 1;
+        if method == "POST" {
+            self.posts += 1;
+        }
+        *self.raw.entry(o.raw_kind()).or_default() += 1;
+        *self.last.entry(o.kind).or_default() += 1;
+        self.retried += o.retried.is_some() as usize;
+        if o.unanswered_on_reused() {
+            self.unanswered_on_reused += 1;
+            self.unanswered_posts += (method == "POST") as usize;
+        }
+        self.server_closed_idle += o.after_server_close as usize;
+        if let Some(f) = &o.retried {
+            if self.errors.len() < 20 {
+                self.errors
+                    .push(format!("{method} {} (retried): {}", f.kind, f.err));
+            }
+        }
+        if o.kind == Kind::Ok {
+            self.ok += 1;
+            if (200..300).contains(&o.status) {
+                let v = o.body.split_whitespace().next().unwrap_or("").to_string();
+                *self.versions.entry(v).or_default() += 1;
+            }
+        } else if self.errors.len() < 20 {
+            let why = o
+                .error
+                .clone()
+                .unwrap_or_else(|| format!("HTTP {}: {}", o.status, o.body.trim()));
+            self.errors.push(format!("{method} {}: {why}", o.kind));
+        }
+    }
+
+    /// First attempts that failed, of every kind.
+    pub fn raw_failed(&self) -> usize {
+        self.requests - self.raw.get(&Kind::Ok).copied().unwrap_or(0)
+    }
+
+    /// Requests that failed after the retry.
+    pub fn failed(&self) -> usize {
+        self.requests - self.ok
+    }
+
+    /// First attempts that ended as `kind`.
+    pub fn raw_of(&self, kind: Kind) -> usize {
+        self.raw.get(&kind).copied().unwrap_or(0)
+    }
+
+    /// The failures by kind, e.g. `{reset: 2, body cut: 1}` (`{}` when none).
+    pub fn kinds(m: &BTreeMap<Kind, usize>) -> String {
+        let parts: Vec<String> = m
+            .iter()
+            .filter(|(k, n)| **k != Kind::Ok && **n > 0)
+            .map(|(k, n)| format!("{k}: {n}"))
+            .collect();
+        format!("{{{}}}", parts.join(", "))
+    }
+
+    pub fn summary(&self) -> String {
+        format!(
+            "{} requests ({} POSTs) in {:.1?}: raw failures {} {}, after retries {} {} ({} retried; {} sent on a kept connection the server closed before answering, {} of them POSTs; {} idle connections closed by the server, replaced before use); versions {:?}; first errors {:?}",
+            self.requests,
+            self.posts,
+            self.took,
+            self.raw_failed(),
+            Tally::kinds(&self.raw),
+            self.failed(),
+            Tally::kinds(&self.last),
+            self.retried,
+            self.unanswered_on_reused,
+            self.unanswered_posts,
+            self.server_closed_idle,
+            self.versions,
+            self.errors.iter().take(5).collect::<Vec<_>>(),
+        )
+    }
+
+    /// At least `min` requests, no failure of any kind even before a retry, and 2xx answers
+    /// from exactly `versions`, each at least once.
+    #[track_caller]
+    pub fn assert_clean(&self, what: &str, min: usize, versions: &[&str]) {
+        self.assert_clean_among(what, min, versions, versions);
+    }
+
+    /// [`Tally::assert_clean`] where each of `required` answered and nothing outside `allowed`.
+    #[track_caller]
+    pub fn assert_clean_among(&self, what: &str, min: usize, allowed: &[&str], required: &[&str]) {
+        eprintln!("{what}: {}", self.summary());
+        assert!(
+            self.requests >= min,
+            "{what}: at least {min} requests: {}",
+            self.summary()
+        );
+        assert_eq!(self.raw_failed(), 0, "{what}: {}", self.summary());
+        self.assert_versions_among(what, allowed, required);
+    }
+
+    /// Reload mode: at least `min` requests and 2xx answers from exactly `versions`; every raw
+    /// failure is a request sent on a kept connection that a reload's old worker closed before
+    /// answering a byte (nginx closes its idle keep-alive connections when it reloads; one
+    /// arriving at that moment is reset), so at most one per connection per reload
+    /// (`conns` × `reloads`); each such GET succeeded on its retry, each such POST is lost (no
+    /// client resends a POST). No other kind: no cut body, no 502, no timeout.
+    #[track_caller]
+    pub fn assert_reload_bound(
+        &self,
+        what: &str,
+        min: usize,
+        versions: &[&str],
+        conns: usize,
+        reloads: usize,
+    ) {
+        eprintln!(
+            "{what} ({reloads} reloads, {conns} connections): {}",
+            self.summary()
+        );
+        assert!(
+            self.requests >= min,
+            "{what}: at least {min} requests: {}",
+            self.summary()
+        );
+        assert_eq!(
+            self.raw_failed(),
+            self.unanswered_on_reused,
+            "{what}: a raw failure other than a kept connection closed before answering: {}",
+            self.summary()
+        );
+        assert!(
+            self.unanswered_on_reused <= conns * reloads,
+            "{what}: at most one per connection per reload: {}",
+            self.summary()
+        );
+        assert_eq!(
+            self.failed(),
+            self.unanswered_posts,
+            "{what}: only those POSTs lost, every such GET retried: {}",
+            self.summary()
+        );
+        self.assert_versions_among(what, versions, versions);
+    }
+
+    /// 2xx answers came from `allowed` only, and from each of `required`.
+    #[track_caller]
+    pub fn assert_versions_among(&self, what: &str, allowed: &[&str], required: &[&str]) {
+        for v in self.versions.keys() {
+            assert!(
+                allowed.contains(&v.as_str()),
+                "{what}: {v:?} answered, want only {allowed:?}: {}",
+                self.summary()
+            );
+        }
+        for v in required {
+            assert!(
+                self.versions.contains_key(*v),
+                "{what}: {v} never answered: {}",
+                self.summary()
+            );
+        }
+    }
+
     fn merge(&mut self, o: Tally) {
         self.requests += o.requests;
+        self.posts += o.posts;
         self.ok += o.ok;
-        self.raw_failed += o.raw_failed;
-        self.failed += o.failed;
+        for (k, v) in o.raw {
+            *self.raw.entry(k).or_default() += v;
+        }
+        for (k, v) in o.last {
+            *self.last.entry(k).or_default() += v;
+        }
+        self.retried += o.retried;
+        self.unanswered_on_reused += o.unanswered_on_reused;
+        self.unanswered_posts += o.unanswered_posts;
+        self.server_closed_idle += o.server_closed_idle;
         for (k, v) in o.versions {
             *self.versions.entry(k).or_default() += v;
         }
         self.errors.extend(o.errors.into_iter().take(5));
-    }
-    pub fn summary(&self) -> String {
-        format!(
-            "{} requests in {:.1?}, {} failed ({} raw failures before one retry on a reused keep-alive connection); versions {:?}",
-            self.requests, self.took, self.failed, self.raw_failed, self.versions
-        )
-    }
-}
-
-impl Tally {
-    /// Count one request's final outcome: a 200 by the version it names, anything else as a
-    /// failure (and as a raw failure too unless its first try was already counted as one).
-    fn settle(&mut self, r: Result<(u16, String), Fail>, raw_counted: bool) {
-        match r {
-            Ok((200, text)) => {
-                self.ok += 1;
-                let v = text.split_whitespace().next().unwrap_or("").to_string();
-                *self.versions.entry(v).or_default() += 1;
-            }
-            Ok((s, text)) => {
-                if !raw_counted {
-                    self.raw_failed += 1;
-                }
-                self.failed += 1;
-                self.errors.push(format!("HTTP {s}: {}", text.trim()));
-            }
-            Err(f) => {
-                if !raw_counted {
-                    self.raw_failed += 1;
-                }
-                self.failed += 1;
-                self.errors.push(f.err);
-            }
-        }
     }
 }
 
@@ -908,10 +908,9 @@ impl Load {
     }
 }
 
-/// Continuous GETs and POSTs through nginx on keep-alive connections until stopped (bounded
-/// to 10 minutes and 1,000,000 requests per connection unless [`Traffic::start_within`] says
-/// otherwise); a request that fails on a reused
-/// connection is retried once, as browsers do.
+/// Continuous GETs and POSTs (every fourth) through nginx on keep-alive connections with
+/// [`Client::send`] until stopped (bounded to 10 minutes and 1,000,000 requests per
+/// connection unless [`Traffic::start_within`] says otherwise).
 pub struct Traffic;
 
 impl Traffic {
@@ -953,16 +952,7 @@ impl Traffic {
                 } else {
                     ("GET", b"")
                 };
-                t.requests += 1;
-                let mut r = c.request(method, path, body);
-                let raw_counted = r.is_err();
-                if let Err(f) = &r {
-                    t.raw_failed += 1;
-                    if f.reused {
-                        r = c.request(method, path, body);
-                    }
-                }
-                t.settle(r, raw_counted);
+                t.record(method, &c.send(method, path, body));
                 std::thread::sleep(pause);
             }
             t
@@ -982,8 +972,7 @@ impl SlowRequests {
             std::thread::sleep(Duration::from_millis(150 * i as u64));
             let t0 = Instant::now();
             while !stop.load(Ordering::Relaxed) && t0.elapsed() < Duration::from_secs(300) {
-                t.requests += 1;
-                t.settle(Client::new(addr).request("GET", path, b""), false);
+                t.record("GET", &Client::new(addr).send("GET", path, b""));
             }
             t
         })
@@ -992,11 +981,17 @@ impl SlowRequests {
 
 impl SlowRequests {
     /// One sender per slot that keeps a `/slow?ms=MS` request in flight straight to the slot's
-    /// app whenever the upstream file has the slot in rotation: every slot that leaves rotation
-    /// then has a request in flight (nginx's round robin alone leaves that to chance).
+    /// app whenever the slot is in rotation (reload mode: the upstream file; nftables mode: the
+    /// rotation in the comment of `state_dir/traffic.nft`, the table last applied): every slot
+    /// that leaves rotation then has a request in flight (a balancer alone leaves that to chance).
     pub fn per_slot_in_rotation(env: &Env, ms: u64) -> Load {
         let ports = env.ports.clone();
-        let upstream = env.upstream_path();
+        let nft = env.front.is_some();
+        let upstream = if nft {
+            env.path("state/traffic.nft")
+        } else {
+            env.upstream_path()
+        };
         let path: &'static str = Box::leak(format!("/slow?ms={ms}").into_boxed_str());
         Load::spawn(ports.len(), move |i, stop| {
             let port = ports[i];
@@ -1004,16 +999,25 @@ impl SlowRequests {
             let mut t = Tally::default();
             let t0 = Instant::now();
             while !stop.load(Ordering::Relaxed) && t0.elapsed() < Duration::from_secs(300) {
-                let up = std::fs::read_to_string(&upstream)
-                    .ok()
-                    .and_then(|text| nonstop::nginx::parse_upstream(&text).ok())
-                    .is_some_and(|rot| {
+                let text = std::fs::read_to_string(&upstream).unwrap_or_default();
+                let up = if nft {
+                    // `comment "nonstop live=8081 rotation=8081:1,8082:down"`
+                    text.split_whitespace()
+                        .find_map(|w| w.strip_prefix("rotation="))
+                        .is_some_and(|r| {
+                            r.trim_end_matches('"').split(',').any(|e| {
+                                e.split_once(':')
+                                    .is_some_and(|(p, w)| p == port.to_string() && w != "down")
+                            })
+                        })
+                } else {
+                    nonstop::nginx::parse_upstream(&text).is_ok_and(|rot| {
                         rot.iter()
                             .any(|(p, m)| *p == port && *m != nonstop::nginx::Member::Down)
-                    });
+                    })
+                };
                 if up {
-                    t.requests += 1;
-                    t.settle(Client::new(addr).request("GET", path, b""), false);
+                    t.record("GET", &Client::new(addr).send("GET", path, b""));
                 } else {
                     std::thread::sleep(Duration::from_millis(20));
                 }

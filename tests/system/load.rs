@@ -1,13 +1,12 @@
 //! Probes from this machine to a host's nginx (http://HOST_IP/ on the ec2host bridge), bounded
 //! in count and time: one GET on a fresh connection, and probes every 100 ms that record each
 //! answer's status and time; and the keep-alive GET + POST load, tests/common's
-//! [`crate::common::Traffic`] (failures counted raw and after one retry of a request that
-//! failed on a reused connection) with tighter bounds.
+//! [`crate::common::Traffic`] (each request counted by kind, raw and after the retry a browser
+//! would make) with tighter bounds. Every request goes through the one strict client.
 
-use crate::common::{Load, Traffic};
+use crate::common::{Client, Load, Traffic};
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 /// `conns` keep-alive connections to `addr`, `pause` between a connection's requests, each
@@ -16,29 +15,13 @@ pub fn keep_alive(addr: SocketAddr, conns: usize, pause: Duration) -> Load {
     Traffic::start_within(addr, "/", conns, pause, Duration::from_secs(180), 200_000)
 }
 
-/// One GET / on a fresh connection with `timeout` for connect, write and read: the status
-/// (0 when no HTTP answer came) and the body.
+/// One GET / on a fresh connection with `timeout` for connect, write and read, through the
+/// one strict client (tests/common/http.rs): the status of a whole response (0 when none
+/// came, whatever the kind) and the body.
 pub fn get(addr: SocketAddr, timeout: Duration) -> (u16, String) {
-    let once = || -> std::io::Result<(u16, String)> {
-        let mut s = TcpStream::connect_timeout(&addr, timeout)?;
-        s.set_read_timeout(Some(timeout))?;
-        s.set_write_timeout(Some(timeout))?;
-        s.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")?;
-        let mut buf = Vec::new();
-        s.read_to_end(&mut buf)?;
-        let text = String::from_utf8_lossy(&buf).into_owned();
-        let status = text
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
-        let body = text
-            .split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_string())
-            .unwrap_or_default();
-        Ok((status, body))
-    };
-    once().unwrap_or((0, String::new()))
+    Client::with_timeout(addr, timeout)
+        .request("GET", "/", b"")
+        .unwrap_or((0, String::new()))
 }
 
 /// One probe's answer: when (since the probes started), the status (0: none), the version.

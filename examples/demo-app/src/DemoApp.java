@@ -2,9 +2,9 @@
 //
 // The deploy toolkit's tests, `make demo` and the benchmarks run this instead of a real
 // Spring Boot application. It mimics what the toolkit cares about: a boot delay before the
-// port is bound, /actuator/health, the legacy /profile endpoint, and graceful shutdown on
-// SIGTERM like Spring's `server.shutdown: graceful` (stop accepting, finish in-flight
-// requests, then exit). Failure modes (crash at boot, dying later, unhealthy, ignoring
+// port is bound, /actuator/health, the legacy /profile endpoint, a streamed page (/big), and
+// graceful shutdown on SIGTERM like Spring's `server.shutdown: graceful` (stop accepting,
+// finish in-flight requests, then exit). Failure modes (crash at boot, dying later, unhealthy, ignoring
 // SIGTERM) are switched on with -D system properties; see README.md. Built by build.sh.
 
 import com.sun.net.httpserver.HttpExchange;
@@ -81,6 +81,26 @@ public class DemoApp {
                 out = up ? "{\"status\":\"UP\"}" : "{\"status\":\"DOWN\"}";
             } else if (path.equals("/profile")) {
                 out = profile;
+            } else if (path.equals("/big")) {
+                // A page streamed as an app renders one: chunked, `kb` KiB written 1 KiB at a
+                // time, a pause of `ms` after every 8 KiB; its first line is the usual one.
+                String q = ex.getRequestURI().getRawQuery();
+                long kb = queryLong(q, "kb", 64), pause = queryLong(q, "ms", 1);
+                ex.getResponseHeaders().set("Content-Type", type);
+                ex.sendResponseHeaders(200, 0);
+                java.io.OutputStream os = ex.getResponseBody();
+                byte[] filler = new byte[1024];
+                java.util.Arrays.fill(filler, (byte) 'x');
+                filler[1023] = '\n';
+                os.write((line + "\n").getBytes(StandardCharsets.UTF_8));
+                for (long i = 1; i < kb; i++) {
+                    os.write(filler);
+                    os.flush();
+                    if (i % 8 == 0 && pause > 0) {
+                        Thread.sleep(pause);
+                    }
+                }
+                return;
             } else {
                 if (path.equals("/slow")) {
                     Thread.sleep(queryMs(ex.getRequestURI().getRawQuery()));
@@ -125,6 +145,21 @@ public class DemoApp {
         }
         server.stop(0); // finished responses were already written; this closes idle connections
         log("Shutdown complete");
+    }
+
+    static long queryLong(String query, String key, long dflt) {
+        if (query != null) {
+            for (String kv : query.split("&")) {
+                if (kv.startsWith(key + "=")) {
+                    try {
+                        return Long.parseLong(kv.substring(key.length() + 1));
+                    } catch (NumberFormatException e) {
+                        return dflt;
+                    }
+                }
+            }
+        }
+        return dflt;
     }
 
     static long queryMs(String query) {
