@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The release tarball: OUT_DIR/nonstop-VERSION-x86_64-linux.tar.gz and its .sha256, holding
-# bin/ (every binary), appspec/, templates/, man/, completions/, INSTALL and README.md under
+# bin/ (every binary), appspec/, templates/, man/, completions/, INSTALL, README.md and docs/ under
 # one folder nonstop-VERSION-x86_64-linux/. Reproducible: sorted, owner 0, mtime of the last
 # commit, gzip without a timestamp. Usage: scripts/dist.sh BIN_DIR VERSION OUT_DIR BIN...
 set -euo pipefail
@@ -15,6 +15,7 @@ install -m 0644 appspec/*.yml "$stage/appspec/"
 cp -R templates "$stage/templates"
 scripts/completions.sh "$stage/bin/nonstop" "$stage"
 install -m 0644 README.md "$stage/README.md"
+cp -R docs "$stage/docs"
 sed "s/@VERSION@/$version/g" scripts/INSTALL > "$stage/INSTALL"
 find "$stage" -type d -exec chmod 0755 {} + && find "$stage" -type f ! -path "$stage/bin/*" -exec chmod 0644 {} +
 epoch=$(git log -1 --format=%ct 2>/dev/null || echo 0)

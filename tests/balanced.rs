@@ -47,8 +47,10 @@ fn rolling_deploy_of_three_slots_loses_nothing_and_lets_slow_requests_finish() {
     let slow = SlowRequests::start(env.nginx_addr(), "/api/slow?ms=5000", 18);
     let pinned = SlowRequests::per_slot_in_rotation(&env, 5000);
     std::thread::sleep(Duration::from_secs(3));
+    traffic.wait_requests(150);
     let runs = env.deploy_all("v2");
     std::thread::sleep(Duration::from_millis(500));
+    traffic.wait_requests(150);
     let t = traffic.finish();
     let s = slow.finish();
     let p = pinned.finish();
@@ -112,6 +114,7 @@ fn failing_slot_in_deploy_second_stays_out_and_next_deploy_recovers_it() {
     env.write_config();
     env.stage_jar("v2");
     let traffic = Traffic::start_on(env.nginx_addr(), "/api/", 2, Duration::from_millis(2));
+    traffic.wait_requests(100);
     let mut reloads = 0;
     for b in BINARIES {
         let r = env.hook(b, &[]);
@@ -135,6 +138,7 @@ fn failing_slot_in_deploy_second_stays_out_and_next_deploy_recovers_it() {
         "",
         "not reached: still serving v1"
     );
+    traffic.wait_requests(100);
     let t = traffic.finish();
     eprintln!("traffic during the failing deploy: {}", t.summary());
     // The others kept serving.

@@ -32,7 +32,7 @@ fn three_deploys_alternate_slots_and_lose_no_request() {
     assert_eq!(fd(2), env.path("work/logs/green.log"));
 
     let traffic = Traffic::start(env.nginx_addr(), 4, Duration::from_millis(2));
-    std::thread::sleep(Duration::from_millis(300));
+    traffic.wait_requests(100);
 
     // Second deploy moves to blue while green keeps running.
     env.deploy("v2");
@@ -66,7 +66,7 @@ fn three_deploys_alternate_slots_and_lose_no_request() {
         nonstop::process::same_process(v2.pid, v2.start_time),
         "v2 keeps running"
     );
-    std::thread::sleep(Duration::from_millis(300));
+    traffic.wait_requests(100);
 
     let t = traffic.finish();
     eprintln!("traffic during deploys 2 and 3: {}", t.summary());
@@ -355,10 +355,11 @@ fn reloads_under_load_cut_no_body() {
         8,
         Duration::from_millis(1),
     );
-    std::thread::sleep(Duration::from_millis(300));
+    load.wait_requests(20);
     for _ in 0..20 {
         env.run_nginx(&["-s", "reload"]);
         std::thread::sleep(Duration::from_millis(250));
+        load.wait_requests(20);
     }
     let t = load.finish();
     let log = std::fs::read_to_string(env.path("nginx/logs/error.log")).unwrap_or_default();

@@ -722,7 +722,7 @@ fn config_with_an_injection_attempt() {
     assert_nothing_half_written(&env);
 }
 
-// ---- correctness round: reconcile, restore, prove ----
+// ---- reconcile, restore, prove ----
 
 /// v2 started and healthy on blue, v1 live on green: ready for `switch`.
 fn v2_ready_on_blue(env: &Env) {

@@ -54,10 +54,10 @@ fn blue_green_switches_lose_nothing_even_for_a_client_that_never_retries() {
     );
     let before = workers(&env);
     let load = Traffic::start(env.nginx_addr(), 6, Duration::from_millis(2));
-    std::thread::sleep(Duration::from_millis(300));
+    load.wait_requests(150);
     for v in ["v2", "v3", "v4"] {
         env.deploy(v);
-        std::thread::sleep(Duration::from_millis(300));
+        load.wait_requests(150);
     }
     let tally = load.finish();
     // No request failed, not even once before a retry.
@@ -178,8 +178,9 @@ fn balanced_roll_of_three_slots_cuts_no_request_and_never_reloads_nginx() {
     let slow = SlowRequests::start(env.nginx_addr(), "/slow?ms=3000", 6);
     let pinned = SlowRequests::per_slot_in_rotation(&env, 3000);
     std::thread::sleep(Duration::from_millis(500));
+    load.wait_requests(100);
     let runs = env.deploy_all("v2");
-    std::thread::sleep(Duration::from_millis(300));
+    load.wait_requests(100);
     let tally = load.finish();
     let slow = slow.finish();
     let pinned = pinned.finish();

@@ -243,12 +243,12 @@ fn rollback_to_a_running_previous_slot_only_switches() {
     let (b, g) = (env.pid_of("blue").unwrap(), env.pid_of("green").unwrap());
     let rel_before = releases(&env);
     let traffic = Traffic::start(env.nginx_addr(), 4, Duration::from_millis(2));
-    std::thread::sleep(Duration::from_millis(300));
+    traffic.wait_requests(100);
 
     let r = env.nonstop(&["rollback"]);
     eprintln!("rollback to a running slot: wall time {:?}", r.took);
     assert_eq!(r.code, 0, "{}", r.stderr);
-    std::thread::sleep(Duration::from_millis(300));
+    traffic.wait_requests(100);
     let t = traffic.finish();
     eprintln!("traffic during the rollback: {}", t.summary());
 
@@ -429,8 +429,9 @@ fn deploy_runs_every_stage_under_one_lock_and_logs_progress() {
     // The second deploy takes a jar from elsewhere, under traffic; green keeps running.
     let v1 = env.pid_of("green").unwrap();
     let traffic = Traffic::start(env.nginx_addr(), 4, Duration::from_millis(2));
+    traffic.wait_requests(100);
     let r = env.nonstop(&["deploy", "--jar", demo_jar("v2").to_str().unwrap()]);
-    std::thread::sleep(Duration::from_millis(300));
+    traffic.wait_requests(100);
     let t = traffic.finish();
     eprintln!("traffic during nonstop deploy: {}", t.summary());
     assert_eq!(r.code, 0, "{}", r.stderr);

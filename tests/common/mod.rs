@@ -874,37 +874,71 @@ impl Tally {
     }
 }
 
+/// What a load's threads share: the stop flag and the count of requests ended so far.
+#[derive(Default)]
+pub struct Shared {
+    stop: AtomicBool,
+    done: std::sync::atomic::AtomicUsize,
+}
+
+impl Shared {
+    fn stopped(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+    /// Count one request into `t` and into the shared count.
+    fn record(&self, t: &mut Tally, method: &str, o: &Outcome) {
+        t.record(method, o);
+        self.done.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
 /// Client threads that run until [`Load::finish`] stops them and sums what they saw.
 pub struct Load {
-    stop: Arc<AtomicBool>,
+    shared: Arc<Shared>,
     threads: Vec<std::thread::JoinHandle<Tally>>,
     t0: Instant,
 }
 
 impl Load {
-    /// `n` threads, each running `body(thread index, stop flag)`.
+    /// `n` threads, each running `body(thread index, shared state)`.
     fn spawn<F>(n: usize, body: F) -> Load
     where
-        F: Fn(usize, &AtomicBool) -> Tally + Send + Sync + 'static,
+        F: Fn(usize, &Shared) -> Tally + Send + Sync + 'static,
     {
-        let stop = Arc::new(AtomicBool::new(false));
+        let shared = Arc::new(Shared::default());
         let body = Arc::new(body);
         let threads = (0..n)
             .map(|i| {
-                let (stop, body) = (stop.clone(), body.clone());
-                std::thread::spawn(move || body(i, &stop))
+                let (shared, body) = (shared.clone(), body.clone());
+                std::thread::spawn(move || body(i, &shared))
             })
             .collect();
         Load {
-            stop,
+            shared,
             threads,
             t0: Instant::now(),
         }
     }
 
+    /// Wait until `n` more requests have ended (whatever their outcome) than when called:
+    /// a load window holds at least that many requests however slow the machine is. Panics
+    /// after 120 s.
+    #[track_caller]
+    pub fn wait_requests(&self, n: usize) {
+        let from = self.shared.done.load(Ordering::Relaxed);
+        let ok = wait_until(Duration::from_secs(120), || {
+            self.shared.done.load(Ordering::Relaxed) >= from + n
+        });
+        assert!(
+            ok,
+            "{} requests in 120 s, want {n}",
+            self.shared.done.load(Ordering::Relaxed) - from
+        );
+    }
+
     /// Stop starting requests, wait for those in flight, and sum the tallies.
     pub fn finish(self) -> Tally {
-        self.stop.store(true, Ordering::Relaxed);
+        self.shared.stop.store(true, Ordering::Relaxed);
         let mut all = Tally::default();
         for t in self.threads {
             all.merge(t.join().unwrap());
@@ -951,14 +985,14 @@ impl Traffic {
             let mut t = Tally::default();
             let t0 = Instant::now();
             let mut n = 0usize;
-            while !stop.load(Ordering::Relaxed) && t0.elapsed() < max_time && n < max_requests {
+            while !stop.stopped() && t0.elapsed() < max_time && n < max_requests {
                 n += 1;
                 let (method, body): (&str, &[u8]) = if (n + i) % 4 == 0 {
                     ("POST", b"order=42&qty=1")
                 } else {
                     ("GET", b"")
                 };
-                t.record(method, &c.send(method, path, body));
+                stop.record(&mut t, method, &c.send(method, path, body));
                 std::thread::sleep(pause);
             }
             t
@@ -977,8 +1011,8 @@ impl SlowRequests {
             // Stagger the starts so requests leave and arrive all the time.
             std::thread::sleep(Duration::from_millis(150 * i as u64));
             let t0 = Instant::now();
-            while !stop.load(Ordering::Relaxed) && t0.elapsed() < Duration::from_secs(300) {
-                t.record("GET", &Client::new(addr).send("GET", path, b""));
+            while !stop.stopped() && t0.elapsed() < Duration::from_secs(300) {
+                stop.record(&mut t, "GET", &Client::new(addr).send("GET", path, b""));
             }
             t
         })
@@ -1004,7 +1038,7 @@ impl SlowRequests {
             let addr = SocketAddr::from(([127, 0, 0, 1], port));
             let mut t = Tally::default();
             let t0 = Instant::now();
-            while !stop.load(Ordering::Relaxed) && t0.elapsed() < Duration::from_secs(300) {
+            while !stop.stopped() && t0.elapsed() < Duration::from_secs(300) {
                 let text = std::fs::read_to_string(&upstream).unwrap_or_default();
                 let up = if nft {
                     // `comment "nonstop live=8081 rotation=8081:1,8082:down"`
@@ -1023,7 +1057,7 @@ impl SlowRequests {
                     })
                 };
                 if up {
-                    t.record("GET", &Client::new(addr).send("GET", path, b""));
+                    stop.record(&mut t, "GET", &Client::new(addr).send("GET", path, b""));
                 } else {
                     std::thread::sleep(Duration::from_millis(20));
                 }

@@ -47,8 +47,10 @@ fn v1_to_v2_under_load(name: &str, hooks: Hooks) {
 
     let load = load::keep_alive(host.addr(), 4, Duration::from_millis(5));
     std::thread::sleep(Duration::from_millis(1000));
+    load.wait_requests(250);
     let d2 = host.deploy(&Bundle::of("v2").hooks(hooks));
     std::thread::sleep(Duration::from_millis(1000));
+    load.wait_requests(250);
     let t = load.finish();
     d2.assert_ok();
     eprintln!(
@@ -307,6 +309,7 @@ fn d_kill_9_is_restarted_and_a_crashing_standby_is_not_forever() {
 
     // A standby that crashes at every boot (only green's profile, real2, crashes).
     let load = load::keep_alive(host.addr(), 2, Duration::from_millis(10));
+    load.wait_requests(50);
     let crashing = Bundle::of("v2").edit(
         "nonstop.yml",
         "\"-Ddemo.boot-ms=1000\"]",
@@ -338,6 +341,7 @@ fn d_kill_9_is_restarted_and_a_crashing_standby_is_not_forever() {
     std::thread::sleep(Duration::from_secs(5));
     let st3 = host.status();
     let green = slot(&st3, "green");
+    load.wait_requests(50);
     let t = load.finish();
     eprintln!(
         "[system] FIGURE nsys-d-crash: crashing standby: {}; unit {} with {} restarts, still {} with {} restarts 5 s later; load meanwhile: {}",
@@ -502,7 +506,9 @@ fn f_ssh_deploy_with_the_release_tarball() {
     let broken = broken_jar(dir.path());
     ssh.scp(&broken, &format!("{incoming}/demo-app-v3.jar"));
     let load = load::keep_alive(host.addr(), 4, Duration::from_millis(5));
+    load.wait_requests(50);
     let (bad, took_bad) = ssh.timed(&format!("nonstop deploy --jar {incoming}/demo-app-v3.jar"));
+    load.wait_requests(50);
     let t_bad = load.finish();
     eprintln!(
         "[system] FIGURE nsys-f-ssh: broken release over ssh: exit {} in {took_bad:.2?}, last line {:?}; load: {}",
@@ -537,8 +543,10 @@ fn f_ssh_deploy_with_the_release_tarball() {
     ssh.scp(&v2, &format!("{incoming}/demo-app-v2.jar"));
     let load = load::keep_alive(host.addr(), 4, Duration::from_millis(5));
     std::thread::sleep(Duration::from_millis(1000));
+    load.wait_requests(250);
     let (d2, took2) = ssh.timed(&format!("nonstop deploy --jar {incoming}/demo-app-v2.jar"));
     std::thread::sleep(Duration::from_millis(1000));
+    load.wait_requests(250);
     let t = load.finish();
     eprintln!(
         "[system] FIGURE nsys-f-ssh: tarball {} bytes installed in {install_took:.2?}; ssh deploys: v1 {took1:.2?}, v2 {took2:.2?} (exit {}); load over v2: {}\n--- stdout\n{}--- stderr\n{}",
@@ -607,8 +615,10 @@ fn g_nftables_steering_comes_back_at_boot() {
     let workers0 = workers();
     let load = load::keep_alive(host.addr(), 4, Duration::from_millis(5));
     std::thread::sleep(Duration::from_millis(1000));
+    load.wait_requests(250);
     let d2 = host.deploy(&nft("v2"));
     std::thread::sleep(Duration::from_millis(1000));
+    load.wait_requests(250);
     let t = load.finish();
     d2.assert_ok();
     let workers1 = workers();
