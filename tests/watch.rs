@@ -2,7 +2,8 @@
 //! in the `nonstop_demo` format, the real stand-in as v1 and v2 (v2 made bad with
 //! `-Ddemo.error-rate` or `-Ddemo.slow-ms`), load through the shared client: a good v2 is kept,
 //! a v2 answering 500s or answering slowly is switched back on its own, too little traffic is
-//! inconclusive and kept, and a log rotated during the window is read on.
+//! inconclusive and kept, and a log rotated during the window is read on; in nftables mode as
+//! well (requests attributed to the new release by the time of the switch).
 
 mod common;
 use common::*;
@@ -11,7 +12,11 @@ use std::time::Duration;
 
 /// The world with `watch:` pointed at its nginx's access log, judged every 500 ms.
 fn watched() -> Env {
-    let mut env = Env::new(2);
+    watching(Env::new(2))
+}
+
+/// `env` with `watch:` pointed at its nginx's access log, judged every 500 ms.
+fn watching(mut env: Env) -> Env {
     env.extra = format!(
         "watch:\n  log: {}\n  interval: 500ms\n  baseline: 30s\n  min_requests: 20\n",
         env.path("nginx/logs/access.log").display()
@@ -187,6 +192,49 @@ fn a_release_answering_500s_is_switched_back_on_its_own() {
     assert_eq!(st["live"], "green");
 
     // Nothing lost after the switch back: v1 alone, clean.
+    let after = Traffic::start(env.nginx_addr(), 4, Duration::from_millis(5));
+    std::thread::sleep(Duration::from_millis(800));
+    after
+        .finish()
+        .assert_clean("traffic after the switch back", 50, &["v1"]);
+}
+
+/// nftables mode: nginx logs only the front port, so the requests after the switch are the new
+/// release's; no reload, so nothing but v2's 500s reaches a client.
+#[test]
+fn nftables_a_release_answering_500s_is_switched_back() {
+    let mut env = watching(Env::nftables(2));
+    env.deploy("v1");
+    let old = env.state()["live"].as_str().unwrap().to_string();
+    let (port, profile) = (
+        env.port_of(&old),
+        if old == "blue" { "real1" } else { "real2" },
+    );
+    env.java_opts.push("-Ddemo.error-rate=30".into());
+    env.write_config();
+    let traffic = Traffic::start(env.nginx_addr(), 4, Duration::from_millis(5));
+    std::thread::sleep(Duration::from_millis(1500));
+    env.stage_jar("v2");
+    let r = env.nonstop(&["deploy", "--watch", "30s"]);
+    std::thread::sleep(Duration::from_millis(300));
+    let t = traffic.finish();
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let last = r.last_line();
+    eprintln!("the last line: {last}");
+    assert!(last.contains("watch: 5xx "), "{last}");
+    assert!(
+        last.contains(&format!("; switched back to slot {old} (")),
+        "{last}"
+    );
+    assert_eq!(body_of(&env), format!("v1 {profile} {port}"));
+    assert_only_500s_from_v2(&t, 4, 0);
+    let w = watch_events(&env);
+    assert_eq!(w[0]["verdict"]["verdict"], "bad", "{}", w[0]);
+    assert!(
+        w[0]["verdict"]["before"]["requests"].as_u64().unwrap() >= 20,
+        "v1's baseline from the front port's log lines: {}",
+        w[0]
+    );
     let after = Traffic::start(env.nginx_addr(), 4, Duration::from_millis(5));
     std::thread::sleep(Duration::from_millis(800));
     after
