@@ -139,8 +139,9 @@ fn new_release_served(cfg: &Config, s: &Sample, new: &Slot, switched_ms: u64) ->
     }
 }
 
-/// After the switch to `new`: watch for `dur`, judging every `watch.interval`, and switch back
-/// to the old slot on a bad verdict. Records the verdict in the history. `Ok` for a good or
+/// After the switch to `new`: watch for `dur`, judging every `watch.interval` on every request
+/// since the switch, and switch back to the old slot on a bad verdict (a p99 breach once two
+/// judgements in a row, or the last one, find it). Records the verdict in the history. `Ok` for a good or
 /// an inconclusive window (the release is kept); a failure whose message gives the figures for
 /// a bad one.
 pub fn watch(cfg: &Config, armed: &mut Armed, new: &Slot, dur: Duration) -> Result<Verdict> {
@@ -149,6 +150,7 @@ pub fn watch(cfg: &Config, armed: &mut Armed, new: &Slot, dur: Duration) -> Resu
     let th = Thresholds::of(&cfg.watch);
     let mut seen: Vec<Sample> = vec![];
     let mut unparsed = 0u64;
+    let mut slow_before = false;
     crate::outln!(
         "watch: slot {} for {} (judged every {}; slot {} is the way back)",
         new.name,
@@ -192,7 +194,11 @@ pub fn watch(cfg: &Config, armed: &mut Armed, new: &Slot, dur: Duration) -> Resu
             verdict: v.clone(),
             left,
         });
-        if v.is_bad() || left.is_zero() {
+        // A 5xx breach counts at once; a p99 breach when the next judgement confirms it (or
+        // at the end): a fresh JVM's first slow calls fade as requests accumulate.
+        let confirmed = !v.is_slow() || slow_before || left.is_zero();
+        slow_before = v.is_slow();
+        if (v.is_bad() && confirmed) || left.is_zero() {
             break v;
         }
     };

@@ -58,11 +58,15 @@ pub enum Verdict {
     },
 }
 
+/// The fewest requests whose p99 is not simply their slowest one (nearest rank): below this,
+/// one slow request (a fresh JVM's first calls) would be the p99.
+pub const P99_MIN_REQUESTS: u64 = 100;
+
 /// Judge `now` (the new release since the switch) against `before` (the old one just before).
 ///
 /// 5xx share above max(`errors`, `errors_factor` × the baseline's share) is bad; p99 above
-/// `p99_factor` × the baseline's p99 + `p99_margin` is bad, judged only when the baseline
-/// itself has `min_requests` (a p99 of a handful of requests says nothing).
+/// `p99_factor` × the baseline's p99 + `p99_margin` is bad, judged only when both sides have
+/// `min_requests` and [`P99_MIN_REQUESTS`] (a p99 of a handful of requests is their slowest).
 pub fn judge(now: Figures, before: Figures, t: &Thresholds) -> Verdict {
     if now.requests < t.min_requests {
         return Verdict::Inconclusive {
@@ -79,7 +83,8 @@ pub fn judge(now: Figures, before: Figures, t: &Thresholds) -> Verdict {
             before,
         };
     }
-    if before.requests >= t.min_requests {
+    let enough = t.min_requests.max(P99_MIN_REQUESTS);
+    if before.requests >= enough && now.requests >= enough {
         let limit_ms = (t.p99_factor * before.p99_ms as f64).ceil() as u64 + t.p99_margin_ms;
         if now.p99_ms > limit_ms {
             return Verdict::Bad {
@@ -95,6 +100,17 @@ pub fn judge(now: Figures, before: Figures, t: &Thresholds) -> Verdict {
 impl Verdict {
     pub fn is_bad(&self) -> bool {
         matches!(self, Verdict::Bad { .. })
+    }
+
+    /// A breach of the p99 limit (confirmed by a second judgement before it counts).
+    pub fn is_slow(&self) -> bool {
+        matches!(
+            self,
+            Verdict::Bad {
+                breach: Breach::Latency { .. },
+                ..
+            }
+        )
     }
 
     /// `ok`, `inconclusive`, `bad`
@@ -219,6 +235,9 @@ mod tests {
         );
         // A baseline below min_requests does not judge latency.
         assert_eq!(judge(f(100, 0, 5000), f(49, 0, 20), &T).kind(), "ok");
+        // Nor fewer than 100 requests on either side: their p99 is their slowest one.
+        assert_eq!(judge(f(99, 0, 5000), f(1000, 0, 20), &T).kind(), "ok");
+        assert_eq!(judge(f(1000, 0, 5000), f(99, 0, 20), &T).kind(), "ok");
     }
 
     #[test]
