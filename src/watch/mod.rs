@@ -151,6 +151,8 @@ pub fn watch(cfg: &Config, armed: &mut Armed, new: &Slot, dur: Duration) -> Resu
     let mut seen: Vec<Sample> = vec![];
     let mut unparsed = 0u64;
     let mut slow_before = false;
+    // One line redrawn in place on a terminal, a log line every 5 s otherwise.
+    let mut progress = crate::progress::Progress::new(format!("watch slot {}", new.name), dur);
     crate::outln!(
         "watch: slot {} for {} (judged every {}; slot {} is the way back)",
         new.name,
@@ -182,14 +184,16 @@ pub fn watch(cfg: &Config, armed: &mut Armed, new: &Slot, dur: Duration) -> Resu
                 }
             }
         }
-        let v = judge(Figures::of(&seen), armed.before, &th);
+        let now = Figures::of(&seen);
+        let v = judge(now, armed.before, &th);
         let left = dur.saturating_sub(t0.elapsed());
-        log::info!(
+        log::debug!(
             "watch: slot {}: {}; {} left",
             new.name,
-            Figures::of(&seen).describe(),
+            now.describe(),
             human(left)
         );
+        progress.update(&now.describe());
         armed.events.push(WatchEvent::Judged {
             verdict: v.clone(),
             left,
@@ -202,6 +206,7 @@ pub fn watch(cfg: &Config, armed: &mut Armed, new: &Slot, dur: Duration) -> Resu
             break v;
         }
     };
+    progress.finish();
     if unparsed > 0 {
         armed.events.push(WatchEvent::Unparsed { lines: unparsed });
         log::warn!(
