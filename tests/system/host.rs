@@ -106,7 +106,7 @@ pub struct Setup {
 
 /// Where `nonstop` is on the host: in the bundle the appspec installs, or from the release
 /// tarball as INSTALL says.
-const BUNDLE_NONSTOP: &str = "/opt/nonstop/myapp/bundle/bin/nonstop";
+pub const BUNDLE_NONSTOP: &str = "/opt/nonstop/myapp/bundle/bin/nonstop";
 pub const INSTALLED_NONSTOP: &str = "/usr/local/bin/nonstop";
 
 /// A booted host; dropping it runs `ec2host.sh down NAME`.

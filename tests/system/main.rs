@@ -698,3 +698,50 @@ fn g_nftables_steering_comes_back_at_boot() {
         "no deployment ran after the reboot: {st:#}"
     );
 }
+
+/// The reload confirmation as a non-root hook user (no access to nginx's descriptors): with
+/// both slots running, `nonstop switch` as ec2-user back and forth, each exit 0 followed at
+/// once, in the same shell on the host, by a GET on a fresh connection: every answer comes
+/// from the slot just made live (no old worker still accepts once switch has exited 0).
+#[test]
+#[ignore = "needs EC2-like hosts: make system-test"]
+fn h_switch_as_ec2_user_answers_the_new_slot_at_once() {
+    let host = Host::ec2("nsys-h-switch", Hooks::Ec2User);
+    host.deploy(&Bundle::of("v1").hooks(Hooks::Ec2User))
+        .assert_ok();
+    host.deploy(&Bundle::of("v2").hooks(Hooks::Ec2User))
+        .assert_ok();
+    let rounds = 10;
+    let mut script = String::from("set -e\n");
+    for i in 0..rounds {
+        let to = if i % 2 == 0 { "green" } else { "blue" };
+        script += &format!(
+            "{bin} switch --slot {to} >/dev/null 2>&1\necho \"{to} $(curl -sS --max-time 2 http://127.0.0.1/)\"\n",
+            bin = host::BUNDLE_NONSTOP
+        );
+    }
+    let t0 = std::time::Instant::now();
+    let o = host.exec(Hooks::Ec2User.user(), &["bash", "-c", &script]);
+    eprintln!(
+        "[system] FIGURE nsys-h-switch: {rounds} switches as ec2-user, each followed by a GET, in {:.2?} (exit {})",
+        t0.elapsed(),
+        o.code
+    );
+    assert_eq!(o.code, 0, "{}{}", o.stdout, o.stderr);
+    let lines: Vec<&str> = o.stdout.lines().collect();
+    assert_eq!(lines.len(), rounds, "{}", o.stdout);
+    for line in lines {
+        let (to, body) = line.split_once(' ').unwrap();
+        let want = if to == "green" {
+            "v1 real2 8082"
+        } else {
+            "v2 real1 8081"
+        };
+        assert_eq!(
+            body.trim(),
+            want,
+            "the first GET after `switch --slot {to}` exited 0: {}",
+            o.stdout
+        );
+    }
+}
