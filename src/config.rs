@@ -367,12 +367,21 @@ fn charset(s: &str, max: usize, ok: impl Fn(char) -> bool) -> bool {
     !s.is_empty() && s.len() <= max && s.chars().all(ok)
 }
 
-checked_string!(AppName, "app name (want [a-z0-9._-]+)", |s| charset(
-    s,
-    64,
-    |c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c)
-) && !s
-    .starts_with('.'));
+// `-` only as a separator: the names derived from it (units `nonstop-<app>@<slot>.service`,
+// table `nonstop_<app>` with `-` as `_`, sudoers file `nonstop-<app>`) stay one per app, and
+// sudo reads the file (it skips names with a `.`).
+checked_string!(
+    AppName,
+    "app name (want [a-z0-9-]+ starting with a letter or digit; no `.` or `_`: it names units, an nftables table and a sudoers file)",
+    valid_app_name
+);
+
+/// `[a-z0-9-]{1,48}`, not starting with `-` (see `AppName`).
+pub fn valid_app_name(s: &str) -> bool {
+    charset(s, 48, |c| {
+        c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'
+    }) && !s.starts_with('-')
+}
 checked_string!(
     UserName,
     "user or group name (want [a-z_][a-z0-9_-]*)",

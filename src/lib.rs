@@ -17,6 +17,7 @@ pub mod nginx;
 pub mod operator;
 pub mod process;
 pub mod progress;
+pub mod registry;
 pub mod releases;
 pub mod rotation;
 pub mod slots;

@@ -42,7 +42,7 @@ enum Cmd {
     ///
     /// The last N lines of a slot's app (the live slot unless SLOT or --slot is given), then,
     /// with -f, new lines as they come until interrupted. Under systemd this is
-    /// `journalctl -u nonstop-APP-SLOT.service`; under the builtin supervisor it reads
+    /// `journalctl -u nonstop-APP@SLOT.service`; under the builtin supervisor it reads
     /// workdir/logs/SLOT.log (following it across a rotation or a copytruncate).
     Logs {
         /// The slot [default: the live one]

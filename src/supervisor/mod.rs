@@ -3,7 +3,7 @@
 //! - [`builtin`]: nonstop's own supervisor process (a re-executed nonstop in its own session;
 //!   pid file + /proc proofs; the log file `workdir/logs/<slot>.log`). For containers, CI and
 //!   laptops, and any host where systemd is not PID 1.
-//! - [`systemd`]: one generated unit per slot, `nonstop-<app>-<slot>.service`, in a cgroup of
+//! - [`systemd`]: one generated unit per slot, `nonstop-<app>@<slot>.service`, in a cgroup of
 //!   its own (so the CodeDeploy agent's restart does not take the JVM with it), started at boot
 //!   when it is the live slot, restarted on failure with a start limit, logging to journald.
 //!

@@ -1,4 +1,4 @@
-//! The systemd supervisor: each slot is its own unit, `nonstop-<app>-<slot>.service`, a file
+//! The systemd supervisor: each slot is its own unit, `nonstop-<app>@<slot>.service`, a file
 //! nonstop generates in /etc/systemd/system (marked `# Managed by nonstop`; a unit without the
 //! marker is never touched). A generated file rather than a template unit with drop-ins: one
 //! file says everything about a slot (`systemctl cat` shows it whole), and rewriting it at each
@@ -32,9 +32,38 @@ pub const MARKER: &str = "# Managed by nonstop";
 /// See the module doc.
 pub struct Systemd;
 
-/// `nonstop-<app>-<slot>.service`
+/// `nonstop-<app>@<slot>.service`: `@` cannot occur in an app name, so two apps never share
+/// a unit (see [`crate::registry`]).
 pub fn unit_name(cfg: &Config, slot: &Slot) -> String {
-    format!("nonstop-{}-{}.service", cfg.app.name, slot.name)
+    crate::registry::unit(&cfg.app.name, &slot.name)
+}
+
+/// The unit an older nonstop wrote for the slot, `nonstop-<app>-<slot>.service`, when it is
+/// there and its marker line names this app and slot (another app's unit may have that name:
+/// app `shop` slot `api-blue` and app `shop-api` slot `blue`).
+pub fn legacy_unit(cfg: &Config, slot: &Slot) -> Option<String> {
+    let name = format!("nonstop-{}-{}.service", cfg.app.name, slot.name);
+    let text = std::fs::read_to_string(PathBuf::from(UNIT_DIR).join(&name)).ok()?;
+    let first = text.lines().next()?;
+    let ours = first.starts_with(&format!("{MARKER}: slot {} (port ", slot.name))
+        && first.contains(&format!(") of {}, release ", cfg.app.name));
+    ours.then_some(name)
+}
+
+/// The unit that runs the slot now: an older nonstop's unit while it is still active (it is
+/// stopped by its own name, and the slot's next start uses the new one), else
+/// [`unit_name`].
+fn unit_of(cfg: &Config, slot: &Slot) -> String {
+    if let Some(old) = legacy_unit(cfg, slot) {
+        let state = show(&old).get("ActiveState").cloned().unwrap_or_default();
+        if matches!(
+            state.as_str(),
+            "active" | "activating" | "reloading" | "deactivating"
+        ) {
+            return old;
+        }
+    }
+    unit_name(cfg, slot)
 }
 
 /// True when PID 1 is systemd and this user may manage units (root, or `sudo -n` works).
@@ -189,7 +218,7 @@ pub fn render_unit(cfg: &Config, start: &Start) -> Result<String> {
          SuccessExitStatus=143\n\
          Restart=on-failure\n\
          RestartSec=500ms\n\
-         SyslogIdentifier=nonstop-{app}-{slot}\n\n\
+         SyslogIdentifier=nonstop-{app}@{slot}\n\n\
          [Install]\n\
          WantedBy=multi-user.target\n",
         slot = slot.name,
@@ -303,7 +332,7 @@ impl Supervisor for Systemd {
 
     fn app(&self, cfg: &Config, slot: &Slot) -> SlotProcess {
         let recorded = process::read_pid_file(&cfg.pid_file(slot));
-        let unit = unit_name(cfg, slot);
+        let unit = unit_of(cfg, slot);
         let props = show(&unit);
         let pid = main_pid(&props);
         match recorded {
@@ -340,7 +369,7 @@ impl Supervisor for Systemd {
         if pf.supervisor != 0 {
             return process::tree(pf.pid);
         }
-        let props = show(&unit_name(cfg, slot));
+        let props = show(&unit_of(cfg, slot));
         let cg = props.get("ControlGroup").cloned().unwrap_or_default();
         let procs: HashSet<i32> = [
             "/sys/fs/cgroup",
@@ -367,7 +396,7 @@ impl Supervisor for Systemd {
         if pf.supervisor != 0 {
             return super::builtin::terminate_app(cfg, slot, pf, |pf| process::tree(pf.pid));
         }
-        let unit = unit_name(cfg, slot);
+        let unit = unit_of(cfg, slot);
         let t0 = Instant::now();
         systemctl(&["stop", "--no-block", &unit])?;
         log::info!(
@@ -396,7 +425,7 @@ impl Supervisor for Systemd {
     }
 
     fn settle(&self, cfg: &Config, slot: &Slot) -> Result<()> {
-        let unit = unit_name(cfg, slot);
+        let unit = unit_of(cfg, slot);
         if !ours(&unit) {
             return Ok(());
         }
@@ -417,7 +446,7 @@ impl Supervisor for Systemd {
     }
 
     fn last_exit(&self, cfg: &Config, slot: &Slot) -> Option<ExitRecord> {
-        let props = show(&unit_name(cfg, slot));
+        let props = show(&unit_of(cfg, slot));
         let at = props
             .get("ExecMainExitTimestamp")
             .filter(|t| !t.is_empty())?;
@@ -436,7 +465,7 @@ impl Supervisor for Systemd {
     }
 
     fn log_tail(&self, cfg: &Config, slot: &Slot, n: usize) -> Vec<String> {
-        let unit = unit_name(cfg, slot);
+        let unit = unit_of(cfg, slot);
         let n = n.to_string();
         let out = privileged(&journal(&unit, &n, "cat"))
             .stderr(Stdio::null())
@@ -451,11 +480,11 @@ impl Supervisor for Systemd {
     }
 
     fn log_hint(&self, cfg: &Config, slot: &Slot) -> String {
-        format!("journalctl -u {}", unit_name(cfg, slot))
+        format!("journalctl -u {}", unit_of(cfg, slot))
     }
 
     fn logs(&self, cfg: &Config, slot: &Slot, n: usize, follow: bool) -> Result<()> {
-        let unit = unit_name(cfg, slot);
+        let unit = unit_of(cfg, slot);
         let n = n.to_string();
         let mut argv = journal(&unit, &n, "short-iso");
         if follow {
@@ -475,12 +504,19 @@ impl Supervisor for Systemd {
 
     fn at_boot(&self, cfg: &Config, live: &Slot) -> Result<()> {
         let mut first_err = None;
+        let mut units = vec![];
         for s in &cfg.slots {
-            let unit = unit_name(cfg, s);
+            let unit = unit_of(cfg, s);
+            // An older nonstop's unit no longer running its slot must not start at boot.
+            if let Some(old) = legacy_unit(cfg, s).filter(|o| *o != unit) {
+                units.push((old, false));
+            }
+            units.push((unit, s.name == live.name || cfg.app.standby_at_boot));
+        }
+        for (unit, want) in units {
             if !ours(&unit) {
                 continue;
             }
-            let want = s.name == live.name || cfg.app.standby_at_boot;
             let enabled = show(&unit)
                 .get("UnitFileState")
                 .is_some_and(|v| v == "enabled");
@@ -545,7 +581,7 @@ impl Supervisor for Systemd {
     }
 
     fn supervision(&self, cfg: &Config, slot: &Slot) -> Supervision {
-        let unit = unit_name(cfg, slot);
+        let unit = unit_of(cfg, slot);
         let props = show(&unit);
         if props.get("LoadState").is_none_or(|s| s == "not-found") {
             return Supervision {
@@ -609,6 +645,6 @@ mod tests {
         ] {
             assert!(u.contains(want), "{want:?} missing in:\n{u}");
         }
-        assert_eq!(unit_name(&cfg, &cfg.slots[1]), "nonstop-shop-green.service");
+        assert_eq!(unit_name(&cfg, &cfg.slots[1]), "nonstop-shop@green.service");
     }
 }

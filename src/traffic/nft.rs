@@ -30,15 +30,9 @@ use std::time::{Duration, Instant};
 /// See the module doc.
 pub struct Nft;
 
-/// `nonstop_<app>` with `-` and `.` as `_` (nft identifiers).
+/// `nonstop_<app>` with `-` as `_` (nft identifiers; one table per app, see [`crate::registry`]).
 pub fn table_name(cfg: &Config) -> String {
-    let name: String = cfg
-        .app
-        .name
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
-        .collect();
-    format!("nonstop_{name}")
+    crate::registry::table(&cfg.app.name)
 }
 
 /// `state_dir/traffic.nft`: the ruleset last applied, for the boot unit.

@@ -404,7 +404,7 @@ fn e_logs_show_the_apps_output_from_the_journal() {
         live.stdout
     );
     // They come from the journal, where systemd put the unit's output; no log file is written.
-    let journal = host.sh_ok("journalctl -u nonstop-myapp-green.service -o cat --no-pager");
+    let journal = host.sh_ok("journalctl -u nonstop-myapp@green.service -o cat --no-pager");
     assert!(
         journal.contains("Started DemoApp on port 8082"),
         "{journal}"
@@ -620,7 +620,7 @@ fn g_nftables_steering_comes_back_at_boot() {
             agent: true,
         },
     );
-    let front = nonstop::operator::init::FRONT_PORT;
+    let front = nonstop::operator::init::front_port("myapp");
     let nft = |v: &str| {
         Bundle::of(v).edit(
             "nonstop.yml",
