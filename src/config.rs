@@ -677,12 +677,21 @@ pub fn locate(flag: Option<&Path>) -> Result<PathBuf> {
     )))
 }
 
-/// Find and load the config.
+/// Find and load the config, and refuse it when it asks for what `sudo nonstop setup` did
+/// not fix on this host (see [`crate::registry::check_config`]; a root-only app's entry, set
+/// up by a root deploy, follows its config instead).
 pub fn load(flag: Option<&Path>) -> Result<Config> {
     let path = locate(flag)?;
     let text = std::fs::read_to_string(&path)
         .map_err(|e| Error::Config(format!("{}: cannot read: {e}", path.display())))?;
-    parse(&text, &path)
+    let cfg = parse(&text, &path)?;
+    let dir = Path::new(crate::registry::DIR);
+    if let Some(e) = crate::registry::read(dir, &cfg.app.name)? {
+        if !(e.hook_user == "root" && rustix::process::geteuid().is_root()) {
+            crate::registry::check_config(&cfg, &e, &crate::registry::path(dir, &e.app))?;
+        }
+    }
+    Ok(cfg)
 }
 
 /// Parse and validate `text`, which was read from `path` (relative paths resolve against

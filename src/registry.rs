@@ -505,7 +505,7 @@ mod tests {
         let e = Entry::of(
             &c,
             "ec2-user",
-            Path::new("/usr/local/lib/nonstop/shop/nonstop"),
+            Path::new("/usr/local/libexec/nonstop/shop/nonstop"),
         );
         assert!(write(d.path(), &e).unwrap());
         assert!(!write(d.path(), &e).unwrap(), "unchanged the second time");

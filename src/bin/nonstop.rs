@@ -8,10 +8,10 @@ use std::path::PathBuf;
 #[command(
     name = "nonstop",
     version = nonstop::VERSION,
-    about = "Operate nonstop blue/green deploys: status, logs, rollback, deploy, validate, init, bundle",
+    about = "Operate nonstop blue/green deploys: status, logs, rollback, deploy, validate, init, bundle, setup",
     subcommand_required = true,
     arg_required_else_help = true,
-    after_help = "Examples:\n  nonstop status                            # what runs where, health now, last deployments\n  nonstop status --json | jq '.slots[] | {name, state, release}'\n  nonstop logs -f                           # the live slot's app output, followed\n  nonstop rollback                          # back to the previous slot\n  nonstop deploy --jar build/libs/app.jar   # stop, start, health, switch in one run\n  nonstop validate                          # config, nginx, appspec.yml, hook timeouts, java, jar\n  nonstop init .                            # deploy/, Jenkinsfiles, GitHub workflows\n  nonstop bundle --jar target/app.jar -o app.zip   # the CodeDeploy bundle, checked first\n\nExit codes: 0 done, 1 failed (the last stderr line says why), 2 usage/config, 3 lock held"
+    after_help = "Examples:\n  nonstop status                            # what runs where, health now, last deployments\n  nonstop status --json | jq '.slots[] | {name, state, release}'\n  nonstop logs -f                           # the live slot's app output, followed\n  nonstop rollback                          # back to the previous slot\n  nonstop deploy --jar build/libs/app.jar   # stop, start, health, switch in one run\n  nonstop validate                          # config, nginx, appspec.yml, hook timeouts, java, jar\n  nonstop init .                            # deploy/, Jenkinsfiles, GitHub workflows\n  nonstop bundle --jar target/app.jar -o app.zip   # the CodeDeploy bundle, checked first\n  sudo nonstop setup --user ec2-user -c deploy/nonstop.yml   # once per app per host: units, sudo rules\n\nExit codes: 0 done, 1 failed (the last stderr line says why), 2 usage/config, 3 lock held"
 )]
 struct Cli {
     #[command(flatten)]
@@ -79,7 +79,7 @@ enum Cmd {
     /// Write starting deploy files, Jenkinsfiles and GitHub workflows
     ///
     /// Writes deploy/nonstop.yml, deploy/appspec.yml, deploy/nginx/{service-url.inc,site.conf,
-    /// upstream.conf}, deploy/sudoers, Jenkinsfile and .github/workflows/nonstop-deploy.yml
+    /// upstream.conf}, Jenkinsfile and .github/workflows/nonstop-deploy.yml
     /// (CodeDeploy: nonstop bundle, S3, create-deployment), Jenkinsfile.ssh and
     /// .github/workflows/nonstop-deploy-ssh.yml (scp the jar, ssh HOST nonstop deploy --jar)
     /// under DIR. Refuses to overwrite existing files unless --force.
@@ -127,6 +127,28 @@ enum Cmd {
         /// The zip to write (atomically)
         #[arg(short, long, value_name = "FILE.zip", default_value = operator::bundle::DEFAULT_OUTPUT)]
         output: PathBuf,
+    },
+    /// The one step that needs root: units, sudo rules and the host registry for one app
+    ///
+    /// Run once per app per host as root (`sudo nonstop setup --user ec2-user --config PATH`),
+    /// and again to change what it fixed; prints what it changed, or that nothing did. Installs
+    /// a root-owned copy of nonstop (/usr/local/libexec/nonstop/APP/nonstop), the registry entry
+    /// /etc/nonstop/apps/APP.json (slots, ports, users, folders; a clash with another app is
+    /// refused naming it), the template unit nonstop-APP@.service, the work and state folders
+    /// owned by USER, and for a USER other than root /etc/sudoers.d/nonstop-APP: one exact
+    /// command per line (start, stop, enable, disable, reset-failed of the app's slot units; in
+    /// reload mode the nginx test and reload), checked with visudo. A later nonstop.yml naming
+    /// other ports, slots, users or folders is refused until setup runs again.
+    Setup {
+        /// The user the hooks run as (ec2-user, ubuntu; root when no other user deploys)
+        #[arg(long, value_name = "USER")]
+        user: String,
+    },
+    /// The slot units' ExecStart (as the app user): check the slot's launch file, exec java
+    #[command(hide = true)]
+    RunSlot {
+        #[arg(long)]
+        app: String,
     },
     /// Shell completion script on stdout (`make completions` writes them all)
     #[command(hide = true)]
@@ -190,6 +212,14 @@ fn main() -> std::process::ExitCode {
                 appspec: appspec.clone(),
                 output: Some(output.clone()),
             }),
+            Cmd::Setup { user } => nonstop::setup::run(&nonstop::setup::Options {
+                user: user.clone(),
+                config: c.common.config.clone(),
+            }),
+            Cmd::RunSlot { app } => nonstop::supervisor::systemd::run_slot(
+                app,
+                slot.ok_or_else(|| nonstop::Error::Usage("run-slot needs --slot".into()))?,
+            ),
             Cmd::Completions { shell } => operator::completions(Cli::command(), *shell),
             Cmd::Man { dir } => operator::man(Cli::command(), dir.as_deref()),
         }

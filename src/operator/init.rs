@@ -4,8 +4,6 @@
 //! - `deploy/nonstop.yml`, `deploy/appspec.yml`: the bundle's config and CodeDeploy hooks;
 //! - `deploy/nginx/{service-url.inc,site.conf,upstream.conf}`: the include nonstop owns, a
 //!   site that uses it, and the balanced-mode upstream;
-//! - `deploy/sudoers`: the exact sudo rules hooks run as `ec2-user` need (nginx test, dump
-//!   and reload, the app's own systemd units);
 //! - `Jenkinsfile` and `.github/workflows/nonstop-deploy.yml`: the release tarball's `nonstop`,
 //!   the Maven build, `nonstop bundle`, upload to S3, `aws deploy create-deployment`, wait;
 //! - `Jenkinsfile.ssh` and `.github/workflows/nonstop-deploy-ssh.yml`: without CodeDeploy, the
@@ -22,7 +20,7 @@ use crate::fsx::write_atomic;
 use std::path::{Path, PathBuf};
 
 /// Every file `init` writes: (path under DIR, template).
-pub const FILES: [(&str, &str); 10] = [
+pub const FILES: [(&str, &str); 9] = [
     (
         "deploy/nonstop.yml",
         include_str!("../../templates/nonstop.yml"),
@@ -43,7 +41,6 @@ pub const FILES: [(&str, &str); 10] = [
         "deploy/nginx/upstream.conf",
         include_str!("../../templates/nginx/upstream.conf"),
     ),
-    ("deploy/sudoers", include_str!("../../templates/sudoers")),
     ("Jenkinsfile", include_str!("../../templates/Jenkinsfile")),
     (
         ".github/workflows/nonstop-deploy.yml",
@@ -114,6 +111,8 @@ pub fn run(o: &Options) -> Result<()> {
     crate::outln!(
         "next: edit {d}/deploy/nonstop.yml (slots, health, java_opts) and the names in the Jenkinsfile / workflow;\n      \
          install {d}/deploy/nginx/site.conf and service-url.inc on the host (see their comments);\n      \
+         on the host, once per app (units, sudo rules; --user is who runs the hooks):\n      \
+         sudo nonstop setup --user ec2-user --config {d}/deploy/nonstop.yml\n      \
          then, in a bundle or on the host: nonstop validate --config {d}/deploy/nonstop.yml"
     );
     Ok(())

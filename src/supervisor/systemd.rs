@@ -66,19 +66,13 @@ fn unit_of(cfg: &Config, slot: &Slot) -> String {
     unit_name(cfg, slot)
 }
 
-/// True when PID 1 is systemd and this user may manage units (root, or `sudo -n` works).
-pub fn available() -> bool {
-    if !Path::new("/run/systemd/system").is_dir() {
-        return false;
-    }
-    root()
-        || Command::new("sudo")
-            .args(["-n", "systemctl", "--version"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
+/// True when PID 1 is systemd and this user may manage `app`'s units: root, or the app is
+/// set up on this host (`sudo nonstop setup`).
+pub fn available(app: &str) -> bool {
+    Path::new("/run/systemd/system").is_dir()
+        && (root()
+            || crate::registry::read(Path::new(crate::registry::DIR), app)
+                .is_ok_and(|e| e.is_some()))
 }
 
 fn root() -> bool {
@@ -132,15 +126,31 @@ fn journal<'a>(unit: &'a str, n: &'a str, format: &'a str) -> Vec<&'a str> {
     ]
 }
 
-/// `systemctl show UNIT` as a map of the properties nonstop reads.
+/// journalctl as this user: the journal is readable by root and the groups `adm` and
+/// `systemd-journal` (ec2-user and ubuntu are in them), so no sudo line is needed.
+fn journalctl(argv: &[&str]) -> Command {
+    let mut c = Command::new(argv[0]);
+    c.args(&argv[1..]).stdin(Stdio::null());
+    c
+}
+
+/// `systemctl show UNIT` as a map of the properties nonstop reads (reading needs no root).
 fn show(unit: &str) -> HashMap<String, String> {
-    systemctl(&[
-        "show",
-        unit,
-        "-p",
-        "LoadState,ActiveState,SubState,MainPID,NRestarts,UnitFileState,ControlGroup,Result,ExecMainPID,ExecMainCode,ExecMainStatus,ExecMainExitTimestamp,FragmentPath",
-    ])
-    .unwrap_or_default()
+    Command::new("systemctl")
+        .args([
+            "--no-ask-password",
+            "show",
+            unit,
+            "-p",
+            "LoadState,ActiveState,SubState,MainPID,NRestarts,UnitFileState,ControlGroup,Result,ExecMainPID,ExecMainCode,ExecMainStatus,ExecMainExitTimestamp,FragmentPath",
+        ])
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default()
     .lines()
     .filter_map(|l| l.split_once('='))
     .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -169,71 +179,44 @@ fn quote(arg: &str) -> Result<String> {
     Ok(q)
 }
 
-/// A value systemd takes to the end of the line (a path): no control characters, `%` doubled.
-fn plain(v: &str) -> Result<String> {
-    if v.chars().any(|c| c.is_control()) || v.trim() != v {
-        return Err(failed(format!("{v:?} cannot go into a systemd unit")));
-    }
-    Ok(v.replace('%', "%%"))
-}
-
-/// The unit file for `start`.
-pub fn render_unit(cfg: &Config, start: &Start) -> Result<String> {
-    let slot = start.slot;
-    let mut exec = vec![];
-    for a in &start.argv {
-        exec.push(quote(a)?);
-    }
-    let mut env = String::new();
-    for (k, v) in &start.env {
-        env += &format!("Environment={}\n", quote(&format!("{k}={v}"))?);
-    }
-    // app.user, else the user nonstop runs as (as the builtin supervisor does): hooks run
-    // as ec2-user start JVMs as ec2-user, not as systemd's default, root.
-    let mut user = String::new();
-    match (&cfg.app.user, root()) {
-        (Some(u), _) => user += &format!("User={u}\n"),
-        (None, false) => user += &format!("User={}\n", rustix::process::geteuid().as_raw()),
-        (None, true) => {}
-    }
-    match (&cfg.app.group, &cfg.app.user, root()) {
-        (Some(g), _, _) => user += &format!("Group={g}\n"),
-        (None, None, false) => user += &format!("Group={}\n", rustix::process::getegid().as_raw()),
-        _ => {}
+/// The template unit of `e`'s slots, `nonstop-<app>@.service`, written by setup: the JVM runs
+/// as the user setup fixed, started by the root-owned nonstop in its `run-slot` mode (which
+/// checks the slot's launch file against the registry and execs java, so the unit's main
+/// process is the JVM). A deploy never writes a unit: it writes the launch file, then starts
+/// `nonstop-<app>@<slot>.service`.
+pub fn render_template(cfg: &Config, e: &crate::registry::Entry) -> Result<String> {
+    let mut user = format!("User={}\n", e.app_user);
+    if let Some(g) = &e.app_group {
+        user += &format!("Group={g}\n");
     }
     Ok(format!(
-        "{MARKER}: slot {slot} (port {port}) of {app}, release {release}.\n\
-         # Rewritten by every `start`; edit nonstop.yml instead. See `nonstop status`.\n\
+        "{MARKER}: the slots of app {app} (instance = slot), written by `sudo nonstop setup`.\n\
+         # A slot runs the release its last `start` chose (checked by `nonstop run-slot`).\n\
          [Unit]\n\
-         Description=nonstop {app} slot {slot} (port {port})\n\
+         Description=nonstop {app} slot %i\n\
          After=network.target\n\
          StartLimitIntervalSec=60\n\
          StartLimitBurst=3\n\n\
          [Service]\n\
          Type=exec\n\
-         {user}WorkingDirectory={cwd}\n\
-         {env}ExecStart={exec}\n\
+         {user}ExecStart={bin} run-slot --app {app} --slot %i\n\
          KillSignal=SIGTERM\n\
          TimeoutStopSec={grace}\n\
          SuccessExitStatus=143\n\
          Restart=on-failure\n\
          RestartSec=500ms\n\
-         SyslogIdentifier=nonstop-{app}@{slot}\n\n\
+         SyslogIdentifier=nonstop-{app}@%i\n\n\
          [Install]\n\
          WantedBy=multi-user.target\n",
-        slot = slot.name,
-        port = slot.port,
-        app = cfg.app.name,
-        release = start.release,
-        cwd = plain(&start.cwd.to_string_lossy())?,
-        exec = exec.join(" "),
+        app = e.app,
+        bin = quote(&e.nonstop.to_string_lossy())?,
         grace = cfg.stop.grace.as_millis().div_ceil(1000).max(1),
     ))
 }
 
-/// Write `text` as unit `name`, unless it already holds it; refuses a unit nonstop did not
-/// write. Returns whether the file changed.
-fn write_unit(cfg: &Config, name: &str, text: &str) -> Result<bool> {
+/// Write `text` as unit `name` (as root), unless it already holds it; refuses a unit nonstop
+/// did not write. Returns whether the file changed.
+fn write_unit(name: &str, text: &str) -> Result<bool> {
     let path = PathBuf::from(UNIT_DIR).join(name);
     match fsx::read_original(&path)? {
         Some(o) if o.bytes == text.as_bytes() => return Ok(false),
@@ -245,38 +228,164 @@ fn write_unit(cfg: &Config, name: &str, text: &str) -> Result<bool> {
         }
         _ => {}
     }
-    if root() {
-        fsx::write_atomic(&path, text.as_bytes(), 0o644)?;
-    } else {
-        // Written as the deploy user beside its pid files, then installed by root.
-        let tmp = cfg.run_dir().join(name);
-        fsx::create_dirs(&cfg.run_dir())
-            .context(format!("cannot create {}", cfg.run_dir().display()))?;
-        fsx::write_atomic(&tmp, text.as_bytes(), 0o644)?;
-        let st = privileged(&[
-            "install",
-            "-m",
-            "0644",
-            &tmp.to_string_lossy(),
-            &path.to_string_lossy(),
-        ])
-        .status()
-        .context("cannot run `sudo -n install`")?;
-        let _ = std::fs::remove_file(&tmp);
-        if !st.success() {
-            return Err(failed(format!(
-                "`sudo -n install … {}` failed ({st}): the deploy user needs the sudo rules `nonstop init` writes",
-                path.display()
-            )));
-        }
+    if !root() {
+        return Err(failed(format!(
+            "{} needs root: run `sudo nonstop setup --user USER` once",
+            path.display()
+        )));
     }
-    log::info!("wrote unit {}", path.display());
+    fsx::write_atomic(&path, text.as_bytes(), 0o644)?;
     Ok(true)
 }
 
-/// True if unit `name` exists and carries nonstop's marker.
+/// Setup's part (as root): the template unit for `e`, and an older nonstop's per-slot units
+/// that no longer run retired (disabled, removed). Returns what changed, one line each.
+pub fn install_units(cfg: &Config, e: &crate::registry::Entry) -> Result<Vec<String>> {
+    let mut changed = vec![];
+    let text = render_template(cfg, e)?;
+    if write_unit(&e.template_unit, &text)? {
+        changed.push(format!("installed {UNIT_DIR}/{}", e.template_unit));
+    }
+    for s in &cfg.slots {
+        let Some(old) = legacy_unit(cfg, s) else {
+            continue;
+        };
+        if unit_of(cfg, s) == old {
+            changed.push(format!(
+                "kept {old} (an older nonstop's unit) while it runs slot {}: the slot's next start uses {}; run setup again after that to remove it",
+                s.name,
+                unit_name(cfg, s)
+            ));
+            continue;
+        }
+        let _ = systemctl(&["disable", "--quiet", &old]);
+        let path = PathBuf::from(UNIT_DIR).join(&old);
+        std::fs::remove_file(&path).context(format!("cannot remove {}", path.display()))?;
+        changed.push(format!(
+            "removed {} (an older nonstop's unit for slot {}, not running)",
+            path.display(),
+            s.name
+        ));
+    }
+    if !changed.is_empty() {
+        systemctl(&["daemon-reload"])?;
+    }
+    Ok(changed)
+}
+
+/// What a slot's next start runs, written by `start` (the deploy user) beside the pid files
+/// and read by `nonstop run-slot` in the unit (as the app user), which checks it against the
+/// registry before it execs.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Launch {
+    pub release: String,
+    pub argv: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub cwd: PathBuf,
+}
+
+/// `workdir/run/<slot>.launch.json`
+pub fn launch_path(workdir: &Path, slot: &str) -> PathBuf {
+    workdir.join("run").join(format!("{slot}.launch.json"))
+}
+
+/// Check `l` for slot `slot` of entry `e`: the slot is one setup fixed, the release folder is
+/// under the app's releases folder (symlinks resolved), the jar is in it, and the one
+/// `-Dserver.port` is the slot's port. Returns the argv to exec.
+pub fn check_launch(e: &crate::registry::Entry, slot: &str, l: &Launch) -> Result<()> {
+    let s = e.slot(slot).ok_or_else(|| {
+        failed(format!(
+            "slot {slot:?} is not one of app {}'s slots in the registry",
+            e.app
+        ))
+    })?;
+    let rel_ok = !l.release.is_empty()
+        && l.release != "."
+        && l.release != ".."
+        && l.release
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
+    let releases = e.workdir.join("releases");
+    if !rel_ok || l.cwd != releases.join(&l.release) {
+        return Err(failed(format!(
+            "release {:?} in {:?} is not a folder of {}",
+            l.release,
+            l.cwd,
+            releases.display()
+        )));
+    }
+    let canon = |p: &Path| {
+        std::fs::canonicalize(p)
+            .map_err(|err| failed(format!("cannot resolve {}: {err}", p.display())))
+    };
+    let (releases_c, cwd_c) = (canon(&releases)?, canon(&l.cwd)?);
+    if cwd_c.parent() != Some(releases_c.as_path()) {
+        return Err(failed(format!(
+            "{} resolves to {}, outside {}",
+            l.cwd.display(),
+            cwd_c.display(),
+            releases_c.display()
+        )));
+    }
+    let jar = l
+        .argv
+        .iter()
+        .position(|a| a == "-jar")
+        .and_then(|i| l.argv.get(i + 1))
+        .ok_or_else(|| failed("the launch has no `-jar JAR`"))?;
+    let jar_c = canon(Path::new(jar))?;
+    if jar_c.parent() != Some(cwd_c.as_path()) {
+        return Err(failed(format!(
+            "jar {jar} is not in release folder {}",
+            l.cwd.display()
+        )));
+    }
+    let ports: Vec<&String> = l
+        .argv
+        .iter()
+        .filter(|a| a.starts_with("-Dserver.port=") || a.starts_with("--server.port="))
+        .collect();
+    let want = format!("-Dserver.port={}", s.port);
+    if ports.len() != 1 || *ports[0] != want {
+        return Err(failed(format!(
+            "the launch sets the port with {ports:?}; slot {slot} of {} has port {} (fixed by setup)",
+            e.app, s.port
+        )));
+    }
+    if !l.argv.first().is_some_and(|j| Path::new(j).is_absolute()) {
+        return Err(failed("the launch's java is not an absolute path"));
+    }
+    Ok(())
+}
+
+/// `nonstop run-slot --app APP --slot SLOT`, the template unit's `ExecStart=` (as the app
+/// user): read the registry (root-owned) and the slot's launch file, check it
+/// ([`check_launch`]), and exec java in the release folder. Returns only on failure.
+pub fn run_slot(app: &str, slot: &str) -> Result<()> {
+    use std::os::unix::process::CommandExt;
+    let e = crate::registry::read(Path::new(crate::registry::DIR), app)?
+        .ok_or_else(|| failed(format!("app {app} is not set up on this host")))?;
+    let p = launch_path(&e.workdir, slot);
+    let text = std::fs::read_to_string(&p).context(format!("cannot read {}", p.display()))?;
+    let l: Launch = serde_json::from_str(&text)
+        .map_err(|err| failed(format!("{} is not a launch file: {err}", p.display())))?;
+    check_launch(&e, slot, &l)?;
+    let err = Command::new(&l.argv[0])
+        .args(&l.argv[1..])
+        .envs(l.env.iter().map(|(k, v)| (k, v)))
+        .current_dir(&l.cwd)
+        .exec();
+    Err(failed(format!("cannot run {}: {err}", l.argv[0])))
+}
+
+/// True if unit `name` (or, for an instance `a@b.service`, its template `a@.service`) exists
+/// and carries nonstop's marker.
 fn ours(name: &str) -> bool {
-    std::fs::read(PathBuf::from(UNIT_DIR).join(name))
+    let file = match name.split_once('@') {
+        Some((head, _)) if !Path::new(UNIT_DIR).join(name).exists() => format!("{head}@.service"),
+        _ => name.to_string(),
+    };
+    std::fs::read(PathBuf::from(UNIT_DIR).join(file))
         .is_ok_and(|b| b.starts_with(MARKER.as_bytes()))
 }
 
@@ -295,9 +404,36 @@ impl Supervisor for Systemd {
     fn launch(&self, cfg: &Config, start: &Start) -> Result<PidFile> {
         let unit = unit_name(cfg, start.slot);
         super::resolve_user(cfg)?;
-        if write_unit(cfg, &unit, &render_unit(cfg, start)?)? {
-            systemctl(&["daemon-reload"])?;
+        let dir = Path::new(crate::registry::DIR);
+        let entry = crate::registry::read(dir, &cfg.app.name)?;
+        if root() && entry.as_ref().is_none_or(|e| e.hook_user == "root") {
+            // Root deploys set the app up themselves (no sudo rules: no other user).
+            for line in crate::setup::install(cfg, "root", dir)? {
+                log::info!("setup: {line}");
+            }
+        } else if crate::registry::for_config(cfg)?.is_none() {
+            return Err(failed(format!(
+                "app {} is not set up on this host: run `sudo nonstop setup --user {} --config {}` once",
+                cfg.app.name,
+                crate::setup::user_name().unwrap_or_else(|| "USER".into()),
+                cfg.path.display()
+            )));
         }
+        fsx::create_dirs(&cfg.run_dir())
+            .context(format!("cannot create {}", cfg.run_dir().display()))?;
+        let launch = Launch {
+            release: start.release.clone(),
+            argv: start.argv.clone(),
+            env: start.env.clone(),
+            cwd: start.cwd.clone(),
+        };
+        let mut json = serde_json::to_string_pretty(&launch).context("cannot encode")?;
+        json.push('\n');
+        fsx::write_atomic(
+            &launch_path(&cfg.app.workdir, &start.slot.name),
+            json.as_bytes(),
+            0o644,
+        )?;
         let _ = systemctl(&["reset-failed", &unit]);
         systemctl(&["start", &unit])?;
         let props = show(&unit);
@@ -467,7 +603,7 @@ impl Supervisor for Systemd {
     fn log_tail(&self, cfg: &Config, slot: &Slot, n: usize) -> Vec<String> {
         let unit = unit_of(cfg, slot);
         let n = n.to_string();
-        let out = privileged(&journal(&unit, &n, "cat"))
+        let out = journalctl(&journal(&unit, &n, "cat"))
             .stderr(Stdio::null())
             .output();
         match out {
@@ -491,7 +627,7 @@ impl Supervisor for Systemd {
             argv.push("-f");
         }
         // journalctl writes straight to our stdout: a closed pipe ends it as it ends us.
-        let st = privileged(&argv)
+        let st = journalctl(&argv)
             .stdout(Stdio::inherit())
             .status()
             .context("cannot run journalctl")?;
@@ -567,7 +703,7 @@ impl Supervisor for Systemd {
             app = cfg.app.name,
             exec = exec.join(" "),
         );
-        if write_unit(cfg, &unit, &text)? {
+        if write_unit(&unit, &text)? {
             systemctl(&["daemon-reload"])?;
         }
         let enabled = show(&unit)
@@ -610,41 +746,94 @@ mod tests {
     }
 
     #[test]
-    fn renders_a_unit_with_the_settings_that_matter() {
+    fn renders_a_template_with_the_settings_that_matter() {
         let cfg = crate::config::parse(
             "app:\n  name: shop\n  user: app\n  env: {A: \"1 2\"}\nstop:\n  grace: 35s\n",
             Path::new("/x/n.yml"),
         )
         .unwrap();
-        let start = Start {
-            slot: &cfg.slots[1],
-            argv: vec![
-                "/usr/bin/java".into(),
-                "-Dserver.port=8082".into(),
-                "-jar".into(),
-                "/r/a.jar".into(),
-            ],
-            env: vec![("A".into(), "1 2".into())],
-            cwd: "/opt/nonstop/shop/releases/r1".into(),
-            jar: "/r/a.jar".into(),
-            release: "r1".into(),
-        };
-        let u = render_unit(&cfg, &start).unwrap();
+        let e = crate::registry::Entry::of(
+            &cfg,
+            "ec2-user",
+            Path::new("/usr/local/libexec/nonstop/shop/nonstop"),
+        );
+        let u = render_template(&cfg, &e).unwrap();
         assert!(u.starts_with(MARKER), "{u}");
         for want in [
-            "ExecStart=\"/usr/bin/java\" \"-Dserver.port=8082\" \"-jar\" \"/r/a.jar\"\n",
+            "ExecStart=\"/usr/local/libexec/nonstop/shop/nonstop\" run-slot --app shop --slot %i\n",
             "User=app\n",
-            "Environment=\"A=1 2\"\n",
-            "WorkingDirectory=/opt/nonstop/shop/releases/r1\n",
             "TimeoutStopSec=35\n",
             "SuccessExitStatus=143\n",
             "Restart=on-failure\n",
             "StartLimitBurst=3\n",
             "KillSignal=SIGTERM\n",
+            "Type=exec\n",
             "WantedBy=multi-user.target\n",
         ] {
             assert!(u.contains(want), "{want:?} missing in:\n{u}");
         }
+        // Nothing the deploy user writes reaches the unit.
+        assert!(!u.contains("Environment="), "{u}");
         assert_eq!(unit_name(&cfg, &cfg.slots[1]), "nonstop-shop@green.service");
+    }
+
+    #[test]
+    fn a_launch_must_stay_in_the_apps_releases_and_port() {
+        let d = tempfile::tempdir().unwrap();
+        let work = d.path().join("work");
+        let rel = work.join("releases/r1");
+        std::fs::create_dir_all(&rel).unwrap();
+        std::fs::write(rel.join("app.jar"), b"jar").unwrap();
+        std::fs::create_dir_all(d.path().join("elsewhere")).unwrap();
+        std::fs::write(d.path().join("elsewhere/evil.jar"), b"x").unwrap();
+        let cfg = crate::config::parse(
+            &format!("app:\n  name: shop\n  workdir: {}\n", work.display()),
+            Path::new("/x/n.yml"),
+        )
+        .unwrap();
+        let e = crate::registry::Entry::of(&cfg, "ec2-user", Path::new("/n"));
+        let jar = rel.join("app.jar").to_string_lossy().into_owned();
+        let good = Launch {
+            release: "r1".into(),
+            argv: vec![
+                "/usr/bin/java".into(),
+                "-Dserver.port=8081".into(),
+                "-jar".into(),
+                jar.clone(),
+            ],
+            env: vec![],
+            cwd: rel.clone(),
+        };
+        check_launch(&e, "blue", &good).unwrap();
+        let bad = |f: &dyn Fn(&mut Launch), why: &str| {
+            let mut l = good.clone();
+            f(&mut l);
+            let m = check_launch(&e, "blue", &l).unwrap_err().to_string();
+            assert!(m.contains(why), "{why}: {m}");
+        };
+        bad(&|l| l.argv[1] = "-Dserver.port=22".into(), "has port 8081");
+        bad(&|l| l.argv.push("--server.port=22".into()), "has port 8081");
+        bad(
+            &|l| l.argv[3] = d.path().join("elsewhere/evil.jar").to_string_lossy().into(),
+            "is not in release folder",
+        );
+        bad(&|l| l.release = "..".into(), "is not a folder of");
+        bad(
+            &|l| l.cwd = d.path().join("elsewhere"),
+            "is not a folder of",
+        );
+        bad(&|l| l.argv[0] = "java".into(), "not an absolute path");
+        // A release folder that is a symlink out of the releases folder.
+        std::os::unix::fs::symlink(d.path().join("elsewhere"), work.join("releases/r2")).unwrap();
+        bad(
+            &|l| {
+                l.release = "r2".into();
+                l.cwd = work.join("releases/r2");
+                l.argv[3] = work.join("releases/r2/evil.jar").to_string_lossy().into();
+            },
+            "outside",
+        );
+        let m = check_launch(&e, "red", &good).unwrap_err().to_string();
+        assert!(m.contains("not one of app shop's slots"), "{m}");
     }
 }

@@ -719,3 +719,243 @@ fn g_nftables_steering_comes_back_at_boot() {
         "no deployment ran after the reboot: {st:#}"
     );
 }
+
+/// `sudo nonstop setup --user ec2-user` for two apps whose names used to share a unit
+/// (`shop` with slot `api-blue`, `shop-api` with slot `blue`): setup is idempotent and refuses
+/// a clash naming the other app; both apps deploy alternately as ec2-user over their own sites
+/// under keep-alive load with nothing lost; and the escalations ec2-user had with the old
+/// sudo rules (a unit of its own, extra unit names, `daemon-reload`, the journal's vacuum, a
+/// slot on port 22, a launch file of its own choosing) are each refused.
+#[test]
+#[ignore = "needs EC2-like hosts: make system-test"]
+fn h_setup_leaves_ec2_user_only_its_apps() {
+    let host = Host::boot("nsys-h-setup", Hooks::Root);
+    let b = Bundle::of("v1");
+    host.cp(&b.rev().join("bin/nonstop"), "/usr/local/bin/nonstop");
+    let yml = std::fs::read_to_string(host::project().join("tests/system/nonstop.yml")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let apps = [
+        ("shop", "api-blue", 8081, "green", 8082, 81),
+        ("shop-api", "blue", 9081, "green", 9082, 82),
+    ];
+    for (app, s1, p1, s2, p2, listen) in apps {
+        let text = host::sudo_nginx(&yml)
+            .replace("name: myapp", &format!("name: {app}"))
+            .replace(
+                "jar: \"app/*.jar\"",
+                &format!("jar: \"/home/ec2-user/incoming/{app}/*.jar\""),
+            )
+            .replace("/opt/nonstop/myapp", &format!("/opt/nonstop/{app}"))
+            .replace("/var/lib/nonstop/myapp", &format!("/var/lib/nonstop/{app}"))
+            .replace("service-url.inc", &format!("{app}.inc"))
+            .replace(
+                "{name: blue,  port: 8081,",
+                &format!("{{name: {s1}, port: {p1},"),
+            )
+            .replace(
+                "{name: green, port: 8082,",
+                &format!("{{name: {s2}, port: {p2},"),
+            );
+        std::fs::write(dir.path().join(format!("{app}.yml")), text).unwrap();
+        host.cp(
+            &dir.path().join(format!("{app}.yml")),
+            &format!("/etc/nonstop/{app}.yml"),
+        );
+        let site = format!(
+            "server {{\n listen {listen};\n location / {{\n  include /etc/nginx/conf.d/{app}.inc;\n  proxy_pass $service_url;\n  proxy_http_version 1.1;\n  proxy_set_header Connection \"\";\n }}\n}}\n"
+        );
+        std::fs::write(dir.path().join(format!("{app}.site")), site).unwrap();
+        host.cp(
+            &dir.path().join(format!("{app}.site")),
+            &format!("/etc/nginx/sites-enabled/{app}"),
+        );
+        host.sh_ok(&format!(
+            "set -e\nprintf 'set $service_url http://127.0.0.1:{p1};\\n' > /etc/nginx/conf.d/{app}.inc\n\
+             chown ec2-user /etc/nginx/conf.d/{app}.inc\n\
+             install -d -o ec2-user -g ec2-user /home/ec2-user/incoming/{app}\n"
+        ));
+        for v in ["v1", "v2"] {
+            host.cp_owned(
+                &host::demo_jar(v),
+                &format!("/home/ec2-user/incoming/{app}/demo-app-{v}.jar"),
+                Some("ec2-user"),
+            );
+        }
+    }
+    host.sh_ok("nginx -t -q && systemctl reload nginx");
+
+    // Setup: what it changed, then nothing; a clash is refused naming the other app.
+    let setup = |app: &str| {
+        host.sh(&format!(
+            "nonstop setup --user ec2-user --config /etc/nonstop/{app}.yml"
+        ))
+    };
+    let first = setup("shop");
+    assert_eq!(first.code, 0, "{}{}", first.stdout, first.stderr);
+    eprintln!(
+        "[system] FIGURE nsys-h-setup: first setup printed:\n{}",
+        first.stdout
+    );
+    for want in [
+        "/etc/systemd/system/nonstop-shop@.service",
+        "/etc/sudoers.d/nonstop-shop",
+        "/etc/nonstop/apps/shop.json",
+    ] {
+        assert!(first.stdout.contains(want), "{want}: {}", first.stdout);
+    }
+    let again = setup("shop");
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    assert!(
+        again.stdout.starts_with("nothing changed"),
+        "{}",
+        again.stdout
+    );
+    let o = setup("shop-api");
+    assert_eq!(o.code, 0, "{}{}", o.stdout, o.stderr);
+    host.sh_ok(
+        "set -e\nsed -e 's/name: shop$/name: beta/' -e 's#/shop#/beta#g' /etc/nonstop/shop.yml > /etc/nonstop/beta.yml\n",
+    );
+    let clash = setup("beta");
+    assert_eq!(clash.code, 1, "{}", clash.stdout);
+    let last = clash.stderr.lines().last().unwrap_or("");
+    assert!(
+        last.contains("is already the port of slot api-blue of app shop"),
+        "{last}"
+    );
+    let sudoers = host.read("/etc/sudoers.d/nonstop-shop").unwrap();
+    eprintln!("[system] FIGURE nsys-h-setup: /etc/sudoers.d/nonstop-shop:\n{sudoers}");
+    host.sh_ok("rm /etc/sudoers.d/90-cloud-init-users");
+
+    // Both apps deployed alternately as ec2-user, under load on both sites.
+    let deploy = |app: &str, v: &str| {
+        host.exec(
+            "ec2-user",
+            &[
+                "nonstop",
+                "deploy",
+                "-c",
+                &format!("/etc/nonstop/{app}.yml"),
+                "--jar",
+                &format!("/home/ec2-user/incoming/{app}/demo-app-{v}.jar"),
+            ],
+        )
+    };
+    for app in ["shop", "shop-api"] {
+        let o = deploy(app, "v1");
+        assert_eq!(o.code, 0, "{app} v1: {}", o.stderr);
+    }
+    let site = |port: u16| std::net::SocketAddr::new(host.ip.into(), port);
+    let loads = [
+        load::keep_alive(site(81), 2, Duration::from_millis(5)),
+        load::keep_alive(site(82), 2, Duration::from_millis(5)),
+    ];
+    std::thread::sleep(Duration::from_millis(500));
+    for (app, v) in [
+        ("shop", "v2"),
+        ("shop-api", "v2"),
+        ("shop", "v1"),
+        ("shop-api", "v1"),
+    ] {
+        let o = deploy(app, v);
+        assert_eq!(o.code, 0, "{app} {v}: {}", o.stderr);
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    for (load, app) in loads.into_iter().zip(["shop", "shop-api"]) {
+        let t = load.finish();
+        eprintln!(
+            "[system] FIGURE nsys-h-setup: {app} under 4 deploys: {}",
+            t.summary()
+        );
+        assert_eq!(t.failed, 0, "{app}: {}; {:?}", t.summary(), t.errors);
+    }
+    let units =
+        host.sh_ok("systemctl list-units --no-legend --plain 'nonstop-*' | awk '{print $1}'");
+    for u in [
+        "nonstop-shop@api-blue.service",
+        "nonstop-shop@green.service",
+        "nonstop-shop-api@blue.service",
+        "nonstop-shop-api@green.service",
+    ] {
+        assert!(units.contains(u), "{u} in {units}");
+    }
+
+    // Escalations, as ec2-user: each refused.
+    let as_user = |script: &str| host.exec("ec2-user", &["bash", "-c", script]);
+    for (what, script) in [
+        ("root for anything", "sudo -n true"),
+        (
+            "extra unit names after its own",
+            "sudo -n systemctl --no-ask-password stop --no-block nonstop-shop@api-blue.service nginx.service ssh.service",
+        ),
+        ("another unit", "sudo -n systemctl --no-ask-password stop --no-block nginx.service"),
+        ("daemon-reload", "sudo -n systemctl --no-ask-password daemon-reload"),
+        (
+            "a unit of its own",
+            "printf '[Service]\\nExecStart=/usr/bin/id\\n' > /tmp/evil.service && sudo -n install -m 0644 /tmp/evil.service /etc/systemd/system/evil.service",
+        ),
+        ("a linked unit", "sudo -n systemctl --no-ask-password link /tmp/evil.service"),
+        ("the journal's vacuum", "sudo -n journalctl --vacuum-time=1s"),
+        ("a unit file edit", "sudo -n systemctl --no-ask-password edit nonstop-shop@green.service"),
+    ] {
+        let o = as_user(script);
+        assert_ne!(o.code, 0, "{what}: `{script}` was allowed: {}", o.stdout);
+    }
+    assert_eq!(host.sh("systemctl is-active nginx.service").code, 0);
+    // A config pointing a slot at port 22: refused with the reason, nothing stopped.
+    host.sh_ok("sed 's/port: 8082/port: 22/' /etc/nonstop/shop.yml > /etc/nonstop/shop22.yml && chmod 0644 /etc/nonstop/shop22.yml");
+    let o = host.exec(
+        "ec2-user",
+        &[
+            "nonstop",
+            "deploy",
+            "-c",
+            "/etc/nonstop/shop22.yml",
+            "--jar",
+            "/home/ec2-user/incoming/shop/demo-app-v2.jar",
+        ],
+    );
+    assert_eq!(o.code, 2, "{}", o.stderr);
+    let last = o.stderr.lines().last().unwrap_or("");
+    assert!(
+        last.contains("slot green has port 22, but setup fixed port 8082"),
+        "{last}"
+    );
+    // A launch file of ec2-user's choosing: run-slot refuses it (and the unit runs as
+    // ec2-user in any case), the live slot keeps serving.
+    let st: serde_json::Value = serde_json::from_str(
+        &host
+            .exec(
+                "ec2-user",
+                &["nonstop", "status", "--json", "-c", "/etc/nonstop/shop.yml"],
+            )
+            .stdout,
+    )
+    .unwrap();
+    let idle = if st["live"] == "green" {
+        "api-blue"
+    } else {
+        "green"
+    };
+    let o = as_user(&format!(
+        "sudo -n systemctl --no-ask-password stop --no-block nonstop-shop@{idle}.service; sleep 1; \
+         printf '{{\"release\":\"x\",\"argv\":[\"/bin/sh\",\"-c\",\"id > /tmp/pwned\"],\"env\":[],\"cwd\":\"/tmp\"}}' > /opt/nonstop/shop/run/{idle}.launch.json && \
+         sudo -n systemctl --no-ask-password start nonstop-shop@{idle}.service; sleep 2"
+    ));
+    eprintln!(
+        "[system] nsys-h-setup: forged launch: exit {} {}",
+        o.code, o.stderr
+    );
+    assert!(
+        host.sh("test -e /tmp/pwned").code != 0,
+        "the forged launch ran"
+    );
+    let journal = host.sh_ok(&format!(
+        "journalctl -u nonstop-shop@{idle}.service -o cat --no-pager | grep 'nonstop failed' | tail -n 1"
+    ));
+    assert!(
+        journal.contains("release \"x\" in \"/tmp\" is not a folder of /opt/nonstop/shop/releases"),
+        "{journal}"
+    );
+    let (status, _) = load::get(site(81), Duration::from_secs(2));
+    assert_eq!(status, 200, "shop still serves");
+}
