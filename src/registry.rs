@@ -46,6 +46,9 @@ pub struct Entry {
     pub traffic: Via,
     /// nftables mode: the port nginx proxies to.
     pub front_port: Option<u16>,
+    /// nftables mode: spread over every slot in rotation.
+    #[serde(default)]
+    pub balanced: bool,
     /// `nonstop-<app>@.service`
     pub template_unit: String,
     /// `nonstop-<app>@<slot>.service`, one per slot.
@@ -107,6 +110,7 @@ impl Entry {
                 .collect(),
             traffic: cfg.traffic.via,
             front_port: cfg.traffic.port,
+            balanced: cfg.balanced(),
             template_unit: template_unit(app),
             units: cfg.slots.iter().map(|s| unit(app, &s.name)).collect(),
             table: table(app),
@@ -299,7 +303,10 @@ pub fn check_config(cfg: &Config, e: &Entry, entry_path: &Path) -> Result<()> {
     if let Some(r) = e.slots.iter().find(|r| cfg.slot(&r.name).is_err()) {
         return refuse(format!("slot {} that setup fixed is missing", r.name));
     }
-    if cfg.traffic.via != e.traffic || cfg.traffic.port != e.front_port {
+    if cfg.traffic.via != e.traffic
+        || cfg.traffic.port != e.front_port
+        || (e.traffic == Via::Nftables && cfg.balanced() != e.balanced)
+    {
         return refuse(format!(
             "traffic is {} (front port {}), but setup fixed {} (front port {})",
             cfg.traffic.via,

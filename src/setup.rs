@@ -14,8 +14,11 @@
 //! - for a hook user other than root, `/etc/sudoers.d/nonstop-<app>`: one exact command per
 //!   line (no wildcard, so no argument can be added), checked with `visudo -cf` before it is
 //!   installed (atomically, 0440): start, stop, enable, disable and reset-failed of the app's
-//!   own slot units, and in reload mode the nginx test, dump and reload the config runs
-//!   through `sudo -n`. Nothing in it writes a unit or runs a file the hook user can write.
+//!   own slot units, in reload mode the nginx test, dump and reload the config runs through
+//!   `sudo -n`, in nftables mode `nonstop steer --app APP` (and `--show`), the root half of
+//!   steering, which takes only the slot ports the registry names;
+//! - in nftables mode (hook user not root), `nonstop-<app>-traffic.service`, which runs
+//!   `nonstop steer --app APP --boot` before nginx at boot. Nothing in it writes a unit or runs a file the hook user can write.
 
 use crate::config::Config;
 use crate::error::{failed, Context, Error, Result};
@@ -325,6 +328,15 @@ pub fn render_sudoers(cfg: &Config, e: &Entry, tools: &Tools) -> Result<String> 
     units.extend(legacy);
     if cfg.traffic.via == crate::traffic::Via::NginxReload {
         cmds.extend(nginx_lines(cfg, tools)?);
+    } else {
+        // Steering: the root-owned helper, no free argument (it reads state_dir/steer.want
+        // and takes only the slot ports the registry names).
+        let bin = e.nonstop.to_string_lossy().into_owned();
+        for extra in [&[][..], &["--show"]] {
+            let mut c = vec![bin.clone(), "steer".into(), "--app".into(), e.app.clone()];
+            c.extend(extra.iter().map(|a| a.to_string()));
+            cmds.push(c);
+        }
     }
     let mut text = format!(
         "# Managed by nonstop: what {user} may run as root for app {app}, written by `sudo nonstop setup`.\n\
@@ -451,7 +463,20 @@ mod tests {
         let e = Entry::of(&c, "ubuntu", Path::new("/n"));
         let t = render_sudoers(&c, &e, &tools()).unwrap();
         assert!(!t.contains("nginx"), "{t}");
-        assert_eq!(t.lines().filter(|l| !l.starts_with('#')).count(), 10, "{t}");
+        let rules: Vec<&str> = t.lines().filter(|l| !l.starts_with('#')).collect();
+        assert_eq!(rules.len(), 12, "{t}");
+        assert!(
+            rules.contains(&"ubuntu ALL=(root) NOPASSWD: /n steer --app shop-api"),
+            "{t}"
+        );
+        assert!(
+            rules.contains(&"ubuntu ALL=(root) NOPASSWD: /n steer --app shop-api --show"),
+            "{t}"
+        );
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("nonstop-shop-api");
+        std::fs::write(&f, &t).unwrap();
+        visudo_check(&f).unwrap();
         for bad in [
             "nginx:\n  test: [sudo, -n, /bin/sh, -c, 'nginx -t']\n",
             "nginx:\n  reload: [sudo, -n, systemctl, restart, ssh]\n",

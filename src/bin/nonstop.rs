@@ -144,6 +144,19 @@ enum Cmd {
         #[arg(long, value_name = "USER")]
         user: String,
     },
+    /// Root's half of nftables steering for a set-up app (one exact sudo line each): apply the
+    /// steering the hook user asked for in state_dir/steer.want, checked against the registry
+    #[command(hide = true)]
+    Steer {
+        #[arg(long)]
+        app: String,
+        /// Print the table instead (nothing when it is not loaded)
+        #[arg(long)]
+        show: bool,
+        /// At boot (the app's traffic unit): nothing to do when nothing was asked yet
+        #[arg(long)]
+        boot: bool,
+    },
     /// The slot units' ExecStart (as the app user): check the slot's launch file, exec java
     #[command(hide = true)]
     RunSlot {
@@ -216,6 +229,7 @@ fn main() -> std::process::ExitCode {
                 user: user.clone(),
                 config: c.common.config.clone(),
             }),
+            Cmd::Steer { app, show, boot: _ } => nonstop::traffic::nft::steer(app, *show),
             Cmd::RunSlot { app } => nonstop::supervisor::systemd::run_slot(
                 app,
                 slot.ok_or_else(|| nonstop::Error::Usage("run-slot needs --slot".into()))?,

@@ -246,6 +246,37 @@ pub fn install_units(cfg: &Config, e: &crate::registry::Entry) -> Result<Vec<Str
     if write_unit(&e.template_unit, &text)? {
         changed.push(format!("installed {UNIT_DIR}/{}", e.template_unit));
     }
+    if e.traffic == crate::traffic::Via::Nftables && e.hook_user != "root" {
+        let unit = format!("nonstop-{}-traffic.service", e.app);
+        let text = format!(
+            "{MARKER}: steering of app {app} at boot, written by `sudo nonstop setup`.\n\
+             [Unit]\n\
+             Description=nonstop {app}: steering at boot\n\
+             DefaultDependencies=no\n\
+             After=local-fs.target nftables.service\n\
+             Before=nginx.service network-pre.target\n\
+             Wants=network-pre.target\n\n\
+             [Service]\n\
+             Type=oneshot\n\
+             RemainAfterExit=yes\n\
+             ExecStart={bin} steer --app {app} --boot\n\n\
+             [Install]\n\
+             WantedBy=multi-user.target\n",
+            app = e.app,
+            bin = quote(&e.nonstop.to_string_lossy())?,
+        );
+        if write_unit(&unit, &text)? {
+            changed.push(format!("installed {UNIT_DIR}/{unit}"));
+            systemctl(&["daemon-reload"])?;
+        }
+        if show(&unit)
+            .get("UnitFileState")
+            .is_none_or(|v| v != "enabled")
+        {
+            systemctl(&["enable", "--quiet", &unit])?;
+            changed.push(format!("enabled {unit} (the table at boot, before nginx)"));
+        }
+    }
     for s in &cfg.slots {
         let Some(old) = legacy_unit(cfg, s) else {
             continue;
