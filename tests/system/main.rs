@@ -721,11 +721,12 @@ fn g_nftables_steering_comes_back_at_boot() {
 }
 
 /// `sudo nonstop setup --user ec2-user` for two apps whose names used to share a unit
-/// (`shop` with slot `api-blue`, `shop-api` with slot `blue`): setup is idempotent and refuses
-/// a clash naming the other app; both apps deploy alternately as ec2-user over their own sites
-/// under keep-alive load with nothing lost; and the escalations ec2-user had with the old
-/// sudo rules (a unit of its own, extra unit names, `daemon-reload`, the journal's vacuum, a
-/// slot on port 22, a launch file of its own choosing) are each refused.
+/// (`shop` with slot `api-blue`, reload mode; `shop-api` with slot `blue`, nftables mode):
+/// setup is idempotent and refuses a clash naming the other app; both apps deploy alternately
+/// as ec2-user over their own sites under keep-alive load with nothing lost; the escalations
+/// ec2-user had with the old sudo rules (a unit of its own, extra unit names, `daemon-reload`,
+/// the journal's vacuum, a slot on port 22, a launch file or a steering of its own choosing)
+/// are each refused; after a reboot both sites serve again.
 #[test]
 #[ignore = "needs EC2-like hosts: make system-test"]
 fn h_setup_leaves_ec2_user_only_its_apps() {
@@ -734,12 +735,17 @@ fn h_setup_leaves_ec2_user_only_its_apps() {
     host.cp(&b.rev().join("bin/nonstop"), "/usr/local/bin/nonstop");
     let yml = std::fs::read_to_string(host::project().join("tests/system/nonstop.yml")).unwrap();
     let dir = tempfile::tempdir().unwrap();
+    // shop-api steers with nftables through the front port 18500.
     let apps = [
-        ("shop", "api-blue", 8081, "green", 8082, 81),
-        ("shop-api", "blue", 9081, "green", 9082, 82),
+        ("shop", "api-blue", 8081, "green", 8082, 81, None),
+        ("shop-api", "blue", 9081, "green", 9082, 82, Some(18500)),
     ];
-    for (app, s1, p1, s2, p2, listen) in apps {
+    for (app, s1, p1, s2, p2, listen, front) in apps {
+        let traffic = front.map_or(String::new(), |f| {
+            format!("traffic: {{via: nftables, port: {f}}}\n")
+        });
         let text = host::sudo_nginx(&yml)
+            .replace("state_dir:", &format!("{traffic}state_dir:"))
             .replace("name: myapp", &format!("name: {app}"))
             .replace(
                 "jar: \"app/*.jar\"",
@@ -761,8 +767,12 @@ fn h_setup_leaves_ec2_user_only_its_apps() {
             &dir.path().join(format!("{app}.yml")),
             &format!("/etc/nonstop/{app}.yml"),
         );
+        let upstream = match front {
+            None => format!("include /etc/nginx/conf.d/{app}.inc;\n  proxy_pass $service_url;"),
+            Some(f) => format!("proxy_pass http://127.0.0.1:{f};"),
+        };
         let site = format!(
-            "server {{\n listen {listen};\n location / {{\n  include /etc/nginx/conf.d/{app}.inc;\n  proxy_pass $service_url;\n  proxy_http_version 1.1;\n  proxy_set_header Connection \"\";\n }}\n}}\n"
+            "server {{\n listen {listen};\n location / {{\n  {upstream}\n  proxy_http_version 1.1;\n  proxy_set_header Connection \"\";\n }}\n}}\n"
         );
         std::fs::write(dir.path().join(format!("{app}.site")), site).unwrap();
         host.cp(
@@ -812,6 +822,12 @@ fn h_setup_leaves_ec2_user_only_its_apps() {
     );
     let o = setup("shop-api");
     assert_eq!(o.code, 0, "{}{}", o.stdout, o.stderr);
+    assert!(
+        o.stdout
+            .contains("enabled nonstop-shop-api-traffic.service"),
+        "{}",
+        o.stdout
+    );
     host.sh_ok(
         "set -e\nsed -e 's/name: shop$/name: beta/' -e 's#/shop#/beta#g' /etc/nonstop/shop.yml > /etc/nonstop/beta.yml\n",
     );
@@ -822,8 +838,11 @@ fn h_setup_leaves_ec2_user_only_its_apps() {
         last.contains("is already the port of slot api-blue of app shop"),
         "{last}"
     );
-    let sudoers = host.read("/etc/sudoers.d/nonstop-shop").unwrap();
-    eprintln!("[system] FIGURE nsys-h-setup: /etc/sudoers.d/nonstop-shop:\n{sudoers}");
+    for app in ["shop", "shop-api"] {
+        let sudoers = host.read(&format!("/etc/sudoers.d/nonstop-{app}")).unwrap();
+        eprintln!("[system] FIGURE nsys-h-setup: /etc/sudoers.d/nonstop-{app}:\n{sudoers}");
+        assert!(!sudoers.contains('*'), "{sudoers}");
+    }
     host.sh_ok("rm /etc/sudoers.d/90-cloud-init-users");
 
     // Both apps deployed alternately as ec2-user, under load on both sites.
@@ -958,4 +977,39 @@ fn h_setup_leaves_ec2_user_only_its_apps() {
     );
     let (status, _) = load::get(site(81), Duration::from_secs(2));
     assert_eq!(status, 200, "shop still serves");
+    // A steering of ec2-user's choosing (port 22): the helper refuses it, the table is unchanged.
+    let table = || host.sh_ok("nft list table ip nonstop_shop_api | grep dnat");
+    let before = table();
+    let o = as_user(
+        "cd /var/lib/nonstop/shop-api && cp steer.want /tmp/keep && echo 'nonstop live=22 rotation=22:1' > steer.want && \
+         sudo -n /usr/local/libexec/nonstop/shop-api/nonstop steer --app shop-api; rc=$?; cp /tmp/keep steer.want; exit $rc",
+    );
+    assert_eq!(o.code, 1, "{}", o.stderr);
+    assert!(
+        o.stderr
+            .contains("live port 22 is not a slot port of app shop-api"),
+        "{}",
+        o.stderr
+    );
+    assert_eq!(table(), before);
+    // After a reboot, both sites serve again by themselves (units at boot, the table before nginx).
+    let took = host.reboot();
+    let t0 = std::time::Instant::now();
+    for port in [81, 82] {
+        loop {
+            let (status, _) = load::get(site(port), Duration::from_secs(2));
+            if status == 200 {
+                break;
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(60),
+                "port {port} answers {status} after the reboot"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    eprintln!(
+        "[system] FIGURE nsys-h-setup: reboot {took:.1?}, both sites back {:.1?} later",
+        t0.elapsed()
+    );
 }
