@@ -92,6 +92,12 @@ pub fn run(o: &Options) -> Result<()> {
         .map_err(|e| Error::Config(format!("{}: cannot read: {e}", path.display())))?;
     let cfg = crate::config::parse(&text, &path)?;
     let changed = install(&cfg, &o.user, Path::new(registry::DIR))?;
+    if cfg.traffic.via == crate::traffic::Via::NginxReload {
+        log::warn!(
+            "app {} switches by reloading nginx: a reload under load can cut responses in flight, and it closes the idle keep-alive connections of every site on this nginx; `traffic.via: nftables` (what `nonstop init` writes) switches without a reload",
+            cfg.app.name
+        );
+    }
     if changed.is_empty() {
         crate::outln!(
             "nothing changed: app {} is set up for hook user {} ({})",

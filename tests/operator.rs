@@ -616,6 +616,8 @@ fn init_output_passes_validate() {
         include.to_str().unwrap(),
         "--listen",
         &listen,
+        "--traffic",
+        "nginx-reload",
     ];
     let r = env.nonstop(&args);
     assert_eq!(r.code, 0, "{}", r.stderr);

@@ -103,9 +103,10 @@ enum Cmd {
         /// nginx listen of the site (port or address:port)
         #[arg(long, value_name = "ADDR", default_value = "80")]
         listen: String,
-        /// How traffic is steered: nginx-reload (the include), or nftables (nginx proxies to a
-        /// front port, never reloaded)
-        #[arg(long, value_name = "VIA", default_value = "nginx-reload", value_parser = ["nginx-reload", "nftables"])]
+        /// How traffic is steered: nftables (nginx proxies to a front port of the app's own and
+        /// is never reloaded: nothing lost at a switch), or nginx-reload (the include; a reload
+        /// can cut responses under load)
+        #[arg(long, value_name = "VIA", default_value = "nftables", value_parser = ["nftables", "nginx-reload"])]
         traffic: String,
     },
     /// Build the CodeDeploy bundle zip: appspec.yml, nonstop.yml, bin/*, app/JAR

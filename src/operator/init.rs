@@ -11,7 +11,7 @@
 //!   build, its lines show in the build's log).
 //!
 //! `--name`, `--include` and `--listen` replace the templates' `myapp`, include path and
-//! `listen 80`; `--traffic nftables` writes the site and config for nftables steering.
+//! `listen 80`; the site and config steer with nftables (nginx never reloaded) unless `--traffic nginx-reload`.
 //! Existing files are never overwritten without `--force`: without it, nothing is written if
 //! any of them exists.
 
