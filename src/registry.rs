@@ -189,8 +189,8 @@ pub fn all(dir: &Path) -> Result<Vec<Entry>> {
     Ok(out)
 }
 
-/// Refuse `new` if it shares anything with another app's entry, naming that app; the same
-/// app set up again from another config is refused too.
+/// Refuse `new` if it shares anything with another app's entry, naming that app; the same app
+/// name from another config (other work or state folders) is refused too.
 pub fn clashes(new: &Entry, others: &[Entry]) -> Result<()> {
     for o in others {
         let theirs = format!(
@@ -200,11 +200,15 @@ pub fn clashes(new: &Entry, others: &[Entry]) -> Result<()> {
             path(Path::new(DIR), &o.app).display()
         );
         if o.app == new.app {
-            if o.config != new.config {
+            // The same app set up again (a CodeDeploy bundle's config moves with every
+            // deployment); another config with this app name has other folders.
+            if o.workdir != new.workdir || o.state_dir != new.state_dir {
                 return Err(failed(format!(
-                    "app name {} is already set up from another config, {}: two configs with one app name would share units and a table; rename app.name in {}, or remove {} if that app is gone",
+                    "app name {} is already set up from another config, {} (app.workdir {}, state_dir {}): two configs with one app name would share units and a table; rename app.name in {}, or remove {} if that app is gone",
                     new.app,
                     o.config.display(),
+                    o.workdir.display(),
+                    o.state_dir.display(),
                     new.config.display(),
                     path(Path::new(DIR), &o.app).display()
                 )));
@@ -449,9 +453,10 @@ mod tests {
             let m = clashes(&e, std::slice::from_ref(&a)).unwrap_err().to_string();
             assert!(m.contains(want), "{m}");
         }
-        // The same app name from another config.
+        // The same app name from another config (other folders).
         let mut other = a.clone();
         other.config = "/srv/other/nonstop.yml".into();
+        other.state_dir = "/srv/other/state".into();
         let m = clashes(&other, std::slice::from_ref(&a))
             .unwrap_err()
             .to_string();
@@ -461,8 +466,12 @@ mod tests {
             ),
             "{m}"
         );
-        // Setting the same app up again is no clash.
+        // Setting the same app up again is no clash, from wherever its config now is.
         clashes(&a, std::slice::from_ref(&a)).unwrap();
+        let mut moved = a.clone();
+        moved.config =
+            "/opt/codedeploy-agent/deployment-root/g/d-2/deployment-archive/nonstop.yml".into();
+        clashes(&moved, std::slice::from_ref(&a)).unwrap();
     }
 
     #[test]

@@ -166,7 +166,18 @@ fn root_safe(p: &Path) -> bool {
 
 /// A root-owned copy of the running nonstop for `app`, replaced when it differs.
 fn install_binary(app: &str, changed: &mut Vec<String>) -> Result<PathBuf> {
-    let me = std::env::current_exe().context("cannot find the running nonstop")?;
+    // A hook binary (bin/start of a bundle) installs the `nonstop` beside it.
+    let exe = std::env::current_exe().context("cannot find the running nonstop")?;
+    let me = match exe.file_name().and_then(|n| n.to_str()) {
+        Some("nonstop") => exe.clone(),
+        _ => exe.with_file_name("nonstop"),
+    };
+    if !me.is_file() {
+        return Err(failed(format!(
+            "no nonstop beside {}: the units run it (keep bin/ together)",
+            exe.display()
+        )));
+    }
     let dir = Path::new(LIB_DIR).join(app);
     let dst = dir.join("nonstop");
     let bytes = std::fs::read(&me).context(format!("cannot read {}", me.display()))?;
