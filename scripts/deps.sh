@@ -2,7 +2,7 @@
 # Install what a fresh machine lacks, or say clearly how to. Usage: scripts/deps.sh nginx maven zigbuild
 # (maven: `make spring-app` builds examples/spring-boot-app with it)
 # (lsof and curl: only `make bench` needs them, for the legacy scripts in bench/legacy/;
-# sudo: `make test` checks the sudoers file `nonstop init` writes with its visudo)
+# sudo: `make test` checks the sudoers file `nonstop setup` writes with its visudo)
 set -euo pipefail
 need_root() {
   if [ "$(id -u)" != 0 ]; then
@@ -58,7 +58,7 @@ for what in "$@"; do
       fi
       ;;
     lsof | curl | sudo)
-      # sudo: its visudo checks the sudoers file `nonstop init` writes (tests/operator.rs)
+      # sudo: its visudo checks the sudoers file `nonstop setup` writes (src/setup.rs)
       if ! command -v "$what" >/dev/null 2>&1; then
         need_root "$what" "apt-get install -y $what"
         echo "deps: installing $what from apt" >&2

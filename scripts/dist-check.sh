@@ -19,7 +19,7 @@ top=$(sed -n "s|^$name/\([^/][^/]*\).*|\1|p" <<< "$list" | sort -u | tr '\n' ' '
 [ "$top" = "INSTALL README.md appspec bin completions docs man templates " ] || fail "top level is: $top"
 for f in bin/stop bin/start bin/health bin/switch bin/deploy-second bin/nonstop \
   appspec/appspec.yml appspec/appspec-balanced.yml \
-  templates/nonstop.yml templates/Jenkinsfile templates/github-workflow.yml templates/sudoers \
+  templates/nonstop.yml templates/Jenkinsfile templates/github-workflow.yml \
   templates/Jenkinsfile.ssh templates/github-workflow-ssh.yml \
   templates/nginx/site.conf templates/nginx/service-url.inc templates/nginx/upstream.conf \
   completions/nonstop.bash completions/_nonstop completions/nonstop.fish \

@@ -512,12 +512,21 @@ fn charset(s: &str, max: usize, ok: impl Fn(char) -> bool) -> bool {
     !s.is_empty() && s.len() <= max && s.chars().all(ok)
 }
 
-checked_string!(AppName, "app name (want [a-z0-9._-]+)", |s| charset(
-    s,
-    64,
-    |c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c)
-) && !s
-    .starts_with('.'));
+// `-` only as a separator: the names derived from it (units `nonstop-<app>@<slot>.service`,
+// table `nonstop_<app>` with `-` as `_`, sudoers file `nonstop-<app>`) stay one per app, and
+// sudo reads the file (it skips names with a `.`).
+checked_string!(
+    AppName,
+    "app name (want [a-z0-9-]+ starting with a letter or digit; no `.` or `_`: it names units, an nftables table and a sudoers file)",
+    valid_app_name
+);
+
+/// `[a-z0-9-]{1,48}`, not starting with `-` (see `AppName`).
+pub fn valid_app_name(s: &str) -> bool {
+    charset(s, 48, |c| {
+        c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'
+    }) && !s.starts_with('-')
+}
 checked_string!(
     UserName,
     "user or group name (want [a-z_][a-z0-9_-]*)",
@@ -845,12 +854,21 @@ pub fn locate_in_project(flag: Option<&Path>) -> Result<PathBuf> {
 /// What `nonstop init` writes, relative to the project's root.
 pub const PROJECT_CONFIG: &str = "deploy/nonstop.yml";
 
-/// Find and load the config.
+/// Find and load the config, and refuse it when it asks for what `sudo nonstop setup` did
+/// not fix on this host (see [`crate::registry::check_config`]; a root-only app's entry, set
+/// up by a root deploy, follows its config instead).
 pub fn load(flag: Option<&Path>) -> Result<Config> {
     let path = locate(flag)?;
     let text = std::fs::read_to_string(&path)
         .map_err(|e| Error::Config(format!("{}: cannot read: {e}", path.display())))?;
-    parse(&text, &path)
+    let cfg = parse(&text, &path)?;
+    let dir = Path::new(crate::registry::DIR);
+    if let Some(e) = crate::registry::read(dir, &cfg.app.name)? {
+        if !(e.hook_user == "root" && rustix::process::geteuid().is_root()) {
+            crate::registry::check_config(&cfg, &e, &crate::registry::path(dir, &e.app))?;
+        }
+    }
+    Ok(cfg)
 }
 
 /// Parse and validate `text`, which was read from `path` (relative paths resolve against

@@ -17,10 +17,10 @@ fn watch_duration(s: &str) -> Result<Duration, String> {
 #[command(
     name = "nonstop",
     version = nonstop::VERSION,
-    about = "Operate nonstop blue/green deploys: status, logs, rollback, switch, deploy, validate, init, bundle",
+    about = "Operate nonstop blue/green deploys: status, history, logs, rollback, switch, deploy, validate, init, bundle, setup",
     subcommand_required = true,
     arg_required_else_help = true,
-    after_help = "Examples:\n  nonstop status                            # what runs where, health now, last deployments\n  nonstop status --json | jq '.slots[] | {name, state, release}'\n  nonstop logs -f                           # the live slot's app output, followed\n  nonstop rollback                          # back to the previous slot\n  nonstop switch --slot blue                # make blue live (the repair nonstop names)\n  nonstop deploy --jar build/libs/app.jar   # stop, start, health, switch in one run\n  nonstop deploy --watch 60s                # then watch the new release, switch back on 5xx/p99\n  nonstop validate                          # config, nginx, appspec.yml, hook timeouts, java, jar\n  nonstop init .                            # deploy/, Jenkinsfiles, GitHub workflows\n  nonstop bundle --jar target/app.jar -o app.zip   # the CodeDeploy bundle, checked first\n\nExit codes: 0 done, 1 failed (the last stderr line says why), 2 usage/config, 3 lock held"
+    after_help = "Examples:\n  nonstop status                            # what runs where, health now, last deployments\n  nonstop status --json | jq '.slots[] | {name, state, release}'\n  nonstop logs -f                           # the live slot's app output, followed\n  nonstop rollback                          # back to the previous slot\n  nonstop switch --slot blue                # make blue live (the repair nonstop names)\n  nonstop deploy --jar build/libs/app.jar   # stop, start, health, switch in one run\n  nonstop deploy --watch 60s                # then watch the new release, switch back on 5xx/p99\n  nonstop validate                          # config, nginx, appspec.yml, hook timeouts, java, jar\n  nonstop init .                            # deploy/, Jenkinsfiles, GitHub workflows\n  nonstop bundle --jar target/app.jar -o app.zip   # the CodeDeploy bundle, checked first\n  sudo nonstop setup --user ec2-user -c deploy/nonstop.yml   # once per app per host: units, sudo rules\n\nExit codes: 0 done, 1 failed (the last stderr line says why), 2 usage/config, 3 lock held"
 )]
 struct Cli {
     #[command(flatten)]
@@ -66,7 +66,7 @@ enum Cmd {
     ///
     /// The last N lines of a slot's app (the live slot unless SLOT or --slot is given), then,
     /// with -f, new lines as they come until interrupted. Under systemd this is
-    /// `journalctl -u nonstop-APP-SLOT.service`; under the builtin supervisor it reads
+    /// `journalctl -u nonstop-APP@SLOT.service`; under the builtin supervisor it reads
     /// workdir/logs/SLOT.log (following it across a rotation or a copytruncate).
     Logs {
         /// The slot [default: the live one]
@@ -137,7 +137,7 @@ enum Cmd {
     /// Write starting deploy files, Jenkinsfiles and GitHub workflows
     ///
     /// Writes deploy/nonstop.yml, deploy/appspec.yml, deploy/nginx/{service-url.inc,site.conf,
-    /// upstream.conf}, deploy/sudoers, Jenkinsfile and .github/workflows/nonstop-deploy.yml
+    /// upstream.conf}, Jenkinsfile and .github/workflows/nonstop-deploy.yml
     /// (CodeDeploy: nonstop bundle, S3, create-deployment), Jenkinsfile.ssh and
     /// .github/workflows/nonstop-deploy-ssh.yml (scp the jar, ssh HOST nonstop deploy --jar)
     /// under DIR. Refuses to overwrite existing files unless --force.
@@ -161,9 +161,10 @@ enum Cmd {
         /// nginx listen of the site (port or address:port)
         #[arg(long, value_name = "ADDR", default_value = "80")]
         listen: String,
-        /// How traffic is steered: nginx-reload (the include), or nftables (nginx proxies to a
-        /// front port, never reloaded)
-        #[arg(long, value_name = "VIA", default_value = "nginx-reload", value_parser = ["nginx-reload", "nftables"])]
+        /// How traffic is steered: nftables (nginx proxies to a front port of the app's own and
+        /// is never reloaded: nothing lost at a switch), or nginx-reload (the include; a reload
+        /// can cut responses under load)
+        #[arg(long, value_name = "VIA", default_value = "nftables", value_parser = ["nftables", "nginx-reload"])]
         traffic: String,
         /// The global --config and --slot, which init has no use for: shadowed here (an arg
         /// of the subcommand's own with the same id is not propagated), so its help does not
@@ -198,6 +199,41 @@ enum Cmd {
         /// The zip to write (atomically)
         #[arg(short, long, value_name = "FILE.zip", default_value = operator::bundle::DEFAULT_OUTPUT)]
         output: PathBuf,
+    },
+    /// The one step that needs root: units, sudo rules and the host registry for one app
+    ///
+    /// Run once per app per host as root (`sudo nonstop setup --user ec2-user --config PATH`),
+    /// and again to change what it fixed; prints what it changed, or that nothing did. Installs
+    /// a root-owned copy of nonstop (/usr/local/libexec/nonstop/APP/nonstop), the registry entry
+    /// /etc/nonstop/apps/APP.json (slots, ports, users, folders; a clash with another app is
+    /// refused naming it), the template unit nonstop-APP@.service, the work and state folders
+    /// owned by USER, and for a USER other than root /etc/sudoers.d/nonstop-APP: one exact
+    /// command per line (start, stop, enable, disable, reset-failed of the app's slot units; in
+    /// reload mode the nginx test and reload), checked with visudo. A later nonstop.yml naming
+    /// other ports, slots, users or folders is refused until setup runs again.
+    Setup {
+        /// The user the hooks run as (ec2-user, ubuntu; root when no other user deploys)
+        #[arg(long, value_name = "USER")]
+        user: String,
+    },
+    /// Root's half of nftables steering for a set-up app (one exact sudo line each): apply the
+    /// steering the hook user asked for in state_dir/steer.want, checked against the registry
+    #[command(hide = true)]
+    Steer {
+        #[arg(long)]
+        app: String,
+        /// Print the table instead (nothing when it is not loaded)
+        #[arg(long)]
+        show: bool,
+        /// At boot (the app's traffic unit): nothing to do when nothing was asked yet
+        #[arg(long)]
+        boot: bool,
+    },
+    /// The slot units' ExecStart (as the app user): check the slot's launch file, exec java
+    #[command(hide = true)]
+    RunSlot {
+        #[arg(long)]
+        app: String,
     },
     /// Shell completion script on stdout (`make completions` writes them all)
     #[command(hide = true)]
@@ -301,6 +337,15 @@ fn main() -> std::process::ExitCode {
                 appspec: appspec.clone(),
                 output: Some(output.clone()),
             }),
+            Cmd::Setup { user } => nonstop::setup::run(&nonstop::setup::Options {
+                user: user.clone(),
+                config: c.common.config.clone(),
+            }),
+            Cmd::Steer { app, show, boot: _ } => nonstop::traffic::nft::steer(app, *show),
+            Cmd::RunSlot { app } => nonstop::supervisor::systemd::run_slot(
+                app,
+                slot.ok_or_else(|| nonstop::Error::Usage("run-slot needs --slot".into()))?,
+            ),
             Cmd::Completions { shell } => operator::completions(Cli::command(), *shell),
             Cmd::Man { dir } => operator::man(Cli::command(), dir.as_deref()),
         }

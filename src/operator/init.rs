@@ -4,8 +4,6 @@
 //! - `deploy/nonstop.yml`, `deploy/appspec.yml`: the bundle's config and CodeDeploy hooks;
 //! - `deploy/nginx/{service-url.inc,site.conf,upstream.conf}`: the include nonstop owns, a
 //!   site that uses it, and the balanced-mode upstream;
-//! - `deploy/sudoers`: the exact sudo rules hooks run as `ec2-user` need (nginx test, dump
-//!   and reload, the app's own systemd units);
 //! - `Jenkinsfile` and `.github/workflows/nonstop-deploy.yml`: the release tarball's `nonstop`,
 //!   the Maven build, `nonstop bundle`, upload to S3, `aws deploy create-deployment`, wait;
 //! - `Jenkinsfile.ssh` and `.github/workflows/nonstop-deploy-ssh.yml`: without CodeDeploy, the
@@ -13,7 +11,7 @@
 //!   build, its lines show in the build's log).
 //!
 //! `--name`, `--include` and `--listen` replace the templates' `myapp`, include path and
-//! `listen 80`; `--traffic nftables` writes the site and config for nftables steering.
+//! `listen 80`; the site and config steer with nftables (nginx never reloaded) unless `--traffic nginx-reload`.
 //! Existing files are never overwritten without `--force`: without it, nothing is written if
 //! any of them exists.
 
@@ -22,7 +20,7 @@ use crate::fsx::write_atomic;
 use std::path::{Path, PathBuf};
 
 /// Every file `init` writes: (path under DIR, template).
-pub const FILES: [(&str, &str); 10] = [
+pub const FILES: [(&str, &str); 9] = [
     (
         "deploy/nonstop.yml",
         include_str!("../../templates/nonstop.yml"),
@@ -43,7 +41,6 @@ pub const FILES: [(&str, &str); 10] = [
         "deploy/nginx/upstream.conf",
         include_str!("../../templates/nginx/upstream.conf"),
     ),
-    ("deploy/sudoers", include_str!("../../templates/sudoers")),
     ("Jenkinsfile", include_str!("../../templates/Jenkinsfile")),
     (
         ".github/workflows/nonstop-deploy.yml",
@@ -79,8 +76,12 @@ pub struct Options {
     pub traffic: crate::traffic::Via,
 }
 
-/// nftables mode's front port in what `init` writes (`traffic.port`).
-pub const FRONT_PORT: u16 = 18090;
+/// nftables mode's front port in what `init` writes (`traffic.port`) for app `name`: derived
+/// from the name, and not one an app set up on this machine takes (`sudo nonstop setup`
+/// refuses a clash on the host in any case).
+pub fn front_port(name: &str) -> u16 {
+    crate::registry::front_port_for(name, Path::new(crate::registry::DIR))
+}
 
 /// Write the files (see the module doc) and print what was written.
 pub fn run(o: &Options) -> Result<()> {
@@ -110,6 +111,8 @@ pub fn run(o: &Options) -> Result<()> {
     crate::outln!(
         "next: edit {d}/deploy/nonstop.yml (slots, health, java_opts) and the names in the Jenkinsfile / workflow;\n      \
          install {d}/deploy/nginx/site.conf and service-url.inc on the host (see their comments);\n      \
+         on the host, once per app (units, sudo rules; --user is who runs the hooks):\n      \
+         sudo nonstop setup --user ec2-user --config {d}/deploy/nonstop.yml\n      \
          then, in a bundle or on the host: nonstop validate --config {d}/deploy/nonstop.yml"
     );
     Ok(())
@@ -117,7 +120,7 @@ pub fn run(o: &Options) -> Result<()> {
 
 /// nftables mode: the site proxies to the front port (no include, no slot port in any nginx
 /// file) and nonstop.yml says so; other files as they are.
-fn for_traffic(rel: &str, text: String, via: crate::traffic::Via) -> String {
+fn for_traffic(rel: &str, text: String, via: crate::traffic::Via, front: u16) -> String {
     if via != crate::traffic::Via::Nftables {
         return text;
     }
@@ -132,7 +135,7 @@ fn for_traffic(rel: &str, text: String, via: crate::traffic::Via) -> String {
                 if t.starts_with("proxy_pass $service_url;") {
                     let indent = &line[..line.len() - t.len()];
                     out += &format!(
-                        "{indent}proxy_pass http://127.0.0.1:{FRONT_PORT};   # nonstop's nftables table steers this port to the live slot\n"
+                        "{indent}proxy_pass http://127.0.0.1:{front};   # nonstop's nftables table steers this port to the live slot\n"
                     );
                     continue;
                 }
@@ -144,7 +147,7 @@ fn for_traffic(rel: &str, text: String, via: crate::traffic::Via) -> String {
         "deploy/nonstop.yml" => text.replacen(
             "\nstate_dir:",
             &format!(
-                "\ntraffic:\n  via: nftables               # steer new connections with nonstop's nftables table\n  port: {FRONT_PORT}                 # the front port the nginx site proxies to\n  # balanced: true            # spread over every slot in rotation\nstate_dir:"
+                "\ntraffic:\n  via: nftables               # steer new connections with nonstop's nftables table\n  port: {front}                 # the front port the nginx site proxies to\n  # balanced: true            # spread over every slot in rotation\nstate_dir:"
             ),
             1,
         ),
@@ -154,15 +157,10 @@ fn for_traffic(rel: &str, text: String, via: crate::traffic::Via) -> String {
 
 /// The files with the options filled in.
 pub fn render(o: &Options) -> Result<Vec<(&'static str, String)>> {
-    let name_ok = !o.name.is_empty()
-        && o.name.len() <= 64
-        && !o.name.starts_with('.')
-        && o.name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c));
+    let name_ok = crate::config::valid_app_name(&o.name);
     if !name_ok {
         return Err(Error::Usage(format!(
-            "--name {:?}: want [a-z0-9._-]+ (it becomes app.name and the nginx upstream name)",
+            "--name {:?}: want [a-z0-9-]+ starting with a letter or digit (it becomes app.name, the nginx upstream name, and the names of units, a table and a sudoers file)",
             o.name
         )));
     }
@@ -186,6 +184,7 @@ pub fn render(o: &Options) -> Result<Vec<(&'static str, String)>> {
             o.listen
         )));
     }
+    let front = front_port(&o.name);
     Ok(FILES
         .iter()
         .map(|(rel, t)| {
@@ -193,7 +192,7 @@ pub fn render(o: &Options) -> Result<Vec<(&'static str, String)>> {
                 .replace(NAME, &o.name)
                 .replace(INCLUDE, &include)
                 .replace(LISTEN, &format!("listen {};", o.listen));
-            (*rel, for_traffic(rel, text, o.traffic))
+            (*rel, for_traffic(rel, text, o.traffic, front))
         })
         .collect())
 }
@@ -229,7 +228,10 @@ mod tests {
         let get = |n: &str| &files.iter().find(|(r, _)| *r == n).unwrap().1;
         let site = get("deploy/nginx/site.conf");
         assert!(
-            site.contains(&format!("proxy_pass http://127.0.0.1:{FRONT_PORT};")),
+            site.contains(&format!(
+                "proxy_pass http://127.0.0.1:{};",
+                front_port("shop")
+            )),
             "{site}"
         );
         assert!(!site.contains("include /srv/nginx/shop-url.inc"), "{site}");
@@ -240,7 +242,9 @@ mod tests {
         )
         .unwrap();
         assert_eq!(cfg.traffic.via, crate::traffic::Via::Nftables);
-        assert_eq!(cfg.traffic.port, Some(FRONT_PORT));
+        assert_eq!(cfg.traffic.port, Some(front_port("shop")));
+        // Another app gets another front port.
+        assert_ne!(front_port("shop"), front_port("shop-api"));
     }
 
     #[test]

@@ -1573,7 +1573,7 @@ fn write_check(cfg: &Config, hooks: Option<&[Hook]>) -> Check {
 /// or restarts.
 fn supervisor_check(cfg: &Config) -> Check {
     use crate::supervisor::{self, Choice, Kind};
-    let kind = supervisor::choose(cfg.app.supervisor);
+    let kind = supervisor::choose(cfg);
     let systemd_host = std::path::Path::new("/run/systemd/system").is_dir();
     match kind {
         Kind::Systemd => check(
@@ -1613,9 +1613,9 @@ fn supervisor_check(cfg: &Config) -> Check {
                 Verdict::Warn,
                 "supervisor",
                 format!(
-                    "builtin on a host whose PID 1 is systemd{}: apps run in the cgroup of whatever runs the hooks{}; use app.supervisor: systemd (or auto as root)",
+                    "builtin on a host whose PID 1 is systemd{}: apps run in the cgroup of whatever runs the hooks{}; run `sudo nonstop setup --user USER` once (or deploy as root)",
                     if cfg.app.supervisor == Choice::Auto {
-                        " (auto found no way to manage units: not root, and `sudo -n systemctl` fails)"
+                        " (auto found no way to manage units: not root, and the app is not set up with `sudo nonstop setup --user USER`)"
                     } else {
                         ""
                     },

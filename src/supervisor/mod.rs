@@ -3,12 +3,13 @@
 //! - [`builtin`]: nonstop's own supervisor process (a re-executed nonstop in its own session;
 //!   pid file + /proc proofs; the log file `workdir/logs/<slot>.log`). For containers, CI and
 //!   laptops, and any host where systemd is not PID 1.
-//! - [`systemd`]: one generated unit per slot, `nonstop-<app>-<slot>.service`, in a cgroup of
+//! - [`systemd`]: one generated unit per slot, `nonstop-<app>@<slot>.service`, in a cgroup of
 //!   its own (so the CodeDeploy agent's restart does not take the JVM with it), started at boot
 //!   when it is the live slot, restarted on failure with a start limit, logging to journald.
 //!
 //! The choice is made once per run from `app.supervisor` ([`Choice`]; `auto` picks systemd
-//! when PID 1 is systemd and nonstop may manage units: root, or `sudo -n systemctl` works) and
+//! when PID 1 is systemd and nonstop may manage the app's units: root, or `sudo nonstop setup`
+//! set the app up) and
 //! the stages call only the [`Supervisor`] trait. **Only [`systemd`] runs `systemctl` and
 //! `journalctl`; only [`crate::process`] sends signals.**
 
@@ -121,18 +122,19 @@ static CHOSEN: OnceLock<Kind> = OnceLock::new();
 
 /// The supervisor for `cfg` (chosen once per run).
 pub fn of(cfg: &Config) -> &'static dyn Supervisor {
-    match *CHOSEN.get_or_init(|| choose(cfg.app.supervisor)) {
+    match *CHOSEN.get_or_init(|| choose(cfg)) {
         Kind::Builtin => &builtin::Builtin,
         Kind::Systemd => &systemd::Systemd,
     }
 }
 
-/// Resolve `app.supervisor`: `auto` is systemd when PID 1 is systemd and units can be managed.
-pub fn choose(choice: Choice) -> Kind {
-    match choice {
+/// Resolve `app.supervisor`: `auto` is systemd when PID 1 is systemd and the app's units can
+/// be managed (root, or the app is set up on this host).
+pub fn choose(cfg: &Config) -> Kind {
+    match cfg.app.supervisor {
         Choice::Builtin => Kind::Builtin,
         Choice::Systemd => Kind::Systemd,
-        Choice::Auto if systemd::available() => Kind::Systemd,
+        Choice::Auto if systemd::available(&cfg.app.name) => Kind::Systemd,
         Choice::Auto => Kind::Builtin,
     }
 }

@@ -1,4 +1,4 @@
-//! The systemd supervisor: each slot is its own unit, `nonstop-<app>-<slot>.service`, a file
+//! The systemd supervisor: each slot is its own unit, `nonstop-<app>@<slot>.service`, a file
 //! nonstop generates in /etc/systemd/system (marked `# Managed by nonstop`; a unit without the
 //! marker is never touched). A generated file rather than a template unit with drop-ins: one
 //! file says everything about a slot (`systemctl cat` shows it whole), and rewriting it at each
@@ -10,8 +10,6 @@
 //! `SuccessExitStatus=143` (a JVM ended by SIGTERM), `Restart=on-failure` with at most 3 starts
 //! in 60 s. Its own cgroup: the CodeDeploy agent's restart does not kill it. The unit's MainPID
 //! and cgroup prove the app: a process on the port outside that cgroup is a stranger.
-//! `app.env` (passwords, often) is not in the unit, which every user may read, but in
-//! `nonstop-<app>-<slot>.env` beside it, mode 0600, owned by root, named by `EnvironmentFile=`.
 //!
 //! **This is the only module that runs `systemctl` and `journalctl`** (argv lists; as root, or
 //! through `sudo -n` otherwise).
@@ -34,24 +32,47 @@ pub const MARKER: &str = "# Managed by nonstop";
 /// See the module doc.
 pub struct Systemd;
 
-/// `nonstop-<app>-<slot>.service`
+/// `nonstop-<app>@<slot>.service`: `@` cannot occur in an app name, so two apps never share
+/// a unit (see [`crate::registry`]).
 pub fn unit_name(cfg: &Config, slot: &Slot) -> String {
-    format!("nonstop-{}-{}.service", cfg.app.name, slot.name)
+    crate::registry::unit(&cfg.app.name, &slot.name)
 }
 
-/// True when PID 1 is systemd and this user may manage units (root, or `sudo -n` works).
-pub fn available() -> bool {
-    if !Path::new("/run/systemd/system").is_dir() {
-        return false;
+/// The unit an older nonstop wrote for the slot, `nonstop-<app>-<slot>.service`, when it is
+/// there and its marker line names this app and slot (another app's unit may have that name:
+/// app `shop` slot `api-blue` and app `shop-api` slot `blue`).
+pub fn legacy_unit(cfg: &Config, slot: &Slot) -> Option<String> {
+    let name = format!("nonstop-{}-{}.service", cfg.app.name, slot.name);
+    let text = std::fs::read_to_string(PathBuf::from(UNIT_DIR).join(&name)).ok()?;
+    let first = text.lines().next()?;
+    let ours = first.starts_with(&format!("{MARKER}: slot {} (port ", slot.name))
+        && first.contains(&format!(") of {}, release ", cfg.app.name));
+    ours.then_some(name)
+}
+
+/// The unit that runs the slot now: an older nonstop's unit while it is still active (it is
+/// stopped by its own name, and the slot's next start uses the new one), else
+/// [`unit_name`].
+fn unit_of(cfg: &Config, slot: &Slot) -> String {
+    if let Some(old) = legacy_unit(cfg, slot) {
+        let state = show(&old).get("ActiveState").cloned().unwrap_or_default();
+        if matches!(
+            state.as_str(),
+            "active" | "activating" | "reloading" | "deactivating"
+        ) {
+            return old;
+        }
     }
-    root()
-        || Command::new("sudo")
-            .args(["-n", "systemctl", "--version"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
+    unit_name(cfg, slot)
+}
+
+/// True when PID 1 is systemd and this user may manage `app`'s units: root, or the app is
+/// set up on this host (`sudo nonstop setup`).
+pub fn available(app: &str) -> bool {
+    Path::new("/run/systemd/system").is_dir()
+        && (root()
+            || crate::registry::read(Path::new(crate::registry::DIR), app)
+                .is_ok_and(|e| e.is_some()))
 }
 
 fn root() -> bool {
@@ -105,23 +126,39 @@ fn journal<'a>(unit: &'a str, n: &'a str, format: &'a str) -> Vec<&'a str> {
     ]
 }
 
-/// `systemctl show UNIT` as a map of the properties nonstop reads.
+/// journalctl as this user: the journal is readable by root and the groups `adm` and
+/// `systemd-journal` (ec2-user and ubuntu are in them), so no sudo line is needed.
+fn journalctl(argv: &[&str]) -> Command {
+    let mut c = Command::new(argv[0]);
+    c.args(&argv[1..]).stdin(Stdio::null());
+    c
+}
+
+/// `systemctl show UNIT` as a map of the properties nonstop reads (reading needs no root).
 fn show(unit: &str) -> HashMap<String, String> {
-    systemctl(&[
-        "show",
-        unit,
-        "-p",
-        "LoadState,ActiveState,SubState,MainPID,NRestarts,UnitFileState,ControlGroup,Result,ExecMainPID,ExecMainCode,ExecMainStatus,ExecMainExitTimestampMonotonic,FragmentPath",
-    ])
-    .unwrap_or_default()
+    Command::new("systemctl")
+        .args([
+            "--no-ask-password",
+            "show",
+            unit,
+            "-p",
+            "LoadState,ActiveState,SubState,MainPID,NRestarts,UnitFileState,ControlGroup,Result,ExecMainPID,ExecMainCode,ExecMainStatus,ExecMainExitTimestampMonotonic,FragmentPath",
+        ])
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default()
     .lines()
     .filter_map(|l| l.split_once('='))
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect()
 }
 
-/// One argument of `ExecStart=`, quoted for systemd: `"…"` with `\` and `"` escaped, `%`
-/// doubled (specifiers) and `$` doubled (variable expansion, which `ExecStart=` does).
+/// One argument of `ExecStart=` (or value of `Environment=`), quoted for systemd: `"…"` with
+/// `\` and `"` escaped, `%` doubled (specifiers) and `$` doubled (variable expansion).
 fn quote(arg: &str) -> Result<String> {
     if arg.chars().any(|c| c.is_control()) {
         return Err(failed(format!(
@@ -142,30 +179,17 @@ fn quote(arg: &str) -> Result<String> {
     Ok(q)
 }
 
-/// A value systemd takes to the end of the line (a path): no control characters, `%` doubled.
-fn plain(v: &str) -> Result<String> {
-    if v.chars().any(|c| c.is_control()) || v.trim() != v {
-        return Err(failed(format!("{v:?} cannot go into a systemd unit")));
-    }
-    Ok(v.replace('%', "%%"))
-}
-
-/// The file holding a unit's `app.env`: `nonstop-<app>-<slot>.env` beside the unit.
-pub fn env_file_name(unit: &str) -> String {
-    format!("{}.env", unit.strip_suffix(".service").unwrap_or(unit))
-}
-
-/// The `EnvironmentFile=` of a slot's unit: `app.env` as `KEY="VALUE"` lines. The values are
+/// The `EnvironmentFile=` of an app's slot units: `app.env` as `KEY="VALUE"` lines. The values are
 /// often secrets, so they are not in the unit (mode 0644, readable by every user) but in this
 /// file, mode 0600 and owned by root, which systemd reads as root before it drops to `User=`.
 /// Inside double quotes systemd's parser (systemd.exec(5), `EnvironmentFile=`) turns `\"`,
 /// `\\`, `` \` `` and `\$` into the character itself and expands no variables and no `%`
 /// specifiers: every value reaches the JVM byte for byte (`pa$$w0rd$1` stays that). A control
 /// character is refused, as in the unit.
-pub fn render_env_file(slot: &str, env: &[(String, String)]) -> Result<String> {
+pub fn render_env_file(app: &str, env: &[(String, String)]) -> Result<String> {
     let mut text = format!(
-        "{MARKER}: app.env of slot {slot}, read by systemd as root when the unit starts.\n\
-         # Rewritten by every `start` (mode 0600, owner root); edit nonstop.yml instead.\n"
+        "{MARKER}: app.env of app {app}, read by systemd as root when a slot's unit starts.\n\
+         # Written by `sudo nonstop setup` (mode 0600, owner root); edit nonstop.yml and run it again.\n"
     );
     for (k, v) in env {
         if v.chars().any(|c| c.is_control()) {
@@ -185,97 +209,87 @@ pub fn render_env_file(slot: &str, env: &[(String, String)]) -> Result<String> {
     Ok(text)
 }
 
-/// Write `text` as `dir/name` with mode 0600, owned by root: atomically when root, else through
-/// `sudo -n install -m 0600` from a 0600 file of the deploy user's in the run folder.
-fn write_env_file(cfg: &Config, dir: &Path, name: &str, text: &str) -> Result<PathBuf> {
-    let path = dir.join(name);
-    if root() {
-        fsx::write_atomic(&path, text.as_bytes(), 0o600)?;
-        return Ok(path);
-    }
-    let tmp = cfg.run_dir().join(name);
-    fsx::create_dirs(&cfg.run_dir())
-        .context(format!("cannot create {}", cfg.run_dir().display()))?;
-    fsx::write_atomic(&tmp, text.as_bytes(), 0o600)?;
-    let st = privileged(&[
-        "install",
-        "-m",
-        "0600",
-        &tmp.to_string_lossy(),
-        &path.to_string_lossy(),
-    ])
-    .status()
-    .context("cannot run `sudo -n install`")?;
-    let _ = std::fs::remove_file(&tmp);
-    if !st.success() {
-        return Err(failed(format!(
-            "`sudo -n install -m 0600 … {}` failed ({st}): the deploy user needs the sudo rules `nonstop init` writes",
-            path.display()
-        )));
-    }
-    Ok(path)
+/// Where setup keeps an app's `app.env`: `/etc/nonstop/apps/<app>.env`, mode 0600, owner root
+/// (beside the registry entry; the hook user cannot read it, systemd reads it as root).
+pub fn env_file(dir: &Path, app: &str) -> PathBuf {
+    dir.join(format!("{app}.env"))
 }
 
-/// The unit file for `start`.
-pub fn render_unit(cfg: &Config, start: &Start) -> Result<String> {
-    let slot = start.slot;
-    let mut exec = vec![];
-    for a in &start.argv {
-        exec.push(quote(a)?);
+/// The digest of what the env file holds, kept in the registry entry (which the hook user can
+/// read) so that a deploy can tell whether its config's `app.env` is what setup installed.
+pub fn env_digest(text: &str) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Setup's part (as root): write `text` as the app's env file, atomically (a planted symlink is
+/// replaced, never written through), mode 0600; or remove it when `app.env` is empty. Returns
+/// whether it changed.
+pub fn write_env_file(path: &Path, text: Option<&str>) -> Result<bool> {
+    let now = fsx::read_original(path)?;
+    match text {
+        None if now.is_none() => Ok(false),
+        None => {
+            std::fs::remove_file(path).context(format!("cannot remove {}", path.display()))?;
+            Ok(true)
+        }
+        Some(t) if now.as_ref().is_some_and(|o| o.bytes == t.as_bytes()) => Ok(false),
+        Some(t) => {
+            fsx::write_atomic(path, t.as_bytes(), 0o600)?;
+            Ok(true)
+        }
     }
-    // The values live in the 0600 environment file; the unit only names it.
-    let env = if start.env.is_empty() {
-        String::new()
-    } else {
-        let file = PathBuf::from(UNIT_DIR).join(env_file_name(&unit_name(cfg, slot)));
-        format!("EnvironmentFile={}\n", plain(&file.to_string_lossy())?)
-    };
-    // app.user, else the user nonstop runs as (as the builtin supervisor does): hooks run
-    // as ec2-user start JVMs as ec2-user, not as systemd's default, root.
-    let mut user = String::new();
-    match (&cfg.app.user, root()) {
-        (Some(u), _) => user += &format!("User={u}\n"),
-        (None, false) => user += &format!("User={}\n", rustix::process::geteuid().as_raw()),
-        (None, true) => {}
+}
+
+/// The template unit of `e`'s slots, `nonstop-<app>@.service`, written by setup: the JVM runs
+/// as the user setup fixed, started by the root-owned nonstop in its `run-slot` mode (which
+/// checks the slot's launch file against the registry and execs java, so the unit's main
+/// process is the JVM). A deploy never writes a unit: it writes the launch file, then starts
+/// `nonstop-<app>@<slot>.service`.
+pub fn render_template(cfg: &Config, e: &crate::registry::Entry) -> Result<String> {
+    let mut user = format!("User={}\n", e.app_user);
+    if let Some(g) = &e.app_group {
+        user += &format!("Group={g}\n");
     }
-    match (&cfg.app.group, &cfg.app.user, root()) {
-        (Some(g), _, _) => user += &format!("Group={g}\n"),
-        (None, None, false) => user += &format!("Group={}\n", rustix::process::getegid().as_raw()),
-        _ => {}
+    // app.env (secrets, often) is never in the unit, which every user may read, nor in the
+    // launch file the deploy user writes: setup keeps it root-only and systemd reads it.
+    if e.env_sha256.is_some() {
+        user += &format!(
+            "EnvironmentFile={}\n",
+            env_file(Path::new(crate::registry::DIR), &e.app).display()
+        );
     }
     Ok(format!(
-        "{MARKER}: slot {slot} (port {port}) of {app}, release {release}.\n\
-         # Rewritten by every `start`; edit nonstop.yml instead. See `nonstop status`.\n\
+        "{MARKER}: the slots of app {app} (instance = slot), written by `sudo nonstop setup`.\n\
+         # A slot runs the release its last `start` chose (checked by `nonstop run-slot`).\n\
          [Unit]\n\
-         Description=nonstop {app} slot {slot} (port {port})\n\
+         Description=nonstop {app} slot %i\n\
          After=network.target\n\
          StartLimitIntervalSec=60\n\
          StartLimitBurst=3\n\n\
          [Service]\n\
          Type=exec\n\
-         {user}WorkingDirectory={cwd}\n\
-         {env}ExecStart={exec}\n\
+         {user}ExecStart={bin} run-slot --app {app} --slot %i\n\
          KillSignal=SIGTERM\n\
          TimeoutStopSec={grace}\n\
          SuccessExitStatus=143\n\
          Restart=on-failure\n\
          RestartSec=500ms\n\
-         SyslogIdentifier=nonstop-{app}-{slot}\n\n\
+         SyslogIdentifier=nonstop-{app}@%i\n\n\
          [Install]\n\
          WantedBy=multi-user.target\n",
-        slot = slot.name,
-        port = slot.port,
-        app = cfg.app.name,
-        release = start.release,
-        cwd = plain(&start.cwd.to_string_lossy())?,
-        exec = exec.join(" "),
+        app = e.app,
+        bin = quote(&e.nonstop.to_string_lossy())?,
         grace = cfg.stop.grace.as_millis().div_ceil(1000).max(1),
     ))
 }
 
-/// Write `text` as unit `name`, unless it already holds it; refuses a unit nonstop did not
-/// write. Returns whether the file changed.
-fn write_unit(cfg: &Config, name: &str, text: &str) -> Result<bool> {
+/// Write `text` as unit `name` (as root), unless it already holds it; refuses a unit nonstop
+/// did not write. Returns whether the file changed.
+fn write_unit(name: &str, text: &str) -> Result<bool> {
     let path = PathBuf::from(UNIT_DIR).join(name);
     match fsx::read_original(&path)? {
         Some(o) if o.bytes == text.as_bytes() => return Ok(false),
@@ -287,38 +301,195 @@ fn write_unit(cfg: &Config, name: &str, text: &str) -> Result<bool> {
         }
         _ => {}
     }
-    if root() {
-        fsx::write_atomic(&path, text.as_bytes(), 0o644)?;
-    } else {
-        // Written as the deploy user beside its pid files, then installed by root.
-        let tmp = cfg.run_dir().join(name);
-        fsx::create_dirs(&cfg.run_dir())
-            .context(format!("cannot create {}", cfg.run_dir().display()))?;
-        fsx::write_atomic(&tmp, text.as_bytes(), 0o644)?;
-        let st = privileged(&[
-            "install",
-            "-m",
-            "0644",
-            &tmp.to_string_lossy(),
-            &path.to_string_lossy(),
-        ])
-        .status()
-        .context("cannot run `sudo -n install`")?;
-        let _ = std::fs::remove_file(&tmp);
-        if !st.success() {
-            return Err(failed(format!(
-                "`sudo -n install … {}` failed ({st}): the deploy user needs the sudo rules `nonstop init` writes",
-                path.display()
-            )));
-        }
+    if !root() {
+        return Err(failed(format!(
+            "{} needs root: run `sudo nonstop setup --user USER` once",
+            path.display()
+        )));
     }
-    log::info!("wrote unit {}", path.display());
+    fsx::write_atomic(&path, text.as_bytes(), 0o644)?;
     Ok(true)
 }
 
-/// True if unit `name` exists and carries nonstop's marker.
+/// Setup's part (as root): the template unit for `e`, and an older nonstop's per-slot units
+/// that no longer run retired (disabled, removed). Returns what changed, one line each.
+pub fn install_units(cfg: &Config, e: &crate::registry::Entry) -> Result<Vec<String>> {
+    let mut changed = vec![];
+    let text = render_template(cfg, e)?;
+    if write_unit(&e.template_unit, &text)? {
+        changed.push(format!("installed {UNIT_DIR}/{}", e.template_unit));
+    }
+    if e.traffic == crate::traffic::Via::Nftables && e.hook_user != "root" {
+        let unit = format!("nonstop-{}-traffic.service", e.app);
+        let text = format!(
+            "{MARKER}: steering of app {app} at boot, written by `sudo nonstop setup`.\n\
+             [Unit]\n\
+             Description=nonstop {app}: steering at boot\n\
+             DefaultDependencies=no\n\
+             After=local-fs.target nftables.service\n\
+             Before=nginx.service network-pre.target\n\
+             Wants=network-pre.target\n\n\
+             [Service]\n\
+             Type=oneshot\n\
+             RemainAfterExit=yes\n\
+             ExecStart={bin} steer --app {app} --boot\n\n\
+             [Install]\n\
+             WantedBy=multi-user.target\n",
+            app = e.app,
+            bin = quote(&e.nonstop.to_string_lossy())?,
+        );
+        if write_unit(&unit, &text)? {
+            changed.push(format!("installed {UNIT_DIR}/{unit}"));
+            systemctl(&["daemon-reload"])?;
+        }
+        if show(&unit)
+            .get("UnitFileState")
+            .is_none_or(|v| v != "enabled")
+        {
+            systemctl(&["enable", "--quiet", &unit])?;
+            changed.push(format!("enabled {unit} (the table at boot, before nginx)"));
+        }
+    }
+    for s in &cfg.slots {
+        let Some(old) = legacy_unit(cfg, s) else {
+            continue;
+        };
+        if unit_of(cfg, s) == old {
+            changed.push(format!(
+                "kept {old} (an older nonstop's unit) while it runs slot {}: the slot's next start uses {}; run setup again after that to remove it",
+                s.name,
+                unit_name(cfg, s)
+            ));
+            continue;
+        }
+        let _ = systemctl(&["disable", "--quiet", &old]);
+        let path = PathBuf::from(UNIT_DIR).join(&old);
+        std::fs::remove_file(&path).context(format!("cannot remove {}", path.display()))?;
+        changed.push(format!(
+            "removed {} (an older nonstop's unit for slot {}, not running)",
+            path.display(),
+            s.name
+        ));
+    }
+    if !changed.is_empty() {
+        systemctl(&["daemon-reload"])?;
+    }
+    Ok(changed)
+}
+
+/// What a slot's next start runs, written by `start` (the deploy user) beside the pid files
+/// and read by `nonstop run-slot` in the unit (as the app user), which checks it against the
+/// registry before it execs.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Launch {
+    pub release: String,
+    pub argv: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub cwd: PathBuf,
+}
+
+/// `workdir/run/<slot>.launch.json`
+pub fn launch_path(workdir: &Path, slot: &str) -> PathBuf {
+    workdir.join("run").join(format!("{slot}.launch.json"))
+}
+
+/// Check `l` for slot `slot` of entry `e`: the slot is one setup fixed, the release folder is
+/// under the app's releases folder (symlinks resolved), the jar is in it, and the one
+/// `-Dserver.port` is the slot's port. Returns the argv to exec.
+pub fn check_launch(e: &crate::registry::Entry, slot: &str, l: &Launch) -> Result<()> {
+    let s = e.slot(slot).ok_or_else(|| {
+        failed(format!(
+            "slot {slot:?} is not one of app {}'s slots in the registry",
+            e.app
+        ))
+    })?;
+    let rel_ok = !l.release.is_empty()
+        && l.release != "."
+        && l.release != ".."
+        && l.release
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
+    let releases = e.workdir.join("releases");
+    if !rel_ok || l.cwd != releases.join(&l.release) {
+        return Err(failed(format!(
+            "release {:?} in {:?} is not a folder of {}",
+            l.release,
+            l.cwd,
+            releases.display()
+        )));
+    }
+    let canon = |p: &Path| {
+        std::fs::canonicalize(p)
+            .map_err(|err| failed(format!("cannot resolve {}: {err}", p.display())))
+    };
+    let (releases_c, cwd_c) = (canon(&releases)?, canon(&l.cwd)?);
+    if cwd_c.parent() != Some(releases_c.as_path()) {
+        return Err(failed(format!(
+            "{} resolves to {}, outside {}",
+            l.cwd.display(),
+            cwd_c.display(),
+            releases_c.display()
+        )));
+    }
+    let jar = l
+        .argv
+        .iter()
+        .position(|a| a == "-jar")
+        .and_then(|i| l.argv.get(i + 1))
+        .ok_or_else(|| failed("the launch has no `-jar JAR`"))?;
+    let jar_c = canon(Path::new(jar))?;
+    if jar_c.parent() != Some(cwd_c.as_path()) {
+        return Err(failed(format!(
+            "jar {jar} is not in release folder {}",
+            l.cwd.display()
+        )));
+    }
+    let ports: Vec<&String> = l
+        .argv
+        .iter()
+        .filter(|a| a.starts_with("-Dserver.port=") || a.starts_with("--server.port="))
+        .collect();
+    let want = format!("-Dserver.port={}", s.port);
+    if ports.len() != 1 || *ports[0] != want {
+        return Err(failed(format!(
+            "the launch sets the port with {ports:?}; slot {slot} of {} has port {} (fixed by setup)",
+            e.app, s.port
+        )));
+    }
+    if !l.argv.first().is_some_and(|j| Path::new(j).is_absolute()) {
+        return Err(failed("the launch's java is not an absolute path"));
+    }
+    Ok(())
+}
+
+/// `nonstop run-slot --app APP --slot SLOT`, the template unit's `ExecStart=` (as the app
+/// user): read the registry (root-owned) and the slot's launch file, check it
+/// ([`check_launch`]), and exec java in the release folder. Returns only on failure.
+pub fn run_slot(app: &str, slot: &str) -> Result<()> {
+    use std::os::unix::process::CommandExt;
+    let e = crate::registry::read(Path::new(crate::registry::DIR), app)?
+        .ok_or_else(|| failed(format!("app {app} is not set up on this host")))?;
+    let p = launch_path(&e.workdir, slot);
+    let text = std::fs::read_to_string(&p).context(format!("cannot read {}", p.display()))?;
+    let l: Launch = serde_json::from_str(&text)
+        .map_err(|err| failed(format!("{} is not a launch file: {err}", p.display())))?;
+    check_launch(&e, slot, &l)?;
+    let err = Command::new(&l.argv[0])
+        .args(&l.argv[1..])
+        .envs(l.env.iter().map(|(k, v)| (k, v)))
+        .current_dir(&l.cwd)
+        .exec();
+    Err(failed(format!("cannot run {}: {err}", l.argv[0])))
+}
+
+/// True if unit `name` (or, for an instance `a@b.service`, its template `a@.service`) exists
+/// and carries nonstop's marker.
 fn ours(name: &str) -> bool {
-    std::fs::read(PathBuf::from(UNIT_DIR).join(name))
+    let file = match name.split_once('@') {
+        Some((head, _)) if !Path::new(UNIT_DIR).join(name).exists() => format!("{head}@.service"),
+        _ => name.to_string(),
+    };
+    std::fs::read(PathBuf::from(UNIT_DIR).join(file))
         .is_ok_and(|b| b.starts_with(MARKER.as_bytes()))
 }
 
@@ -375,16 +546,53 @@ impl Supervisor for Systemd {
     fn launch(&self, cfg: &Config, start: &Start) -> Result<PidFile> {
         let unit = unit_name(cfg, start.slot);
         super::resolve_user(cfg)?;
-        // app.env, before the unit that names it; an emptied app.env empties an old file too.
-        let env_name = env_file_name(&unit);
-        let env_dir = Path::new(UNIT_DIR);
-        if !start.env.is_empty() || env_dir.join(&env_name).exists() {
-            let text = render_env_file(&start.slot.name, &start.env)?;
-            write_env_file(cfg, env_dir, &env_name, &text)?;
+        let dir = Path::new(crate::registry::DIR);
+        let entry = crate::registry::read(dir, &cfg.app.name)?;
+        if root() && entry.as_ref().is_none_or(|e| e.hook_user == "root") {
+            // Root deploys set the app up themselves (no sudo rules: no other user).
+            for line in crate::setup::install(cfg, "root", dir)? {
+                log::info!("setup: {line}");
+            }
         }
-        if write_unit(cfg, &unit, &render_unit(cfg, start)?)? {
-            systemctl(&["daemon-reload"])?;
+        let Some(entry) = crate::registry::for_config(cfg)? else {
+            return Err(failed(format!(
+                "app {} is not set up on this host: run `sudo nonstop setup --user {} --config {}` once",
+                cfg.app.name,
+                crate::setup::user_name().unwrap_or_else(|| "USER".into()),
+                cfg.path.display()
+            )));
+        };
+        // app.env reaches the JVM from the root-only file setup wrote; a config whose app.env
+        // differs from it would start the app with other values than it says.
+        let want = (!start.env.is_empty())
+            .then(|| render_env_file(&cfg.app.name, &start.env).map(|t| env_digest(&t)))
+            .transpose()?;
+        if want != entry.env_sha256 {
+            return Err(failed(format!(
+                "app.env in {} is not what setup installed ({}): run `sudo nonstop setup --user {} --config {}` again",
+                cfg.path.display(),
+                env_file(Path::new(crate::registry::DIR), &cfg.app.name).display(),
+                entry.hook_user,
+                cfg.path.display()
+            )));
         }
+        fsx::create_dirs(&cfg.run_dir())
+            .context(format!("cannot create {}", cfg.run_dir().display()))?;
+        let launch = Launch {
+            release: start.release.clone(),
+            argv: start.argv.clone(),
+            // app.env comes from setup's root-only EnvironmentFile, not from this
+            // world-readable file.
+            env: vec![],
+            cwd: start.cwd.clone(),
+        };
+        let mut json = serde_json::to_string_pretty(&launch).context("cannot encode")?;
+        json.push('\n');
+        fsx::write_atomic(
+            &launch_path(&cfg.app.workdir, &start.slot.name),
+            json.as_bytes(),
+            0o644,
+        )?;
         let _ = systemctl(&["reset-failed", &unit]);
         systemctl(&["start", &unit])?;
         let props = show(&unit);
@@ -419,7 +627,7 @@ impl Supervisor for Systemd {
 
     fn app(&self, cfg: &Config, slot: &Slot) -> SlotProcess {
         let recorded = process::read_pid_file(&cfg.pid_file(slot));
-        let unit = unit_name(cfg, slot);
+        let unit = unit_of(cfg, slot);
         let props = show(&unit);
         let pid = main_pid(&props);
         match recorded {
@@ -456,7 +664,7 @@ impl Supervisor for Systemd {
         if pf.supervisor != 0 {
             return process::tree(pf.pid);
         }
-        let props = show(&unit_name(cfg, slot));
+        let props = show(&unit_of(cfg, slot));
         let cg = props.get("ControlGroup").cloned().unwrap_or_default();
         let procs: HashSet<i32> = [
             "/sys/fs/cgroup",
@@ -483,7 +691,7 @@ impl Supervisor for Systemd {
         if pf.supervisor != 0 {
             return super::builtin::terminate_app(cfg, slot, pf, |pf| process::tree(pf.pid));
         }
-        let unit = unit_name(cfg, slot);
+        let unit = unit_of(cfg, slot);
         let t0 = Instant::now();
         systemctl(&["stop", "--no-block", &unit])?;
         log::info!(
@@ -512,7 +720,7 @@ impl Supervisor for Systemd {
     }
 
     fn settle(&self, cfg: &Config, slot: &Slot) -> Result<()> {
-        let unit = unit_name(cfg, slot);
+        let unit = unit_of(cfg, slot);
         if !ours(&unit) {
             return Ok(());
         }
@@ -533,13 +741,13 @@ impl Supervisor for Systemd {
     }
 
     fn last_exit(&self, cfg: &Config, slot: &Slot) -> Option<ExitRecord> {
-        exit_record(&show(&unit_name(cfg, slot)), clocks())
+        exit_record(&show(&unit_of(cfg, slot)), clocks())
     }
 
     fn log_tail(&self, cfg: &Config, slot: &Slot, n: usize) -> Vec<String> {
-        let unit = unit_name(cfg, slot);
+        let unit = unit_of(cfg, slot);
         let n = n.to_string();
-        let out = privileged(&journal(&unit, &n, "cat"))
+        let out = journalctl(&journal(&unit, &n, "cat"))
             .stderr(Stdio::null())
             .output();
         match out {
@@ -552,18 +760,18 @@ impl Supervisor for Systemd {
     }
 
     fn log_hint(&self, cfg: &Config, slot: &Slot) -> String {
-        format!("journalctl -u {}", unit_name(cfg, slot))
+        format!("journalctl -u {}", unit_of(cfg, slot))
     }
 
     fn logs(&self, cfg: &Config, slot: &Slot, n: usize, follow: bool) -> Result<()> {
-        let unit = unit_name(cfg, slot);
+        let unit = unit_of(cfg, slot);
         let n = n.to_string();
         let mut argv = journal(&unit, &n, "short-iso");
         if follow {
             argv.push("-f");
         }
         // journalctl writes straight to our stdout: a closed pipe ends it as it ends us.
-        let st = privileged(&argv)
+        let st = journalctl(&argv)
             .stdout(Stdio::inherit())
             .status()
             .context("cannot run journalctl")?;
@@ -576,12 +784,19 @@ impl Supervisor for Systemd {
 
     fn at_boot(&self, cfg: &Config, live: &Slot) -> Result<()> {
         let mut first_err = None;
+        let mut units = vec![];
         for s in &cfg.slots {
-            let unit = unit_name(cfg, s);
+            let unit = unit_of(cfg, s);
+            // An older nonstop's unit no longer running its slot must not start at boot.
+            if let Some(old) = legacy_unit(cfg, s).filter(|o| *o != unit) {
+                units.push((old, false));
+            }
+            units.push((unit, s.name == live.name || cfg.app.standby_at_boot));
+        }
+        for (unit, want) in units {
             if !ours(&unit) {
                 continue;
             }
-            let want = s.name == live.name || cfg.app.standby_at_boot;
             let enabled = show(&unit)
                 .get("UnitFileState")
                 .is_some_and(|v| v == "enabled");
@@ -632,7 +847,7 @@ impl Supervisor for Systemd {
             app = cfg.app.name,
             exec = exec.join(" "),
         );
-        if write_unit(cfg, &unit, &text)? {
+        if write_unit(&unit, &text)? {
             systemctl(&["daemon-reload"])?;
         }
         let enabled = show(&unit)
@@ -646,7 +861,7 @@ impl Supervisor for Systemd {
     }
 
     fn supervision(&self, cfg: &Config, slot: &Slot) -> Supervision {
-        let unit = unit_name(cfg, slot);
+        let unit = unit_of(cfg, slot);
         let props = show(&unit);
         if props.get("LoadState").is_none_or(|s| s == "not-found") {
             return Supervision {
@@ -675,6 +890,103 @@ mod tests {
     }
 
     #[test]
+    fn renders_a_template_with_the_settings_that_matter() {
+        let cfg = crate::config::parse(
+            "app:\n  name: shop\n  user: app\n  env: {A: \"1 2\"}\nstop:\n  grace: 35s\n",
+            Path::new("/x/n.yml"),
+        )
+        .unwrap();
+        let e = crate::registry::Entry::of(
+            &cfg,
+            "ec2-user",
+            Path::new("/usr/local/libexec/nonstop/shop/nonstop"),
+        );
+        let u = render_template(&cfg, &e).unwrap();
+        assert!(u.starts_with(MARKER), "{u}");
+        for want in [
+            "ExecStart=\"/usr/local/libexec/nonstop/shop/nonstop\" run-slot --app shop --slot %i\n",
+            "User=app\n",
+            "TimeoutStopSec=35\n",
+            "SuccessExitStatus=143\n",
+            "Restart=on-failure\n",
+            "StartLimitBurst=3\n",
+            "KillSignal=SIGTERM\n",
+            "Type=exec\n",
+            "WantedBy=multi-user.target\n",
+        ] {
+            assert!(u.contains(want), "{want:?} missing in:\n{u}");
+        }
+        // Nothing the deploy user writes reaches the unit; app.env's values are in setup's
+        // root-only file, which the unit names.
+        assert!(!u.contains("Environment="), "{u}");
+        assert!(
+            u.contains("EnvironmentFile=/etc/nonstop/apps/shop.env\n"),
+            "{u}"
+        );
+        assert!(!u.contains("1 2"), "no value in the unit:\n{u}");
+        assert_eq!(unit_name(&cfg, &cfg.slots[1]), "nonstop-shop@green.service");
+    }
+
+    #[test]
+    fn a_launch_must_stay_in_the_apps_releases_and_port() {
+        let d = tempfile::tempdir().unwrap();
+        let work = d.path().join("work");
+        let rel = work.join("releases/r1");
+        std::fs::create_dir_all(&rel).unwrap();
+        std::fs::write(rel.join("app.jar"), b"jar").unwrap();
+        std::fs::create_dir_all(d.path().join("elsewhere")).unwrap();
+        std::fs::write(d.path().join("elsewhere/evil.jar"), b"x").unwrap();
+        let cfg = crate::config::parse(
+            &format!("app:\n  name: shop\n  workdir: {}\n", work.display()),
+            Path::new("/x/n.yml"),
+        )
+        .unwrap();
+        let e = crate::registry::Entry::of(&cfg, "ec2-user", Path::new("/n"));
+        let jar = rel.join("app.jar").to_string_lossy().into_owned();
+        let good = Launch {
+            release: "r1".into(),
+            argv: vec![
+                "/usr/bin/java".into(),
+                "-Dserver.port=8081".into(),
+                "-jar".into(),
+                jar.clone(),
+            ],
+            env: vec![],
+            cwd: rel.clone(),
+        };
+        check_launch(&e, "blue", &good).unwrap();
+        let bad = |f: &dyn Fn(&mut Launch), why: &str| {
+            let mut l = good.clone();
+            f(&mut l);
+            let m = check_launch(&e, "blue", &l).unwrap_err().to_string();
+            assert!(m.contains(why), "{why}: {m}");
+        };
+        bad(&|l| l.argv[1] = "-Dserver.port=22".into(), "has port 8081");
+        bad(&|l| l.argv.push("--server.port=22".into()), "has port 8081");
+        bad(
+            &|l| l.argv[3] = d.path().join("elsewhere/evil.jar").to_string_lossy().into(),
+            "is not in release folder",
+        );
+        bad(&|l| l.release = "..".into(), "is not a folder of");
+        bad(
+            &|l| l.cwd = d.path().join("elsewhere"),
+            "is not a folder of",
+        );
+        bad(&|l| l.argv[0] = "java".into(), "not an absolute path");
+        // A release folder that is a symlink out of the releases folder.
+        std::os::unix::fs::symlink(d.path().join("elsewhere"), work.join("releases/r2")).unwrap();
+        bad(
+            &|l| {
+                l.release = "r2".into();
+                l.cwd = work.join("releases/r2");
+                l.argv[3] = work.join("releases/r2/evil.jar").to_string_lossy().into();
+            },
+            "outside",
+        );
+        let m = check_launch(&e, "red", &good).unwrap_err().to_string();
+        assert!(m.contains("not one of app shop's slots"), "{m}");
+    }
+    #[test]
     fn the_exit_time_is_rfc3339_utc_whatever_the_hosts_time_zone() {
         let props: HashMap<String, String> = [
             ("ExecMainPID", "4242"),
@@ -697,47 +1009,6 @@ mod tests {
         let mut never = props.clone();
         never.insert("ExecMainExitTimestampMonotonic".into(), "0".into());
         assert!(exit_record(&never, (wall, Duration::from_secs(100))).is_none());
-    }
-
-    #[test]
-    fn renders_a_unit_with_the_settings_that_matter() {
-        let cfg = crate::config::parse(
-            "app:\n  name: shop\n  user: app\n  env: {A: \"1 2\"}\nstop:\n  grace: 35s\n",
-            Path::new("/x/n.yml"),
-        )
-        .unwrap();
-        let start = Start {
-            slot: &cfg.slots[1],
-            argv: vec![
-                "/usr/bin/java".into(),
-                "-Dserver.port=8082".into(),
-                "-jar".into(),
-                "/r/a.jar".into(),
-            ],
-            env: vec![("A".into(), "1 2".into())],
-            cwd: "/opt/nonstop/shop/releases/r1".into(),
-            jar: "/r/a.jar".into(),
-            release: "r1".into(),
-        };
-        let u = render_unit(&cfg, &start).unwrap();
-        assert!(u.starts_with(MARKER), "{u}");
-        for want in [
-            "ExecStart=\"/usr/bin/java\" \"-Dserver.port=8082\" \"-jar\" \"/r/a.jar\"\n",
-            "User=app\n",
-            "EnvironmentFile=/etc/systemd/system/nonstop-shop-green.env\n",
-            "WorkingDirectory=/opt/nonstop/shop/releases/r1\n",
-            "TimeoutStopSec=35\n",
-            "SuccessExitStatus=143\n",
-            "Restart=on-failure\n",
-            "StartLimitBurst=3\n",
-            "KillSignal=SIGTERM\n",
-            "WantedBy=multi-user.target\n",
-        ] {
-            assert!(u.contains(want), "{want:?} missing in:\n{u}");
-        }
-        assert_eq!(unit_name(&cfg, &cfg.slots[1]), "nonstop-shop-green.service");
-        assert!(!u.contains("Environment="), "no value in the unit:\n{u}");
-        assert!(!u.contains("1 2"), "no value in the unit:\n{u}");
     }
 
     /// systemd's reading of a double-quoted `KEY="…"` line of an `EnvironmentFile=`
@@ -778,7 +1049,7 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        let text = render_env_file("blue", &env).unwrap();
+        let text = render_env_file("shop", &env).unwrap();
         assert!(text.starts_with(MARKER), "{text}");
         let read: Vec<(String, String)> = text
             .lines()
@@ -791,20 +1062,19 @@ mod tests {
             "{text}"
         );
         let bad = vec![("A".to_string(), "x\nB=evil".to_string())];
-        assert!(render_env_file("blue", &bad).is_err());
+        assert!(render_env_file("shop", &bad).is_err());
 
-        // Written 0600, owned by the user nonstop runs as (root on a host: systemd reads it
-        // before it drops to User=), atomically: no temp file left, a planted symlink replaced.
-        let cfg = crate::config::parse("app:\n  name: shop\n", Path::new("/x/n.yml")).unwrap();
+        // Written 0600, owned by root (systemd reads it before it drops to User=),
+        // atomically: no temp file left, a planted symlink replaced, never written through.
         let d = tempfile::tempdir().unwrap();
         let victim = d.path().join("victim");
         std::fs::write(&victim, "keep\n").unwrap();
-        let name = env_file_name("nonstop-shop-blue.service");
-        assert_eq!(name, "nonstop-shop-blue.env");
-        std::os::unix::fs::symlink(&victim, d.path().join(&name)).unwrap();
+        let p = env_file(d.path(), "shop");
+        assert_eq!(p, d.path().join("shop.env"));
+        std::os::unix::fs::symlink(&victim, &p).unwrap();
         if root() {
             use std::os::unix::fs::MetadataExt;
-            let p = write_env_file(&cfg, d.path(), &name, &text).unwrap();
+            assert!(write_env_file(&p, Some(&text)).unwrap());
             let m = std::fs::symlink_metadata(&p).unwrap();
             assert!(m.file_type().is_file());
             assert_eq!(m.mode() & 0o7777, 0o600);
@@ -816,6 +1086,12 @@ mod tests {
                 2,
                 "no temp file"
             );
+            assert!(!write_env_file(&p, Some(&text)).unwrap(), "unchanged");
+            assert!(
+                write_env_file(&p, None).unwrap(),
+                "an emptied app.env removes it"
+            );
+            assert!(!p.exists());
         }
     }
 }

@@ -30,15 +30,9 @@ use std::time::{Duration, Instant};
 /// See the module doc.
 pub struct Nft;
 
-/// `nonstop_<app>` with `-` and `.` as `_` (nft identifiers).
+/// `nonstop_<app>` with `-` as `_` (nft identifiers; one table per app, see [`crate::registry`]).
 pub fn table_name(cfg: &Config) -> String {
-    let name: String = cfg
-        .app
-        .name
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
-        .collect();
-    format!("nonstop_{name}")
+    crate::registry::table(&cfg.app.name)
 }
 
 /// `state_dir/traffic.nft`: the ruleset last applied, for the boot unit.
@@ -59,7 +53,11 @@ fn front(cfg: &Config) -> u16 {
 
 /// Where new connections go: (port, weight) of every slot that gets traffic.
 fn targets(cfg: &Config, s: &Steering) -> Vec<(u16, u32)> {
-    if cfg.balanced() {
+    targets_for(cfg.balanced(), s)
+}
+
+fn targets_for(balanced: bool, s: &Steering) -> Vec<(u16, u32)> {
+    if balanced {
         s.rotation
             .iter()
             .filter_map(|(p, m)| match m {
@@ -74,8 +72,13 @@ fn targets(cfg: &Config, s: &Steering) -> Vec<(u16, u32)> {
 
 /// The rule line (as `nft list` prints it) for `s`, or `None` when no slot gets traffic.
 pub fn rule(cfg: &Config, s: &Steering) -> Option<String> {
-    let t = targets(cfg, s);
-    let head = format!("ip daddr 127.0.0.1 tcp dport {} ", front(cfg));
+    rule_for(front(cfg), cfg.balanced(), s)
+}
+
+/// [`rule`] from the values alone (the root helper has the registry's, not a config).
+fn rule_for(front: u16, balanced: bool, s: &Steering) -> Option<String> {
+    let t = targets_for(balanced, s);
+    let head = format!("ip daddr 127.0.0.1 tcp dport {front} ");
     match t.as_slice() {
         [] => None,
         [(p, _)] => Some(format!("{head}dnat to 127.0.0.1:{p}")),
@@ -145,8 +148,18 @@ fn parse_comment(text: &str) -> Option<Steering> {
 
 /// The whole transaction for `s`: the table replaced atomically.
 pub fn render(cfg: &Config, s: &Steering) -> String {
-    let t = table_name(cfg);
-    let rule = rule(cfg, s).map_or(String::new(), |r| format!("\t\t{r}\n"));
+    render_for(
+        &cfg.app.name,
+        &table_name(cfg),
+        front(cfg),
+        cfg.balanced(),
+        s,
+    )
+}
+
+/// [`render`] from the values alone.
+fn render_for(app: &str, t: &str, front: u16, balanced: bool, s: &Steering) -> String {
+    let rule = rule_for(front, balanced, s).map_or(String::new(), |r| format!("\t\t{r}\n"));
     format!(
         "# Managed by nonstop for {app}: steers new connections to 127.0.0.1:{front}. `nonstop status` shows it.\n\
          add table ip {t}\n\
@@ -158,8 +171,6 @@ pub fn render(cfg: &Config, s: &Steering) -> String {
          {rule}\
          \t}}\n\
          }}\n",
-        app = cfg.app.name,
-        front = front(cfg),
         comment = comment(s),
     )
 }
@@ -215,10 +226,32 @@ fn nft(args: &[&str]) -> Result<String> {
 
 /// The table as loaded now: `Ok(None)` when it does not exist.
 fn listing(cfg: &Config) -> std::result::Result<Option<String>, Doubt> {
+    match helper(cfg) {
+        Some(e) if !root() => {
+            let out =
+                sudo_steer(&e, &["--show"]).map_err(|e| Doubt::TableUnreadable(e.to_string()))?;
+            return Ok(Some(out).filter(|o| !o.trim().is_empty()));
+        }
+        _ => {}
+    }
     if !installed() {
         return Err(Doubt::NftMissing);
     }
-    match nft(&["list", "table", "ip", &table_name(cfg)]) {
+    list_table(&table_name(cfg))
+}
+
+/// A table [`list_table`] could not read, as an error (the root-owned `steer` has no config
+/// to describe a [`Doubt`] with).
+fn unlisted(d: Doubt) -> crate::error::Error {
+    match d {
+        Doubt::TableUnreadable(why) => failed(format!("cannot list the table: {why}")),
+        Doubt::NftMissing => failed(NFT_MISSING),
+        other => failed(format!("cannot list the table: {other:?}")),
+    }
+}
+
+fn list_table(table: &str) -> std::result::Result<Option<String>, Doubt> {
+    match nft(&["list", "table", "ip", table]) {
         Ok(text) => Ok(Some(text)),
         // nft's own answer for a table that does not exist.
         Err(e) if e.to_string().contains("No such file or directory") => Ok(None),
@@ -239,6 +272,11 @@ fn rule_lines(listing: &str) -> Vec<String> {
 /// Read the table: what its comment says, checked against its rule.
 pub fn read(cfg: &Config) -> std::result::Result<Steering, Doubt> {
     let text = listing(cfg)?.ok_or(Doubt::TableMissing)?;
+    parse_listing(&text, front(cfg), cfg.balanced())
+}
+
+/// What a listing says, checked: its comment's state must mean its rule.
+fn parse_listing(text: &str, front: u16, balanced: bool) -> std::result::Result<Steering, Doubt> {
     let st = text
         .lines()
         .find_map(|l| {
@@ -248,8 +286,8 @@ pub fn read(cfg: &Config) -> std::result::Result<Steering, Doubt> {
         })
         .and_then(parse_comment)
         .ok_or_else(|| Doubt::TableUnreadable("its comment does not say nonstop's state".into()))?;
-    let want: Vec<String> = rule(cfg, &st).into_iter().collect();
-    let have = rule_lines(&text);
+    let want: Vec<String> = rule_for(front, balanced, &st).into_iter().collect();
+    let have = rule_lines(text);
     if have != want {
         return Err(Doubt::TableDiffers(format!(
             "its rule is {:?}, but its state ({}) means {:?}",
@@ -259,6 +297,196 @@ pub fn read(cfg: &Config) -> std::result::Result<Steering, Doubt> {
         )));
     }
     Ok(st)
+}
+
+fn root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
+/// The app's registry entry when `sudo nonstop setup` set it up for a hook user in nftables
+/// mode: the table is then changed only by the root-owned `nonstop steer` (through its one
+/// sudo line, or in this process as root), from the registry's front port and slot ports.
+fn helper(cfg: &Config) -> Option<crate::registry::Entry> {
+    crate::registry::read(std::path::Path::new(crate::registry::DIR), &cfg.app.name)
+        .ok()
+        .flatten()
+        .filter(|e| e.hook_user != "root" && e.traffic == Via::Nftables)
+}
+
+/// `state_dir/steer.want`: the steering the hook user asks the helper for (the table's comment
+/// format: `nonstop live=8082 rotation=8081:down,8082:1`).
+pub fn want_path(state_dir: &std::path::Path) -> std::path::PathBuf {
+    state_dir.join("steer.want")
+}
+
+/// `sudo -n NONSTOP steer --app APP ARGS`: its stdout, or its last stderr line as the error.
+fn sudo_steer(e: &crate::registry::Entry, args: &[&str]) -> Result<String> {
+    let out = Command::new("sudo")
+        .arg("-n")
+        .arg(&e.nonstop)
+        .args(["steer", "--app", &e.app])
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .context("cannot run sudo")?;
+    if out.status.success() {
+        return Ok(String::from_utf8_lossy(&out.stdout).into_owned());
+    }
+    let err = String::from_utf8_lossy(&out.stderr);
+    Err(failed(format!(
+        "`sudo -n {} steer --app {}{}` failed: {}",
+        e.nonstop.display(),
+        e.app,
+        args.iter().map(|a| format!(" {a}")).collect::<String>(),
+        err.lines()
+            .rfind(|l| !l.trim().is_empty())
+            .unwrap_or("no output (is it in the sudo rules `sudo nonstop setup` writes?)")
+            .trim()
+    )))
+}
+
+/// Ask the root helper for `want` and confirm the table says it.
+fn apply_through_helper(
+    cfg: &Config,
+    e: &crate::registry::Entry,
+    want: &Steering,
+    t0: Instant,
+) -> Result<Duration> {
+    fsx::create_dirs(&cfg.state_dir)
+        .context(format!("cannot create {}", cfg.state_dir.display()))?;
+    fsx::write_atomic(
+        &want_path(&cfg.state_dir),
+        format!("{}\n", comment(want)).as_bytes(),
+        0o644,
+    )?;
+    if root() {
+        steer(&e.app, false)?;
+    } else {
+        sudo_steer(e, &[])?;
+    }
+    match read(cfg) {
+        Ok(now) if now == *want => {}
+        other => {
+            return Err(failed(format!(
+                "table ip {} is not what was asked for ({})",
+                e.table,
+                match other {
+                    Ok(now) => comment(&now),
+                    Err(d) => format!("{d:?}"),
+                }
+            )))
+        }
+    }
+    log::info!(
+        "table ip {}: new connections to 127.0.0.1:{} now go to {} ({} through nonstop steer; nginx not reloaded)",
+        e.table,
+        front(cfg),
+        targets(cfg, want)
+            .iter()
+            .map(|(p, w)| format!("{p} (weight {w})"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        crate::log::human(t0.elapsed())
+    );
+    Ok(t0.elapsed())
+}
+
+/// Check what the hook user asked for against the registry: only the slots' ports setup
+/// fixed, each once, weights at most 1000.
+pub fn check_steering(e: &crate::registry::Entry, s: &Steering) -> Result<()> {
+    let ok = |p: &u16| e.slots.iter().any(|x| x.port == *p);
+    if let Some(p) = s.live.filter(|p| !ok(p)) {
+        return Err(failed(format!(
+            "live port {p} is not a slot port of app {} (setup fixed {:?})",
+            e.app,
+            e.slots.iter().map(|x| x.port).collect::<Vec<_>>()
+        )));
+    }
+    for (i, (p, m)) in s.rotation.iter().enumerate() {
+        if !ok(p) || s.rotation[..i].iter().any(|(q, _)| q == p) {
+            return Err(failed(format!(
+                "rotation names port {p}: not a slot port of app {}, or twice",
+                e.app
+            )));
+        }
+        if matches!(m, Member::Up(w) if *w > 1000) {
+            return Err(failed(format!("weight of port {p} above 1000")));
+        }
+    }
+    Ok(())
+}
+
+/// `nonstop steer --app APP [--show | --boot]` (root; the hook user reaches it through one exact
+/// sudo line each): read `state_dir/steer.want`, check it against the registry
+/// ([`check_steering`]), and apply the app's table in one checked and confirmed transaction
+/// built from the registry's table name and front port. `--show` prints the table (nothing when
+/// it is not loaded); `--boot` (the boot unit) does nothing when nothing was ever asked.
+pub fn steer(app: &str, show: bool) -> Result<()> {
+    if !root() {
+        return Err(failed(
+            "nonstop steer changes nftables rules: it runs as root (sudo -n)",
+        ));
+    }
+    let e = crate::registry::read(std::path::Path::new(crate::registry::DIR), app)?
+        .ok_or_else(|| failed(format!("app {app} is not set up on this host")))?;
+    let front = match (e.traffic, e.front_port) {
+        (Via::Nftables, Some(p)) => p,
+        _ => {
+            return Err(failed(format!(
+                "app {app} is not set up for nftables steering"
+            )))
+        }
+    };
+    if show {
+        if let Some(t) = list_table(&e.table).map_err(unlisted)? {
+            crate::cli::out_raw(t.as_bytes());
+        }
+        return Ok(());
+    }
+    let path = want_path(&e.state_dir);
+    let meta = match std::fs::symlink_metadata(&path) {
+        Ok(m) => m,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+            log::info!("{} does not exist: nothing to steer yet", path.display());
+            return Ok(());
+        }
+        Err(err) => return Err(failed(format!("cannot read {}: {err}", path.display()))),
+    };
+    if !meta.is_file() || meta.len() > 4096 {
+        return Err(failed(format!(
+            "{} is not a small regular file",
+            path.display()
+        )));
+    }
+    let text = std::fs::read_to_string(&path).context(format!("cannot read {}", path.display()))?;
+    let want = parse_comment(text.trim())
+        .ok_or_else(|| failed(format!("{} does not say a steering", path.display())))?;
+    check_steering(&e, &want)?;
+    let ruleset = render_for(&e.app, &e.table, front, e.balanced, &want);
+    let dir = std::path::Path::new("/run/nonstop");
+    fsx::create_dirs(dir).context("cannot create /run/nonstop")?;
+    let file = dir.join(format!("{app}.nft"));
+    fsx::write_atomic(&file, ruleset.as_bytes(), 0o600)?;
+    let f = file.to_string_lossy().into_owned();
+    nft(&["-c", "-f", &f]).map_err(|err| {
+        failed(format!(
+            "the kernel would not take the new table: {err}; nothing changed"
+        ))
+    })?;
+    nft(&["-f", &f])?;
+    let now = list_table(&e.table).map_err(unlisted)?.ok_or_else(|| {
+        failed(format!(
+            "table ip {} missing right after it was applied",
+            e.table
+        ))
+    })?;
+    match parse_listing(&now, front, e.balanced) {
+        Ok(s) if s == want => Ok(()),
+        other => Err(failed(format!(
+            "table ip {} is not what was applied: {other:?}",
+            e.table
+        ))),
+    }
 }
 
 impl Traffic for Nft {
@@ -306,6 +534,9 @@ impl Traffic for Nft {
                 table_name(cfg)
             );
             return Ok(t0.elapsed());
+        }
+        if let Some(e) = helper(cfg) {
+            return apply_through_helper(cfg, &e, &want, t0);
         }
         let text = render(cfg, &want);
         fsx::create_dirs(&cfg.state_dir)
@@ -479,5 +710,49 @@ mod tests {
         assert!(rule(&c, &even).unwrap().ends_with(
             "mod 3 map { 0 : 127.0.0.1 . 8081, 1 : 127.0.0.1 . 8082, 2 : 127.0.0.1 . 8083 }"
         ));
+    }
+
+    #[test]
+    fn the_helper_takes_only_the_slot_ports_setup_fixed() {
+        let c = cfg("  balanced: true\n");
+        let e = crate::registry::Entry::of(&c, "ec2-user", std::path::Path::new("/n"));
+        let ok = Steering {
+            live: Some(8082),
+            rotation: vec![(8081, Member::Up(90)), (8082, Member::Up(10))],
+        };
+        check_steering(&e, &ok).unwrap();
+        // The table the helper builds from the registry is the one the config would.
+        assert_eq!(
+            render_for(&e.app, &e.table, e.front_port.unwrap(), e.balanced, &ok),
+            render(&c, &ok)
+        );
+        for (bad, why) in [
+            (
+                Steering {
+                    live: Some(22),
+                    rotation: vec![],
+                },
+                "live port 22 is not a slot port of app my-app",
+            ),
+            (
+                Steering {
+                    live: Some(8081),
+                    rotation: vec![(8081, Member::Up(1)), (22, Member::Up(1))],
+                },
+                "rotation names port 22",
+            ),
+            (
+                Steering {
+                    live: Some(8081),
+                    rotation: vec![(8081, Member::Up(1)), (8081, Member::Up(1))],
+                },
+                "rotation names port 8081",
+            ),
+        ] {
+            let m = check_steering(&e, &bad).unwrap_err().to_string();
+            assert!(m.contains(why), "{m}");
+        }
+        // What the hook user writes is the table's comment format, read back the same.
+        assert_eq!(parse_comment(comment(&ok).trim()), Some(ok));
     }
 }

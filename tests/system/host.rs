@@ -158,6 +158,11 @@ impl Host {
             rustix::process::geteuid().is_root(),
             "the system tests boot systemd-nspawn hosts and need root: run `make system-test` as root"
         );
+        // NONSTOP_SYSTEM_HOST_PREFIX replaces `nsys-` (runs that must not share host names).
+        let name = &match std::env::var("NONSTOP_SYSTEM_HOST_PREFIX") {
+            Ok(p) if !p.is_empty() => name.replacen("nsys-", &p, 1),
+            _ => name.to_string(),
+        };
         // A host left over from a killed run of this test.
         let _ = run_ec2host(&["down", name]);
         let t0 = Instant::now();
@@ -209,15 +214,13 @@ impl Host {
         let owner = match self.hooks {
             Hooks::Root => String::new(),
             Hooks::Ec2User => {
-                // The sudo rules `nonstop init` writes replace cloud-init's NOPASSWD: ALL, so
-                // the test proves they are all the hooks need.
-                let sudoers = init_file(&[], "deploy/sudoers");
-                self.cp(&sudoers, "/etc/sudoers.d/nonstop-myapp");
-                let _ = std::fs::remove_file(&sudoers);
+                // `sudo nonstop setup --user ec2-user` (the bundle's nonstop and config) replaces
+                // cloud-init's NOPASSWD: ALL, so the test proves its rules are all the hooks need.
+                let b = Bundle::of("v1").hooks(Hooks::Ec2User);
+                self.cp(&b.rev(), "/root/nonstop-setup");
                 format!(
-                    "{}install -d -o ec2-user -g ec2-user /opt/nonstop/myapp /var/lib/nonstop/myapp\n\
-                     chown root:root /etc/sudoers.d/nonstop-myapp\n\
-                     chmod 0440 /etc/sudoers.d/nonstop-myapp\n\
+                    "{}/root/nonstop-setup/bin/nonstop setup --user ec2-user --config /root/nonstop-setup/nonstop.yml\n\
+                     rm -rf /root/nonstop-setup\n\
                      visudo -cqf /etc/sudoers.d/nonstop-myapp\n\
                      rm /etc/sudoers.d/90-cloud-init-users\n\
                      ! sudo -n -u ec2-user sudo -n true 2>/dev/null\n",
@@ -573,7 +576,8 @@ impl Bundle {
         Bundle { dir }
     }
 
-    fn rev(&self) -> PathBuf {
+    /// The bundle's folder (appspec.yml, nonstop.yml, bin/, app/).
+    pub fn rev(&self) -> PathBuf {
         self.dir.path().join("rev")
     }
 

@@ -393,7 +393,7 @@ fn e_logs_show_the_apps_output_from_the_journal() {
         live.stdout
     );
     // They come from the journal, where systemd put the unit's output; no log file is written.
-    let journal = host.sh_ok("journalctl -u nonstop-myapp-green.service -o cat --no-pager");
+    let journal = host.sh_ok("journalctl -u nonstop-myapp@green.service -o cat --no-pager");
     assert!(
         journal.contains("Started DemoApp on port 8082"),
         "{journal}"
@@ -602,7 +602,7 @@ fn g_nftables_steering_comes_back_at_boot() {
             agent: true,
         },
     );
-    let front = nonstop::operator::init::FRONT_PORT;
+    let front = nonstop::operator::init::front_port("myapp");
     let nft = |v: &str| {
         Bundle::of(v).edit(
             "nonstop.yml",
@@ -705,8 +705,8 @@ fn g_nftables_steering_comes_back_at_boot() {
 /// from the slot just made live (no old worker still accepts once switch has exited 0).
 #[test]
 #[ignore = "needs EC2-like hosts: make system-test"]
-fn h_switch_as_ec2_user_answers_the_new_slot_at_once() {
-    let host = Host::ec2("nsys-h-switch", Hooks::Ec2User);
+fn i_switch_as_ec2_user_answers_the_new_slot_at_once() {
+    let host = Host::ec2("nsys-i-switch", Hooks::Ec2User);
     host.deploy(&Bundle::of("v1").hooks(Hooks::Ec2User))
         .assert_ok();
     host.deploy(&Bundle::of("v2").hooks(Hooks::Ec2User))
@@ -723,7 +723,7 @@ fn h_switch_as_ec2_user_answers_the_new_slot_at_once() {
     let t0 = std::time::Instant::now();
     let o = host.exec(Hooks::Ec2User.user(), &["bash", "-c", &script]);
     eprintln!(
-        "[system] FIGURE nsys-h-switch: {rounds} switches as ec2-user, each followed by a GET, in {:.2?} (exit {})",
+        "[system] FIGURE nsys-i-switch: {rounds} switches as ec2-user, each followed by a GET, in {:.2?} (exit {})",
         t0.elapsed(),
         o.code
     );
@@ -744,4 +744,305 @@ fn h_switch_as_ec2_user_answers_the_new_slot_at_once() {
             o.stdout
         );
     }
+}
+
+/// `sudo nonstop setup --user ec2-user` for two apps whose names used to share a unit
+/// (`shop` with slot `api-blue`, reload mode; `shop-api` with slot `blue`, nftables mode):
+/// setup is idempotent and refuses a clash naming the other app; both apps deploy alternately
+/// as ec2-user over their own sites under keep-alive load with nothing lost; the escalations
+/// ec2-user had with the old sudo rules (a unit of its own, extra unit names, `daemon-reload`,
+/// the journal's vacuum, a slot on port 22, a launch file or a steering of its own choosing)
+/// are each refused; after a reboot both sites serve again.
+#[test]
+#[ignore = "needs EC2-like hosts: make system-test"]
+fn h_setup_leaves_ec2_user_only_its_apps() {
+    let host = Host::boot("nsys-h-setup", Hooks::Root);
+    let b = Bundle::of("v1");
+    host.cp(&b.rev().join("bin/nonstop"), "/usr/local/bin/nonstop");
+    let yml = std::fs::read_to_string(host::project().join("tests/system/nonstop.yml")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // shop-api steers with nftables through the front port 18500.
+    let apps = [
+        ("shop", "api-blue", 8081, "green", 8082, 81, None),
+        ("shop-api", "blue", 9081, "green", 9082, 82, Some(18500)),
+    ];
+    for (app, s1, p1, s2, p2, listen, front) in apps {
+        let traffic = front.map_or(String::new(), |f| {
+            format!("traffic: {{via: nftables, port: {f}}}\n")
+        });
+        let text = host::sudo_nginx(&yml)
+            .replace("state_dir:", &format!("{traffic}state_dir:"))
+            .replace("name: myapp", &format!("name: {app}"))
+            .replace(
+                "jar: \"app/*.jar\"",
+                &format!("jar: \"/home/ec2-user/incoming/{app}/*.jar\""),
+            )
+            .replace("/opt/nonstop/myapp", &format!("/opt/nonstop/{app}"))
+            .replace("/var/lib/nonstop/myapp", &format!("/var/lib/nonstop/{app}"))
+            .replace("service-url.inc", &format!("{app}.inc"))
+            .replace(
+                "{name: blue,  port: 8081,",
+                &format!("{{name: {s1}, port: {p1},"),
+            )
+            .replace(
+                "{name: green, port: 8082,",
+                &format!("{{name: {s2}, port: {p2},"),
+            );
+        std::fs::write(dir.path().join(format!("{app}.yml")), text).unwrap();
+        host.cp(
+            &dir.path().join(format!("{app}.yml")),
+            &format!("/etc/nonstop/{app}.yml"),
+        );
+        let upstream = match front {
+            None => format!("include /etc/nginx/conf.d/{app}.inc;\n  proxy_pass $service_url;"),
+            Some(f) => format!("proxy_pass http://127.0.0.1:{f};"),
+        };
+        let site = format!(
+            "server {{\n listen {listen};\n location / {{\n  {upstream}\n  proxy_http_version 1.1;\n  proxy_set_header Connection \"\";\n }}\n}}\n"
+        );
+        std::fs::write(dir.path().join(format!("{app}.site")), site).unwrap();
+        host.cp(
+            &dir.path().join(format!("{app}.site")),
+            &format!("/etc/nginx/sites-enabled/{app}"),
+        );
+        host.sh_ok(&format!(
+            "set -e\nprintf 'set $service_url http://127.0.0.1:{p1};\\n' > /etc/nginx/conf.d/{app}.inc\n\
+             chown ec2-user /etc/nginx/conf.d/{app}.inc\n\
+             install -d -o ec2-user -g ec2-user /home/ec2-user/incoming/{app}\n"
+        ));
+        for v in ["v1", "v2"] {
+            host.cp_owned(
+                &host::demo_jar(v),
+                &format!("/home/ec2-user/incoming/{app}/demo-app-{v}.jar"),
+                Some("ec2-user"),
+            );
+        }
+    }
+    host.sh_ok("nginx -t -q && systemctl reload nginx");
+
+    // Setup: what it changed, then nothing; a clash is refused naming the other app.
+    let setup = |app: &str| {
+        host.sh(&format!(
+            "nonstop setup --user ec2-user --config /etc/nonstop/{app}.yml"
+        ))
+    };
+    let first = setup("shop");
+    assert_eq!(first.code, 0, "{}{}", first.stdout, first.stderr);
+    eprintln!(
+        "[system] FIGURE nsys-h-setup: first setup printed:\n{}",
+        first.stdout
+    );
+    for want in [
+        "/etc/systemd/system/nonstop-shop@.service",
+        "/etc/sudoers.d/nonstop-shop",
+        "/etc/nonstop/apps/shop.json",
+    ] {
+        assert!(first.stdout.contains(want), "{want}: {}", first.stdout);
+    }
+    let again = setup("shop");
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    assert!(
+        again.stdout.starts_with("nothing changed"),
+        "{}",
+        again.stdout
+    );
+    let o = setup("shop-api");
+    assert_eq!(o.code, 0, "{}{}", o.stdout, o.stderr);
+    assert!(
+        o.stdout
+            .contains("enabled nonstop-shop-api-traffic.service"),
+        "{}",
+        o.stdout
+    );
+    host.sh_ok(
+        "set -e\nsed -e 's/name: shop$/name: beta/' -e 's#/shop#/beta#g' /etc/nonstop/shop.yml > /etc/nonstop/beta.yml\n",
+    );
+    let clash = setup("beta");
+    assert_eq!(clash.code, 1, "{}", clash.stdout);
+    let last = clash.stderr.lines().last().unwrap_or("");
+    assert!(
+        last.contains("is already the port of slot api-blue of app shop"),
+        "{last}"
+    );
+    for app in ["shop", "shop-api"] {
+        let sudoers = host.read(&format!("/etc/sudoers.d/nonstop-{app}")).unwrap();
+        eprintln!("[system] FIGURE nsys-h-setup: /etc/sudoers.d/nonstop-{app}:\n{sudoers}");
+        assert!(!sudoers.contains('*'), "{sudoers}");
+    }
+    host.sh_ok("rm /etc/sudoers.d/90-cloud-init-users");
+
+    // Both apps deployed alternately as ec2-user, under load on both sites.
+    let deploy = |app: &str, v: &str| {
+        host.exec(
+            "ec2-user",
+            &[
+                "nonstop",
+                "deploy",
+                "-c",
+                &format!("/etc/nonstop/{app}.yml"),
+                "--jar",
+                &format!("/home/ec2-user/incoming/{app}/demo-app-{v}.jar"),
+            ],
+        )
+    };
+    for app in ["shop", "shop-api"] {
+        let o = deploy(app, "v1");
+        assert_eq!(o.code, 0, "{app} v1: {}", o.stderr);
+    }
+    let site = |port: u16| std::net::SocketAddr::new(host.ip.into(), port);
+    let loads = [
+        load::keep_alive(site(81), 2, Duration::from_millis(5)),
+        load::keep_alive(site(82), 2, Duration::from_millis(5)),
+    ];
+    std::thread::sleep(Duration::from_millis(500));
+    for (app, v) in [
+        ("shop", "v2"),
+        ("shop-api", "v2"),
+        ("shop", "v1"),
+        ("shop-api", "v1"),
+    ] {
+        let o = deploy(app, v);
+        assert_eq!(o.code, 0, "{app} {v}: {}", o.stderr);
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    for (load, app) in loads.into_iter().zip(["shop", "shop-api"]) {
+        let t = load.finish();
+        eprintln!(
+            "[system] FIGURE nsys-h-setup: {app} under 4 deploys: {}",
+            t.summary()
+        );
+        let what = format!("{app} under 4 deploys");
+        if app == "shop" {
+            // Reload mode: at most one request per connection per reload (2 × its 2 switches)
+            // reset before any byte of its answer, and nothing else.
+            t.assert_reload_bound(&what, 200, &["v1", "v2"], 2, 2);
+        } else {
+            t.assert_clean(&what, 200, &["v1", "v2"]);
+        }
+    }
+    let units =
+        host.sh_ok("systemctl list-units --no-legend --plain 'nonstop-*' | awk '{print $1}'");
+    for u in [
+        "nonstop-shop@api-blue.service",
+        "nonstop-shop@green.service",
+        "nonstop-shop-api@blue.service",
+        "nonstop-shop-api@green.service",
+    ] {
+        assert!(units.contains(u), "{u} in {units}");
+    }
+
+    // Escalations, as ec2-user: each refused.
+    let as_user = |script: &str| host.exec("ec2-user", &["bash", "-c", script]);
+    for (what, script) in [
+        ("root for anything", "sudo -n true"),
+        (
+            "extra unit names after its own",
+            "sudo -n systemctl --no-ask-password stop --no-block nonstop-shop@api-blue.service nginx.service ssh.service",
+        ),
+        ("another unit", "sudo -n systemctl --no-ask-password stop --no-block nginx.service"),
+        ("daemon-reload", "sudo -n systemctl --no-ask-password daemon-reload"),
+        (
+            "a unit of its own",
+            "printf '[Service]\\nExecStart=/usr/bin/id\\n' > /tmp/evil.service && sudo -n install -m 0644 /tmp/evil.service /etc/systemd/system/evil.service",
+        ),
+        ("a linked unit", "sudo -n systemctl --no-ask-password link /tmp/evil.service"),
+        ("the journal's vacuum", "sudo -n journalctl --vacuum-time=1s"),
+        ("a unit file edit", "sudo -n systemctl --no-ask-password edit nonstop-shop@green.service"),
+    ] {
+        let o = as_user(script);
+        assert_ne!(o.code, 0, "{what}: `{script}` was allowed: {}", o.stdout);
+    }
+    assert_eq!(host.sh("systemctl is-active nginx.service").code, 0);
+    // A config pointing a slot at port 22: refused with the reason, nothing stopped.
+    host.sh_ok("sed 's/port: 8082/port: 22/' /etc/nonstop/shop.yml > /etc/nonstop/shop22.yml && chmod 0644 /etc/nonstop/shop22.yml");
+    let o = host.exec(
+        "ec2-user",
+        &[
+            "nonstop",
+            "deploy",
+            "-c",
+            "/etc/nonstop/shop22.yml",
+            "--jar",
+            "/home/ec2-user/incoming/shop/demo-app-v2.jar",
+        ],
+    );
+    assert_eq!(o.code, 2, "{}", o.stderr);
+    let last = o.stderr.lines().last().unwrap_or("");
+    assert!(
+        last.contains("slot green has port 22, but setup fixed port 8082"),
+        "{last}"
+    );
+    // A launch file of ec2-user's choosing: run-slot refuses it (and the unit runs as
+    // ec2-user in any case), the live slot keeps serving.
+    let st: serde_json::Value = serde_json::from_str(
+        &host
+            .exec(
+                "ec2-user",
+                &["nonstop", "status", "--json", "-c", "/etc/nonstop/shop.yml"],
+            )
+            .stdout,
+    )
+    .unwrap();
+    let idle = if st["live"] == "green" {
+        "api-blue"
+    } else {
+        "green"
+    };
+    let o = as_user(&format!(
+        "sudo -n systemctl --no-ask-password stop --no-block nonstop-shop@{idle}.service; sleep 1; \
+         printf '{{\"release\":\"x\",\"argv\":[\"/bin/sh\",\"-c\",\"id > /tmp/pwned\"],\"env\":[],\"cwd\":\"/tmp\"}}' > /opt/nonstop/shop/run/{idle}.launch.json && \
+         sudo -n systemctl --no-ask-password start nonstop-shop@{idle}.service; sleep 2"
+    ));
+    eprintln!(
+        "[system] nsys-h-setup: forged launch: exit {} {}",
+        o.code, o.stderr
+    );
+    assert!(
+        host.sh("test -e /tmp/pwned").code != 0,
+        "the forged launch ran"
+    );
+    let journal = host.sh_ok(&format!(
+        "journalctl -u nonstop-shop@{idle}.service -o cat --no-pager | grep 'nonstop failed' | tail -n 1"
+    ));
+    assert!(
+        journal.contains("release \"x\" in \"/tmp\" is not a folder of /opt/nonstop/shop/releases"),
+        "{journal}"
+    );
+    let (status, _) = load::get(site(81), Duration::from_secs(2));
+    assert_eq!(status, 200, "shop still serves");
+    // A steering of ec2-user's choosing (port 22): the helper refuses it, the table is unchanged.
+    let table = || host.sh_ok("nft list table ip nonstop_shop_api | grep dnat");
+    let before = table();
+    let o = as_user(
+        "cd /var/lib/nonstop/shop-api && cp steer.want /tmp/keep && echo 'nonstop live=22 rotation=22:1' > steer.want && \
+         sudo -n /usr/local/libexec/nonstop/shop-api/nonstop steer --app shop-api; rc=$?; cp /tmp/keep steer.want; exit $rc",
+    );
+    assert_eq!(o.code, 1, "{}", o.stderr);
+    assert!(
+        o.stderr
+            .contains("live port 22 is not a slot port of app shop-api"),
+        "{}",
+        o.stderr
+    );
+    assert_eq!(table(), before);
+    // After a reboot, both sites serve again by themselves (units at boot, the table before nginx).
+    let took = host.reboot();
+    let t0 = std::time::Instant::now();
+    for port in [81, 82] {
+        loop {
+            let (status, _) = load::get(site(port), Duration::from_secs(2));
+            if status == 200 {
+                break;
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(60),
+                "port {port} answers {status} after the reboot"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    eprintln!(
+        "[system] FIGURE nsys-h-setup: reboot {took:.1?}, both sites back {:.1?} later",
+        t0.elapsed()
+    );
 }
