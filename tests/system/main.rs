@@ -160,13 +160,16 @@ fn pid(st: &serde_json::Value, name: &str) -> u64 {
 /// A slot that runs under systemd in its own unit, per status and per its /proc cgroup.
 fn assert_in_own_unit(host: &Host, st: &serde_json::Value, name: &str) {
     let s = slot(st, name);
-    let unit = format!("nonstop-myapp-{name}.service");
+    let unit = format!("nonstop-myapp@{name}.service");
     assert_eq!(s["supervisor"], "systemd", "{s:#}");
     assert_eq!(s["unit"], unit.as_str(), "{s:#}");
     assert_eq!(s["active"], "active", "{s:#}");
     let cgroup = host.sh_ok(&format!("cat /proc/{}/cgroup", pid(st, name)));
     assert!(
-        cgroup.contains(&format!("/system.slice/{unit}")),
+        // A template's instances sit in the template's slice under system.slice.
+        cgroup.contains(&format!(
+            "/system.slice/system-nonstop\\x2dmyapp.slice/{unit}"
+        )),
         "slot {name}'s JVM is in its unit's cgroup, not the agent's: {cgroup}"
     );
 }
