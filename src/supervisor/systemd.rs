@@ -1065,7 +1065,7 @@ mod tests {
         assert!(render_env_file("shop", &bad).is_err());
 
         // Written 0600, owned by root (systemd reads it before it drops to User=),
-        // atomically: no temp file left, a planted symlink replaced, never written through.
+        // atomically: no temp file left; a planted symlink is refused, never written through.
         let d = tempfile::tempdir().unwrap();
         let victim = d.path().join("victim");
         std::fs::write(&victim, "keep\n").unwrap();
@@ -1074,6 +1074,10 @@ mod tests {
         std::os::unix::fs::symlink(&victim, &p).unwrap();
         if root() {
             use std::os::unix::fs::MetadataExt;
+            let e = write_env_file(&p, Some(&text)).unwrap_err().to_string();
+            assert!(e.contains("is a symlink"), "{e}");
+            assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep\n");
+            std::fs::remove_file(&p).unwrap();
             assert!(write_env_file(&p, Some(&text)).unwrap());
             let m = std::fs::symlink_metadata(&p).unwrap();
             assert!(m.file_type().is_file());
