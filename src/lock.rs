@@ -6,16 +6,38 @@
 //! with [`acquire_spanning`]; while that guard lives, the stages' own [`acquire`] calls in the
 //! same process for the same `state_dir` return a guard that holds nothing, so the stages run
 //! unchanged and no other run can slip in between them.
+//!
+//! [`held`] numbers the runs: what a run may keep for its own duration (the nftables table it
+//! listed) is kept under that number, and a lock dropped is never held again.
 
 use crate::error::{failed, Error, Result};
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 /// Lock files this process holds through [`acquire_spanning`].
 static SPANNING: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+/// Lock files this process holds the flock of now, each with its run's number ([`held`]).
+static HELD: Mutex<Vec<(PathBuf, u64)>> = Mutex::new(Vec::new());
+
+/// The last run number given out.
+static RUNS: AtomicU64 = AtomicU64::new(0);
+
+/// The number of the run that holds `state_dir`'s lock in this process now (the same from the
+/// flock's acquire to its release, through nested guards; another for every later acquire), or
+/// `None` when this process does not hold it.
+pub fn held(state_dir: &Path) -> Option<u64> {
+    let path = state_dir.join("lock");
+    HELD.lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .find(|(p, _)| *p == path)
+        .map(|(_, run)| *run)
+}
 
 /// Held until dropped.
 #[derive(Debug)]
@@ -28,6 +50,11 @@ pub struct Lock {
 
 impl Drop for Lock {
     fn drop(&mut self) {
+        // Before the file (and so the flock) is closed.
+        if self._file.is_some() {
+            let mut held = HELD.lock().unwrap_or_else(|e| e.into_inner());
+            held.retain(|(p, _)| p != &self.path);
+        }
         if self.spanning {
             let mut held = SPANNING.lock().unwrap_or_else(|e| e.into_inner());
             held.retain(|p| p != &self.path);
@@ -102,6 +129,9 @@ pub fn acquire(state_dir: &Path, binary: &str) -> Result<Lock> {
     let _ = file.set_len(0);
     let _ = file.seek(SeekFrom::Start(0));
     let _ = file.write_all(me.as_bytes());
+    HELD.lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push((path.clone(), RUNS.fetch_add(1, Ordering::Relaxed) + 1));
     Ok(Lock {
         _file: Some(file),
         path,
@@ -154,5 +184,23 @@ mod tests {
         let again = acquire(d.path(), "stop").unwrap();
         assert_eq!(acquire(d.path(), "start").unwrap_err().exit_code(), 3);
         drop(again);
+    }
+
+    #[test]
+    fn a_run_keeps_its_number_through_nested_guards_and_a_later_run_gets_another() {
+        let d = tempfile::tempdir().unwrap();
+        assert_eq!(held(d.path()), None);
+        let outer = acquire_spanning(d.path(), "nonstop rollback").unwrap();
+        let run = held(d.path()).expect("held");
+        let inner = acquire(d.path(), "switch").unwrap();
+        assert_eq!(held(d.path()), Some(run));
+        drop(inner);
+        assert_eq!(held(d.path()), Some(run), "the nested guard held nothing");
+        drop(outer);
+        assert_eq!(held(d.path()), None);
+        let again = acquire(d.path(), "switch").unwrap();
+        assert!(held(d.path()).is_some_and(|n| n != run));
+        drop(again);
+        assert_eq!(held(d.path()), None);
     }
 }

@@ -1808,20 +1808,27 @@ fn assert_nft_unchanged(env: &Env, table: &str, file: &[u8]) {
 }
 
 #[test]
-fn nft_check_failing_changes_nothing() {
+fn nft_batch_the_kernel_refuses_changes_nothing() {
     let env = Env::nftables(2);
     let (table, file) = nft_v2_ready(&env);
+    // The real nft sends the transaction with one more command at its end, which the kernel
+    // refuses (no rule has that handle) after taking the new table: it commits none of it.
     let path = nft_wrapper(
         &env,
-        "case \"$*\" in *-c*) echo 'Error: injected check failure' >&2; exit 1;; esac",
+        "if [ \"$1\" = -f ]; then\n  \
+         { cat \"$2\"; echo 'delete rule ip nonstop_demo out handle 999999'; } > \"$2.refused\" && set -- -f \"$2.refused\"\nfi",
     );
     let s = env.hook_env("switch", &[], &[("PATH", &path)]);
     assert_eq!(s.code, 1, "{}", s.stderr);
     assert!(
-        s.last_line().contains("injected check failure")
+        s.last_line().contains("Could not process rule")
             && s.last_line().contains("nothing changed"),
         "{}",
         s.last_line()
+    );
+    assert!(
+        env.path("state/traffic.nft.next.refused").exists(),
+        "the fault was injected"
     );
     assert_nft_unchanged(&env, &table, &file);
 }

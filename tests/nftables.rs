@@ -580,3 +580,86 @@ fn nftables_messages_name_the_table_the_recorded_slot_and_a_command_that_works()
     assert_eq!(env.state()["live"], "green");
     serves(&env, "v2");
 }
+
+/// A directory holding an `nft` first on PATH that appends each invocation's arguments to
+/// `calls` in it and runs the real nft.
+fn counting_nft(env: &Env) -> std::path::PathBuf {
+    let dir = env.path("nft-count");
+    std::fs::create_dir_all(&dir).unwrap();
+    let real = which::which("nft").unwrap();
+    std::fs::write(
+        dir.join("nft"),
+        format!(
+            "#!/bin/bash\necho \"$*\" >> {}/calls\nexec {} \"$@\"\n",
+            dir.display(),
+            real.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        dir.join("nft"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    dir
+}
+
+/// The nft invocations the counting wrapper saw since the last call, a path shown by its file
+/// name.
+fn nft_calls(dir: &std::path::Path) -> Vec<String> {
+    let calls = std::fs::read_to_string(dir.join("calls")).unwrap_or_default();
+    let _ = std::fs::remove_file(dir.join("calls"));
+    calls
+        .lines()
+        .map(|l| {
+            l.split(' ')
+                .map(|a| a.rsplit('/').next().unwrap_or(a))
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect()
+}
+
+#[test]
+fn a_switch_and_a_rollback_run_nft_twice_one_listing_and_one_transaction() {
+    let env = Env::nftables(2);
+    env.deploy("v1");
+    env.deploy("v2"); // green live, blue runs v1
+    let dir = counting_nft(&env);
+    let path = format!("{}:{}", dir.display(), std::env::var("PATH").unwrap());
+    let once = vec![
+        "list table ip nonstop_demo".to_string(),
+        "-f traffic.nft.next -e".to_string(),
+    ];
+    // The switch hook to the idle slot, as the agent runs it.
+    env.stage_jar("v3");
+    for b in ["stop", "start", "health"] {
+        let r = env.hook(b, &[]);
+        assert_eq!(r.code, 0, "{b}: {}", r.stderr);
+    }
+    let _ = nft_calls(&dir);
+    let r = env.hook_env("switch", &[], &[("PATH", &path)]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(nft_calls(&dir), once, "{}", r.stderr);
+    serves(&env, "v3");
+    // A rollback to the slot that still runs its release: the same two.
+    let bin = env.path("bundle/bin/nonstop");
+    std::fs::copy(bin_dir().join("nonstop"), &bin).unwrap();
+    let out = std::process::Command::new(&bin)
+        .arg("rollback")
+        .current_dir("/")
+        .stdin(std::process::Stdio::null())
+        .env_remove("NONSTOP_CONFIG")
+        .env("PATH", &path)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(nft_calls(&dir), once, "{stderr}");
+    serves(&env, "v2");
+    assert_eq!(env.state()["live"], "green");
+    // A switch to the slot already live changes nothing: the listing alone.
+    let r = env.hook_env("switch", &["--slot", "green"], &[("PATH", &path)]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(nft_calls(&dir), once[..1], "{}", r.stderr);
+}

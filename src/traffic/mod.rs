@@ -7,7 +7,7 @@
 //! - [`nft`] (`nftables`): nginx proxies to one front port (`traffic.port`) and never reloads;
 //!   an nftables table of nonstop's own (`nonstop_<app>`) DNATs each new connection to the live
 //!   slot, or spreads them over the slots in rotation. A change is one atomic `nft -f`
-//!   transaction, checked before and confirmed after. The table is the truth.
+//!   transaction, checked by the kernel and confirmed after. The table is the truth.
 //!
 //! The stages call only [`Traffic`]: `switch`, `deploy-second`, canary and drain never touch
 //! nginx files or nft themselves.

@@ -7,9 +7,13 @@
 //! keep-alive connection of nginx's is closed.
 //!
 //! Every change is one `nft -f` transaction (`add table`, `delete table`, the new table: atomic,
-//! no moment without a rule), checked first with `nft -c`, and confirmed after: the rule
-//! listed by `nft list table` must be the rule meant. nonstop never touches another table and
-//! never flushes the ruleset. The table's comment records the state (`live=…`, the rotation),
+//! no moment without a rule), checked by the kernel as a whole (it commits all of it or none),
+//! and confirmed after: the objects the kernel echoes for the committed batch (`nft -e`, printed
+//! from the kernel's own notifications) must be the table, chain and rule meant; when nft echoes
+//! nothing or something else, the table is listed and its rule must be the rule meant. nonstop
+//! never touches another table and never flushes the ruleset. A run lists the table once (its
+//! reconcile) and, while it holds its lock, reuses that listing until it changes the table: a
+//! switch runs `nft` twice, one listing and one transaction. The table's comment records the state (`live=…`, the rotation),
 //! so the table is the truth, as the include is in reload mode; a table that is missing (after
 //! a reboot, before the boot unit ran) or whose rule is not the one its comment describes is a
 //! [`Doubt`], and `switch --slot NAME` repairs it. The last ruleset applied is kept in
@@ -25,6 +29,7 @@ use crate::fsx;
 use crate::nginx::{Member, Rotation};
 use crate::slots::Doubt;
 use std::process::{Command, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// See the module doc.
@@ -224,7 +229,19 @@ fn nft(args: &[&str]) -> Result<String> {
     }
 }
 
-/// The table as loaded now: `Ok(None)` when it does not exist.
+/// The table as this run listed it: `(run, table, listing)`, kept only while the run holds its
+/// lock ([`crate::lock::held`]), and forgotten before any change.
+static SNAPSHOT: Mutex<Option<(u64, String, Option<String>)>> = Mutex::new(None);
+
+/// Forget the run's listing: the next [`listing`] asks the kernel.
+fn forget() {
+    *SNAPSHOT.lock().unwrap_or_else(|e| e.into_inner()) = None;
+}
+
+/// The table as loaded now: `Ok(None)` when it does not exist. A run that holds its lock lists
+/// the table once: no one else changes it meanwhile but by hand, and every change of nonstop's
+/// own ([`Nft::apply`]) forgets the listing first. A run without the lock (`status`,
+/// `validate`) always asks the kernel.
 fn listing(cfg: &Config) -> std::result::Result<Option<String>, Doubt> {
     match helper(cfg) {
         Some(e) if !root() => {
@@ -237,7 +254,19 @@ fn listing(cfg: &Config) -> std::result::Result<Option<String>, Doubt> {
     if !installed() {
         return Err(Doubt::NftMissing);
     }
-    list_table(&table_name(cfg))
+    let table = table_name(cfg);
+    let run = crate::lock::held(&cfg.state_dir);
+    if let (Some(run), Some((r, t, text))) = (
+        run,
+        SNAPSHOT.lock().unwrap_or_else(|e| e.into_inner()).as_ref(),
+    ) {
+        if *r == run && *t == table {
+            return Ok(text.clone());
+        }
+    }
+    let text = list_table(&table)?;
+    *SNAPSHOT.lock().unwrap_or_else(|e| e.into_inner()) = run.map(|r| (r, table, text.clone()));
+    Ok(text)
 }
 
 /// A table [`list_table`] could not read, as an error (the root-owned `steer` has no config
@@ -257,6 +286,36 @@ fn list_table(table: &str) -> std::result::Result<Option<String>, Doubt> {
         Err(e) if e.to_string().contains("No such file or directory") => Ok(None),
         Err(e) => Err(Doubt::TableUnreadable(e.to_string())),
     }
+}
+
+/// True when `echo` (what `nft -f FILE -e` printed: the kernel's own notification of each object
+/// the committed batch created, and the new generation) is the table `want` means: the table,
+/// its chain, and exactly `want`'s rule. Anything else, or nothing, is not a confirmation (an
+/// nft without `--echo`, or one printing another format): the caller lists the table.
+fn echoed(cfg: &Config, want: &Steering, echo: &str) -> bool {
+    let t = table_name(cfg);
+    let chain =
+        format!("add chain ip {t} out {{ type nat hook output priority -100; policy accept; }}");
+    let rule_head = format!("add rule ip {t} out ");
+    let (mut table_seen, mut chain_seen, mut committed) = (false, false, false);
+    let mut rules = vec![];
+    for l in echo.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        if l == format!("add table ip {t}") {
+            table_seen = true;
+        } else if l == chain {
+            chain_seen = true;
+        } else if let Some(r) = l.strip_prefix(&rule_head) {
+            rules.push(r.to_string());
+        } else if l.starts_with("# new generation ") {
+            committed = true;
+        } else {
+            return false;
+        }
+    }
+    table_seen
+        && chain_seen
+        && committed
+        && rules == rule(cfg, want).into_iter().collect::<Vec<_>>()
 }
 
 /// The rule lines of a listing (everything after the chain's `type … policy …;` line).
@@ -544,17 +603,18 @@ impl Traffic for Nft {
         let next = cfg.state_dir.join("traffic.nft.next");
         fsx::write_atomic(&next, text.as_bytes(), 0o644)?;
         let next_s = next.to_string_lossy().into_owned();
-        let check = nft(&["-c", "-f", &next_s]);
-        if let Err(e) = check {
-            let _ = std::fs::remove_file(&next);
-            return Err(failed(format!(
-                "the kernel would not take the new table: {e}; nothing changed"
-            )));
-        }
+        // No separate `nft -c`: the kernel checks the batch and commits all of it or none, and
+        // a check is a kernel transaction of its own (as long as the change itself).
         // Whatever the command said, the kernel's table is the truth: nft killed or failing
         // after its commit has still moved traffic, and one failing before has changed nothing.
-        let ran = nft(&["-f", &next_s]);
-        let now = read(cfg);
+        // Its echo confirms what the kernel committed; without one that matches, and after any
+        // failure, the table is listed from the kernel.
+        forget();
+        let ran = nft(&["-f", &next_s, "-e"]);
+        let now = match &ran {
+            Ok(echo) if echoed(cfg, &want, echo) => Ok(want.clone()),
+            _ => read(cfg),
+        };
         match (&ran, &now) {
             (Ok(_), Ok(n)) if *n == want => {}
             (Err(e), Ok(n)) if *n == want => log::warn!(
@@ -581,6 +641,7 @@ impl Traffic for Nft {
                     Err(d) => format!("{d:?}"),
                 };
                 // Put the previous table back (itself one transaction), if there was one.
+                forget();
                 let back = before
                     .as_ref()
                     .map(|b| {
@@ -622,7 +683,7 @@ impl Traffic for Nft {
             Err(e) => log::warn!("the table will not come back at boot by itself: {e}"),
         }
         log::info!(
-            "table ip {}: new connections to 127.0.0.1:{} now go to {} ({} after checking; nginx not reloaded)",
+            "table ip {}: new connections to 127.0.0.1:{} now go to {} ({} in one nft transaction; nginx not reloaded)",
             table_name(cfg),
             front(cfg),
             match targets(cfg, &want).as_slice() {
@@ -682,6 +743,58 @@ mod tests {
             rotation: vec![(8081, Member::Down), (8082, Member::Down)],
         };
         assert_eq!(rule(&c, &none), None);
+    }
+
+    #[test]
+    fn only_the_kernels_echo_of_the_table_meant_confirms_a_change() {
+        let c = cfg("");
+        let s = Steering {
+            live: Some(8082),
+            rotation: vec![(8081, Member::Down), (8082, Member::Up(1))],
+        };
+        // What nft 1.0.6 prints for the transaction (the table existed before).
+        let echo = "add table ip nonstop_my_app\n\
+             add chain ip nonstop_my_app out { type nat hook output priority -100; policy accept; }\n\
+             add rule ip nonstop_my_app out ip daddr 127.0.0.1 tcp dport 18090 dnat to 127.0.0.1:8082\n\
+             # new generation 27 by process 24452 (nft)\n";
+        assert!(echoed(&c, &s, echo));
+        // A first table: nft echoes its `add table` twice.
+        assert!(echoed(
+            &c,
+            &s,
+            &format!("add table ip nonstop_my_app\n{echo}")
+        ));
+        // Another rule, a second rule, no commit, another table, a line not understood, nothing.
+        assert!(!echoed(&c, &s, &echo.replace(":8082", ":8081")));
+        let twice = echo.replace(
+            "# new",
+            "add rule ip nonstop_my_app out tcp dport 22 accept\n# new",
+        );
+        assert!(!echoed(&c, &s, &twice));
+        assert!(!echoed(&c, &s, &echo.replace("# new generation", "# old")));
+        assert!(!echoed(
+            &c,
+            &s,
+            &echo.replace("nonstop_my_app", "nonstop_other")
+        ));
+        assert!(!echoed(
+            &c,
+            &s,
+            &format!("{echo}delete table ip nonstop_my_app\n")
+        ));
+        assert!(!echoed(&c, &s, ""));
+        // No slot live: the table and its chain, no rule.
+        let none = Steering {
+            live: None,
+            rotation: vec![(8081, Member::Down), (8082, Member::Down)],
+        };
+        let bare: String = echo
+            .lines()
+            .filter(|l| !l.contains("dnat"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        assert!(echoed(&c, &none, &bare));
+        assert!(!echoed(&c, &s, &bare));
     }
 
     #[test]
