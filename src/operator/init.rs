@@ -108,9 +108,15 @@ pub fn run(o: &Options) -> Result<()> {
         crate::outln!("wrote {}", p.display());
     }
     let d = o.dir.display();
+    // nftables steering (the default) proxies to the front port: no include to install.
+    let site = if o.traffic == crate::traffic::Via::Nftables {
+        "site.conf"
+    } else {
+        "site.conf and service-url.inc"
+    };
     crate::outln!(
         "next: edit {d}/deploy/nonstop.yml (slots, health, java_opts) and the names in the Jenkinsfile / workflow;\n      \
-         install {d}/deploy/nginx/site.conf and service-url.inc on the host (see their comments);\n      \
+         install {d}/deploy/nginx/{site} on the host (see their comments);\n      \
          on the host, once per app (units, sudo rules; --user is who runs the hooks):\n      \
          sudo nonstop setup --user ec2-user --config {d}/deploy/nonstop.yml\n      \
          then, in a bundle or on the host: nonstop validate --config {d}/deploy/nonstop.yml"

@@ -1,15 +1,18 @@
-//! The systemd supervisor: each slot is its own unit, `nonstop-<app>@<slot>.service`, a file
-//! nonstop generates in /etc/systemd/system (marked `# Managed by nonstop`; a unit without the
-//! marker is never touched). A generated file rather than a template unit with drop-ins: one
-//! file says everything about a slot (`systemctl cat` shows it whole), and rewriting it at each
-//! start is one atomic write.
+//! The systemd supervisor: each slot is an instance of the app's template unit,
+//! `nonstop-<app>@<slot>.service`, which `sudo nonstop setup` writes once to /etc/systemd/system
+//! (marked `# Managed by nonstop`; a unit without the marker is never touched). A deploy never
+//! writes a unit: `start` writes the slot's launch file (`workdir/run/<slot>.launch.json`: the
+//! release, the java command line, the release folder) and starts the instance; the unit's
+//! `ExecStart=` is the root-owned nonstop in its `run-slot` mode, which checks the launch file
+//! against the registry (the slot's port, a folder under the app's releases) and execs java, so
+//! the unit's main process is the JVM.
 //!
-//! The unit runs the same java command line as the builtin supervisor, from the release folder,
-//! as `app.user`/`app.group` (default: the user nonstop runs as, as with builtin, so a switch of
-//! supervisor changes no file ownership). `KillSignal=SIGTERM`, `TimeoutStopSec=stop.grace`,
-//! `SuccessExitStatus=143` (a JVM ended by SIGTERM), `Restart=on-failure` with at most 3 starts
-//! in 60 s. Its own cgroup: the CodeDeploy agent's restart does not kill it. The unit's MainPID
-//! and cgroup prove the app: a process on the port outside that cgroup is a stranger.
+//! The unit runs as the app user setup fixed, with `KillSignal=SIGTERM`,
+//! `TimeoutStopSec=stop.grace`, `SuccessExitStatus=143` (a JVM ended by SIGTERM),
+//! `Restart=on-failure` with at most 3 starts in 60 s. Its own cgroup: the CodeDeploy agent's
+//! restart does not kill it. The unit's MainPID and cgroup prove the app: a process on the port
+//! outside that cgroup is a stranger. `app.env` (passwords, often) is in neither the unit nor
+//! the launch file but in setup's root-only `/etc/nonstop/apps/<app>.env` (`EnvironmentFile=`).
 //!
 //! **This is the only module that runs `systemctl` and `journalctl`** (argv lists; as root, or
 //! through `sudo -n` otherwise).
