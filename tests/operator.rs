@@ -400,7 +400,12 @@ fn deploy_runs_every_stage_under_one_lock_and_logs_progress() {
     assert!(lines[0].starts_with("deploy deploy-"), "{}", r.stdout);
     assert!(lines[0].contains("to slot green"), "{}", lines[0]);
     // The jar's version (the stand-in has no Implementation-Version: its file name).
-    assert!(lines[0].contains(": demo-v1 ("), "{}", lines[0]);
+    // Its file name, not its path (the log has the path).
+    assert!(
+        lines[0].contains(": demo-v1 (demo-v1.jar) to slot"),
+        "{}",
+        lines[0]
+    );
     for (i, stage) in ["stop", "start", "health", "switch"].iter().enumerate() {
         let w: Vec<&str> = lines[i + 1].split_whitespace().collect();
         assert_eq!((w[0], w[1]), (*stage, "ok"), "{}", r.stdout);

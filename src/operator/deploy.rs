@@ -38,7 +38,11 @@ pub fn run(
     crate::outln!(
         "deploy {id}: {} ({}) to slot {} (port {}); live now: {}",
         crate::releases::jar_version(&jar),
-        jar.display(),
+        // The file name: its folder is in the log (`release …: copied … to …`).
+        jar.file_name().map_or_else(
+            || jar.display().to_string(),
+            |n| n.to_string_lossy().into_owned()
+        ),
         target.name,
         target.port,
         match roles.live {
