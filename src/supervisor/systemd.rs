@@ -541,6 +541,29 @@ fn exit_record(
     })
 }
 
+/// How long `run-slot` may take to check the launch file and exec java.
+const RUN_SLOT_EXEC: Duration = Duration::from_secs(10);
+
+/// Wait until the unit's main process `pid` is the JVM. `Type=exec` counts the unit started
+/// once `nonstop run-slot` runs; it checks the launch file and then execs java in the same
+/// process (same pid, same start time), so a pid file written, or a proof made, before that
+/// exec would see `run-slot`'s command line and call the slot's app a stranger. Bounded; a
+/// process that ends meanwhile (run-slot refused the launch file) is left for the health wait
+/// to report with its exit and the journal.
+fn exec_of_java(pid: i32, unit: &str) -> Result<()> {
+    let t0 = Instant::now();
+    while process::cmdline(pid).iter().any(|a| a == "run-slot") {
+        if t0.elapsed() > RUN_SLOT_EXEC {
+            return Err(failed(format!(
+                "{unit}'s run-slot (pid {pid}) did not start java within {} s; see `journalctl -u {unit}`",
+                RUN_SLOT_EXEC.as_secs()
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    Ok(())
+}
+
 impl Supervisor for Systemd {
     fn kind(&self) -> Kind {
         Kind::Systemd
@@ -608,6 +631,7 @@ impl Supervisor for Systemd {
                     .map_or("state unknown", |s| s.as_str())
             )));
         }
+        exec_of_java(pid, &unit)?;
         let pf = PidFile {
             pid,
             start_time: process::stat(pid).map_or(0, |s| s.start_time),
