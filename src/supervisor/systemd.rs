@@ -331,11 +331,13 @@ pub fn install_units(cfg: &Config, e: &crate::registry::Entry) -> Result<Vec<Str
              DefaultDependencies=no\n\
              After=local-fs.target nftables.service\n\
              Before=nginx.service network-pre.target\n\
-             Wants=network-pre.target\n\n\
+             Wants=network-pre.target\n\
+             {FOLLOW_NFTABLES}\n\
              [Service]\n\
              Type=oneshot\n\
              RemainAfterExit=yes\n\
-             ExecStart={bin} steer --app {app} --boot\n\n\
+             ExecStart={bin} steer --app {app} --boot\n\
+             ExecReload={bin} steer --app {app} --boot\n\n\
              [Install]\n\
              WantedBy=multi-user.target\n",
             app = e.app,
@@ -540,6 +542,12 @@ fn exit_record(
         at: crate::log::utc_millis(wall.checked_sub(ago).unwrap_or(wall)),
     })
 }
+
+/// What makes a steering unit follow the firewall's own unit: Debian's `nftables.service` runs
+/// `nft -f /etc/nftables.conf`, which begins with `flush ruleset`, on start, restart and reload,
+/// removing nonstop's table with every other. `PartOf=` restarts this unit with it (after it:
+/// `After=`), `ReloadPropagatedFrom=` reloads it with it; either loads the table again.
+const FOLLOW_NFTABLES: &str = "PartOf=nftables.service\nReloadPropagatedFrom=nftables.service\n";
 
 /// How long `run-slot` may take to check the launch file and exec java.
 const RUN_SLOT_EXEC: Duration = Duration::from_secs(10);
@@ -862,13 +870,15 @@ impl Supervisor for Systemd {
              [Unit]\n\
              Description=nonstop {app}: {name} at boot\n\
              DefaultDependencies=no\n\
-             After=local-fs.target\n\
+             After=local-fs.target nftables.service\n\
              Before={before} network-pre.target\n\
-             Wants=network-pre.target\n\n\
+             Wants=network-pre.target\n\
+             {FOLLOW_NFTABLES}\n\
              [Service]\n\
              Type=oneshot\n\
              RemainAfterExit=yes\n\
-             ExecStart={exec}\n\n\
+             ExecStart={exec}\n\
+             ExecReload={exec}\n\n\
              [Install]\n\
              WantedBy=multi-user.target\n",
             app = cfg.app.name,

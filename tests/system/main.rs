@@ -700,6 +700,40 @@ fn g_nftables_steering_comes_back_at_boot() {
         Some(2),
         "no deployment ran after the reboot: {st:#}"
     );
+
+    // Firewall events: Debian's nftables.service runs /etc/nftables.conf, which begins with
+    // `flush ruleset`, on restart and on reload. The steering unit follows it (`PartOf=`,
+    // `ReloadPropagatedFrom=`) and loads the table again by itself, within 1 s.
+    for cmd in ["restart", "reload"] {
+        host.sh_ok(&format!("systemctl {cmd} nftables"));
+        let t0 = std::time::Instant::now();
+        loop {
+            let o = host.exec("root", &["nft", "list", "table", "ip", "nonstop_myapp"]);
+            if o.code == 0 && o.stdout.contains(&steers) {
+                break;
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(1),
+                "the table is back within 1 s of `systemctl {cmd} nftables`: {}{}",
+                o.stdout,
+                o.stderr
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let back = t0.elapsed();
+        let (other, body) = answers_until_200(&host, Duration::from_secs(5));
+        eprintln!(
+            "[system] FIGURE nsys-g-nft: systemctl {cmd} nftables: the table back {back:.2?} after the command returned; then {other} other answers before a 200"
+        );
+        assert_eq!(
+            other, 0,
+            "the site answers at once after `systemctl {cmd} nftables`"
+        );
+        assert!(
+            body.trim().starts_with("v2 ") && body.trim().ends_with(&format!(" {port}")),
+            "{live} serves v2 after `systemctl {cmd} nftables`: {body}"
+        );
+    }
 }
 
 /// The reload confirmation as a non-root hook user (no access to nginx's descriptors): with
