@@ -1623,24 +1623,12 @@ fn reload_via(env: &Env, argv0: &str) {
     );
 }
 
-/// nginx's worker pids under its master.
-fn nginx_workers(env: &Env) -> Vec<i32> {
-    let master: i32 = std::fs::read_to_string(env.path("nginx/nginx.pid"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-    let mut w = nonstop::process::children(master);
-    w.sort();
-    w
-}
-
 #[test]
 fn reload_command_that_cannot_start_restores_the_include_exactly() {
     let env = with_v1_live(Env::new(2));
     let green = env.pid_of("green").unwrap();
     v2_ready_on_blue(&env);
-    let (before, mtime, workers) = (env.include(), include_mtime(&env), nginx_workers(&env));
+    let (before, mtime, workers) = (env.include(), include_mtime(&env), env.nginx_workers());
     reload_via(&env, "/nonexistent/nginx");
     let s = env.hook("switch", &[]);
     assert_eq!(s.code, 1, "{}", s.stderr);
@@ -1653,7 +1641,7 @@ fn reload_command_that_cannot_start_restores_the_include_exactly() {
     );
     assert_eq!(env.include(), before, "include byte for byte");
     assert_eq!(include_mtime(&env), mtime, "and its time: nginx loaded it");
-    assert_eq!(nginx_workers(&env), workers, "nginx was not reloaded");
+    assert_eq!(env.nginx_workers(), workers, "nginx was not reloaded");
     assert_green_serves_v1(&env, &green);
     assert_eq!(env.state()["live"], "green");
     assert_nothing_half_written(&env);
@@ -1666,7 +1654,7 @@ fn reload_that_reloads_nothing(exit_code: i32, why: &str) {
     let env = with_v1_live(Env::new(2));
     let green = env.pid_of("green").unwrap();
     v2_ready_on_blue(&env);
-    let (before, workers) = (env.include(), nginx_workers(&env));
+    let (before, workers) = (env.include(), env.nginx_workers());
     let fake = script(
         &env,
         "reload-nothing.sh",
@@ -1683,7 +1671,7 @@ fn reload_that_reloads_nothing(exit_code: i32, why: &str) {
         s.last_line()
     );
     assert_eq!(env.include(), before, "include byte for byte");
-    assert_eq!(nginx_workers(&env), workers, "nginx was not reloaded");
+    assert_eq!(env.nginx_workers(), workers, "nginx was not reloaded");
     assert_green_serves_v1(&env, &green);
     assert_eq!(env.state()["live"], "green");
     assert_nothing_half_written(&env);

@@ -6,18 +6,6 @@ mod common;
 use common::*;
 use std::time::Duration;
 
-/// The pids of the nginx master's workers (unchanged = nginx was not reloaded).
-fn workers(env: &Env) -> Vec<i32> {
-    let master: i32 = std::fs::read_to_string(env.path("nginx/nginx.pid"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-    let mut w = nonstop::process::children(master);
-    w.sort();
-    w
-}
-
 fn table(env: &Env) -> String {
     let _ = env;
     let out = std::process::Command::new("nft")
@@ -52,7 +40,7 @@ fn blue_green_switches_lose_nothing_even_for_a_client_that_never_retries() {
         )),
         "{t}"
     );
-    let before = workers(&env);
+    let before = env.nginx_workers();
     let load = Traffic::start(env.nginx_addr(), 6, Duration::from_millis(2));
     load.wait_requests(150);
     for v in ["v2", "v3", "v4"] {
@@ -62,7 +50,7 @@ fn blue_green_switches_lose_nothing_even_for_a_client_that_never_retries() {
     let tally = load.finish();
     // No request failed, not even once before a retry.
     tally.assert_clean("three switches", 500, &["v1", "v2", "v3", "v4"]);
-    assert_eq!(workers(&env), before, "nginx was never reloaded");
+    assert_eq!(env.nginx_workers(), before, "nginx was never reloaded");
     serves(&env, "v4");
     assert_eq!(env.state()["live"], "green");
     let st = env.nonstop(&["status", "--json"]);
@@ -173,7 +161,7 @@ fn balanced_roll_of_three_slots_cuts_no_request_and_never_reloads_nginx() {
         t.contains("numgen random mod 3 map"),
         "all three in rotation: {t}"
     );
-    let before = workers(&env);
+    let before = env.nginx_workers();
     let load = Traffic::start(env.nginx_addr(), 4, Duration::from_millis(2));
     let slow = SlowRequests::start(env.nginx_addr(), "/slow?ms=3000", 6);
     let pinned = SlowRequests::per_slot_in_rotation(&env, 3000);
@@ -196,7 +184,7 @@ fn balanced_roll_of_three_slots_cuts_no_request_and_never_reloads_nginx() {
             "slot {name} left rotation with a request in flight: {logs}"
         );
     }
-    assert_eq!(workers(&env), before, "nginx was never reloaded");
+    assert_eq!(env.nginx_workers(), before, "nginx was never reloaded");
     assert_eq!(versions(&env, 30).keys().collect::<Vec<_>>(), ["v2"]);
     // A canary in nftables mode: weights in the map, then promote.
     env.stage_jar("v3");

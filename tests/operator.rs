@@ -1273,7 +1273,7 @@ fn validate_catches_another_default_server_and_what_nginx_really_serves() {
     };
     std::fs::write(sites.join("default"), default_site(" default_server")).unwrap();
     std::fs::write(sites.join("myapp"), app_site("")).unwrap();
-    let old = nginx_workers(&env);
+    let old = env.nginx_workers();
     env.nginx_http(&format!("  include {}/*;", sites.display()));
     settled(&env, &old);
     // What a user sees (once the reload took effect): the welcome page, not the app.
@@ -1502,22 +1502,12 @@ fn as_user(env: &Env, uid: u32, args: &[&str]) -> OpRun {
     r
 }
 
-/// The pids of the private nginx master's workers now.
-fn nginx_workers(env: &Env) -> Vec<i32> {
-    let master: i32 = std::fs::read_to_string(env.path("nginx/nginx.pid"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-    nonstop::process::children(master)
-}
-
 /// Wait until the workers `old` have exited: a reload is done only then (until they exit they
 /// may still accept a connection with the old configuration).
 fn settled(env: &Env, old: &[i32]) {
     assert!(
         wait_until(Duration::from_secs(10), || {
-            let now = nginx_workers(env);
+            let now = env.nginx_workers();
             !now.is_empty() && old.iter().all(|p| !now.contains(p))
         }),
         "nginx's old workers {old:?} did not exit"
@@ -1526,7 +1516,7 @@ fn settled(env: &Env, old: &[i32]) {
 
 /// `nginx -s reload` and wait until it took effect.
 fn reload(env: &Env) {
-    let old = nginx_workers(env);
+    let old = env.nginx_workers();
     env.run_nginx(&["-s", "reload"]);
     settled(env, &old);
 }

@@ -585,6 +585,19 @@ impl Env {
         SocketAddr::from(([127, 0, 0, 1], self.nginx_port))
     }
 
+    /// The pids of this world's nginx workers, sorted (unchanged across a step: nginx was not
+    /// reloaded).
+    pub fn nginx_workers(&self) -> Vec<i32> {
+        let master: i32 = std::fs::read_to_string(self.path("nginx/nginx.pid"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        let mut w = nonstop::process::children(master);
+        w.sort();
+        w
+    }
+
     /// The pid file of a slot, parsed.
     pub fn pid_of(&self, slot: &str) -> Option<nonstop::process::PidFile> {
         nonstop::process::read_pid_file(&self.path(&format!("work/run/{slot}.pid")))
