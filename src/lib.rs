@@ -14,6 +14,7 @@ pub mod jar;
 pub mod lock;
 pub mod log;
 pub mod nginx;
+pub mod nginx_tokens;
 pub mod operator;
 pub mod process;
 pub mod progress;

@@ -27,78 +27,6 @@ pub fn render_include(cfg: &Config, port: u16) -> String {
     )
 }
 
-/// nginx's statements in `text`, tokenized as nginx does: `#` comments to the end of a line
-/// (outside quotes), `"…"` and `'…'` quoting with backslash escapes, statements ended by `;`;
-/// `{` and `}` end a statement too and are returned as one-word statements.
-pub fn statements(text: &str) -> std::result::Result<Vec<Vec<String>>, String> {
-    let mut out = vec![];
-    let mut words: Vec<String> = vec![];
-    let mut word = String::new();
-    let mut in_word = false;
-    let mut chars = text.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            '#' if !in_word || word.is_empty() => {
-                for c in chars.by_ref() {
-                    if c == '\n' {
-                        break;
-                    }
-                }
-            }
-            '"' | '\'' if !in_word => {
-                let q = c;
-                loop {
-                    match chars.next() {
-                        None => return Err("unterminated quote".into()),
-                        Some('\\') => match chars.next() {
-                            Some(n) if n == q || n == '\\' => word.push(n),
-                            Some(n) => {
-                                word.push('\\');
-                                word.push(n);
-                            }
-                            None => return Err("unterminated quote".into()),
-                        },
-                        Some(n) if n == q => break,
-                        Some(n) => word.push(n),
-                    }
-                }
-                in_word = true;
-            }
-            ';' | '{' | '}' => {
-                if in_word {
-                    words.push(std::mem::take(&mut word));
-                    in_word = false;
-                }
-                if c == ';' {
-                    if words.is_empty() {
-                        return Err("unexpected \";\"".into());
-                    }
-                    out.push(std::mem::take(&mut words));
-                } else {
-                    if !words.is_empty() {
-                        out.push(std::mem::take(&mut words));
-                    }
-                    out.push(vec![c.to_string()]);
-                }
-            }
-            c if c.is_whitespace() => {
-                if in_word {
-                    words.push(std::mem::take(&mut word));
-                    in_word = false;
-                }
-            }
-            c => {
-                word.push(c);
-                in_word = true;
-            }
-        }
-    }
-    if in_word || !words.is_empty() {
-        return Err("unexpected end of file, expecting \";\"".into());
-    }
-    Ok(out)
-}
-
 /// The port named by `set $VAR VALUE;` in `text`, read as nginx reads it: the last such
 /// statement wins (nginx runs every `set` in order), variable names are case-insensitive,
 /// quotes and comments are nginx's. VALUE may be a URL (`http://127.0.0.1:8081`, with or
@@ -109,7 +37,7 @@ pub fn parse_include(text: &str, variable: &str) -> std::result::Result<Option<u
     let want = format!("${}", variable.to_ascii_lowercase());
     let mut found = None;
     let mut depth = 0usize;
-    for words in statements(text)? {
+    for words in crate::nginx_tokens::statements(text)? {
         match words[0].as_str() {
             "{" => depth += 1,
             "}" => depth = depth.saturating_sub(1),
@@ -204,15 +132,9 @@ pub fn render_upstream(cfg: &Config, rotation: &Rotation) -> String {
 
 /// The rotation written in an upstream file: port -> member, for every `server` line.
 pub fn parse_upstream(text: &str) -> std::result::Result<Vec<(u16, Member)>, String> {
-    let code: String = text
-        .lines()
-        .map(|l| l.split('#').next().unwrap_or(""))
-        .collect::<Vec<_>>()
-        .join("\n");
     let mut out = vec![];
-    for stmt in code.split([';', '{', '}']) {
-        let words: Vec<&str> = stmt.split_whitespace().collect();
-        if words.first() != Some(&"server") {
+    for words in crate::nginx_tokens::words(text) {
+        if words[0] != "server" {
             continue;
         }
         let addr = words.get(1).ok_or("`server` without an address")?;
@@ -223,7 +145,7 @@ pub fn parse_upstream(text: &str) -> std::result::Result<Vec<(u16, Member)>, Str
             .ok_or_else(|| format!("cannot read a port from `server {addr}`"))?;
         let mut m = Member::Up(1);
         for w in &words[2..] {
-            if *w == "down" {
+            if w == "down" {
                 m = Member::Down;
             } else if let Some(v) = w.strip_prefix("weight=") {
                 let v: u32 = v.parse().map_err(|_| format!("bad weight in `{w}`"))?;

@@ -8,6 +8,7 @@
 //! It reads only what `nginx -T` printed (nginx already resolved the config); it is no general
 //! nginx parser (no `map`/`if` semantics, `[...]` globs are matched literally).
 
+use crate::nginx_tokens::{self, Token};
 use std::path::Path;
 
 /// One statement: its words (quotes removed), where it starts, and its block.
@@ -41,112 +42,47 @@ pub fn same_file(a: &str, b: &Path) -> bool {
         || matches!((std::fs::canonicalize(a), std::fs::canonicalize(b)), (Ok(x), Ok(y)) if x == y)
 }
 
-/// The statements of one file.
+/// The statements of one file (read by [`nginx_tokens`]; a statement is at its first word's
+/// line, a block without words at its `{`).
 pub fn parse_file(file: &str, text: &str) -> Vec<Stmt> {
     let mut levels: Vec<Vec<Stmt>> = vec![vec![]];
     let mut heads: Vec<Stmt> = vec![];
     let mut words: Vec<String> = vec![];
     let mut first_line = 0usize;
-    let mut line = 1usize;
-    let mut chars = text.chars().peekable();
-    let mut word = String::new();
-    let mut in_word = false;
-    // Inside `${name}` in a word: braces belong to the word.
-    let mut var_brace = false;
-    let finish_word = |word: &mut String, in_word: &mut bool, words: &mut Vec<String>| {
-        if *in_word {
-            words.push(std::mem::take(word));
-            *in_word = false;
-        }
-    };
-    while let Some(c) = chars.next() {
-        if c == '\n' {
-            line += 1;
-        }
-        if in_word && var_brace {
-            word.push(c);
-            if c == '}' {
-                var_brace = false;
-            }
-            continue;
-        }
-        match c {
-            '#' if !in_word => {
-                for n in chars.by_ref() {
-                    if n == '\n' {
-                        line += 1;
-                        break;
-                    }
-                }
-            }
-            '"' | '\'' if !in_word => {
+    for t in nginx_tokens::tokens(text).0 {
+        match t.token {
+            Token::Word(w) => {
                 if words.is_empty() {
-                    first_line = line;
+                    first_line = t.line;
                 }
-                let mut q = String::new();
-                while let Some(n) = chars.next() {
-                    if n == '\n' {
-                        line += 1;
-                    }
-                    if n == '\\' {
-                        if let Some(e) = chars.next() {
-                            q.push(e);
-                        }
-                        continue;
-                    }
-                    if n == c {
-                        break;
-                    }
-                    q.push(n);
-                }
-                words.push(q);
+                words.push(w);
             }
-            '{' if in_word && word.ends_with('$') => {
-                word.push(c);
-                var_brace = true;
-            }
-            ';' | '{' | '}' => {
-                finish_word(&mut word, &mut in_word, &mut words);
-                match c {
-                    ';' => {
-                        if !words.is_empty() {
-                            let s = Stmt {
-                                words: std::mem::take(&mut words),
-                                file: file.to_string(),
-                                line: first_line,
-                                ..Stmt::default()
-                            };
-                            levels.last_mut().expect("never empty").push(s);
-                        }
-                    }
-                    '{' => {
-                        heads.push(Stmt {
-                            words: std::mem::take(&mut words),
-                            file: file.to_string(),
-                            line: if first_line == 0 { line } else { first_line },
-                            ..Stmt::default()
-                        });
-                        levels.push(vec![]);
-                    }
-                    _ => {
-                        words.clear();
-                        if let (Some(mut head), true) = (heads.pop(), levels.len() > 1) {
-                            head.block = levels.pop().expect("checked");
-                            levels.last_mut().expect("never empty").push(head);
-                        }
-                    }
+            Token::End => {
+                if !words.is_empty() {
+                    let s = Stmt {
+                        words: std::mem::take(&mut words),
+                        file: file.to_string(),
+                        line: first_line,
+                        ..Stmt::default()
+                    };
+                    levels.last_mut().expect("never empty").push(s);
                 }
-                first_line = 0;
             }
-            c if c.is_whitespace() => finish_word(&mut word, &mut in_word, &mut words),
-            c => {
-                if !in_word {
-                    in_word = true;
-                    if words.is_empty() {
-                        first_line = line;
-                    }
+            Token::Open => {
+                heads.push(Stmt {
+                    line: if words.is_empty() { t.line } else { first_line },
+                    words: std::mem::take(&mut words),
+                    file: file.to_string(),
+                    ..Stmt::default()
+                });
+                levels.push(vec![]);
+            }
+            Token::Close => {
+                words.clear();
+                if let (Some(mut head), true) = (heads.pop(), levels.len() > 1) {
+                    head.block = levels.pop().expect("checked");
+                    levels.last_mut().expect("never empty").push(head);
                 }
-                word.push(c);
             }
         }
     }

@@ -2,8 +2,8 @@
 //! upstream keepalive, and the kernel's table steers it to the live slot.
 
 use super::check::{check, Check, Verdict};
-use super::nginx::statements;
 use crate::config::Config;
+use crate::nginx_tokens::words;
 
 /// nftables mode: nginx proxies to the front port with no upstream keepalive, nft is there,
 /// the kernel accepts nonstop's table, and the table loaded matches the state.
@@ -14,7 +14,7 @@ pub(super) fn nftables_checks(cfg: &Config, files: &[(String, String)]) -> Vec<C
     let users: Vec<&str> = files
         .iter()
         .filter(|(_, text)| {
-            statements(text).iter().any(|w| {
+            words(text).iter().any(|w| {
                 w[0] == "proxy_pass"
                     && w.get(1).is_some_and(|a| {
                         let rest = a.split_once("://").map_or(a.as_str(), |(_, r)| r);
@@ -26,7 +26,7 @@ pub(super) fn nftables_checks(cfg: &Config, files: &[(String, String)]) -> Vec<C
         .collect();
     let keepalive: Vec<&str> = files
         .iter()
-        .filter(|(_, text)| statements(text).iter().any(|w| w[0] == "keepalive"))
+        .filter(|(_, text)| words(text).iter().any(|w| w[0] == "keepalive"))
         .map(|(p, _)| p.as_str())
         .collect();
     let mut out = vec![if users.is_empty() {

@@ -8,6 +8,7 @@ use super::nftables::nftables_checks;
 use super::serving::{default_server_check, serves_live_check};
 use crate::config::Config;
 use crate::nginx;
+use crate::nginx_tokens::words;
 use crate::operator::nginx_conf::{self, same_file};
 
 /// The test command with `-t` turned into `-T` (test and dump the whole configuration).
@@ -33,19 +34,6 @@ pub fn parse_dump(out: &str) -> Vec<(String, String)> {
         }
     }
     files
-}
-
-/// The statements of an nginx file (comments dropped), split at `;`, `{` and `}`.
-pub(super) fn statements(text: &str) -> Vec<Vec<String>> {
-    let code: String = text
-        .lines()
-        .map(|l| l.split('#').next().unwrap_or(""))
-        .collect::<Vec<_>>()
-        .join("\n");
-    code.split([';', '{', '}'])
-        .map(|s| s.split_whitespace().map(String::from).collect::<Vec<_>>())
-        .filter(|w| !w.is_empty())
-        .collect()
 }
 
 /// True if `arg` uses `$var` (and not a longer name that starts with it).
@@ -148,7 +136,7 @@ pub(super) fn nginx_checks(cfg: &Config) -> Vec<Check> {
         .iter()
         .filter(|(p, _)| !same_file(p, include))
         .filter(|(_, text)| {
-            statements(text)
+            words(text)
                 .iter()
                 .any(|w| w[0] == "proxy_pass" && w.get(1).is_some_and(|a| uses_var(a, var)))
         })
@@ -171,7 +159,7 @@ pub(super) fn nginx_checks(cfg: &Config) -> Vec<Check> {
         let name = &cfg.nginx.upstream_name;
         let loaded = files.iter().any(|(p, _)| same_file(p, up));
         let used = files.iter().any(|(_, text)| {
-            statements(text).iter().any(|w| {
+            words(text).iter().any(|w| {
                 w[0] == "proxy_pass"
                     && w.get(1).is_some_and(|a| {
                         let rest = a.split_once("://").map_or(a.as_str(), |(_, r)| r);
@@ -244,7 +232,7 @@ mod tests {
         let files = parse_dump(dump);
         assert_eq!(files.len(), 3);
         assert_eq!(files[2].0, "/x/service-url.inc");
-        assert!(statements(&files[1].1)
+        assert!(words(&files[1].1)
             .iter()
             .any(|w| w[0] == "proxy_pass" && uses_var(&w[1], "service_url")));
         assert!(uses_var("$service_url/api", "service_url"));
