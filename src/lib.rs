@@ -27,6 +27,7 @@ pub mod stages;
 pub mod state;
 pub mod supervisor;
 pub mod traffic;
+pub mod userdb;
 pub mod watch;
 
 pub use error::{Error, Result};

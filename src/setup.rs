@@ -42,20 +42,9 @@ fn root() -> bool {
     rustix::process::geteuid().is_root()
 }
 
-/// The name of the user this process runs as, from /etc/passwd.
+/// The name of the user this process runs as, from the user database.
 pub fn user_name() -> Option<String> {
-    let uid = rustix::process::geteuid().as_raw();
-    passwd_entry(|f| f[2] == uid.to_string()).map(|(n, ..)| n)
-}
-
-/// (name, uid, gid) of the first /etc/passwd line `pick` accepts (fields split on `:`).
-fn passwd_entry(pick: impl Fn(&[&str]) -> bool) -> Option<(String, u32, u32)> {
-    std::fs::read_to_string("/etc/passwd")
-        .ok()?
-        .lines()
-        .map(|l| l.split(':').collect::<Vec<_>>())
-        .find(|f| f.len() > 3 && pick(f))
-        .and_then(|f| Some((f[0].to_string(), f[2].parse().ok()?, f[3].parse().ok()?)))
+    crate::userdb::current_name()
 }
 
 /// uid and gid of `user`, or why it cannot be the hook user.
@@ -71,8 +60,8 @@ fn user_ids(user: &str) -> Result<(u32, u32)> {
             "--user {user:?}: want a user name ([a-z_][a-z0-9_-]*)"
         )));
     }
-    passwd_entry(|f| f[0] == user)
-        .map(|(_, u, g)| (u, g))
+    crate::userdb::user(user)
+        .map(|a| (a.uid, a.gid))
         .ok_or_else(|| Error::Usage(format!("--user {user}: no such user on this host")))
 }
 

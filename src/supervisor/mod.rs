@@ -162,32 +162,22 @@ pub fn running_app(cfg: &Config, slot: &Slot) -> Option<PidFile> {
     }
 }
 
-/// uid and gid for `app.user` / `app.group` from /etc/passwd and /etc/group (`None`: the
-/// user nonstop runs as).
+/// uid and gid for `app.user` / `app.group` from the user database (`None`: the user nonstop
+/// runs as).
 pub fn resolve_user(cfg: &Config) -> Result<Option<(u32, u32)>> {
     let Some(user) = &cfg.app.user else {
         return Ok(None);
     };
-    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
-    let (uid, gid) = passwd
-        .lines()
-        .map(|l| l.split(':').collect::<Vec<_>>())
-        .find(|f| f.len() > 3 && f[0] == user)
-        .and_then(|f| Some((f[2].parse().ok()?, f[3].parse().ok()?)))
+    let (uid, gid) = crate::userdb::user(user)
+        .map(|a| (a.uid, a.gid))
         .ok_or_else(|| {
             crate::error::failed(format!("app.user {user:?} is not a user of this host"))
         })?;
     let gid = match &cfg.app.group {
         None => gid,
-        Some(g) => std::fs::read_to_string("/etc/group")
-            .unwrap_or_default()
-            .lines()
-            .map(|l| l.split(':').collect::<Vec<_>>())
-            .find(|f| f.len() > 2 && f[0] == g)
-            .and_then(|f| f[2].parse().ok())
-            .ok_or_else(|| {
-                crate::error::failed(format!("app.group {g:?} is not a group of this host"))
-            })?,
+        Some(g) => crate::userdb::group_id(g).ok_or_else(|| {
+            crate::error::failed(format!("app.group {g:?} is not a group of this host"))
+        })?,
     };
     Ok(Some((uid, gid)))
 }

@@ -1,5 +1,6 @@
 //! Write access: what the users the hooks run as (`runas`, else this one) may write: the
-//! nginx files nonstop owns, state_dir and workdir; the user and group database behind it.
+//! nginx files nonstop owns, state_dir and workdir (the users and their groups from
+//! [`crate::userdb`]).
 
 use super::appspec::Hook;
 use super::check::{check, Check, Verdict};
@@ -19,44 +20,19 @@ pub struct Who {
     pub current: bool,
 }
 
-/// `/etc/passwd` and `/etc/group` as (name, id, rest) rows.
-fn db(path: &str) -> Vec<Vec<String>> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .map(|l| l.split(':').map(String::from).collect::<Vec<_>>())
-        .filter(|f| f.len() >= 4)
-        .collect()
-}
-
 fn name_of_uid(uid: u32) -> String {
-    db("/etc/passwd")
-        .into_iter()
-        .find(|f| f[2] == uid.to_string())
-        .map_or_else(|| format!("uid {uid}"), |f| f[0].clone())
+    crate::userdb::user_by_uid(uid).map_or_else(|| format!("uid {uid}"), |a| a.name)
 }
 
-/// The user called `name` (or with that number) from /etc/passwd and /etc/group.
+/// The user called `name` (or with that number), from the user database.
 pub fn lookup_user(name: &str) -> Option<Who> {
-    let pw = db("/etc/passwd")
-        .into_iter()
-        .find(|f| f[0] == name || f[2] == name)?;
-    let uid: u32 = pw[2].parse().ok()?;
-    let gid: u32 = pw[3].parse().ok()?;
-    let mut groups = vec![gid];
-    for g in db("/etc/group") {
-        if g[3].split(',').any(|m| m == pw[0]) {
-            if let Ok(id) = g[2].parse() {
-                groups.push(id);
-            }
-        }
-    }
+    let account = crate::userdb::user(name)
+        .or_else(|| name.parse().ok().and_then(crate::userdb::user_by_uid))?;
     Some(Who {
-        name: pw[0].clone(),
-        uid,
-        groups,
-        current: uid == rustix::process::geteuid().as_raw(),
+        groups: crate::userdb::groups(&account),
+        current: account.uid == rustix::process::geteuid().as_raw(),
+        name: account.name,
+        uid: account.uid,
     })
 }
 
