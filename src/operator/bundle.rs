@@ -26,7 +26,7 @@
 //! zip epoch), modes fixed (0755 for `bin/*` and the folders, 0644 for the rest), deflated.
 //! Same inputs, same bytes. It is written atomically (temp file beside it, fsync, rename).
 
-use super::validate::{self, Check, Verdict};
+use super::validate::{self, Check, CheckId, Verdict};
 use crate::config;
 use crate::error::{failed, Context, Result};
 use sha2::{Digest, Sha256};
@@ -101,17 +101,17 @@ pub fn run(o: &Options) -> Result<()> {
     }
     let host = Check {
         verdict: Verdict::Skip,
-        name: "host checks".into(),
+        id: CheckId::HostChecks,
         detail: format!(
             "{} need the target host: run bin/nonstop validate there",
-            validate::HOST_CHECKS.join(", ")
+            validate::host_checks()
         ),
     };
     crate::cli::out(&host);
     let failures: Vec<String> = checks
         .iter()
         .filter(|c| c.verdict == Verdict::Fail)
-        .map(|c| format!("{}: {}", c.name, c.detail))
+        .map(|c| format!("{}: {}", c.id, c.detail))
         .collect();
     if !failures.is_empty() {
         return Err(failed(format!(
@@ -231,7 +231,7 @@ fn check(entries: &[Entry]) -> Result<Vec<Check>> {
         .components()
         .any(|c| c == std::path::Component::ParentDir);
     if climbs || !cfg.app.jar.starts_with(&stage.0) {
-        if let Some(c) = checks.iter_mut().find(|c| c.name == "jar") {
+        if let Some(c) = checks.iter_mut().find(|c| c.id == CheckId::Jar) {
             c.verdict = Verdict::Fail;
             c.detail =
                 format!(

@@ -1,7 +1,7 @@
 //! The app's side of a host and a bundle: the supervisor that runs the apps, java, the jar
 //! `start` would launch, and whether `health.path` gates on readiness.
 
-use super::check::{check, Check, Verdict};
+use super::check::{check, Check, CheckId, Verdict};
 use crate::config::Config;
 use crate::{jar, nginx, stages};
 use std::path::PathBuf;
@@ -17,7 +17,7 @@ pub(super) fn supervisor_check(cfg: &Config) -> Check {
     match kind {
         Kind::Systemd => check(
             Verdict::Ok,
-            "supervisor",
+            CheckId::Supervisor,
             format!(
                 "systemd ({}): units {}, the live one started at boot{}",
                 if cfg.app.supervisor == Choice::Auto {
@@ -50,7 +50,7 @@ pub(super) fn supervisor_check(cfg: &Config) -> Check {
             });
             check(
                 Verdict::Warn,
-                "supervisor",
+                CheckId::Supervisor,
                 format!(
                     "builtin on a host whose PID 1 is systemd{}: apps run in the cgroup of whatever runs the hooks{}; run `sudo nonstop setup --user USER` once (or deploy as root)",
                     if cfg.app.supervisor == Choice::Auto {
@@ -68,7 +68,7 @@ pub(super) fn supervisor_check(cfg: &Config) -> Check {
         }
         Kind::Builtin => check(
             Verdict::Ok,
-            "supervisor",
+            CheckId::Supervisor,
             "builtin (PID 1 is not systemd): nothing restarts a crashed app or starts one at boot",
         ),
     }
@@ -77,13 +77,13 @@ pub(super) fn supervisor_check(cfg: &Config) -> Check {
 pub(super) fn java_check(cfg: &Config) -> Check {
     let java = match stages::java_path(cfg) {
         Ok(j) => j,
-        Err(e) => return check(Verdict::Fail, "java", e.to_string()),
+        Err(e) => return check(Verdict::Fail, CheckId::Java, e.to_string()),
     };
     let argv = vec![java.to_string_lossy().into_owned(), "-version".into()];
     match nginx::run(&argv) {
         Ok((true, out)) => check(
             Verdict::Ok,
-            "java",
+            CheckId::Java,
             format!(
                 "{} ({})",
                 java.display(),
@@ -92,14 +92,14 @@ pub(super) fn java_check(cfg: &Config) -> Check {
         ),
         Ok((false, out)) => check(
             Verdict::Fail,
-            "java",
+            CheckId::Java,
             format!(
                 "`{} -version` failed: {}",
                 java.display(),
                 out.lines().last().unwrap_or("no output").trim()
             ),
         ),
-        Err(e) => check(Verdict::Fail, "java", e.to_string()),
+        Err(e) => check(Verdict::Fail, CheckId::Java, e.to_string()),
     }
 }
 
@@ -108,7 +108,7 @@ pub(super) fn java_check(cfg: &Config) -> Check {
 /// `BOOT-INF/`): `Start-Class` and `Spring-Boot-Version` in the manifest, the Start-Class in
 /// `BOOT-INF/classes/`. Also returns the jar as read, for the health path check.
 pub(super) fn jar_check(cfg: &Config) -> (Check, Option<jar::Jar>) {
-    const NAME: &str = "jar";
+    const NAME: CheckId = CheckId::Jar;
     let jar_path: PathBuf = match crate::releases::resolve_jar(cfg) {
         Ok(j) => j,
         Err(e) => return (check(Verdict::Fail, NAME, e.to_string()), None),
@@ -185,7 +185,7 @@ pub fn is_readiness_path(path: &str) -> bool {
 /// Kubernetes), and a readiness path the app does not serve is a warning (every probe would
 /// answer 404).
 pub(super) fn health_path_check(cfg: &Config, jar: Option<&jar::Jar>) -> Check {
-    const NAME: &str = "health path";
+    const NAME: CheckId = CheckId::HealthPath;
     let path = cfg.health.path.as_str();
     let profiles: Vec<&str> = cfg.slots.iter().map(|s| s.profile.as_str()).collect();
     let probes = jar.and_then(|j| {

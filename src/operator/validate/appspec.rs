@@ -2,7 +2,7 @@
 //! version, os, files, the lifecycle events and each hook's entry; the hooks themselves are
 //! judged in [`super::hooks`].
 
-use super::check::{check, Check, Verdict};
+use super::check::{check, Check, CheckId, Verdict};
 use super::hooks::hook_checks;
 use crate::config::Config;
 use serde_yaml::Value;
@@ -47,10 +47,10 @@ pub(super) fn appspec_checks(
                 vec![
                     check(
                         Verdict::Fail,
-                        "appspec",
+                        CheckId::Appspec,
                         format!("cannot read {}: {e} (give --appspec PATH)", path.display()),
                     ),
-                    check(Verdict::Skip, "hooks", "needs appspec.yml"),
+                    check(Verdict::Skip, CheckId::Hooks, "needs appspec.yml"),
                 ],
                 None,
             )
@@ -60,19 +60,19 @@ pub(super) fn appspec_checks(
     let mut out = vec![match &format {
         Ok(summary) => check(
             Verdict::Ok,
-            "appspec",
+            CheckId::Appspec,
             format!("{}: {summary}", path.display()),
         ),
         Err(problems) => check(
             Verdict::Fail,
-            "appspec",
+            CheckId::Appspec,
             format!("{}: {}", path.display(), problems.join("; ")),
         ),
     }];
     let Some(hooks) = hooks else {
         out.push(check(
             Verdict::Skip,
-            "hooks",
+            CheckId::Hooks,
             "appspec.yml has no readable hooks",
         ));
         return (out, None);

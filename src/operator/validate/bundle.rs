@@ -3,7 +3,7 @@
 
 use super::app::{health_path_check, jar_check};
 use super::appspec::appspec_checks;
-use super::check::{check, Check, Verdict};
+use super::check::{check, Check, CheckId, Verdict};
 use super::describe;
 use crate::config::Config;
 use std::path::Path;
@@ -14,7 +14,7 @@ use std::path::Path;
 /// rules, the hooks' order and locations in the bundle, each hook's timeout against what its
 /// binary may wait) and the jar `app.jar` finds in the bundle.
 pub fn bundle_checks(cfg: &Config, appspec: &Path) -> Vec<Check> {
-    let mut out = vec![check(Verdict::Ok, "config", describe(cfg))];
+    let mut out = vec![check(Verdict::Ok, CheckId::Config, describe(cfg))];
     out.extend(appspec_checks(cfg, appspec, false).0);
     let (jar, read) = jar_check(cfg);
     out.push(jar);
@@ -23,4 +23,14 @@ pub fn bundle_checks(cfg: &Config, appspec: &Path) -> Vec<Check> {
 }
 
 /// The checks of [`run`] that [`bundle_checks`] leaves out: they need the target host.
-pub const HOST_CHECKS: [&str; 4] = ["nginx", "write access", "supervisor", "java"];
+pub const HOST_CHECKS: [CheckId; 4] = [
+    CheckId::Nginx,
+    CheckId::WriteAccess,
+    CheckId::Supervisor,
+    CheckId::Java,
+];
+
+/// [`HOST_CHECKS`] by name: `nginx, write access, supervisor, java`.
+pub fn host_checks() -> String {
+    HOST_CHECKS.map(|c| c.name()).join(", ")
+}

@@ -1,5 +1,6 @@
-//! The check framework: a check's verdict and its line as `validate` prints it, and the
-//! report that ends a run (the count per verdict; exit 1 naming the failed checks).
+//! The check framework: which check a line is ([`CheckId`], what code compares), its verdict,
+//! its line as `validate` prints it, and the report that ends a run (the count per verdict;
+//! exit 1 naming the failed checks).
 
 use crate::error::{failed, Result};
 
@@ -14,11 +15,79 @@ pub enum Verdict {
     Skip,
 }
 
+/// Which check a line is; its name is what the line shows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CheckId {
+    Config,
+    /// The nginx checks as a group (all skipped, or what the host checks hold).
+    Nginx,
+    NginxRunning,
+    NginxDump,
+    NginxIncludes,
+    NginxUsesVar,
+    NginxUpstream,
+    NginxDefaultServer,
+    Include,
+    NginxServesLive,
+    NginxFrontPort,
+    NginxKeepalive,
+    Nftables,
+    /// The checks that need the target host, skipped elsewhere.
+    HostChecks,
+    Appspec,
+    Hooks,
+    /// The timeout of the hook that runs this binary (a file name, nonstop's or not).
+    Timeout(String),
+    WriteAccess,
+    Supervisor,
+    Java,
+    Jar,
+    HealthPath,
+}
+
+impl CheckId {
+    /// The name on the check's line.
+    pub fn name(&self) -> std::borrow::Cow<'static, str> {
+        use CheckId::*;
+        match self {
+            Config => "config",
+            Nginx => "nginx",
+            NginxRunning => "nginx running",
+            NginxDump => "nginx -T",
+            NginxIncludes => "nginx includes",
+            NginxUsesVar => "nginx uses var",
+            NginxUpstream => "nginx upstream",
+            NginxDefaultServer => "nginx default server",
+            Include => "include",
+            NginxServesLive => "nginx serves live",
+            NginxFrontPort => "nginx front port",
+            NginxKeepalive => "nginx keepalive",
+            Nftables => "nftables",
+            HostChecks => "host checks",
+            Appspec => "appspec",
+            Hooks => "hooks",
+            Timeout(binary) => return format!("timeout {binary}").into(),
+            WriteAccess => "write access",
+            Supervisor => "supervisor",
+            Java => "java",
+            Jar => "jar",
+            HealthPath => "health path",
+        }
+        .into()
+    }
+}
+
+impl std::fmt::Display for CheckId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(&self.name())
+    }
+}
+
 /// One check's line.
 #[derive(Debug, Clone)]
 pub struct Check {
     pub verdict: Verdict,
-    pub name: String,
+    pub id: CheckId,
     pub detail: String,
 }
 
@@ -30,14 +99,14 @@ impl std::fmt::Display for Check {
             Verdict::Fail => "FAIL",
             Verdict::Skip => "skip",
         };
-        write!(f, "{v:<5} {:<21} {}", self.name, self.detail)
+        write!(f, "{v:<5} {:<21} {}", self.id, self.detail)
     }
 }
 
-pub fn check(verdict: Verdict, name: &str, detail: impl Into<String>) -> Check {
+pub fn check(verdict: Verdict, id: CheckId, detail: impl Into<String>) -> Check {
     Check {
         verdict,
-        name: name.into(),
+        id,
         detail: detail.into(),
     }
 }
@@ -45,10 +114,10 @@ pub fn check(verdict: Verdict, name: &str, detail: impl Into<String>) -> Check {
 /// The run's last line: how many checks had each verdict; `Err` (exit 1) naming the failed
 /// ones when any failed.
 pub fn report(all: &[Check]) -> Result<()> {
-    let failed_names: Vec<&str> = all
+    let failed_names: Vec<String> = all
         .iter()
         .filter(|c| c.verdict == Verdict::Fail)
-        .map(|c| c.name.as_str())
+        .map(|c| c.id.to_string())
         .collect();
     let ok = all.iter().filter(|c| c.verdict == Verdict::Ok).count();
     crate::outln!(
@@ -67,5 +136,21 @@ pub fn report(all: &[Check]) -> Result<()> {
             all.len(),
             failed_names.join(", ")
         )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_line_shows_the_checks_name_padded() {
+        let c = check(Verdict::Fail, CheckId::Timeout("stop".into()), "why");
+        assert_eq!(c.to_string(), format!("FAIL  {:<21} why", "timeout stop"));
+        assert_eq!(
+            check(Verdict::Ok, CheckId::NginxDump, "x").to_string(),
+            "ok    nginx -T              x"
+        );
+        assert_eq!(CheckId::HostChecks.name(), "host checks");
     }
 }

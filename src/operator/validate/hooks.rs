@@ -2,7 +2,7 @@
 //! bundle, and each hook's timeout covers what its binary may wait plus a margin.
 
 use super::appspec::{Hook, EVENTS, MAX_TIMEOUT};
-use super::check::{check, Check, Verdict};
+use super::check::{check, Check, CheckId, Verdict};
 use crate::config::Config;
 use crate::nginx;
 use std::fmt::Write as _;
@@ -180,18 +180,18 @@ pub(super) fn hook_checks(
         .map(|h| format!("{} {}", h.event, h.location))
         .collect();
     out.push(if problems.is_empty() {
-        check(Verdict::Ok, "hooks", order.join(", "))
+        check(Verdict::Ok, CheckId::Hooks, order.join(", "))
     } else {
-        check(Verdict::Fail, "hooks", problems.join("; "))
+        check(Verdict::Fail, CheckId::Hooks, problems.join("; "))
     });
     // Timeouts.
     for h in hooks {
         let b = binary_of(h);
-        let name = format!("timeout {b}");
+        let name = CheckId::Timeout(b.clone());
         let Some((wait, why)) = max_wait(cfg, &b) else {
             out.push(check(
                 Verdict::Skip,
-                &name,
+                name.clone(),
                 format!(
                     "{} {}: not a nonstop binary; its wait is unknown",
                     h.event, h.location
@@ -211,7 +211,7 @@ pub(super) fn hook_checks(
         if Duration::from_secs(have) >= need {
             out.push(check(
                 Verdict::Ok,
-                &name,
+                name.clone(),
                 format!(
                     "{line} covers {why} = {} + margin {} = {}",
                     secs(wait),
@@ -222,7 +222,7 @@ pub(super) fn hook_checks(
         } else {
             out.push(check(
                 Verdict::Fail,
-                &name,
+                name.clone(),
                 format!(
                     "{line} is shorter than {why} = {} + margin {} = {}: the agent would SIGTERM it and fail the deployment first",
                     secs(wait),

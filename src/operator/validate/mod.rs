@@ -28,8 +28,8 @@ mod users;
 
 pub use app::is_readiness_path;
 pub use appspec::{appspec_format, Hook, EVENTS, MAX_TIMEOUT};
-pub use bundle::{bundle_checks, HOST_CHECKS};
-pub use check::{Check, Verdict};
+pub use bundle::{bundle_checks, host_checks, HOST_CHECKS};
+pub use check::{Check, CheckId, Verdict};
 pub use hooks::{margin, max_wait};
 pub use nginx::{dump_command, parse_dump};
 pub use serving::{get, Answer};
@@ -53,21 +53,21 @@ pub fn run(config_flag: Option<&Path>, appspec: Option<&Path>) -> Result<()> {
     };
     match config::locate_in_project(config_flag).and_then(|p| config::load(Some(&p))) {
         Err(e) => {
-            emit(check(Verdict::Fail, "config", e.to_string()));
+            emit(check(Verdict::Fail, CheckId::Config, e.to_string()));
             for name in [
-                "nginx",
-                "appspec",
-                "write access",
-                "supervisor",
-                "java",
-                "jar",
-                "health path",
+                CheckId::Nginx,
+                CheckId::Appspec,
+                CheckId::WriteAccess,
+                CheckId::Supervisor,
+                CheckId::Java,
+                CheckId::Jar,
+                CheckId::HealthPath,
             ] {
                 emit(check(Verdict::Skip, name, "needs a config that loads"));
             }
         }
         Ok(cfg) => {
-            emit(check(Verdict::Ok, "config", describe(&cfg)));
+            emit(check(Verdict::Ok, CheckId::Config, describe(&cfg)));
             let elsewhere = not_the_host(&cfg);
             match &elsewhere {
                 None => {
@@ -77,10 +77,10 @@ pub fn run(config_flag: Option<&Path>, appspec: Option<&Path>) -> Result<()> {
                 }
                 Some(why) => emit(check(
                     Verdict::Skip,
-                    "host checks",
+                    CheckId::HostChecks,
                     format!(
                         "{} need the target host, and this is not it: {why}; run nonstop validate there",
-                        HOST_CHECKS.join(", ")
+                        host_checks()
                     ),
                 )),
             }
@@ -97,13 +97,13 @@ pub fn run(config_flag: Option<&Path>, appspec: Option<&Path>) -> Result<()> {
                     vec![
                         check(
                             Verdict::Skip,
-                            "appspec",
+                            CheckId::Appspec,
                             format!(
                                 "no {} beside the config: not a CodeDeploy bundle (a deploy over ssh runs `nonstop deploy`); give --appspec PATH to check one",
                                 beside.display()
                             ),
                         ),
-                        check(Verdict::Skip, "hooks", "needs appspec.yml"),
+                        check(Verdict::Skip, CheckId::Hooks, "needs appspec.yml"),
                     ],
                     None,
                 ),
@@ -122,7 +122,7 @@ pub fn run(config_flag: Option<&Path>, appspec: Option<&Path>) -> Result<()> {
                 Err(e) if elsewhere.is_some() => (
                     check(
                         Verdict::Skip,
-                        "jar",
+                        CheckId::Jar,
                         format!("{e}: app.jar is looked up in the bundle on the host; `nonstop bundle --jar PATH` checks the jar it packs"),
                     ),
                     None,

@@ -1,7 +1,7 @@
 //! The nginx and kernel checks of nftables mode: nginx proxies to the front port with no
 //! upstream keepalive, and the kernel's table steers it to the live slot.
 
-use super::check::{check, Check, Verdict};
+use super::check::{check, Check, CheckId, Verdict};
 use crate::config::Config;
 use crate::nginx_tokens::words;
 
@@ -32,22 +32,22 @@ pub(super) fn nftables_checks(cfg: &Config, files: &[(String, String)]) -> Vec<C
     let mut out = vec![if users.is_empty() {
         check(
             Verdict::Fail,
-            "nginx front port",
+            CheckId::NginxFrontPort,
             format!("no `proxy_pass http://{target};` in any file nginx loads: nftables steers connections to that port only"),
         )
     } else {
         check(
             Verdict::Ok,
-            "nginx front port",
+            CheckId::NginxFrontPort,
             format!("proxy_pass http://{target} in {}", users.join(", ")),
         )
     }];
     out.push(if keepalive.is_empty() {
-        check(Verdict::Ok, "nginx keepalive", "no upstream keepalive: every new upstream connection is steered")
+        check(Verdict::Ok, CheckId::NginxKeepalive, "no upstream keepalive: every new upstream connection is steered")
     } else {
         check(
             Verdict::Fail,
-            "nginx keepalive",
+            CheckId::NginxKeepalive,
             format!("`keepalive` in {}: a kept upstream connection stays on the slot it was opened to, whatever the table says", keepalive.join(", ")),
         )
     });
@@ -57,7 +57,7 @@ pub(super) fn nftables_checks(cfg: &Config, files: &[(String, String)]) -> Vec<C
         Ok(r) => match &r.doubt {
             None => check(
                 Verdict::Ok,
-                "nftables",
+                CheckId::Nftables,
                 format!(
                     "table ip {} steers 127.0.0.1:{front} to {}",
                     nft::table_name(cfg),
@@ -67,9 +67,9 @@ pub(super) fn nftables_checks(cfg: &Config, files: &[(String, String)]) -> Vec<C
                     ))
                 ),
             ),
-            Some(d) => check(Verdict::Fail, "nftables", d.describe(cfg)),
+            Some(d) => check(Verdict::Fail, CheckId::Nftables, d.describe(cfg)),
         },
-        Err(e) => check(Verdict::Fail, "nftables", e.to_string()),
+        Err(e) => check(Verdict::Fail, CheckId::Nftables, e.to_string()),
     });
     out
 }

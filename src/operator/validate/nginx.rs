@@ -3,7 +3,7 @@
 //! include names a slot. nftables mode goes on in [`super::nftables`]; which server answers,
 //! and what, in [`super::serving`].
 
-use super::check::{check, Check, Verdict};
+use super::check::{check, Check, CheckId, Verdict};
 use super::nftables::nftables_checks;
 use super::serving::{default_server_check, serves_live_check};
 use crate::config::Config;
@@ -51,21 +51,21 @@ pub(super) fn nginx_checks(cfg: &Config) -> Vec<Check> {
     out.push(match nginx::master_pid(cfg) {
         Ok(pid) => check(
             Verdict::Ok,
-            "nginx running",
+            CheckId::NginxRunning,
             format!("master pid {pid} ({})", cfg.nginx.pid_file.display()),
         ),
-        Err(e) => check(Verdict::Fail, "nginx running", e.to_string()),
+        Err(e) => check(Verdict::Fail, CheckId::NginxRunning, e.to_string()),
     });
     let names = [
-        "nginx includes",
-        "nginx uses var",
-        "nginx default server",
-        "nginx serves live",
+        CheckId::NginxIncludes,
+        CheckId::NginxUsesVar,
+        CheckId::NginxDefaultServer,
+        CheckId::NginxServesLive,
     ];
     let Some(argv) = dump_command(cfg) else {
         out.push(check(
             Verdict::Fail,
-            "nginx -T",
+            CheckId::NginxDump,
             format!(
                 "cannot derive a dump command from nginx.test {:?}: it has no -t to turn into -T",
                 cfg.nginx.test
@@ -86,14 +86,14 @@ pub(super) fn nginx_checks(cfg: &Config) -> Vec<Check> {
                 .to_string();
             out.push(check(
                 Verdict::Fail,
-                "nginx -T",
+                CheckId::NginxDump,
                 format!("`{shown}` failed: {why}"),
             ));
             out.extend(names.map(|n| check(Verdict::Skip, n, "needs `nginx -T`")));
             return out;
         }
         Err(e) => {
-            out.push(check(Verdict::Fail, "nginx -T", e.to_string()));
+            out.push(check(Verdict::Fail, CheckId::NginxDump, e.to_string()));
             out.extend(names.map(|n| check(Verdict::Skip, n, "needs `nginx -T`")));
             return out;
         }
@@ -101,7 +101,7 @@ pub(super) fn nginx_checks(cfg: &Config) -> Vec<Check> {
     let files = parse_dump(&dump);
     out.push(check(
         Verdict::Ok,
-        "nginx -T",
+        CheckId::NginxDump,
         format!(
             "`{shown}` passed: {} file{} loaded",
             files.len(),
@@ -116,13 +116,13 @@ pub(super) fn nginx_checks(cfg: &Config) -> Vec<Check> {
     out.push(if files.iter().any(|(p, _)| same_file(p, include)) {
         check(
             Verdict::Ok,
-            "nginx includes",
+            CheckId::NginxIncludes,
             format!("{} is loaded by nginx", include.display()),
         )
     } else {
         check(
             Verdict::Fail,
-            "nginx includes",
+            CheckId::NginxIncludes,
             format!(
                 "no file nginx loads includes {}: add `include {};` inside the location that proxies (nginx -T lists {} files, not that one)",
                 include.display(),
@@ -145,13 +145,13 @@ pub(super) fn nginx_checks(cfg: &Config) -> Vec<Check> {
     out.push(if users.is_empty() {
         check(
             Verdict::Fail,
-            "nginx uses var",
+            CheckId::NginxUsesVar,
             format!("no `proxy_pass ${var};` in any file nginx loads: the include would set ${var} and nothing would use it"),
         )
     } else {
         check(
             Verdict::Ok,
-            "nginx uses var",
+            CheckId::NginxUsesVar,
             format!("proxy_pass ${var} in {}", users.join(", ")),
         )
     });
@@ -170,17 +170,17 @@ pub(super) fn nginx_checks(cfg: &Config) -> Vec<Check> {
         out.push(match (loaded, used) {
             (true, true) => check(
                 Verdict::Ok,
-                "nginx upstream",
+                CheckId::NginxUpstream,
                 format!("{} is loaded and `proxy_pass http://{name}` uses it", up.display()),
             ),
             (false, _) => check(
                 Verdict::Fail,
-                "nginx upstream",
+                CheckId::NginxUpstream,
                 format!("no file nginx loads includes {} (include it at the http level)", up.display()),
             ),
             (true, false) => check(
                 Verdict::Fail,
-                "nginx upstream",
+                CheckId::NginxUpstream,
                 format!("no `proxy_pass http://{name}` in any file nginx loads: balanced mode would balance nothing"),
             ),
         });
@@ -194,7 +194,7 @@ pub(super) fn nginx_checks(cfg: &Config) -> Vec<Check> {
     out.push(match nginx::read_include_port(cfg) {
         Ok(None) => check(
             Verdict::Ok,
-            "include",
+            CheckId::Include,
             format!(
                 "{} is not written yet: the first deploy goes to slot {}",
                 include.display(),
@@ -204,19 +204,19 @@ pub(super) fn nginx_checks(cfg: &Config) -> Vec<Check> {
         Ok(Some(p)) => match cfg.slots.iter().find(|s| s.port == p) {
             Some(s) => check(
                 Verdict::Ok,
-                "include",
+                CheckId::Include,
                 format!("{} points at port {p} (slot {})", include.display(), s.name),
             ),
             None => check(
                 Verdict::Warn,
-                "include",
+                CheckId::Include,
                 format!(
                     "{} points at port {p}, which is no slot: the first deploy takes over from it",
                     include.display()
                 ),
             ),
         },
-        Err(e) => check(Verdict::Fail, "include", e.to_string()),
+        Err(e) => check(Verdict::Fail, CheckId::Include, e.to_string()),
     });
     out.push(serves_live_check(cfg, &servers, live));
     out

@@ -2,7 +2,7 @@
 //! earlier server there), and whether a request through nginx gets what the live slot answers
 //! (one small HTTP/1.0 client, loopback only).
 
-use super::check::{check, Check, Verdict};
+use super::check::{check, Check, CheckId, Verdict};
 use crate::config::{Config, Slot};
 use crate::operator::nginx_conf::{self, Listen, Server};
 use std::time::Duration;
@@ -20,7 +20,7 @@ fn names_of(s: &Server) -> String {
 /// `sites-enabled/default`: the deploy "works" and users see "Welcome to nginx!"). A server
 /// listening on a specific address takes the requests to that address from a wildcard listen.
 pub(super) fn default_server_check(servers: &[Server]) -> Check {
-    const NAME: &str = "nginx default server";
+    const NAME: CheckId = CheckId::NginxDefaultServer;
     let apps: Vec<&Server> = servers.iter().filter(|s| s.includes.is_some()).collect();
     if apps.is_empty() {
         return check(
@@ -215,7 +215,7 @@ fn loopback(l: &Listen) -> Option<std::net::SocketAddr> {
 /// the live slot; they must agree. Nothing live: skip. The slot not answering: nginx must
 /// answer as a proxy with nothing behind it (502/504), not with a page of its own.
 pub(super) fn serves_live_check(cfg: &Config, servers: &[Server], live: Option<&Slot>) -> Check {
-    const NAME: &str = "nginx serves live";
+    const NAME: CheckId = CheckId::NginxServesLive;
     let Some(slot) = live else {
         return check(
             Verdict::Skip,

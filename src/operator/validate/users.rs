@@ -3,7 +3,7 @@
 //! [`crate::userdb`]).
 
 use super::appspec::Hook;
-use super::check::{check, Check, Verdict};
+use super::check::{check, Check, CheckId, Verdict};
 use super::hooks::{binary_of, ORDER};
 use crate::config::Config;
 use std::path::Path;
@@ -181,7 +181,7 @@ pub fn write_problems(cfg: &Config, who: &Who) -> (Vec<String>, Vec<String>) {
 
 /// The hooks' `runas` users (else this process's user) can do nonstop's writes.
 pub(super) fn write_check(cfg: &Config, hooks: Option<&[Hook]>) -> Check {
-    const NAME: &str = "write access";
+    const NAME: CheckId = CheckId::WriteAccess;
     let runas: std::collections::BTreeSet<&str> = hooks
         .unwrap_or_default()
         .iter()
