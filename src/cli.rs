@@ -4,7 +4,8 @@
 
 use crate::config::{self, Config};
 use crate::error::Result;
-use crate::{interrupt, process};
+use crate::interrupt;
+use crate::supervisor::builtin;
 use clap::Parser;
 use std::io::Write;
 use std::path::PathBuf;
@@ -142,8 +143,8 @@ pub fn main<F: Flags>(
 /// [`main`] without loading the config, for commands that work without one or report a bad
 /// one themselves (`nonstop init`, `nonstop validate`).
 pub fn run<F: Flags>(binary: &'static str, body: impl FnOnce(&F) -> Result<()>) -> ExitCode {
-    if let Some(spec) = std::env::var_os(process::SUPERVISE_ENV) {
-        return process::supervise(spec);
+    if let Some(spec) = std::env::var_os(builtin::SUPERVISE_ENV) {
+        return builtin::supervise(spec);
     }
     let flags = match F::try_parse() {
         Ok(f) => f,
