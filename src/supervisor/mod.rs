@@ -16,22 +16,13 @@
 pub mod builtin;
 pub mod systemd;
 
+pub use crate::config::Choice;
 use crate::config::{Config, Slot};
 use crate::error::Result;
 use crate::process::{self, Answerer, ExitRecord, Owner, PidFile, SlotProcess};
 use serde::Serialize;
 use std::sync::OnceLock;
 use std::time::Duration;
-
-/// `app.supervisor` as configured.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Choice {
-    #[default]
-    Auto,
-    Systemd,
-    Builtin,
-}
 
 /// The supervisor a run uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

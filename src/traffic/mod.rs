@@ -16,31 +16,11 @@ pub mod nft;
 pub mod reload;
 
 use crate::config::Config;
+pub use crate::config::Via;
 use crate::error::Result;
 use crate::nginx::Rotation;
 use crate::slots::Doubt;
-use serde::{Deserialize, Serialize};
 use std::time::Duration;
-
-/// `traffic.via`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Via {
-    /// Rewrite nginx files and reload nginx.
-    #[default]
-    NginxReload,
-    /// Steer new connections with an nftables DNAT rule; nginx is never reloaded.
-    Nftables,
-}
-
-impl std::fmt::Display for Via {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Via::NginxReload => "nginx-reload",
-            Via::Nftables => "nftables",
-        })
-    }
-}
 
 /// One way of steering traffic.
 pub trait Traffic: Sync {
