@@ -15,6 +15,7 @@ pub mod lock;
 pub mod log;
 pub mod nginx;
 pub mod operator;
+pub mod out;
 pub mod process;
 pub mod progress;
 pub mod registry;

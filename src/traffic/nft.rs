@@ -498,7 +498,7 @@ pub fn steer(app: &str, show: bool) -> Result<()> {
     };
     if show {
         if let Some(t) = list_table(&e.table).map_err(unlisted)? {
-            crate::cli::out_raw(t.as_bytes());
+            crate::out::out_raw(t.as_bytes());
         }
         return Ok(());
     }

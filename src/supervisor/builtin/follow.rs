@@ -28,7 +28,7 @@ pub(super) fn follow_file(path: &std::path::Path) -> Result<()> {
     let mut partial = Vec::new();
     loop {
         if interrupt::sleep(Duration::from_millis(200), "logs").is_err()
-            || crate::cli::stdout_closed()
+            || crate::out::stdout_closed()
         {
             return Ok(());
         }
@@ -65,7 +65,7 @@ pub(super) fn follow_file(path: &std::path::Path) -> Result<()> {
             };
             partial.extend_from_slice(&buf);
             if let Some(end) = partial.iter().rposition(|&b| b == b'\n') {
-                crate::cli::out_raw(&partial[..=end]);
+                crate::out::out_raw(&partial[..=end]);
                 partial.drain(..=end);
             }
             let _ = std::io::stdout().flush();

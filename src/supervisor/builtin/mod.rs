@@ -74,7 +74,7 @@ impl Supervisor for Builtin {
     fn logs(&self, cfg: &Config, slot: &Slot, n: usize, follow: bool) -> Result<()> {
         let path = cfg.log_file(slot);
         for l in fsx::tail(&path, n) {
-            crate::cli::out(l);
+            crate::out::out(l);
         }
         if !follow {
             return Ok(());
