@@ -1,93 +1,16 @@
 //! What every binary shares: the common flags, config loading, logging and signal set-up, the
 //! supervisor re-entry, turning a [`crate::Error`] (or a usage error) into a last log line and
-//! an exit code, and [`out`], the one way a report reaches stdout.
+//! an exit code; it re-exports [`out`], the one way a report reaches stdout (`crate::out`).
 
 use crate::config::{self, Config};
 use crate::error::Result;
-use crate::{interrupt, process};
+use crate::interrupt;
+pub use crate::out::{out, out_raw, stdout_closed, stdout_gone};
+use crate::supervisor::builtin;
 use clap::Parser;
-use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
-
-/// Set once stdout cannot take more output (its reader went away): every later [`out`] is
-/// dropped.
-static STDOUT_GONE: AtomicBool = AtomicBool::new(false);
-
-/// Print `line` and a newline on stdout (flushed at once, so a report shows as it is made).
-///
-/// A closed stdout (`nonstop status | head -1`, a pager quit early: `BrokenPipe`) is a normal
-/// end of the reader's interest, not a failure of the command: this and every later line are
-/// dropped silently and the command goes on (a deploy is never aborted halfway because its
-/// reader left) and exits with its real code. Any other write error is logged once as a
-/// warning and later output is dropped the same way.
-pub fn out(line: impl std::fmt::Display) {
-    write_out(format_args!("{line}\n"));
-}
-
-/// Like [`out`] for text that carries its own line ends (a rendered table, a man page).
-pub fn out_raw(bytes: &[u8]) {
-    if STDOUT_GONE.load(Ordering::Relaxed) {
-        return;
-    }
-    let mut o = std::io::stdout().lock();
-    settle(o.write_all(bytes).and_then(|()| o.flush()));
-}
-
-/// `println!` through [`out`]: `nonstop::outln!("wrote {}", p.display())`.
-#[macro_export]
-macro_rules! outln {
-    ($($arg:tt)*) => {
-        $crate::cli::out(format_args!($($arg)*))
-    };
-}
-
-/// True once stdout was found closed (or failing) and output is being dropped.
-pub fn stdout_gone() -> bool {
-    STDOUT_GONE.load(Ordering::Relaxed)
-}
-
-/// [`stdout_gone`], also asking the kernel: true when stdout is a pipe whose reader has
-/// closed it (`nonstop logs -f | head -1` after head's line), even before a write fails.
-pub fn stdout_closed() -> bool {
-    if stdout_gone() {
-        return true;
-    }
-    let out = std::io::stdout();
-    let mut fds = [rustix::event::PollFd::new(
-        &out,
-        rustix::event::PollFlags::empty(),
-    )];
-    let zero = rustix::event::Timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    let closed = rustix::event::poll(&mut fds, Some(&zero)).is_ok_and(|n| n > 0)
-        && fds[0]
-            .revents()
-            .intersects(rustix::event::PollFlags::ERR | rustix::event::PollFlags::HUP);
-    if closed {
-        STDOUT_GONE.store(true, Ordering::Relaxed);
-    }
-    closed
-}
-
-fn write_out(args: std::fmt::Arguments<'_>) {
-    if STDOUT_GONE.load(Ordering::Relaxed) {
-        return;
-    }
-    let mut o = std::io::stdout().lock();
-    settle(o.write_fmt(args).and_then(|()| o.flush()));
-}
-
-fn settle(r: std::io::Result<()>) {
-    let Err(e) = r else { return };
-    if !STDOUT_GONE.swap(true, Ordering::Relaxed) && e.kind() != std::io::ErrorKind::BrokenPipe {
-        log::warn!("cannot write to stdout ({e}); the rest of the report is dropped");
-    }
-}
 
 /// Flags every binary takes.
 #[derive(clap::Args, Debug, Clone)]
@@ -142,8 +65,8 @@ pub fn main<F: Flags>(
 /// [`main`] without loading the config, for commands that work without one or report a bad
 /// one themselves (`nonstop init`, `nonstop validate`).
 pub fn run<F: Flags>(binary: &'static str, body: impl FnOnce(&F) -> Result<()>) -> ExitCode {
-    if let Some(spec) = std::env::var_os(process::SUPERVISE_ENV) {
-        return process::supervise(spec);
+    if let Some(spec) = std::env::var_os(builtin::SUPERVISE_ENV) {
+        return builtin::supervise(spec);
     }
     let flags = match F::try_parse() {
         Ok(f) => f,

@@ -16,6 +16,7 @@ pub mod log;
 pub mod nginx;
 pub mod nginx_tokens;
 pub mod operator;
+pub mod out;
 pub mod process;
 pub mod progress;
 pub mod registry;

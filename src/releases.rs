@@ -8,8 +8,8 @@
 
 use crate::config::Config;
 use crate::error::{failed, Context, Result};
+use crate::process;
 use crate::state::{self, State};
-use crate::{process, stages};
 use sha2::{Digest, Sha256};
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -225,7 +225,7 @@ pub fn named_releases(cfg: &Config, st: &State) -> Vec<(String, String)> {
     }
     for s in &cfg.slots {
         add(
-            process::read_pid_file(&stages::pid_path(cfg, s)).map(|p| p.release),
+            process::read_pid_file(&cfg.pid_file(s)).map(|p| p.release),
             format!("named by slot {}'s pid file", s.name),
         );
     }

@@ -15,73 +15,8 @@
 use crate::config::{Config, Slot};
 use crate::error::{failed, Result};
 use crate::state::State;
-use std::path::PathBuf;
 
-/// Why nonstop cannot be sure which slot nginx serves.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Doubt {
-    /// The include does not exist: nginx serves whatever it loaded before it was deleted.
-    IncludeMissing,
-    /// The include cannot be read as nginx reads it (or at all).
-    IncludeUnreadable(String),
-    /// The include has no `set $VARIABLE …;`.
-    NoSet,
-    /// A file nonstop owns changed after nginx last loaded its configuration.
-    NotLoaded(PathBuf),
-    /// nftables mode: no `nft` program on this host, so the table can be neither read nor
-    /// changed.
-    NftMissing,
-    /// nftables mode: nonstop's table is not loaded (after a reboot, before its boot unit).
-    TableMissing,
-    /// nftables mode: the table cannot be listed or carries no state of nonstop's.
-    TableUnreadable(String),
-    /// nftables mode: the table's rule is not the one its recorded state means.
-    TableDiffers(String),
-    /// The state file records another live slot than the include names.
-    StateDisagrees {
-        recorded: String,
-        include: Option<String>,
-    },
-}
-
-impl Doubt {
-    /// The doubt as words, for "cannot tell which slot nginx serves: …".
-    pub fn describe(&self, cfg: &Config) -> String {
-        let inc = cfg.nginx.include.display();
-        match self {
-            Doubt::IncludeMissing => format!(
-                "{inc} is missing (nginx keeps serving what it loaded before)"
-            ),
-            Doubt::IncludeUnreadable(why) => format!("{inc} cannot be read: {why}"),
-            Doubt::NoSet => format!(
-                "{inc} has no `set ${} …;` statement",
-                cfg.nginx.variable
-            ),
-            Doubt::NotLoaded(p) => format!(
-                "{} changed after nginx last loaded its configuration (a switch interrupted before its reload, or an edit without one), so nginx may still serve the slot before it",
-                p.display()
-            ),
-            Doubt::NftMissing => crate::traffic::nft::NFT_MISSING.to_string(),
-            Doubt::TableMissing => format!(
-                "nftables table ip {} is not loaded (a reboot before its boot unit ran, or someone deleted it): new connections reach no slot",
-                crate::traffic::nft::table_name(cfg)
-            ),
-            Doubt::TableUnreadable(why) => format!(
-                "nftables table ip {} cannot be read: {why}",
-                crate::traffic::nft::table_name(cfg)
-            ),
-            Doubt::TableDiffers(why) => format!(
-                "nftables table ip {} was changed by someone else: {why}",
-                crate::traffic::nft::table_name(cfg)
-            ),
-            Doubt::StateDisagrees { recorded, include } => format!(
-                "the state file records slot {recorded} as live but {} names {} (a switch interrupted before it was recorded, or a change by hand)",
-                crate::traffic::of(cfg).truth(cfg),
-                include.as_deref().map_or("no slot".to_string(), |s| format!("slot {s}"))
-            ),
-        }
-    }
-}
+pub use crate::traffic::Doubt;
 
 /// The repair command as hints print it: the operator's command, which works as printed on
 /// the host (the `switch` hook binary takes the same flags).

@@ -27,6 +27,7 @@
 //! Same inputs, same bytes. It is written atomically (temp file beside it, fsync, rename).
 
 use super::validate::{self, Check, CheckId, Verdict};
+pub use super::BINARIES;
 use crate::config;
 use crate::error::{failed, Context, Result};
 use sha2::{Digest, Sha256};
@@ -34,15 +35,6 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-/// The binaries every bundle carries, in `bin/`.
-pub const BINARIES: [&str; 6] = [
-    "stop",
-    "start",
-    "health",
-    "switch",
-    "deploy-second",
-    "nonstop",
-];
 /// `-o` when not given.
 pub const DEFAULT_OUTPUT: &str = "nonstop-bundle.zip";
 

@@ -22,12 +22,11 @@
 //! **This is the only module that runs `nft`** (argv lists; every value in a rule is a port or
 //! 127.0.0.1, and the table name is checked).
 
-use super::{Traffic, Via};
+use super::{Doubt, Traffic, Via};
 use crate::config::Config;
 use crate::error::{failed, Context, Result};
 use crate::fsx;
 use crate::nginx::{Member, Rotation};
-use crate::slots::Doubt;
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -498,7 +497,7 @@ pub fn steer(app: &str, show: bool) -> Result<()> {
     };
     if show {
         if let Some(t) = list_table(&e.table).map_err(unlisted)? {
-            crate::cli::out_raw(t.as_bytes());
+            crate::out::out_raw(t.as_bytes());
         }
         return Ok(());
     }

@@ -3,11 +3,10 @@
 //! restore on failure). nginx must have loaded them: a file newer than nginx's newest worker is
 //! a [`Doubt::NotLoaded`].
 
-use super::{Traffic, Via};
+use super::{Doubt, Traffic, Via};
 use crate::config::Config;
 use crate::error::{failed, Result};
 use crate::nginx::{self, Change, Rotation};
-use crate::slots::Doubt;
 use std::path::Path;
 use std::time::Duration;
 

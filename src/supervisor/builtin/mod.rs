@@ -1,18 +1,20 @@
-//! The builtin supervisor: the app runs under a re-executed nonstop ([`process::launch`]) in
+//! The builtin supervisor: the app runs under a re-executed nonstop ([`launch()`]) in
 //! its own session, its pid file `workdir/run/<slot>.pid` and /proc prove it, its exit is
 //! recorded in `workdir/run/<slot>.exit`, and its output is appended to
 //! `workdir/logs/<slot>.log`. Nothing restarts it and nothing starts it at boot: that is what
-//! the systemd supervisor is for.
+//! the systemd supervisor is for. `logs -f` follows the log file ([`follow`]).
+
+mod follow;
+pub mod launch;
+
+pub use launch::{launch, supervise, Launch, SUPERVISE_ENV};
 
 use super::{Kind, Start, Stopped, Supervision, Supervisor};
 use crate::config::{Config, Slot};
 use crate::error::Result;
+use crate::fsx;
 use crate::process::{self, Answerer, ExitRecord, PidFile, SlotProcess};
-use crate::{fsx, interrupt};
 use std::collections::HashSet;
-use std::io::{Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::MetadataExt;
-use std::time::Duration;
 
 /// See the module doc.
 pub struct Builtin;
@@ -25,7 +27,7 @@ impl Supervisor for Builtin {
     fn launch(&self, cfg: &Config, start: &Start) -> Result<PidFile> {
         let log = cfg.log_file(start.slot);
         rotate_log(cfg, &log);
-        let spec = process::Launch {
+        let spec = Launch {
             argv: start.argv.clone(),
             env: start.env.clone(),
             cwd: start.cwd.clone(),
@@ -38,7 +40,7 @@ impl Supervisor for Builtin {
             release: start.release.clone(),
             run_as: super::resolve_user(cfg)?,
         };
-        process::launch(&spec)
+        launch(&spec)
     }
 
     fn app(&self, cfg: &Config, slot: &Slot) -> SlotProcess {
@@ -72,12 +74,12 @@ impl Supervisor for Builtin {
     fn logs(&self, cfg: &Config, slot: &Slot, n: usize, follow: bool) -> Result<()> {
         let path = cfg.log_file(slot);
         for l in fsx::tail(&path, n) {
-            crate::cli::out(l);
+            crate::out::out(l);
         }
         if !follow {
             return Ok(());
         }
-        follow_file(&path)
+        follow::follow_file(&path)
     }
 
     fn at_boot(&self, _cfg: &Config, _live: &Slot) -> Result<()> {
@@ -91,81 +93,6 @@ impl Supervisor for Builtin {
     fn supervision(&self, _cfg: &Config, _slot: &Slot) -> Supervision {
         Supervision::default()
     }
-}
-
-/// How many bytes before the read position are remembered to notice a copytruncate.
-const FINGERPRINT: u64 = 256;
-
-/// `logs -f`: print what is appended to `path` until interrupted or until stdout's reader is
-/// gone (`nonstop logs -f | head -1` ends once head has its line, even when the app writes
-/// nothing more). Starts over at byte 0 when the file was replaced (another inode: rotated),
-/// shrank, or no longer holds the bytes last read just before the position (logrotate's
-/// copytruncate, after which the app may already have written past the old size).
-fn follow_file(path: &std::path::Path) -> Result<()> {
-    let mut pos = 0;
-    let mut ino = None;
-    let mut seen: Vec<u8> = Vec::new();
-    if let Ok(mut f) = std::fs::File::open(path) {
-        let m = f.metadata().ok();
-        pos = m.as_ref().map_or(0, |m| m.len());
-        ino = m.map(|m| m.ino());
-        seen = read_range(&mut f, pos.saturating_sub(FINGERPRINT), pos);
-    }
-    let mut partial = Vec::new();
-    loop {
-        if interrupt::sleep(Duration::from_millis(200), "logs").is_err()
-            || crate::cli::stdout_closed()
-        {
-            return Ok(());
-        }
-        let Ok(mut f) = std::fs::File::open(path) else {
-            continue;
-        };
-        let Ok(meta) = f.metadata() else { continue };
-        let len = meta.len();
-        let from = pos.saturating_sub(seen.len() as u64);
-        let restart = ino != Some(meta.ino()) || len < pos || read_range(&mut f, from, pos) != seen;
-        if restart && pos > 0 {
-            log::debug!(
-                "{} was rotated or truncated: reading it from the start",
-                path.display()
-            );
-        }
-        if restart {
-            pos = 0;
-            ino = Some(meta.ino());
-            partial.clear();
-        }
-        if len == pos || f.seek(SeekFrom::Start(pos)).is_err() {
-            seen = read_range(&mut f, pos.saturating_sub(FINGERPRINT), pos);
-            continue;
-        }
-        let mut buf = Vec::new();
-        if f.read_to_end(&mut buf).is_ok() {
-            pos += buf.len() as u64;
-            let keep = buf.len().saturating_sub(FINGERPRINT as usize);
-            seen = if buf.len() as u64 >= FINGERPRINT {
-                buf[keep..].to_vec()
-            } else {
-                read_range(&mut f, pos.saturating_sub(FINGERPRINT), pos)
-            };
-            partial.extend_from_slice(&buf);
-            if let Some(end) = partial.iter().rposition(|&b| b == b'\n') {
-                crate::cli::out_raw(&partial[..=end]);
-                partial.drain(..=end);
-            }
-            let _ = std::io::stdout().flush();
-        }
-    }
-}
-
-/// The bytes of `f` from `from` to `to` (fewer if the file is shorter).
-fn read_range(f: &mut std::fs::File, from: u64, to: u64) -> Vec<u8> {
-    let mut buf = Vec::new();
-    if to > from && f.seek(SeekFrom::Start(from)).is_ok() {
-        let _ = f.take(to - from).read_to_end(&mut buf);
-    }
-    buf
 }
 
 /// SIGTERM the app `pf` and wait (see [`process::terminate`]). A java wrapper that does not

@@ -1,0 +1,222 @@
+//! The units nonstop writes (`# Managed by nonstop` on their first line): the app's template
+//! unit `nonstop-<app>@.service` and the steering unit, rendered and installed by setup (as
+//! root); the names of a slot's unit, an older nonstop's per-slot unit included.
+
+use super::ctl::{root, show, systemctl};
+use super::env::{env_file, MARKER};
+use crate::config::{Config, Slot};
+use crate::error::{failed, Context, Result};
+use crate::fsx;
+use std::path::{Path, PathBuf};
+
+/// Where generated units go.
+pub const UNIT_DIR: &str = "/etc/systemd/system";
+
+/// `nonstop-<app>@<slot>.service`: `@` cannot occur in an app name, so two apps never share
+/// a unit (see [`crate::registry`]).
+pub fn unit_name(cfg: &Config, slot: &Slot) -> String {
+    crate::registry::unit(&cfg.app.name, &slot.name)
+}
+
+/// The unit an older nonstop wrote for the slot, `nonstop-<app>-<slot>.service`, when it is
+/// there and its marker line names this app and slot (another app's unit may have that name:
+/// app `shop` slot `api-blue` and app `shop-api` slot `blue`).
+pub fn legacy_unit(cfg: &Config, slot: &Slot) -> Option<String> {
+    let name = format!("nonstop-{}-{}.service", cfg.app.name, slot.name);
+    let text = std::fs::read_to_string(PathBuf::from(UNIT_DIR).join(&name)).ok()?;
+    let first = text.lines().next()?;
+    let ours = first.starts_with(&format!("{MARKER}: slot {} (port ", slot.name))
+        && first.contains(&format!(") of {}, release ", cfg.app.name));
+    ours.then_some(name)
+}
+
+/// The unit that runs the slot now: an older nonstop's unit while it is still active (it is
+/// stopped by its own name, and the slot's next start uses the new one), else
+/// [`unit_name`].
+pub(super) fn unit_of(cfg: &Config, slot: &Slot) -> String {
+    if let Some(old) = legacy_unit(cfg, slot) {
+        let state = show(&old).get("ActiveState").cloned().unwrap_or_default();
+        if matches!(
+            state.as_str(),
+            "active" | "activating" | "reloading" | "deactivating"
+        ) {
+            return old;
+        }
+    }
+    unit_name(cfg, slot)
+}
+
+/// True if unit `name` (or, for an instance `a@b.service`, its template `a@.service`) exists
+/// and carries nonstop's marker.
+pub(super) fn ours(name: &str) -> bool {
+    let file = match name.split_once('@') {
+        Some((head, _)) if !Path::new(UNIT_DIR).join(name).exists() => format!("{head}@.service"),
+        _ => name.to_string(),
+    };
+    std::fs::read(PathBuf::from(UNIT_DIR).join(file))
+        .is_ok_and(|b| b.starts_with(MARKER.as_bytes()))
+}
+
+/// One argument of `ExecStart=` (or value of `Environment=`), quoted for systemd: `"…"` with
+/// `\` and `"` escaped, `%` doubled (specifiers) and `$` doubled (variable expansion).
+pub(super) fn quote(arg: &str) -> Result<String> {
+    if arg.chars().any(|c| c.is_control()) {
+        return Err(failed(format!(
+            "{arg:?} holds a control character: it cannot go into a systemd unit"
+        )));
+    }
+    let mut q = String::from("\"");
+    for c in arg.chars() {
+        match c {
+            '\\' => q.push_str("\\\\"),
+            '"' => q.push_str("\\\""),
+            '%' => q.push_str("%%"),
+            '$' => q.push_str("$$"),
+            c => q.push(c),
+        }
+    }
+    q.push('"');
+    Ok(q)
+}
+
+/// The template unit of `e`'s slots, `nonstop-<app>@.service`, written by setup: the JVM runs
+/// as the user setup fixed, started by the root-owned nonstop in its `run-slot` mode (which
+/// checks the slot's launch file against the registry and execs java, so the unit's main
+/// process is the JVM). A deploy never writes a unit: it writes the launch file, then starts
+/// `nonstop-<app>@<slot>.service`.
+pub fn render_template(cfg: &Config, e: &crate::registry::Entry) -> Result<String> {
+    let mut user = format!("User={}\n", e.app_user);
+    if let Some(g) = &e.app_group {
+        user += &format!("Group={g}\n");
+    }
+    // app.env (secrets, often) is never in the unit, which every user may read, nor in the
+    // launch file the deploy user writes: setup keeps it root-only and systemd reads it.
+    if e.env_sha256.is_some() {
+        user += &format!(
+            "EnvironmentFile={}\n",
+            env_file(Path::new(crate::registry::DIR), &e.app).display()
+        );
+    }
+    Ok(format!(
+        "{MARKER}: the slots of app {app} (instance = slot), written by `sudo nonstop setup`.\n\
+         # A slot runs the release its last `start` chose (checked by `nonstop run-slot`).\n\
+         [Unit]\n\
+         Description=nonstop {app} slot %i\n\
+         After=network.target\n\
+         StartLimitIntervalSec=60\n\
+         StartLimitBurst=3\n\n\
+         [Service]\n\
+         Type=exec\n\
+         {user}ExecStart={bin} run-slot --app {app} --slot %i\n\
+         KillSignal=SIGTERM\n\
+         TimeoutStopSec={grace}\n\
+         SuccessExitStatus=143\n\
+         Restart=on-failure\n\
+         RestartSec=500ms\n\
+         SyslogIdentifier=nonstop-{app}@%i\n\n\
+         [Install]\n\
+         WantedBy=multi-user.target\n",
+        app = e.app,
+        bin = quote(&e.nonstop.to_string_lossy())?,
+        grace = cfg.stop.grace.as_millis().div_ceil(1000).max(1),
+    ))
+}
+
+/// Write `text` as unit `name` (as root), unless it already holds it; refuses a unit nonstop
+/// did not write. Returns whether the file changed.
+pub(super) fn write_unit(name: &str, text: &str) -> Result<bool> {
+    let path = PathBuf::from(UNIT_DIR).join(name);
+    match fsx::read_original(&path)? {
+        Some(o) if o.bytes == text.as_bytes() => return Ok(false),
+        Some(o) if !o.bytes.starts_with(MARKER.as_bytes()) => {
+            return Err(failed(format!(
+            "{} exists and was not written by nonstop (no `{MARKER}` line): refusing to replace it",
+            path.display()
+        )))
+        }
+        _ => {}
+    }
+    if !root() {
+        return Err(failed(format!(
+            "{} needs root: run `sudo nonstop setup --user USER` once",
+            path.display()
+        )));
+    }
+    fsx::write_atomic(&path, text.as_bytes(), 0o644)?;
+    Ok(true)
+}
+
+/// What makes a steering unit follow the firewall's own unit: Debian's `nftables.service` runs
+/// `nft -f /etc/nftables.conf`, which begins with `flush ruleset`, on start, restart and reload,
+/// removing nonstop's table with every other. `PartOf=` restarts this unit with it (after it:
+/// `After=`), `ReloadPropagatedFrom=` reloads it with it; either loads the table again.
+pub(super) const FOLLOW_NFTABLES: &str =
+    "PartOf=nftables.service\nReloadPropagatedFrom=nftables.service\n";
+
+/// Setup's part (as root): the template unit for `e`, and an older nonstop's per-slot units
+/// that no longer run retired (disabled, removed). Returns what changed, one line each.
+pub fn install_units(cfg: &Config, e: &crate::registry::Entry) -> Result<Vec<String>> {
+    let mut changed = vec![];
+    let text = render_template(cfg, e)?;
+    if write_unit(&e.template_unit, &text)? {
+        changed.push(format!("installed {UNIT_DIR}/{}", e.template_unit));
+    }
+    if e.traffic == crate::traffic::Via::Nftables && e.hook_user != "root" {
+        let unit = format!("nonstop-{}-traffic.service", e.app);
+        let text = format!(
+            "{MARKER}: steering of app {app} at boot, written by `sudo nonstop setup`.\n\
+             [Unit]\n\
+             Description=nonstop {app}: steering at boot\n\
+             DefaultDependencies=no\n\
+             After=local-fs.target nftables.service\n\
+             Before=nginx.service network-pre.target\n\
+             Wants=network-pre.target\n\
+             {FOLLOW_NFTABLES}\n\
+             [Service]\n\
+             Type=oneshot\n\
+             RemainAfterExit=yes\n\
+             ExecStart={bin} steer --app {app} --boot\n\
+             ExecReload={bin} steer --app {app} --boot\n\n\
+             [Install]\n\
+             WantedBy=multi-user.target\n",
+            app = e.app,
+            bin = quote(&e.nonstop.to_string_lossy())?,
+        );
+        if write_unit(&unit, &text)? {
+            changed.push(format!("installed {UNIT_DIR}/{unit}"));
+            systemctl(&["daemon-reload"])?;
+        }
+        if show(&unit)
+            .get("UnitFileState")
+            .is_none_or(|v| v != "enabled")
+        {
+            systemctl(&["enable", "--quiet", &unit])?;
+            changed.push(format!("enabled {unit} (the table at boot, before nginx)"));
+        }
+    }
+    for s in &cfg.slots {
+        let Some(old) = legacy_unit(cfg, s) else {
+            continue;
+        };
+        if unit_of(cfg, s) == old {
+            changed.push(format!(
+                "kept {old} (an older nonstop's unit) while it runs slot {}: the slot's next start uses {}; run setup again after that to remove it",
+                s.name,
+                unit_name(cfg, s)
+            ));
+            continue;
+        }
+        let _ = systemctl(&["disable", "--quiet", &old]);
+        let path = PathBuf::from(UNIT_DIR).join(&old);
+        std::fs::remove_file(&path).context(format!("cannot remove {}", path.display()))?;
+        changed.push(format!(
+            "removed {} (an older nonstop's unit for slot {}, not running)",
+            path.display(),
+            s.name
+        ));
+    }
+    if !changed.is_empty() {
+        systemctl(&["daemon-reload"])?;
+    }
+    Ok(changed)
+}
