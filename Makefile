@@ -107,7 +107,7 @@ bench: demo-app spring-app zigbuild
 SYSTEM_DIR = $(BENCH_TARGET_DIR)/system
 # The same glibc-2.17 binaries `make bundle` and `make dist` ship (one release build in CI).
 SYSTEM_HOSTS = tests/system/ec2host.sh ls | awk 'NR > 1 && $$1 ~ /^nsys-/ { print $$1 }'
-system-test: demo-app zigbuild dist
+system-test: demo-app spring-app zigbuild dist
 	@[ "$$(id -u)" = 0 ] || { echo "system-test: needs root (it boots systemd-nspawn hosts)" >&2; exit 1; }
 	@# The real CodeDeploy zips, made as a build machine without Rust makes them: by `nonstop
 	@# bundle` of the release tarball, unpacked; then unpacked as the agent does.

@@ -252,15 +252,18 @@ fn sudo_word(w: &str) -> Result<&str> {
     }
 }
 
-/// The nginx commands the config runs through `sudo -n` (reload mode), resolved to absolute
-/// paths: `nginx -t …` (and the same with `-T`, for `nonstop validate`), `systemctl reload
-/// nginx`, `nginx -s reload`. Anything else is refused: it would run as root.
+/// The nginx commands the config runs through `sudo -n`, resolved to absolute paths: `nginx -t
+/// …` (and the same with `-T`, for `nonstop validate`), and in reload mode `systemctl reload
+/// nginx` or `nginx -s reload`. Anything else is refused: it would run as root.
 fn nginx_lines(cfg: &Config, tools: &Tools) -> Result<Vec<Vec<String>>> {
     let mut out = vec![];
-    for (what, argv) in [
+    // nftables mode never reloads nginx: only the read-only test and dump (`validate`).
+    let reload = cfg.traffic.via == crate::traffic::Via::NginxReload;
+    let cmds = [
         ("nginx.test", &cfg.nginx.test),
         ("nginx.reload", &cfg.nginx.reload),
-    ] {
+    ];
+    for (what, argv) in cmds.into_iter().filter(|(w, _)| reload || *w == "nginx.test") {
         if argv.first().map(String::as_str) != Some("sudo") {
             continue;
         }
@@ -344,9 +347,8 @@ pub fn render_sudoers(cfg: &Config, e: &Entry, tools: &Tools) -> Result<String> 
         }
     }
     units.extend(legacy);
-    if cfg.traffic.via == crate::traffic::Via::NginxReload {
-        cmds.extend(nginx_lines(cfg, tools)?);
-    } else {
+    cmds.extend(nginx_lines(cfg, tools)?);
+    if cfg.traffic.via == crate::traffic::Via::Nftables {
         // Steering: the root-owned helper, no free argument (it reads state_dir/steer.want
         // and takes only the slot ports the registry names).
         let bin = e.nonstop.to_string_lossy().into_owned();
@@ -473,6 +475,21 @@ mod tests {
         .unwrap();
         let m = visudo_check(&f).unwrap_err().to_string();
         assert!(m.contains("visudo rejects"), "{m}");
+    }
+
+    #[test]
+    fn nftables_mode_allows_only_the_nginx_test_and_dump_and_never_a_reload() {
+        let c = cfg("traffic:\n  via: nftables\n  port: 18200\nnginx:\n  test: [sudo, -n, nginx, -t, -q]\n  reload: [sudo, -n, systemctl, reload, nginx]\n");
+        let e = Entry::of(&c, "ubuntu", Path::new("/n"));
+        let t = render_sudoers(&c, &e, &tools()).unwrap();
+        let nginx: Vec<&str> = t
+            .lines()
+            .filter(|l| !l.starts_with('#') && l.contains("nginx"))
+            .collect();
+        assert_eq!(nginx.len(), 2, "{t}");
+        assert!(nginx[0].ends_with("nginx -t -q"), "{t}");
+        assert!(nginx[1].ends_with("nginx -T -q"), "{t}");
+        assert!(!t.contains("reload"), "{t}");
     }
 
     #[test]

@@ -13,6 +13,7 @@
 mod common;
 mod host;
 mod load;
+mod recipe;
 mod ssh;
 
 use host::{Bundle, Hooks, Host, Setup, Site};
@@ -442,7 +443,7 @@ fn last_line(text: &str) -> &str {
         .unwrap_or("")
 }
 
-/// Seed 001's flow: the release tarball installed on the host as INSTALL says, the config in
+/// The ssh flow: the release tarball installed on the host as INSTALL says, the config in
 /// /etc/nonstop/nonstop.yml, key-only ssh as ec2-user with the sudo rules of `nonstop init`;
 /// then from this machine, as Jenkinsfile.ssh does: scp the jar, `ssh ec2-user@HOST nonstop
 /// deploy --jar …`. A broken release fails over ssh with its reason as the last line while v1

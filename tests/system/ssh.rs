@@ -90,7 +90,7 @@ impl Ssh {
 
     /// What every ssh and scp here is given: no config file of this machine, the test's key
     /// and known_hosts, no prompt, bounded connect.
-    fn opts(&self) -> Vec<String> {
+    pub fn opts(&self) -> Vec<String> {
         let d = self.dir.path();
         vec![
             "-F".into(),

@@ -112,9 +112,13 @@ pub fn write_problems(cfg: &Config, who: &Who) -> (Vec<String>, Vec<String>) {
     let mut problems = vec![];
     let mut notes = vec![];
     let u = &who.name;
-    let mut files: Vec<(&str, &Path)> = vec![("the include", cfg.nginx.include.as_path())];
-    if let Some(up) = &cfg.nginx.upstream_file {
-        files.push(("the upstream file", up.as_path()));
+    // nftables mode never writes nginx's files: the table steers the front port.
+    let mut files: Vec<(&str, &Path)> = vec![];
+    if cfg.traffic.via == crate::traffic::Via::NginxReload {
+        files.push(("the include", cfg.nginx.include.as_path()));
+        if let Some(up) = &cfg.nginx.upstream_file {
+            files.push(("the upstream file", up.as_path()));
+        }
     }
     for (what, f) in files {
         let dir = f.parent().unwrap_or(Path::new("/"));
@@ -219,7 +223,9 @@ pub(super) fn write_check(cfg: &Config, hooks: Option<&[Hook]>) -> Check {
         problems.extend(p);
         notes.extend(n);
     }
-    let what = if cfg.balanced() {
+    let what = if cfg.traffic.via == crate::traffic::Via::Nftables {
+        "what it must (nftables mode: no nginx file)"
+    } else if cfg.balanced() {
         "the include and the upstream file"
     } else {
         "the include"
