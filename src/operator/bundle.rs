@@ -34,15 +34,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-/// The binaries every bundle carries, in `bin/`.
-pub const BINARIES: [&str; 6] = [
-    "stop",
-    "start",
-    "health",
-    "switch",
-    "deploy-second",
-    "nonstop",
-];
+/// The binaries every bundle carries, in `bin/`: the table's ([`crate::stage_table::BINARIES`]).
+pub const BINARIES: [&str; 6] = crate::stage_table::BINARIES;
 /// `-o` when not given.
 pub const DEFAULT_OUTPUT: &str = "nonstop-bundle.zip";
 
