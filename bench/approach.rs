@@ -30,9 +30,9 @@ const POLL: Duration = Duration::from_millis(100);
 /// The JVM readiness prober's interval.
 const PROBE_EVERY: Duration = Duration::from_millis(10);
 /// The hooks of appspec/appspec.yml, in order.
-const BLUEGREEN_HOOKS: [&str; 4] = ["stop", "start", "health", "switch"];
+const BLUEGREEN_HOOKS: [&str; 4] = nonstop::stage_table::BLUE_GREEN;
 /// The hooks of appspec/appspec-balanced.yml, in order.
-const BALANCED_HOOKS: [&str; 5] = ["stop", "start", "health", "switch", "deploy-second"];
+const BALANCED_HOOKS: [&str; 5] = nonstop::stage_table::NAMES;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Approach {

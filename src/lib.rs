@@ -24,6 +24,7 @@ pub mod releases;
 pub mod rotation;
 pub mod setup;
 pub mod slots;
+pub mod stage_table;
 pub mod stages;
 pub mod state;
 pub mod supervisor;

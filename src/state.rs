@@ -4,6 +4,7 @@
 
 use crate::error::Result;
 use crate::fsx::write_atomic;
+use crate::stage_table::Stage;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -85,6 +86,19 @@ pub enum Action {
     Other(String),
 }
 
+impl From<Stage> for Action {
+    /// A stage's run, named in the history as the stage table names it.
+    fn from(stage: Stage) -> Self {
+        match stage {
+            Stage::Stop => Action::Stop,
+            Stage::Start => Action::Start,
+            Stage::Health => Action::Health,
+            Stage::Switch => Action::Switch,
+            Stage::DeploySecond => Action::DeploySecond,
+        }
+    }
+}
+
 impl Default for Action {
     /// An event without an `action` field (as serde's default before this type existed).
     fn default() -> Self {
@@ -96,14 +110,14 @@ impl Action {
     /// The name as recorded in `state.json` and shown by `status`.
     pub fn as_string(&self) -> String {
         match self {
-            Action::Stop => "stop".into(),
-            Action::Start => "start".into(),
-            Action::Health => "health".into(),
-            Action::Switch => "switch".into(),
+            Action::Stop => Stage::Stop.name().into(),
+            Action::Start => Stage::Start.name().into(),
+            Action::Health => Stage::Health.name().into(),
+            Action::Switch => Stage::Switch.name().into(),
             Action::Canary(p) => format!("canary {p}%"),
             Action::Promote => "promote".into(),
             Action::Abort => "abort".into(),
-            Action::DeploySecond => "deploy-second".into(),
+            Action::DeploySecond => Stage::DeploySecond.name().into(),
             Action::Deploy => "deploy".into(),
             Action::Rollback => "rollback".into(),
             Action::Watch => "watch".into(),
@@ -113,14 +127,12 @@ impl Action {
 
     /// The action a recorded name stands for; never fails (unknown names are [`Action::Other`]).
     pub fn parse(s: &str) -> Action {
+        if let Some(stage) = Stage::of_name(s) {
+            return stage.into();
+        }
         let a = match s {
-            "stop" => Action::Stop,
-            "start" => Action::Start,
-            "health" => Action::Health,
-            "switch" => Action::Switch,
             "promote" => Action::Promote,
             "abort" => Action::Abort,
-            "deploy-second" => Action::DeploySecond,
             "deploy" => Action::Deploy,
             "rollback" => Action::Rollback,
             "watch" => Action::Watch,

@@ -257,14 +257,7 @@ fn flags_in(help: &str) -> BTreeSet<String> {
 }
 
 /// The binaries a shell block may run: `nonstop` (with subcommands) and the hooks.
-const PROGRAMS: [&str; 6] = [
-    "nonstop",
-    "stop",
-    "start",
-    "health",
-    "switch",
-    "deploy-second",
-];
+const PROGRAMS: [&str; 6] = nonstop::stage_table::BINARIES;
 
 /// One run of a nonstop binary in a ```sh block.
 struct Run {

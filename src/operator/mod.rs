@@ -25,15 +25,8 @@ use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// The binaries every bundle carries, in `bin/` (what `bundle` packs and `validate` expects
-/// beside the hooks).
-pub const BINARIES: [&str; 6] = [
-    "stop",
-    "start",
-    "health",
-    "switch",
-    "deploy-second",
-    "nonstop",
-];
+/// beside the hooks): the stage table's ([`crate::stage_table::BINARIES`]).
+pub const BINARIES: [&str; 6] = crate::stage_table::BINARIES;
 
 /// Runs stages one after the other and prints one summary line per stage on stdout as each
 /// one ends: its name, `ok` or `FAILED`, and how long it took.

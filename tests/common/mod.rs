@@ -19,9 +19,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-pub const BINARIES: [&str; 4] = ["stop", "start", "health", "switch"];
+pub const BINARIES: [&str; 4] = nonstop::stage_table::BLUE_GREEN;
 /// Every binary copied into the test bundle.
-pub const ALL_BINARIES: [&str; 5] = ["stop", "start", "health", "switch", "deploy-second"];
+pub const ALL_BINARIES: [&str; 5] = nonstop::stage_table::NAMES;
 
 /// Where the nonstop binaries are: next to the test binary's cargo output.
 pub fn bin_dir() -> PathBuf {

@@ -8,7 +8,7 @@ use super::describe;
 use crate::config::Config;
 use std::path::Path;
 
-/// The checks of [`run`] that need only a bundle's own files, for `nonstop bundle` (the same
+/// The checks of [`run`](super::run) that need only a bundle's own files, for `nonstop bundle` (the same
 /// functions, not copies): the config loaded from `<root>/nonstop.yml` (relative paths resolve
 /// against the bundle root, as on the host), `appspec` (`<root>/appspec.yml`: the agent's
 /// rules, the hooks' order and locations in the bundle, each hook's timeout against what its
@@ -22,7 +22,7 @@ pub fn bundle_checks(cfg: &Config, appspec: &Path) -> Vec<Check> {
     out
 }
 
-/// The checks of [`run`] that [`bundle_checks`] leaves out: they need the target host.
+/// The checks of [`run`](super::run) that [`bundle_checks`] leaves out: they need the target host.
 pub const HOST_CHECKS: [CheckId; 4] = [
     CheckId::Nginx,
     CheckId::WriteAccess,

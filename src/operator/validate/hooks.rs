@@ -4,98 +4,23 @@
 use super::appspec::{Hook, EVENTS, MAX_TIMEOUT};
 use super::check::{check, Check, CheckId, Verdict};
 use crate::config::Config;
-use crate::nginx;
+use crate::stage_table::{self, secs, Stage};
 use std::fmt::Write as _;
 use std::path::Path;
 use std::time::Duration;
 
 /// Events whose scripts come from the last successful revision, not the one being deployed.
 const PREVIOUS_REVISION: [&str; 3] = ["BeforeBlockTraffic", "AfterBlockTraffic", "ApplicationStop"];
-/// The stage binaries, in the order a deployment must run them.
-pub(super) const ORDER: [&str; 5] = ["stop", "start", "health", "switch", "deploy-second"];
 
 /// What a hook binary may wait at most, as (duration, explanation), or `None` for a script
-/// nonstop does not know. These are the bounds the binaries enforce themselves; the margin
-/// covers the work around them (process start, nginx commands, copying the jar).
+/// nonstop does not know: [`Stage::max_wait`] of the stage it runs.
 pub fn max_wait(cfg: &Config, binary: &str) -> Option<(Duration, String)> {
-    let port_free = Duration::from_secs(5);
-    let pid_file = Duration::from_secs(10);
-    let confirm = nginx::CONFIRM;
-    let probe = cfg.health.timeout;
-    // Balanced mode: a slot leaves rotation (one reload) and drains before it is stopped.
-    let (out, out_s) = if cfg.balanced() {
-        (
-            cfg.stop.drain + confirm,
-            format!(
-                "stop.drain {} + {} reload confirmation + ",
-                secs(cfg.stop.drain),
-                secs(confirm)
-            ),
-        )
-    } else {
-        (Duration::ZERO, String::new())
-    };
-    Some(match binary {
-        "stop" => (
-            out + cfg.stop.grace + port_free,
-            format!(
-                "{out_s}stop.grace {} + {} for the port to be free",
-                secs(cfg.stop.grace),
-                secs(port_free)
-            ),
-        ),
-        "start" => (
-            pid_file,
-            format!("{} for the app's pid file", secs(pid_file)),
-        ),
-        "health" => (
-            cfg.health.deadline + probe,
-            format!(
-                "health.deadline {} + one probe (health.timeout {})",
-                secs(cfg.health.deadline),
-                secs(probe)
-            ),
-        ),
-        "switch" => (
-            probe + confirm,
-            format!(
-                "one probe (health.timeout {}) + {} reload confirmation",
-                secs(probe),
-                secs(confirm)
-            ),
-        ),
-        "deploy-second" => {
-            let n = cfg.slots.len().saturating_sub(1) as u32;
-            let one =
-                out + cfg.stop.grace + port_free + pid_file + cfg.health.deadline + probe + confirm;
-            (
-                one * n,
-                format!(
-                    "{n} other slot(s) x ({out_s}stop.grace {} + {} + health.deadline {} + health.timeout {} + {} back into rotation)",
-                    secs(cfg.stop.grace),
-                    secs(port_free + pid_file),
-                    secs(cfg.health.deadline),
-                    secs(probe),
-                    secs(confirm)
-                ),
-            )
-        }
-        _ => return None,
-    })
+    Stage::of_name(binary).map(|s| s.max_wait(cfg))
 }
 
 /// The margin a timeout must leave above the wait: 10 %, at least 10 s.
 pub fn margin(wait: Duration) -> Duration {
     (wait / 10).max(Duration::from_secs(10))
-}
-
-pub(super) fn secs(d: Duration) -> String {
-    let s = d.as_secs_f64();
-    if s.fract() == 0.0 {
-        format!("{} s", d.as_secs())
-    } else {
-        format!("{s:.1} s")
-    }
 }
 
 /// The binary a hook runs: the file name of its location.
@@ -131,12 +56,13 @@ pub(super) fn hook_checks(
             })
     };
     let mut last: Option<(&str, (usize, usize))> = None;
-    for b in ORDER {
+    for row in stage_table::STAGES {
+        let b = row.name;
         let p = position(b);
         match p {
-            None if b == "deploy-second" => {
+            None if row.balanced_only => {
                 if cfg.balanced() {
-                    problems.push("balanced mode but no hook runs bin/deploy-second: the other slots keep the old release".to_string());
+                    problems.push(format!("balanced mode but no hook runs bin/{b}: the other slots keep the old release"));
                 }
                 continue;
             }
@@ -155,7 +81,8 @@ pub(super) fn hook_checks(
         }
     }
     for h in hooks {
-        if PREVIOUS_REVISION.contains(&h.event.as_str()) && ORDER.contains(&binary_of(h).as_str()) {
+        if PREVIOUS_REVISION.contains(&h.event.as_str()) && Stage::of_name(&binary_of(h)).is_some()
+        {
             problems.push(format!(
                 "{} runs in {}, which runs the previous revision's scripts (and nothing on a first deployment): use AfterInstall",
                 h.location, h.event
@@ -166,7 +93,7 @@ pub(super) fn hook_checks(
             && h.location
                 .trim_start_matches('/')
                 .strip_prefix("bin/")
-                .is_some_and(|b| crate::operator::bundle::BINARIES.contains(&b));
+                .is_some_and(|b| stage_table::BINARIES.contains(&b));
         if !file.is_file() && !bundled {
             problems.push(format!(
                 "{} is not in the bundle ({})",

@@ -4,8 +4,9 @@
 
 use super::appspec::Hook;
 use super::check::{check, Check, CheckId, Verdict};
-use super::hooks::{binary_of, ORDER};
+use super::hooks::binary_of;
 use crate::config::Config;
+use crate::stage_table::Stage;
 use std::path::Path;
 
 /// A user the hooks run as, for the write checks.
@@ -189,7 +190,7 @@ pub(super) fn write_check(cfg: &Config, hooks: Option<&[Hook]>) -> Check {
     let runas: std::collections::BTreeSet<&str> = hooks
         .unwrap_or_default()
         .iter()
-        .filter(|h| ORDER.contains(&binary_of(h).as_str()) || binary_of(h) == "nonstop")
+        .filter(|h| Stage::of_name(&binary_of(h)).is_some() || binary_of(h) == "nonstop")
         .filter_map(|h| h.runas.as_deref())
         .collect();
     let mut users = vec![];
