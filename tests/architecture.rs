@@ -2,9 +2,10 @@
 //!
 //! Each file under `src/` (the binaries in `src/bin/` aside) is a node; it points at every file
 //! it names a path into: `use crate::…`, `crate::…`, `super::…`, `self::…` and a child module's
-//! `name::…`, each path resolved to the file that defines its longest module prefix (an item of
-//! a folder's `mod.rs` is that `mod.rs`). Comments, string literals and `#[cfg(test)]` items are
-//! left out: a unit test may reach any layer.
+//! `name::…`, each path resolved to the file of its longest module prefix, and through that
+//! file's re-exports (`pub use`, a glob included) to the file that defines the item. Comments,
+//! string literals, `#[cfg(test)]` items and test-only files are left out: a unit test may
+//! reach any layer.
 //!
 //! ARCHITECTURE.md's section "Reading order, bottom-up" lists the layers, lowest first, each
 //! with its modules. The test asserts that every file belongs to exactly one layer, that no file
@@ -269,6 +270,11 @@ fn files() -> Vec<File> {
 struct Named {
     paths: Vec<Vec<String>>,
     reexports: BTreeMap<String, Vec<String>>,
+    /// `pub use path::*`: the modules whose items it re-exports too.
+    globs: Vec<Vec<String>>,
+    /// The names it defines (`fn`, `struct`, `enum`, `trait`, `type`, `const`, `static`,
+    /// `mod`, `macro_rules!`).
+    defines: BTreeSet<String>,
 }
 
 fn named_paths(f: &File) -> Named {
@@ -290,6 +296,7 @@ fn named_paths(f: &File) -> Named {
     }
     let mut paths = vec![];
     let mut reexports = BTreeMap::new();
+    let mut globs = vec![];
     // `use` trees.
     let mut rest = f.text.as_str();
     let mut plain = String::new();
@@ -306,7 +313,9 @@ fn named_paths(f: &File) -> Named {
         let mut tree = vec![];
         use_paths(&[], &stmt[..end], &mut tree);
         for (p, name) in tree {
-            if public && name != "*" {
+            if public && name == "*" {
+                globs.push(p.clone());
+            } else if public {
                 reexports.insert(name, p.clone());
             }
             paths.push(p);
@@ -350,7 +359,32 @@ fn named_paths(f: &File) -> Named {
     };
     paths.retain(ours);
     reexports.retain(|_, p| ours(p));
-    Named { paths, reexports }
+    globs.retain(|p| !p.is_empty() && ours(p));
+    let w = words(&f.text.replace("macro_rules!", "macro_rules "));
+    let defines = w
+        .windows(2)
+        .filter(|p| {
+            matches!(
+                p[0].as_str(),
+                "fn" | "struct"
+                    | "enum"
+                    | "trait"
+                    | "type"
+                    | "const"
+                    | "static"
+                    | "mod"
+                    | "union"
+                    | "macro_rules"
+            )
+        })
+        .map(|p| p[1].clone())
+        .collect();
+    Named {
+        paths,
+        reexports,
+        globs,
+        defines,
+    }
 }
 
 fn find_word(s: &str, w: &str) -> Option<usize> {
@@ -405,9 +439,34 @@ fn graph(files: &[File]) -> BTreeMap<String, BTreeSet<String>> {
                 .find(|&n| named.contains_key(&full[..n]))
                 .unwrap();
             let (file, names) = &named[&full[..n]];
-            match full.get(n).and_then(|item| names.reexports.get(item)) {
-                Some(to) => {
-                    let mut next = absolute(&file.module, to);
+            let Some(item) = full.get(n) else {
+                return file.rel.as_str();
+            };
+            let to = names
+                .reexports
+                .get(item)
+                .map(|to| absolute(&file.module, to));
+            // Through a glob: the globbed module that defines or re-exports the item.
+            let to = to.or_else(|| {
+                if names.defines.contains(item) {
+                    return None;
+                }
+                names
+                    .globs
+                    .iter()
+                    .map(|g| absolute(&file.module, g))
+                    .find(|g| {
+                        named.get(g.as_slice()).is_some_and(|(_, m)| {
+                            m.defines.contains(item) || m.reexports.contains_key(item)
+                        })
+                    })
+                    .map(|mut g| {
+                        g.push(item.clone());
+                        g
+                    })
+            });
+            match to {
+                Some(mut next) => {
                     next.extend(full[n + 1..].iter().cloned());
                     full = next;
                 }
@@ -674,6 +733,11 @@ fn the_graph_follows_re_exports_and_finds_circles() {
     );
     assert!(circles(&g).is_empty());
     let mut files = files;
+    files[1] = file("src/a/mod.rs", &["a"], "pub mod b;\npub use b::*;\n");
+    assert_eq!(
+        graph(&files)["src/c.rs"],
+        BTreeSet::from(["src/a/b.rs".to_string()])
+    );
     files[2] = file("src/a/b.rs", &["a", "b"], "pub struct X(crate::c::Y);\n");
     assert_eq!(
         circles(&graph(&files)),
