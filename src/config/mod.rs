@@ -8,8 +8,8 @@
 //! a deadline shorter than the interval) are located by searching the source text.
 //!
 //! One file per concern: [`types`] (the validated configuration), [`values`] (the checked
-//! scalar types), [`parse`] (the YAML sections with their defaults, and the checks across
-//! them), [`load`] (finding the file and loading it as this host's registry allows).
+//! scalar types), [`parse`](mod@parse) (the YAML sections with their defaults, and the checks across
+//! them), [`load`](mod@load) (finding the file and loading it as this host's registry allows).
 
 pub mod load;
 pub mod parse;

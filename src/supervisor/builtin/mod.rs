@@ -2,7 +2,7 @@
 //! its own session, its pid file `workdir/run/<slot>.pid` and /proc prove it, its exit is
 //! recorded in `workdir/run/<slot>.exit`, and its output is appended to
 //! `workdir/logs/<slot>.log`. Nothing restarts it and nothing starts it at boot: that is what
-//! the systemd supervisor is for. `logs -f` follows the log file ([`follow`]).
+//! the systemd supervisor is for. `logs -f` follows the log file (`follow.rs`).
 
 mod follow;
 pub mod launch;

@@ -18,8 +18,8 @@
 //! through `sudo -n` otherwise).
 //!
 //! One file per concern: [`ctl`] (running systemctl and journalctl, reading a unit's
-//! properties), [`env`] (the root-only `app.env` file), [`units`] (the units setup writes and
-//! their names), [`run_slot`] (the launch file and the unit's check of it); here, the
+//! properties), [`env`](mod@env) (the root-only `app.env` file), [`units`] (the units setup writes and
+//! their names), [`run_slot`](mod@run_slot) (the launch file and the unit's check of it); here, the
 //! [`Supervisor`] on top of them.
 
 pub mod ctl;

@@ -1,0 +1,211 @@
+//! `traffic.via: nftables`: nginx proxies every request to one front port on 127.0.0.1
+//! (`traffic.port`, where nothing listens) and is never reloaded by a deploy; nonstop owns one
+//! table, `ip nonstop_<app>`, whose nat output chain DNATs each new connection to that port:
+//! to the live slot (blue/green), or spread over the slots in rotation with their weights
+//! (balanced, canary: `numgen random mod TOTAL map { … }`). Connections already established
+//! keep their slot (conntrack), so in-flight requests finish where they started, and no idle
+//! keep-alive connection of nginx's is closed.
+//!
+//! Every change is one `nft -f` transaction (`add table`, `delete table`, the new table: atomic,
+//! no moment without a rule), checked by the kernel as a whole (it commits all of it or none),
+//! and confirmed after: the objects the kernel echoes for the committed batch (`nft -e`, printed
+//! from the kernel's own notifications) must be the table, chain and rule meant; when nft echoes
+//! nothing or something else, the table is listed and its rule must be the rule meant. nonstop
+//! never touches another table and never flushes the ruleset. A run lists the table once (its
+//! reconcile) and, while it holds its lock, reuses that listing until it changes the table: a
+//! switch runs `nft` twice, one listing and one transaction. The table's comment records the state (`live=…`, the rotation),
+//! so the table is the truth, as the include is in reload mode; a table that is missing (after
+//! a reboot, before the boot unit ran) or whose rule is not the one its comment describes is a
+//! [`Doubt`], and `switch --slot NAME` repairs it. The last ruleset applied is kept in
+//! `state_dir/traffic.nft` and loaded at boot, before nginx, by a unit the supervisor installs.
+//!
+//! **This is the only module that runs `nft`** (argv lists; every value in a rule is a port or
+//! 127.0.0.1, and the table name is checked).
+//!
+//! One file per concern: [`rules`] (the table as text and its reading back), [`run`] (running
+//! nft, listing the table, the root helper's sudo line), [`steer`] (the root helper); here,
+//! the [`Traffic`] on top of them.
+
+pub mod rules;
+pub mod run;
+pub mod steer;
+
+pub use rules::{render, rule, ruleset_path, table_name, Steering};
+pub use run::{installed, nft_bin, read, want_path, Missing, NFT_MISSING};
+pub use steer::{check_steering, steer};
+
+use super::{Doubt, Traffic, Via};
+use crate::config::Config;
+use crate::error::{failed, Context, Result};
+use crate::fsx;
+use crate::nginx::Rotation;
+use rules::{comment, echoed, front, targets};
+use run::{forget, helper, nft};
+use std::time::{Duration, Instant};
+use steer::apply_through_helper;
+
+/// See the module doc.
+pub struct Nft;
+
+impl Traffic for Nft {
+    fn via(&self) -> Via {
+        Via::Nftables
+    }
+
+    fn live(&self, cfg: &Config) -> std::result::Result<Option<u16>, Doubt> {
+        read(cfg).map(|s| s.live)
+    }
+
+    fn rotation(&self, cfg: &Config) -> Result<Rotation> {
+        let recorded = read(cfg).ok();
+        let live = recorded.as_ref().and_then(|s| s.live);
+        let entries = recorded
+            .as_ref()
+            .filter(|_| cfg.balanced())
+            .map(|r| r.rotation.as_slice());
+        Ok(super::by_slot(cfg, entries, live))
+    }
+
+    fn apply(
+        &self,
+        cfg: &Config,
+        rot: &Rotation,
+        live: Option<u16>,
+        always: bool,
+    ) -> Result<Duration> {
+        let t0 = Instant::now();
+        nft_bin().map_err(|_| failed(NFT_MISSING))?;
+        let before = read(cfg).ok();
+        // `live: None` keeps the table's live slot; blue/green's rotation is that slot alone.
+        let live = live.or(before.as_ref().and_then(|b| b.live));
+        let want = Steering {
+            live,
+            rotation: if cfg.balanced() {
+                rot.clone()
+            } else {
+                super::by_slot(cfg, None, live)
+            },
+        };
+        if !always && before.as_ref() == Some(&want) {
+            log::info!(
+                "table ip {} already steers as wanted; nothing to change",
+                table_name(cfg)
+            );
+            return Ok(t0.elapsed());
+        }
+        if let Some(e) = helper(cfg) {
+            return apply_through_helper(cfg, &e, &want, t0);
+        }
+        let text = render(cfg, &want);
+        fsx::create_dirs(&cfg.state_dir)
+            .context(format!("cannot create {}", cfg.state_dir.display()))?;
+        let next = cfg.state_dir.join("traffic.nft.next");
+        fsx::write_atomic(&next, text.as_bytes(), 0o644)?;
+        let next_s = next.to_string_lossy().into_owned();
+        // No separate `nft -c`: the kernel checks the batch and commits all of it or none, and
+        // a check is a kernel transaction of its own (as long as the change itself).
+        // Whatever the command said, the kernel's table is the truth: nft killed or failing
+        // after its commit has still moved traffic, and one failing before has changed nothing.
+        // Its echo confirms what the kernel committed; without one that matches, and after any
+        // failure, the table is listed from the kernel.
+        forget();
+        let ran = nft(&["-f", &next_s, "-e"]);
+        let now = match &ran {
+            Ok(echo) if echoed(cfg, &want, echo) => Ok(want.clone()),
+            _ => read(cfg),
+        };
+        match (&ran, &now) {
+            (Ok(_), Ok(n)) if *n == want => {}
+            (Err(e), Ok(n)) if *n == want => log::warn!(
+                "{e}, but the kernel holds the table meant: table ip {} is applied",
+                table_name(cfg)
+            ),
+            (Err(e), _) => {
+                let _ = std::fs::remove_file(&next);
+                let what = match &now {
+                    Ok(n) if Some(n) == before.as_ref() => {
+                        "the table is as before: nothing changed".to_string()
+                    }
+                    Err(Doubt::TableMissing) if before.is_none() => {
+                        "there is still no table: nothing changed".to_string()
+                    }
+                    Ok(n) => format!("the table now says {}", comment(n)),
+                    Err(d) => d.describe(cfg),
+                };
+                return Err(failed(format!("{e}; read back from the kernel: {what}")));
+            }
+            (Ok(_), other) => {
+                let why = match other {
+                    Ok(now) => format!("it says {}", comment(now)),
+                    Err(d) => format!("{d:?}"),
+                };
+                // Put the previous table back (itself one transaction), if there was one.
+                forget();
+                let back = before
+                    .as_ref()
+                    .map(|b| {
+                        let _ = fsx::write_atomic(&next, render(cfg, b).as_bytes(), 0o644);
+                        nft(&["-f", &next_s]).is_ok()
+                    })
+                    .unwrap_or(false);
+                let _ = std::fs::remove_file(&next);
+                return Err(failed(format!(
+                    "table ip {} is not what was applied ({why}){}",
+                    table_name(cfg),
+                    if back {
+                        "; the previous table is back"
+                    } else {
+                        ""
+                    }
+                )));
+            }
+        }
+        // Kept for the boot unit; the kernel table is the truth, so a failure is a warning.
+        if let Err(e) = std::fs::rename(&next, ruleset_path(cfg)) {
+            log::warn!(
+                "could not keep {} for boot: {e}",
+                ruleset_path(cfg).display()
+            );
+        }
+        let boot = [
+            // Traffic has moved: nothing here fails the change.
+            nft_bin().unwrap_or_else(|_| "/usr/sbin/nft".into()),
+            "-f".to_string(),
+            ruleset_path(cfg).to_string_lossy().into_owned(),
+        ];
+        match crate::supervisor::of(cfg).boot_command(cfg, "traffic", &boot, "nginx.service") {
+            Ok(true) => {}
+            Ok(false) => log::debug!(
+                "no supervisor to load {} at boot: after a reboot, `nonstop switch --slot NAME` loads the table",
+                ruleset_path(cfg).display()
+            ),
+            Err(e) => log::warn!("the table will not come back at boot by itself: {e}"),
+        }
+        log::info!(
+            "table ip {}: new connections to 127.0.0.1:{} now go to {} ({} in one nft transaction; nginx not reloaded)",
+            table_name(cfg),
+            front(cfg),
+            match targets(cfg, &want).as_slice() {
+                [] => "nothing".to_string(),
+                t => t
+                    .iter()
+                    .map(|(p, w)| if t.len() > 1 { format!("{p} (weight {w})") } else { p.to_string() })
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            },
+            crate::log::human(t0.elapsed())
+        );
+        Ok(t0.elapsed())
+    }
+
+    fn truth(&self, cfg: &Config) -> String {
+        format!("nftables table ip {}", table_name(cfg))
+    }
+
+    fn change(&self) -> &'static str {
+        "nft transaction"
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,170 @@
+//! Running `nft` (in a process group of its own) and listing the table, once per locked run,
+//! directly or, for a hook user set up by `sudo nonstop setup`, through the root helper's one
+//! sudo line.
+
+use super::rules::{front, parse_listing, table_name, Steering};
+use crate::config::Config;
+use crate::error::{failed, Context, Result};
+use crate::traffic::{Doubt, Via};
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+
+/// What every nft-mode refusal says when no `nft` can be found.
+pub const NFT_MISSING: &str = "nft is not installed (not on PATH, not /usr/sbin/nft or /sbin/nft): install the nftables package (`apt-get install nftables` or `dnf install nftables`), or set traffic.via: nginx-reload";
+
+/// The `nft` program: on PATH, else where distributions put it (a hook's PATH may lack sbin).
+pub fn nft_bin() -> std::result::Result<String, Missing> {
+    which::which("nft")
+        .or_else(|_| which::which("/usr/sbin/nft"))
+        .or_else(|_| which::which("/sbin/nft"))
+        .map(|p| p.to_string_lossy().into_owned())
+        .map_err(|_| Missing)
+}
+
+/// No `nft` program on this host ([`NFT_MISSING`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Missing;
+
+/// True when `nft` can be found.
+pub fn installed() -> bool {
+    nft_bin().is_ok()
+}
+
+/// Run nft with `args`; `Err` is nft's first error line. nft runs in a process group of its
+/// own, as the nginx commands do: the CodeDeploy agent's SIGTERM to the hook's group at a
+/// timeout must not kill it halfway through a transaction.
+pub(super) fn nft(args: &[&str]) -> Result<String> {
+    use std::os::unix::process::CommandExt;
+    let bin = nft_bin().map_err(|_| failed(NFT_MISSING))?;
+    let out = Command::new(&bin)
+        .args(args)
+        .stdin(Stdio::null())
+        .process_group(0)
+        .output()
+        .context(format!("cannot run `{bin} {}`", args.join(" ")))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        let err = String::from_utf8_lossy(&out.stderr);
+        Err(failed(format!(
+            "`nft {}` failed ({}): {}",
+            args.join(" "),
+            out.status,
+            err.lines()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("no output")
+                .trim()
+        )))
+    }
+}
+
+/// The table as this run listed it: `(run, table, listing)`, kept only while the run holds its
+/// lock ([`crate::lock::held`]), and forgotten before any change.
+static SNAPSHOT: Mutex<Option<(u64, String, Option<String>)>> = Mutex::new(None);
+
+/// Forget the run's listing: the next [`listing`] asks the kernel.
+pub(super) fn forget() {
+    *SNAPSHOT.lock().unwrap_or_else(|e| e.into_inner()) = None;
+}
+
+/// The table as loaded now: `Ok(None)` when it does not exist. A run that holds its lock lists
+/// the table once: no one else changes it meanwhile but by hand, and every change of nonstop's
+/// own ([`Nft::apply`]) forgets the listing first. A run without the lock (`status`,
+/// `validate`) always asks the kernel.
+pub(super) fn listing(cfg: &Config) -> std::result::Result<Option<String>, Doubt> {
+    match helper(cfg) {
+        Some(e) if !root() => {
+            let out =
+                sudo_steer(&e, &["--show"]).map_err(|e| Doubt::TableUnreadable(e.to_string()))?;
+            return Ok(Some(out).filter(|o| !o.trim().is_empty()));
+        }
+        _ => {}
+    }
+    if !installed() {
+        return Err(Doubt::NftMissing);
+    }
+    let table = table_name(cfg);
+    let run = crate::lock::held(&cfg.state_dir);
+    if let (Some(run), Some((r, t, text))) = (
+        run,
+        SNAPSHOT.lock().unwrap_or_else(|e| e.into_inner()).as_ref(),
+    ) {
+        if *r == run && *t == table {
+            return Ok(text.clone());
+        }
+    }
+    let text = list_table(&table)?;
+    *SNAPSHOT.lock().unwrap_or_else(|e| e.into_inner()) = run.map(|r| (r, table, text.clone()));
+    Ok(text)
+}
+
+/// A table [`list_table`] could not read, as an error (the root-owned `steer` has no config
+/// to describe a [`Doubt`] with).
+pub(super) fn unlisted(d: Doubt) -> crate::error::Error {
+    match d {
+        Doubt::TableUnreadable(why) => failed(format!("cannot list the table: {why}")),
+        Doubt::NftMissing => failed(NFT_MISSING),
+        other => failed(format!("cannot list the table: {other:?}")),
+    }
+}
+
+pub(super) fn list_table(table: &str) -> std::result::Result<Option<String>, Doubt> {
+    match nft(&["list", "table", "ip", table]) {
+        Ok(text) => Ok(Some(text)),
+        // nft's own answer for a table that does not exist.
+        Err(e) if e.to_string().contains("No such file or directory") => Ok(None),
+        Err(e) => Err(Doubt::TableUnreadable(e.to_string())),
+    }
+}
+
+/// Read the table: what its comment says, checked against its rule.
+pub fn read(cfg: &Config) -> std::result::Result<Steering, Doubt> {
+    let text = listing(cfg)?.ok_or(Doubt::TableMissing)?;
+    parse_listing(&text, front(cfg), cfg.balanced())
+}
+
+pub(super) fn root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
+/// The app's registry entry when `sudo nonstop setup` set it up for a hook user in nftables
+/// mode: the table is then changed only by the root-owned `nonstop steer` (through its one
+/// sudo line, or in this process as root), from the registry's front port and slot ports.
+pub(super) fn helper(cfg: &Config) -> Option<crate::registry::Entry> {
+    crate::registry::read(std::path::Path::new(crate::registry::DIR), &cfg.app.name)
+        .ok()
+        .flatten()
+        .filter(|e| e.hook_user != "root" && e.traffic == Via::Nftables)
+}
+
+/// `state_dir/steer.want`: the steering the hook user asks the helper for (the table's comment
+/// format: `nonstop live=8082 rotation=8081:down,8082:1`).
+pub fn want_path(state_dir: &std::path::Path) -> std::path::PathBuf {
+    state_dir.join("steer.want")
+}
+
+/// `sudo -n NONSTOP steer --app APP ARGS`: its stdout, or its last stderr line as the error.
+pub(super) fn sudo_steer(e: &crate::registry::Entry, args: &[&str]) -> Result<String> {
+    let out = Command::new("sudo")
+        .arg("-n")
+        .arg(&e.nonstop)
+        .args(["steer", "--app", &e.app])
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .context("cannot run sudo")?;
+    if out.status.success() {
+        return Ok(String::from_utf8_lossy(&out.stdout).into_owned());
+    }
+    let err = String::from_utf8_lossy(&out.stderr);
+    Err(failed(format!(
+        "`sudo -n {} steer --app {}{}` failed: {}",
+        e.nonstop.display(),
+        e.app,
+        args.iter().map(|a| format!(" {a}")).collect::<String>(),
+        err.lines()
+            .rfind(|l| !l.trim().is_empty())
+            .unwrap_or("no output (is it in the sudo rules `sudo nonstop setup` writes?)")
+            .trim()
+    )))
+}
