@@ -263,7 +263,10 @@ fn nginx_lines(cfg: &Config, tools: &Tools) -> Result<Vec<Vec<String>>> {
         ("nginx.test", &cfg.nginx.test),
         ("nginx.reload", &cfg.nginx.reload),
     ];
-    for (what, argv) in cmds.into_iter().filter(|(w, _)| reload || *w == "nginx.test") {
+    for (what, argv) in cmds
+        .into_iter()
+        .filter(|(w, _)| reload || *w == "nginx.test")
+    {
         if argv.first().map(String::as_str) != Some("sudo") {
             continue;
         }

@@ -16,7 +16,7 @@
 //! Stricter than the README: after step 2, cloud-init's `NOPASSWD: ALL` for ec2-user is removed,
 //! so the deploys prove that the sudo rules `nonstop setup` wrote are all they need.
 
-use crate::host::{self, Host, Hooks, Out};
+use crate::host::{self, Hooks, Host, Out};
 use crate::load::{self, get};
 use crate::ssh::Ssh;
 use std::path::Path;

@@ -2,9 +2,9 @@
 //! need only the bundle's own files.
 
 use super::app::{health_path_check, jar_check};
-use super::appspec::appspec_checks;
+use super::check::describe;
 use super::check::{check, Check, CheckId, Verdict};
-use super::describe;
+use super::hooks::appspec_checks;
 use crate::config::Config;
 use std::path::Path;
 

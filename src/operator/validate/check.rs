@@ -2,6 +2,7 @@
 //! its line as `validate` prints it, and the report that ends a run (the count per verdict;
 //! exit 1 naming the failed checks).
 
+use crate::config::Config;
 use crate::error::{failed, Result};
 
 /// The verdict of one check.
@@ -137,6 +138,23 @@ pub fn report(all: &[Check]) -> Result<()> {
             failed_names.join(", ")
         )))
     }
+}
+
+/// The config check's line: the file, the app, its slots.
+pub(super) fn describe(cfg: &Config) -> String {
+    let slots: Vec<String> = cfg
+        .slots
+        .iter()
+        .map(|s| format!("{} {}", s.name, s.port))
+        .collect();
+    format!(
+        "{}: app {}, {} slots ({}){}",
+        cfg.path.display(),
+        cfg.app.name,
+        cfg.slots.len(),
+        slots.join(", "),
+        if cfg.balanced() { ", balanced" } else { "" }
+    )
 }
 
 #[cfg(test)]

@@ -162,6 +162,55 @@ pub(super) fn hook_checks(
     out
 }
 
+/// `project`: the appspec is a project's (validate off the host), beside which `nonstop
+/// bundle` will put the binaries in bin/: their absence there is not a problem yet.
+pub(super) fn appspec_checks(
+    cfg: &Config,
+    path: &Path,
+    project: bool,
+) -> (Vec<Check>, Option<Vec<Hook>>) {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) => {
+            return (
+                vec![
+                    check(
+                        Verdict::Fail,
+                        CheckId::Appspec,
+                        format!("cannot read {}: {e} (give --appspec PATH)", path.display()),
+                    ),
+                    check(Verdict::Skip, CheckId::Hooks, "needs appspec.yml"),
+                ],
+                None,
+            )
+        }
+    };
+    let (format, hooks) = super::appspec::appspec_format(&text);
+    let mut out = vec![match &format {
+        Ok(summary) => check(
+            Verdict::Ok,
+            CheckId::Appspec,
+            format!("{}: {summary}", path.display()),
+        ),
+        Err(problems) => check(
+            Verdict::Fail,
+            CheckId::Appspec,
+            format!("{}: {}", path.display(), problems.join("; ")),
+        ),
+    }];
+    let Some(hooks) = hooks else {
+        out.push(check(
+            Verdict::Skip,
+            CheckId::Hooks,
+            "appspec.yml has no readable hooks",
+        ));
+        return (out, None);
+    };
+    let bundle = path.parent().unwrap_or(Path::new("/"));
+    out.extend(hook_checks(cfg, bundle, &hooks, project));
+    (out, Some(hooks))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

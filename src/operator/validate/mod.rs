@@ -38,8 +38,8 @@ pub use users::{denied, lookup_user, mode_allows, write_problems, Who};
 use crate::config::{self, Config};
 use crate::error::Result;
 use app::{health_path_check, jar_check, java_check, supervisor_check};
-use appspec::appspec_checks;
-use check::check;
+use check::{check, describe};
+use hooks::appspec_checks;
 use nginx::nginx_checks;
 use std::path::Path;
 use users::write_check;
@@ -159,20 +159,4 @@ fn not_the_host(cfg: &Config) -> Option<String> {
         absent.push(format!("no {}", p.display()));
     }
     Some(absent.join(", "))
-}
-
-fn describe(cfg: &Config) -> String {
-    let slots: Vec<String> = cfg
-        .slots
-        .iter()
-        .map(|s| format!("{} {}", s.name, s.port))
-        .collect();
-    format!(
-        "{}: app {}, {} slots ({}){}",
-        cfg.path.display(),
-        cfg.app.name,
-        cfg.slots.len(),
-        slots.join(", "),
-        if cfg.balanced() { ", balanced" } else { "" }
-    )
 }
