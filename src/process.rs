@@ -9,7 +9,7 @@
 //!
 //! Everything about other processes is read from /proc: no lsof, no fuser.
 
-use crate::error::{failed, Context, Result};
+use crate::error::{failed, Context, Error, Refusal, Result};
 use crate::fsx::write_atomic;
 use crate::interrupt;
 use serde::{Deserialize, Serialize};
@@ -246,7 +246,7 @@ pub fn launch(spec: &Launch) -> Result<PidFile> {
 fn open_log(path: &Path) -> Result<fs::File> {
     use std::os::unix::fs::MetadataExt;
     let refuse = |what: &str| {
-        failed(format!(
+        Error::refused(Refusal::NotOurs { path: path.to_path_buf() }, format!(
             "refusing to write the app's output to {}: it is {what}, not the log file nonstop creates (remove it)",
             path.display()
         ))

@@ -298,10 +298,12 @@ pub fn check_config(cfg: &Config, e: &Entry, entry_path: &Path) -> Result<()> {
         cfg.path.display()
     );
     let refuse = |what: String| {
-        Err(Error::Config(format!(
-            "{}: {what}; {fix}",
-            cfg.path.display()
-        )))
+        Err(Error::config(
+            &cfg.path,
+            None,
+            None,
+            format!("{what}; {fix}"),
+        ))
     };
     for s in &cfg.slots {
         match e.slot(&s.name) {

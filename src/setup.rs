@@ -89,7 +89,7 @@ pub fn run(o: &Options) -> Result<()> {
     }
     let path = crate::config::locate(o.config.as_deref())?;
     let text = std::fs::read_to_string(&path)
-        .map_err(|e| Error::Config(format!("{}: cannot read: {e}", path.display())))?;
+        .map_err(|e| Error::config(&path, None, None, format!("cannot read: {e}")))?;
     let cfg = crate::config::parse(&text, &path)?;
     let changed = install(&cfg, &o.user, Path::new(registry::DIR))?;
     if cfg.traffic.via == crate::traffic::Via::NginxReload {
@@ -388,7 +388,7 @@ pub fn visudo_check(file: &Path) -> Result<()> {
         .arg(file)
         .stdin(Stdio::null())
         .output()
-        .context("cannot run visudo")?;
+        .map_err(|e| Error::spawn("visudo", e))?;
     if out.status.success() {
         return Ok(());
     }

@@ -19,7 +19,7 @@
 
 use super::{Kind, Start, Stopped, Supervision, Supervisor};
 use crate::config::{Config, Slot};
-use crate::error::{failed, Context, Result};
+use crate::error::{failed, Context, Error, Refusal, Result, Tool};
 use crate::process::{self, ExitRecord, PidFile, SlotProcess};
 use crate::{fsx, interrupt};
 use std::collections::{HashMap, HashSet};
@@ -102,17 +102,19 @@ fn systemctl(args: &[&str]) -> Result<String> {
     argv.extend_from_slice(args);
     let out = privileged(&argv)
         .output()
-        .context(format!("cannot run `{}`", argv.join(" ")))?;
+        .map_err(|e| Error::spawn(format!("`{}`", argv.join(" ")), e))?;
     if out.status.success() {
         return Ok(String::from_utf8_lossy(&out.stdout).into_owned());
     }
     let text =
         String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
-    Err(failed(format!(
-        "`{}` failed: {}",
-        argv.join(" "),
-        crate::nginx::telling_line(&text)
-    )))
+    Err(Error::Command {
+        tool: Tool::Systemctl,
+        argv: argv.iter().map(|a| a.to_string()).collect(),
+        status: out.status,
+        reason: crate::nginx::telling_line(&text),
+        io: None,
+    })
 }
 
 /// `journalctl -u UNIT -n N --no-pager -o FORMAT`
@@ -297,10 +299,13 @@ fn write_unit(name: &str, text: &str) -> Result<bool> {
     match fsx::read_original(&path)? {
         Some(o) if o.bytes == text.as_bytes() => return Ok(false),
         Some(o) if !o.bytes.starts_with(MARKER.as_bytes()) => {
-            return Err(failed(format!(
+            return Err(Error::refused(
+                Refusal::NotOurs { path: path.clone() },
+                format!(
             "{} exists and was not written by nonstop (no `{MARKER}` line): refusing to replace it",
             path.display()
-        )))
+        ),
+            ))
         }
         _ => {}
     }
@@ -484,7 +489,7 @@ pub fn run_slot(app: &str, slot: &str) -> Result<()> {
         .envs(l.env.iter().map(|(k, v)| (k, v)))
         .current_dir(&l.cwd)
         .exec();
-    Err(failed(format!("cannot run {}: {err}", l.argv[0])))
+    Err(Error::spawn(l.argv[0].clone(), err))
 }
 
 /// True if unit `name` (or, for an instance `a@b.service`, its template `a@.service`) exists
@@ -809,11 +814,17 @@ impl Supervisor for Systemd {
         let st = journalctl(&argv)
             .stdout(Stdio::inherit())
             .status()
-            .context("cannot run journalctl")?;
+            .map_err(|e| Error::spawn("journalctl", e))?;
         if st.success() || follow {
             Ok(())
         } else {
-            Err(failed(format!("`{}` failed ({st})", argv.join(" "))))
+            Err(Error::Command {
+                tool: Tool::Journalctl,
+                argv: argv.iter().map(|a| a.to_string()).collect(),
+                status: st,
+                reason: String::new(),
+                io: None,
+            })
         }
     }
 
