@@ -121,6 +121,8 @@ pub enum Refusal {
     /// Writing through something that is not the regular file nonstop writes (a symlink, a
     /// folder, a device), or replacing a unit nonstop did not write.
     NotOurs { path: PathBuf },
+    /// Running a slot's launch file that is not what setup fixed (`run-slot`, as root).
+    Launch { slot: String },
     /// Overwriting files the user has (`nonstop init` without `--force`).
     Overwrite { paths: Vec<String> },
 }

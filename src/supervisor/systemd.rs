@@ -407,8 +407,16 @@ pub fn launch_path(workdir: &Path, slot: &str) -> PathBuf {
 /// under the app's releases folder (symlinks resolved), the jar is in it, and the one
 /// `-Dserver.port` is the slot's port. Returns the argv to exec.
 pub fn check_launch(e: &crate::registry::Entry, slot: &str, l: &Launch) -> Result<()> {
+    let refuse = |msg: String| {
+        Error::refused(
+            Refusal::Launch {
+                slot: slot.to_string(),
+            },
+            msg,
+        )
+    };
     let s = e.slot(slot).ok_or_else(|| {
-        failed(format!(
+        refuse(format!(
             "slot {slot:?} is not one of app {}'s slots in the registry",
             e.app
         ))
@@ -421,7 +429,7 @@ pub fn check_launch(e: &crate::registry::Entry, slot: &str, l: &Launch) -> Resul
             .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
     let releases = e.workdir.join("releases");
     if !rel_ok || l.cwd != releases.join(&l.release) {
-        return Err(failed(format!(
+        return Err(refuse(format!(
             "release {:?} in {:?} is not a folder of {}",
             l.release,
             l.cwd,
@@ -434,7 +442,7 @@ pub fn check_launch(e: &crate::registry::Entry, slot: &str, l: &Launch) -> Resul
     };
     let (releases_c, cwd_c) = (canon(&releases)?, canon(&l.cwd)?);
     if cwd_c.parent() != Some(releases_c.as_path()) {
-        return Err(failed(format!(
+        return Err(refuse(format!(
             "{} resolves to {}, outside {}",
             l.cwd.display(),
             cwd_c.display(),
@@ -446,10 +454,10 @@ pub fn check_launch(e: &crate::registry::Entry, slot: &str, l: &Launch) -> Resul
         .iter()
         .position(|a| a == "-jar")
         .and_then(|i| l.argv.get(i + 1))
-        .ok_or_else(|| failed("the launch has no `-jar JAR`"))?;
+        .ok_or_else(|| refuse("the launch has no `-jar JAR`".into()))?;
     let jar_c = canon(Path::new(jar))?;
     if jar_c.parent() != Some(cwd_c.as_path()) {
-        return Err(failed(format!(
+        return Err(refuse(format!(
             "jar {jar} is not in release folder {}",
             l.cwd.display()
         )));
@@ -461,13 +469,13 @@ pub fn check_launch(e: &crate::registry::Entry, slot: &str, l: &Launch) -> Resul
         .collect();
     let want = format!("-Dserver.port={}", s.port);
     if ports.len() != 1 || *ports[0] != want {
-        return Err(failed(format!(
+        return Err(refuse(format!(
             "the launch sets the port with {ports:?}; slot {slot} of {} has port {} (fixed by setup)",
             e.app, s.port
         )));
     }
     if !l.argv.first().is_some_and(|j| Path::new(j).is_absolute()) {
-        return Err(failed("the launch's java is not an absolute path"));
+        return Err(refuse("the launch's java is not an absolute path".into()));
     }
     Ok(())
 }
@@ -1006,7 +1014,12 @@ mod tests {
         let bad = |f: &dyn Fn(&mut Launch), why: &str| {
             let mut l = good.clone();
             f(&mut l);
-            let m = check_launch(&e, "blue", &l).unwrap_err().to_string();
+            let err = check_launch(&e, "blue", &l).unwrap_err();
+            assert!(
+                matches!(&err, Error::Refused { refusal: Refusal::Launch { slot }, .. } if slot == "blue"),
+                "{err:?}"
+            );
+            let m = err.to_string();
             assert!(m.contains(why), "{why}: {m}");
         };
         bad(&|l| l.argv[1] = "-Dserver.port=22".into(), "has port 8081");
@@ -1122,7 +1135,12 @@ mod tests {
         std::os::unix::fs::symlink(&victim, &p).unwrap();
         if root() {
             use std::os::unix::fs::MetadataExt;
-            let e = write_env_file(&p, Some(&text)).unwrap_err().to_string();
+            let err = write_env_file(&p, Some(&text)).unwrap_err();
+            assert!(
+                matches!(&err, Error::Refused { refusal: Refusal::NotOurs { path }, .. } if *path == p),
+                "{err:?}"
+            );
+            let e = err.to_string();
             assert!(e.contains("is a symlink"), "{e}");
             assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep\n");
             std::fs::remove_file(&p).unwrap();
