@@ -108,6 +108,8 @@ pub enum Refusal {
     LiveSlot { slot: String },
     /// Signalling a process nonstop cannot prove is the slot's app.
     Unproven { pid: i32 },
+    /// Starting an app on a port something already holds.
+    PortInUse { port: u16 },
     /// A port held by a process this user cannot see in /proc.
     Unseen { port: u16 },
     /// Changing anything while it is not certain which slot nginx serves.

@@ -15,7 +15,7 @@
 //! skips names with a `.`) never name two apps.
 
 use crate::config::Config;
-use crate::error::{failed, Context, Error, Result};
+use crate::error::{failed, Context, Error, Refusal, Result};
 use crate::traffic::Via;
 use serde::{Deserialize, Serialize};
 use std::os::unix::fs::MetadataExt;
@@ -161,7 +161,7 @@ impl Entry {
 fn root_owned(p: &Path) -> Result<()> {
     let m = std::fs::symlink_metadata(p).context(format!("cannot read {}", p.display()))?;
     if !m.file_type().is_file() || m.uid() != 0 || m.mode() & 0o022 != 0 {
-        return Err(failed(format!(
+        return Err(Error::refused(Refusal::NotOurs { path: p.to_path_buf() }, format!(
             "{} is not a regular file only root can write (owner uid {}, mode {:o}): refusing to trust it",
             p.display(),
             m.uid(),
@@ -558,7 +558,12 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let f = path(d.path(), "shop");
         std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o666)).unwrap();
-        let m = read(d.path(), "shop").unwrap_err().to_string();
+        let err = read(d.path(), "shop").unwrap_err();
+        assert!(
+            matches!(&err, Error::Refused { refusal: Refusal::NotOurs { path }, .. } if *path == f),
+            "{err:?}"
+        );
+        let m = err.to_string();
         assert!(m.contains("not a regular file only root can write"), "{m}");
     }
 }

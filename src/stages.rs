@@ -239,7 +239,7 @@ pub fn start_slot(cfg: &Config, slot: &Slot, jar: &Path) -> Result<process::PidF
             }
             Owner::Foreign { pid: None, .. } => "an unknown process".into(),
         };
-        return Err(failed(format!(
+        return Err(Error::refused(Refusal::PortInUse { port: slot.port }, format!(
             "port {} of slot {} is in use by {who}; stop it first (the bundle's `bin/stop --slot {}`)",
             slot.port, slot.name, slot.name
         )));
@@ -258,10 +258,13 @@ pub fn launch_release(
     release_jar: &Path,
 ) -> Result<process::PidFile> {
     if process::port_in_use(slot.port) {
-        return Err(failed(format!(
-            "port {} of slot {} is in use; stop it first (the bundle's `bin/stop --slot {}`)",
-            slot.port, slot.name, slot.name
-        )));
+        return Err(Error::refused(
+            Refusal::PortInUse { port: slot.port },
+            format!(
+                "port {} of slot {} is in use; stop it first (the bundle's `bin/stop --slot {}`)",
+                slot.port, slot.name, slot.name
+            ),
+        ));
     }
     if !release_jar.is_file() {
         return Err(failed(format!(
