@@ -99,6 +99,8 @@ pub enum Tool {
     Journalctl,
     /// `sudo -n nonstop steer …`, the hook user's way to the root-owned steering.
     SudoSteer,
+    /// `visudo -c -q -f FILE`, setup's check of the sudo rules it writes.
+    Visudo,
 }
 
 /// What a safety rule refused ([`Error::Refused`]).
@@ -262,13 +264,18 @@ fn at(line: Option<usize>, col: Option<usize>) -> String {
 }
 
 /// How a failed program reads: "`ARGV` failed (STATUS): REASON" for nft, journalctl without a
-/// reason, systemctl and sudo without the status (their reason says it).
+/// reason, systemctl and sudo without the status (their reason says it), visudo naming the
+/// file it rejects.
 fn command_text(tool: Tool, argv: &[String], status: &ExitStatus, reason: &str) -> String {
     let shown = argv.join(" ");
     match tool {
         Tool::Nft => format!("`{shown}` failed ({status}): {reason}"),
         Tool::Journalctl => format!("`{shown}` failed ({status})"),
         Tool::Systemctl | Tool::SudoSteer => format!("`{shown}` failed: {reason}"),
+        Tool::Visudo => format!(
+            "visudo rejects the sudo rules for {}: {reason}",
+            argv.last().map_or("", String::as_str)
+        ),
     }
 }
 
