@@ -1160,6 +1160,7 @@ mod tests {
         let e = p("app:\n  name: myapp\nslots:\n  - {name: blue, port: 8081, profile: a}\n  - {name: green, port: 99999, profile: b}\n")
             .unwrap_err();
         assert_eq!(e.exit_code(), 2);
+        assert_eq!(e.kind(), crate::error::Kind::Config);
         let m = e.to_string();
         assert!(m.starts_with("/srv/app/nonstop.yml:5:"), "{m}");
         assert!(m.contains("invalid port 99999"), "{m}");
@@ -1307,6 +1308,7 @@ mod tests {
             let t = format!("app:\n  name: a\nhealth:\n  path: \"{bad}\"\n");
             let e = p(&t).unwrap_err();
             assert_eq!(e.exit_code(), 2, "{bad:?}");
+            assert_eq!(e.kind(), crate::error::Kind::Config, "{bad:?}");
             let m = e.to_string();
             assert!(m.starts_with("/srv/app/nonstop.yml:4:9: "), "{bad:?}: {m}");
             assert!(m.contains("invalid health path"), "{bad:?}: {m}");

@@ -507,6 +507,7 @@ mod tests {
         let ssh = cfg("shop", &[("blue", 22), ("green", 8082)], None);
         let err = check_config(&ssh, &e, p).unwrap_err();
         assert_eq!(err.exit_code(), 2);
+        assert_eq!(err.kind(), crate::error::Kind::Config);
         let m = err.to_string();
         assert!(
             m.contains("slot blue has port 22, but setup fixed port 8081 for it")

@@ -403,9 +403,11 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let mut o = opts(d.path());
         o.include = "/x/a b;.inc".into();
+        assert_eq!(render(&o).unwrap_err().kind(), crate::error::Kind::Usage);
         assert_eq!(render(&o).unwrap_err().exit_code(), 2);
         let mut o = opts(d.path());
         o.name = "My App".into();
+        assert_eq!(render(&o).unwrap_err().kind(), crate::error::Kind::Usage);
         assert_eq!(render(&o).unwrap_err().exit_code(), 2);
     }
 }
