@@ -106,7 +106,7 @@ fn usage_error(binary: &'static str, e: &clap::Error) -> ExitCode {
     let _ = e.print();
     crate::log::init(binary, 0);
     log::error!("{binary} failed: {}", usage_reason(e));
-    ExitCode::from(2)
+    ExitCode::from(crate::error::Kind::Usage.exit_code())
 }
 
 /// The reason of a clap error on one line: its first line without the `error: ` prefix.

@@ -121,7 +121,7 @@ pub fn read_original(path: &Path) -> Result<Option<Original>> {
         }
     };
     if !meta.file_type().is_file() {
-        return Err(crate::error::failed(format!(
+        return Err(crate::error::Error::refused(crate::error::Refusal::NotOurs { path: path.to_path_buf() }, format!(
             "{} is {}, not a regular file: nonstop writes only regular files (point the config at the real file)",
             path.display(),
             if meta.file_type().is_symlink() { "a symlink" } else { "not a file" }
@@ -259,6 +259,10 @@ mod tests {
         let link = d.path().join("x.inc");
         std::os::unix::fs::symlink(&target, &link).unwrap();
         let e = read_original(&link).unwrap_err();
+        assert!(
+            matches!(&e, crate::error::Error::Refused { refusal: crate::error::Refusal::NotOurs { path }, .. } if *path == link),
+            "{e:?}"
+        );
         assert!(e.to_string().contains("is a symlink"), "{e}");
         assert!(read_original(&d.path().join("none")).unwrap().is_none());
         // write_atomic replaces the link itself, never the file it points at.

@@ -6,7 +6,7 @@
 //! and judge the status code as well as the body.
 
 use crate::config::{Config, Slot};
-use crate::error::{failed, Result};
+use crate::error::{Error, Result, Unhealthy};
 use crate::{interrupt, process};
 use std::time::{Duration, Instant};
 
@@ -147,7 +147,7 @@ pub fn wait_healthy(cfg: &Config, slot: &Slot, force: bool) -> Result<Duration> 
             None
         }
         process::SlotProcess::None => {
-            return Err(failed(format!(
+            return Err(Error::health(&slot.name, Unhealthy::NotStarted, format!(
                 "slot {} runs no app started by nonstop (no pid file {}): start it first (the bundle's `bin/start --slot {}`, or `nonstop deploy`), or give --force to poll its port anyway",
                 slot.name,
                 pid_path.display(),
@@ -158,7 +158,7 @@ pub fn wait_healthy(cfg: &Config, slot: &Slot, force: bool) -> Result<Duration> 
             return Err(died(cfg, slot, pf.pid, None))
         }
         process::SlotProcess::Stale(pf, why) => {
-            return Err(failed(format!(
+            return Err(Error::health(&slot.name, Unhealthy::Stale, format!(
                 "slot {} runs no app: its pid file {} (pid {}, started {}) is stale: {why}; run start",
                 slot.name,
                 pid_path.display(),
@@ -194,7 +194,7 @@ pub fn wait_healthy(cfg: &Config, slot: &Slot, force: bool) -> Result<Duration> 
                         .proven(&slot.name, slot.port)
                         .err()
                         .unwrap_or_default();
-                    return Err(failed(format!(
+                    return Err(Error::health(&slot.name, Unhealthy::Stranger, format!(
                         "slot {} answers health, but not from its app: {why}; give --force if that process is the app",
                         slot.name
                     )));
@@ -230,7 +230,7 @@ pub fn wait_healthy(cfg: &Config, slot: &Slot, force: bool) -> Result<Duration> 
             if let Some(nf) = not_found.as_ref().filter(|nf| nf.stays && !force) {
                 if steady >= NOT_FOUND_FAIL {
                     progress.finish();
-                    return Err(failed(format!(
+                    return Err(Error::health(&slot.name, Unhealthy::Steady404, format!(
                         "slot {} answers HTTP 404 at {} from its own app for {} ({tries} probes), and a Spring Boot app that answers has all its routes, so it stays 404: {}; not waiting out health.deadline {}",
                         slot.name,
                         cfg.health.path,
@@ -268,11 +268,15 @@ pub fn wait_healthy(cfg: &Config, slot: &Slot, force: bool) -> Result<Duration> 
                 (Some(nf), Some(_)) => format!("; {}", nf.hint),
                 _ => String::new(),
             };
-            return Err(failed(format!(
-                "slot {} not healthy after {} ({tries} probes); last: {p}{hint}",
-                slot.name,
-                crate::log::human(t0.elapsed())
-            )));
+            return Err(Error::health(
+                &slot.name,
+                Unhealthy::Deadline,
+                format!(
+                    "slot {} not healthy after {} ({tries} probes); last: {p}{hint}",
+                    slot.name,
+                    crate::log::human(t0.elapsed())
+                ),
+            ));
         }
         let next = round + cfg.health.interval;
         if p.status.is_none() && !process::port_in_use(slot.port) {
@@ -374,10 +378,14 @@ fn died(cfg: &Config, slot: &Slot, pid: i32, after: Option<Duration>) -> crate::
         (None, Some(r)) => format!("at {}, before the health check began", r.at),
         (None, None) => "before the health check began".into(),
     };
-    failed(format!(
-        "slot {} app (pid {pid}) exited with {status} {when}; {hint}",
-        slot.name
-    ))
+    Error::health(
+        &slot.name,
+        Unhealthy::Exited,
+        format!(
+            "slot {} app (pid {pid}) exited with {status} {when}; {hint}",
+            slot.name
+        ),
+    )
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 //! never dies in the middle of an nginx transaction: the transaction is short and bounded, and
 //! only the waits around it (health polling, waiting for a process to exit) are interruptible.
 
-use crate::error::{failed, Result};
+use crate::error::{Error, Result};
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -47,7 +47,10 @@ pub fn check(during: &str) -> Result<()> {
             signal_hook::consts::SIGHUP => "SIGHUP",
             _ => "SIGTERM",
         };
-        return Err(failed(format!("interrupted by {name} during {during}")));
+        return Err(Error::Interrupted {
+            signal: name,
+            during: during.into(),
+        });
     }
     Ok(())
 }

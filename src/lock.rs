@@ -109,15 +109,10 @@ pub fn acquire(state_dir: &Path, binary: &str) -> Result<Lock> {
             let mut holder = String::new();
             let _ = file.read_to_string(&mut holder);
             let holder = holder.trim();
-            return Err(Error::LockHeld(format!(
-                "another nonstop run holds {} ({}); try again when it finishes",
-                path.display(),
-                if holder.is_empty() {
-                    "unknown holder"
-                } else {
-                    holder
-                }
-            )));
+            return Err(Error::LockHeld {
+                path,
+                holder: Some(holder.to_string()).filter(|h| !h.is_empty()),
+            });
         }
         return Err(failed(format!("cannot lock {}: {e}", path.display())));
     }
@@ -149,7 +144,11 @@ mod tests {
         let held = acquire(d.path(), "switch").unwrap();
         let e = acquire(d.path(), "stop").unwrap_err();
         assert_eq!(e.exit_code(), 3);
-        assert!(e.to_string().contains("switch pid"), "{e}");
+        assert!(
+            matches!(&e, Error::LockHeld { path, holder: Some(h) }
+                if *path == d.path().join("lock") && h.starts_with("switch pid ")),
+            "{e:?}"
+        );
         drop(held);
         acquire(d.path(), "stop").unwrap();
     }
@@ -162,6 +161,7 @@ mod tests {
         std::os::unix::fs::symlink(&victim, d.path().join("lock")).unwrap();
         let e = acquire(d.path(), "stop").unwrap_err();
         assert_eq!(e.exit_code(), 1);
+        assert_eq!(e.kind(), crate::error::Kind::Failed);
         assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
     }
 

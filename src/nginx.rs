@@ -7,7 +7,7 @@
 //! named by `nginx.pid_file`. If they do not within [`CONFIRM`], restore, reload again, fail.
 
 use crate::config::Config;
-use crate::error::{failed, Context, Result};
+use crate::error::{failed, Context, Error, Refusal, Result};
 use crate::fsx::{self, Original};
 use crate::process;
 use std::collections::HashSet;
@@ -189,7 +189,7 @@ pub fn master_pid(cfg: &Config) -> Result<i32> {
     }
     let cmd = process::cmdline(pid).join(" ");
     if !cmd.starts_with("nginx: master process") {
-        return Err(failed(format!(
+        return Err(Error::refused(Refusal::NotNginxMaster { pid }, format!(
             "nginx pid file {} names pid {pid}, which is not an nginx master ({}); refusing to signal it",
             pf.display(),
             if cmd.is_empty() { "command line unknown".into() } else { cmd }
@@ -334,16 +334,14 @@ fn transact(cfg: &Config, changes: &[Change], always_reload: bool) -> Result<Dur
         Ok((true, _)) => log::debug!("`{test}` passed"),
         Ok((false, out)) => {
             undo.restore(true);
-            return Err(failed(format!(
-                "nginx rejected the new config: {} (`{test}`); previous files restored, nginx not reloaded",
-                telling_line(&out)
-            )));
+            return Err(Error::NginxRejected {
+                argv: cfg.nginx.test.clone(),
+                reason: telling_line(&out),
+            });
         }
         Err(e) => {
             undo.restore(true);
-            return Err(failed(format!(
-                "{e}; previous files restored, nginx not reloaded"
-            )));
+            return Err(Error::NginxNotRun { why: e.to_string() });
         }
     }
     let reload = cfg.nginx.reload.join(" ");
@@ -351,9 +349,7 @@ fn transact(cfg: &Config, changes: &[Change], always_reload: bool) -> Result<Dur
     let ran = run_cmd(&cfg.nginx.reload);
     if let Err(e @ RunError::Spawn(_)) = &ran {
         undo.restore(true);
-        return Err(failed(format!(
-            "{e}; previous files restored, nginx not reloaded"
-        )));
+        return Err(Error::NginxNotRun { why: e.to_string() });
     }
     // Whatever the command said, nginx's process table is the truth: a reload command that
     // reloads and then fails or hangs has still moved traffic.
@@ -395,14 +391,10 @@ fn transact(cfg: &Config, changes: &[Change], always_reload: bool) -> Result<Dur
                 matches!(run_cmd(&cfg.nginx.reload), Ok((true, _)))
                     && wait_new_workers(master, &before) == Reload::Applied
             };
-            Err(failed(format!(
-                "reload not applied: {why}; previous files restored{}",
-                if again {
-                    " and reloaded"
-                } else {
-                    " but not reloaded: nginx may still serve either version, and the next nonstop run will refuse until `nonstop switch --slot NAME` repairs it"
-                }
-            )))
+            Err(Error::NginxNotApplied {
+                why,
+                reloaded: again,
+            })
         }
     }
 }

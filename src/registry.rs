@@ -15,7 +15,7 @@
 //! skips names with a `.`) never name two apps.
 
 use crate::config::Config;
-use crate::error::{failed, Context, Error, Result};
+use crate::error::{failed, Context, Error, Refusal, Result};
 use crate::traffic::Via;
 use serde::{Deserialize, Serialize};
 use std::os::unix::fs::MetadataExt;
@@ -161,7 +161,7 @@ impl Entry {
 fn root_owned(p: &Path) -> Result<()> {
     let m = std::fs::symlink_metadata(p).context(format!("cannot read {}", p.display()))?;
     if !m.file_type().is_file() || m.uid() != 0 || m.mode() & 0o022 != 0 {
-        return Err(failed(format!(
+        return Err(Error::refused(Refusal::NotOurs { path: p.to_path_buf() }, format!(
             "{} is not a regular file only root can write (owner uid {}, mode {:o}): refusing to trust it",
             p.display(),
             m.uid(),
@@ -298,10 +298,12 @@ pub fn check_config(cfg: &Config, e: &Entry, entry_path: &Path) -> Result<()> {
         cfg.path.display()
     );
     let refuse = |what: String| {
-        Err(Error::Config(format!(
-            "{}: {what}; {fix}",
-            cfg.path.display()
-        )))
+        Err(Error::config(
+            &cfg.path,
+            None,
+            None,
+            format!("{what}; {fix}"),
+        ))
     };
     for s in &cfg.slots {
         match e.slot(&s.name) {
@@ -505,6 +507,7 @@ mod tests {
         let ssh = cfg("shop", &[("blue", 22), ("green", 8082)], None);
         let err = check_config(&ssh, &e, p).unwrap_err();
         assert_eq!(err.exit_code(), 2);
+        assert_eq!(err.kind(), crate::error::Kind::Config);
         let m = err.to_string();
         assert!(
             m.contains("slot blue has port 22, but setup fixed port 8081 for it")
@@ -556,7 +559,12 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let f = path(d.path(), "shop");
         std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o666)).unwrap();
-        let m = read(d.path(), "shop").unwrap_err().to_string();
+        let err = read(d.path(), "shop").unwrap_err();
+        assert!(
+            matches!(&err, Error::Refused { refusal: Refusal::NotOurs { path }, .. } if *path == f),
+            "{err:?}"
+        );
+        let m = err.to_string();
         assert!(m.contains("not a regular file only root can write"), "{m}");
     }
 }

@@ -7,7 +7,7 @@
 //! disagree. The last healthy slot in rotation is never taken out.
 
 use crate::config::{Config, Slot};
-use crate::error::{failed, Result};
+use crate::error::{Error, Refusal, Result};
 use crate::nginx::{Member, Rotation};
 use crate::{health, interrupt, process};
 use std::time::{Duration, Instant};
@@ -66,10 +66,15 @@ pub fn swap(cfg: &Config, back_in: Option<&Slot>, slot: &Slot) -> Result<usize> 
             .collect();
         let healthy = others.iter().find(|s| health::check_once(cfg, s).1.is_ok());
         let Some(h) = healthy else {
-            return Err(failed(format!(
+            return Err(Error::refused(
+                Refusal::LastInRotation {
+                    slot: slot.name.clone(),
+                },
+                format!(
                 "refusing to take slot {} out of rotation: it is the last healthy slot in rotation",
                 slot.name
-            )));
+            ),
+            ));
         };
         match back_in {
             Some(b) => log::info!(

@@ -21,7 +21,7 @@
 //!   `nonstop steer --app APP --boot` before nginx at boot. Nothing in it writes a unit or runs a file the hook user can write.
 
 use crate::config::Config;
-use crate::error::{failed, Context, Error, Result};
+use crate::error::{failed, Context, Error, Result, Tool};
 use crate::registry::{self, Entry};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -78,7 +78,7 @@ pub fn run(o: &Options) -> Result<()> {
     }
     let path = crate::config::locate(o.config.as_deref())?;
     let text = std::fs::read_to_string(&path)
-        .map_err(|e| Error::Config(format!("{}: cannot read: {e}", path.display())))?;
+        .map_err(|e| Error::config(&path, None, None, format!("cannot read: {e}")))?;
     let cfg = crate::config::parse(&text, &path)?;
     let changed = install(&cfg, &o.user, Path::new(registry::DIR))?;
     if cfg.traffic.via == crate::traffic::Via::NginxReload {
@@ -382,20 +382,26 @@ pub fn visudo_check(file: &Path) -> Result<()> {
         .arg(file)
         .stdin(Stdio::null())
         .output()
-        .context("cannot run visudo")?;
+        .map_err(|e| Error::spawn("visudo", e))?;
     if out.status.success() {
         return Ok(());
     }
     let text =
         String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
-    Err(failed(format!(
-        "visudo rejects the sudo rules for {}: {}",
-        file.display(),
-        text.lines()
+    Err(Error::Command {
+        tool: Tool::Visudo,
+        argv: ["visudo", "-c", "-q", "-f", &file.to_string_lossy()]
+            .map(String::from)
+            .to_vec(),
+        status: out.status,
+        reason: text
+            .lines()
             .find(|l| !l.trim().is_empty())
             .unwrap_or("no reason given")
             .trim()
-    )))
+            .to_string(),
+        io: None,
+    })
 }
 
 /// Install `text` at `path` (0440, root) after `visudo -c` passed on it, atomically; returns
@@ -476,7 +482,12 @@ mod tests {
             "ec2-user ALL=(root) NOPASSWD: /usr/bin/systemctl start, \n",
         )
         .unwrap();
-        let m = visudo_check(&f).unwrap_err().to_string();
+        let err = visudo_check(&f).unwrap_err();
+        assert!(
+            matches!(&err, Error::Command { tool: Tool::Visudo, status, .. } if !status.success()),
+            "{err:?}"
+        );
+        let m = err.to_string();
         assert!(m.contains("visudo rejects"), "{m}");
     }
 

@@ -13,7 +13,7 @@
 //! the reload and the state write leaves the state naming the old slot.
 
 use crate::config::{Config, Slot};
-use crate::error::{failed, Result};
+use crate::error::{Error, Refusal, Result};
 use crate::state::State;
 
 pub use crate::traffic::Doubt;
@@ -104,7 +104,12 @@ impl<'a> Roles<'a> {
         let what = doubt.describe(cfg);
         if *doubt == Doubt::NftMissing {
             // Neither --force nor an empty host helps: no table can be read or loaded.
-            return Err(failed(format!("refusing to {command}: {what}")));
+            return Err(Error::refused(
+                Refusal::Doubt {
+                    command: command.into(),
+                },
+                format!("refusing to {command}: {what}"),
+            ));
         }
         if force {
             log::warn!(
@@ -124,17 +129,22 @@ impl<'a> Roles<'a> {
             return Ok(());
         }
         let repair = self.repair(cfg, doubt, &running);
-        Err(failed(format!(
-            "refusing to {command}: cannot tell which slot nginx serves: {what}; {repair}{}",
-            if force_flag {
-                format!(
-                    ", or give --force to trust {}",
-                    crate::traffic::of(cfg).truth(cfg)
-                )
-            } else {
-                String::new()
-            }
-        )))
+        Err(Error::refused(
+            Refusal::Doubt {
+                command: command.into(),
+            },
+            format!(
+                "refusing to {command}: cannot tell which slot nginx serves: {what}; {repair}{}",
+                if force_flag {
+                    format!(
+                        ", or give --force to trust {}",
+                        crate::traffic::of(cfg).truth(cfg)
+                    )
+                } else {
+                    String::new()
+                }
+            ),
+        ))
     }
     /// The repair of `doubt` as a hint that works as printed: `run `nonstop switch --slot
     /// NAME` …`, naming the slot the last completed switch recorded while it runs an app (else

@@ -3,7 +3,7 @@
 //! that runs several stages calls the same functions, never a copy.
 
 use crate::config::{Config, Slot};
-use crate::error::{failed, Result};
+use crate::error::{failed, Error, Refusal, Result};
 use crate::log::human;
 use crate::nginx::Member;
 use crate::process::{self, Owner};
@@ -55,12 +55,17 @@ pub fn stop(cfg: &Config, slot: Option<&str>, force: bool) -> Result<()> {
     roles.certain(cfg, "stop", force, true)?;
     let target = roles.target(cfg, slot)?;
     if roles.is_live(target) {
-        return Err(failed(format!(
-            "refusing to stop slot {} (port {}): it is live, {} points at it",
-            target.name,
-            target.port,
-            crate::traffic::of(cfg).truth(cfg)
-        )));
+        return Err(Error::refused(
+            Refusal::LiveSlot {
+                slot: target.name.clone(),
+            },
+            format!(
+                "refusing to stop slot {} (port {}): it is live, {} points at it",
+                target.name,
+                target.port,
+                crate::traffic::of(cfg).truth(cfg)
+            ),
+        ));
     }
     let t0 = Instant::now();
     let r = leave_rotation(cfg, target).and_then(|_| stop_slot(cfg, target, force));
@@ -107,14 +112,14 @@ pub fn stop_slot(cfg: &Config, slot: &Slot, force: bool) -> Result<()> {
             (*pid, "forced".to_string())
         }
         Some(Owner::Foreign { pid: Some(pid), cmd }) => {
-            return Err(failed(format!(
+            return Err(Error::refused(Refusal::Unproven { pid: *pid }, format!(
                 "refusing to stop pid {pid} on port {}: nonstop did not start it and it is not java with that port on its command line ({}); give --force if it is the app",
                 slot.port,
                 if cmd.is_empty() { "command line unknown" } else { cmd }
             )))
         }
         Some(Owner::Foreign { pid: None, .. }) => {
-            return Err(failed(format!(
+            return Err(Error::refused(Refusal::Unseen { port: slot.port }, format!(
                 "port {} is in use by a process this user cannot see in /proc; cannot stop it",
                 slot.port
             )))
@@ -196,10 +201,15 @@ pub fn start(cfg: &Config, slot: Option<&str>) -> Result<()> {
     roles.certain(cfg, "start", false, false)?;
     let target = roles.target(cfg, slot)?;
     if roles.is_live(target) {
-        return Err(failed(format!(
-            "refusing to start on slot {}: it is live; start deploys to an idle slot",
-            target.name
-        )));
+        return Err(Error::refused(
+            Refusal::LiveSlot {
+                slot: target.name.clone(),
+            },
+            format!(
+                "refusing to start on slot {}: it is live; start deploys to an idle slot",
+                target.name
+            ),
+        ));
     }
     let t0 = Instant::now();
     let jar = crate::releases::resolve_jar(cfg)?;
@@ -229,7 +239,7 @@ pub fn start_slot(cfg: &Config, slot: &Slot, jar: &Path) -> Result<process::PidF
             }
             Owner::Foreign { pid: None, .. } => "an unknown process".into(),
         };
-        return Err(failed(format!(
+        return Err(Error::refused(Refusal::PortInUse { port: slot.port }, format!(
             "port {} of slot {} is in use by {who}; stop it first (the bundle's `bin/stop --slot {}`)",
             slot.port, slot.name, slot.name
         )));
@@ -248,10 +258,13 @@ pub fn launch_release(
     release_jar: &Path,
 ) -> Result<process::PidFile> {
     if process::port_in_use(slot.port) {
-        return Err(failed(format!(
-            "port {} of slot {} is in use; stop it first (the bundle's `bin/stop --slot {}`)",
-            slot.port, slot.name, slot.name
-        )));
+        return Err(Error::refused(
+            Refusal::PortInUse { port: slot.port },
+            format!(
+                "port {} of slot {} is in use; stop it first (the bundle's `bin/stop --slot {}`)",
+                slot.port, slot.name, slot.name
+            ),
+        ));
     }
     if !release_jar.is_file() {
         return Err(failed(format!(
@@ -299,7 +312,7 @@ pub fn launch_release(
 pub fn java_path(cfg: &Config) -> Result<PathBuf> {
     if let Some(j) = &cfg.app.java {
         return which::which(j)
-            .map_err(|_| failed(format!("app.java {j:?} not found or not executable")));
+            .map_err(|_| java_missing(format!("app.java {j:?} not found or not executable")));
     }
     if let Some(home) = std::env::var_os("JAVA_HOME").filter(|h| !h.is_empty()) {
         let j = PathBuf::from(home).join("bin/java");
@@ -308,7 +321,15 @@ pub fn java_path(cfg: &Config) -> Result<PathBuf> {
         }
     }
     which::which("java")
-        .map_err(|_| failed("java not found: set app.java or JAVA_HOME, or put java on PATH"))
+        .map_err(|_| java_missing("java not found: set app.java or JAVA_HOME, or put java on PATH"))
+}
+
+/// No java where nonstop looks, as an error.
+fn java_missing(msg: impl Into<String>) -> Error {
+    Error::NotInstalled {
+        program: "java".into(),
+        msg: msg.into(),
+    }
 }
 
 // ---------- health ----------
@@ -348,7 +369,7 @@ pub enum SwitchMode {
 /// The old slot keeps running as the instant rollback target.
 pub fn switch(cfg: &Config, slot: Option<&str>, force: bool, mode: SwitchMode) -> Result<()> {
     if mode != SwitchMode::Full && !cfg.balanced() {
-        return Err(crate::Error::Usage(
+        return Err(Error::Usage(
             "--canary, --promote and --abort need balanced mode (nginx.upstream_file, or traffic.balanced with nftables)".into(),
         ));
     }
@@ -404,17 +425,22 @@ fn probe_before_switch(cfg: &Config, target: &Slot, force: bool) -> Result<()> {
     let listener = supervisor::answerer(cfg, target)
         .proven(&target.name, target.port)
         .map_err(|why| {
-            failed(format!(
+            Error::refused(Refusal::Switch { slot: target.name.clone() }, format!(
                 "refusing to switch to slot {}: {why}; nginx untouched (--force sends traffic there anyway)",
                 target.name
             ))
         })?;
     let (p, verdict) = health::check_once(cfg, target);
     verdict.map_err(|why| {
-        failed(format!(
-            "refusing to switch to slot {}: health probe failed ({why}); nginx untouched",
-            target.name
-        ))
+        Error::refused(
+            Refusal::Switch {
+                slot: target.name.clone(),
+            },
+            format!(
+                "refusing to switch to slot {}: health probe failed ({why}); nginx untouched",
+                target.name
+            ),
+        )
     })?;
     log::info!(
         "slot {} answered health in {} (port {} held by its app, pid {listener})",
@@ -435,7 +461,7 @@ fn canary(
     force: bool,
 ) -> Result<()> {
     if !(1..=99).contains(&percent) {
-        return Err(crate::Error::Usage(format!(
+        return Err(Error::Usage(format!(
             "--canary takes 1 to 99 (percent), not {percent}"
         )));
     }

@@ -1749,6 +1749,27 @@ fn unzip(path: &Path) -> Vec<(String, u32, Vec<u8>)> {
         .collect()
 }
 
+/// In a project without a config, `nonstop bundle` names every place it looked at, the
+/// project's two first, and exits 2.
+#[test]
+fn bundle_without_a_config_names_the_places_it_looked_at() {
+    if Path::new("/etc/nonstop/nonstop.yml").exists() {
+        eprintln!("skipped: this host has /etc/nonstop/nonstop.yml");
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let bin = tool(d.path());
+    let project = d.path().join("empty");
+    std::fs::create_dir_all(&project).unwrap();
+    let r = nonstop_in(&bin, &project, &["bundle", "--jar", "app.jar"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    let want = format!(
+        "nonstop failed: no config file: give --config PATH or set NONSTOP_CONFIG (also looked at deploy/nonstop.yml, nonstop.yml, {}, /etc/nonstop/nonstop.yml)",
+        d.path().join("tool/nonstop.yml").display()
+    );
+    assert!(r.last_line().ends_with(&want), "{}", r.last_line());
+}
+
 #[test]
 fn bundle_is_checked_laid_out_and_byte_identical() {
     let d = tempfile::tempdir().unwrap();

@@ -37,10 +37,10 @@ pub fn locate(flag: Option<&Path>) -> Result<PathBuf> {
         return Ok(system);
     }
     tried.push(SYSTEM_CONFIG.into());
-    Err(Error::Config(format!(
-        "no config file: give --config PATH or set {CONFIG_ENV} (also looked at {})",
-        tried.join(", ")
-    )))
+    Err(Error::NoConfig {
+        env: CONFIG_ENV,
+        tried,
+    })
 }
 
 /// Where the config comes from for the commands run in a project as well as on the host
@@ -57,11 +57,14 @@ pub fn locate_in_project(flag: Option<&Path>) -> Result<PathBuf> {
         }
     }
     locate(None).map_err(|e| match e {
-        Error::Config(m) => Error::Config(m.replacen(
-            "(also looked at ",
-            &format!("(also looked at {PROJECT_CONFIG}, nonstop.yml, "),
-            1,
-        )),
+        Error::NoConfig { env, tried } => Error::NoConfig {
+            env,
+            tried: [PROJECT_CONFIG, "nonstop.yml"]
+                .map(String::from)
+                .into_iter()
+                .chain(tried)
+                .collect(),
+        },
         e => e,
     })
 }
@@ -75,7 +78,7 @@ pub const PROJECT_CONFIG: &str = "deploy/nonstop.yml";
 pub fn load(flag: Option<&Path>) -> Result<Config> {
     let path = locate(flag)?;
     let text = std::fs::read_to_string(&path)
-        .map_err(|e| Error::Config(format!("{}: cannot read: {e}", path.display())))?;
+        .map_err(|e| Error::config(&path, None, None, format!("cannot read: {e}")))?;
     let cfg = parse(&text, &path)?;
     let dir = Path::new(crate::registry::DIR);
     if let Some(e) = crate::registry::read(dir, &cfg.app.name)? {

@@ -212,21 +212,20 @@ impl Default for RawNginx {
 /// Parse and validate `text`, which was read from `path` (relative paths resolve against
 /// the file's folder).
 pub fn parse(text: &str, path: &Path) -> Result<Config> {
-    let shown = path.display();
     let raw: RawConfig = serde_yaml::from_str(text).map_err(|e| {
         let msg = e.to_string();
         match e.location() {
             Some(l) => {
                 let suffix = format!(" at line {} column {}", l.line(), l.column());
                 let msg = msg.replace(&suffix, "");
-                Error::Config(format!("{shown}:{}:{}: {msg}", l.line(), l.column()))
+                Error::config(path, Some(l.line()), Some(l.column()), msg)
             }
-            None => Error::Config(format!("{shown}: {msg}")),
+            None => Error::config(path, None, None, msg),
         }
     })?;
-    let at = |needle: &str, nth: usize| match line_of(text, needle, nth) {
-        Some(n) => format!("{shown}:{n}"),
-        None => shown.to_string(),
+    // A config error at the `nth` line holding `needle`.
+    let at = |needle: &str, nth: usize, msg: String| {
+        Error::config(path, line_of(text, needle, nth), None, msg)
     };
     let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
     let dir = abs.parent().unwrap_or(Path::new("/")).to_path_buf();
@@ -239,72 +238,81 @@ pub fn parse(text: &str, path: &Path) -> Result<Config> {
     };
 
     if raw.slots.len() < 2 || raw.slots.len() > 16 {
-        return Err(Error::Config(format!(
-            "{}: slots: want 2 to 16 slots, found {}",
-            at("slots:", 0),
-            raw.slots.len()
-        )));
+        return Err(at(
+            "slots:",
+            0,
+            format!("slots: want 2 to 16 slots, found {}", raw.slots.len()),
+        ));
     }
     for (i, s) in raw.slots.iter().enumerate() {
         for t in &raw.slots[..i] {
             if t.name == s.name {
-                return Err(Error::Config(format!(
-                    "{}: duplicate slot name {:?}",
-                    at(&s.name.0, 1),
-                    s.name.0
-                )));
+                return Err(at(
+                    &s.name.0,
+                    1,
+                    format!("duplicate slot name {:?}", s.name.0),
+                ));
             }
             if t.port.0 == s.port.0 {
-                return Err(Error::Config(format!(
-                    "{}: duplicate slot port {}",
-                    at(&s.port.0.to_string(), 1),
-                    s.port.0
-                )));
+                return Err(at(
+                    &s.port.0.to_string(),
+                    1,
+                    format!("duplicate slot port {}", s.port.0),
+                ));
             }
         }
     }
     let h = raw.health;
     if h.deadline.0 < h.interval.0 {
-        return Err(Error::Config(format!(
-            "{}: health.deadline {} is shorter than one health.interval {}",
+        return Err(at(
             match line_of(text, "deadline:", 0) {
-                Some(_) => at("deadline:", 0),
-                None => at("health:", 0),
+                Some(_) => "deadline:",
+                None => "health:",
             },
-            crate::log::human(h.deadline.0),
-            crate::log::human(h.interval.0)
-        )));
+            0,
+            format!(
+                "health.deadline {} is shorter than one health.interval {}",
+                crate::log::human(h.deadline.0),
+                crate::log::human(h.interval.0)
+            ),
+        ));
     }
     let front = raw.traffic.port.map(|p| p.0);
     match (raw.traffic.via, front) {
         (Via::Nftables, None) => {
-            return Err(Error::Config(format!(
-                "{}: traffic.via nftables needs traffic.port: the front port nginx proxies to",
-                at("traffic:", 0)
-            )))
+            return Err(at(
+                "traffic:",
+                0,
+                "traffic.via nftables needs traffic.port: the front port nginx proxies to".into(),
+            ))
         }
         (_, Some(p)) if raw.slots.iter().any(|s| s.port.0 == p) => {
-            return Err(Error::Config(format!(
-                "{}: traffic.port {p} is a slot's port: the front port must be one nothing listens on",
-                at("traffic:", 0)
-            )))
+            return Err(at(
+                "traffic:",
+                0,
+                format!("traffic.port {p} is a slot's port: the front port must be one nothing listens on"),
+            ))
         }
         (Via::NginxReload, _) if raw.traffic.balanced => {
-            return Err(Error::Config(format!(
-                "{}: traffic.balanced is for nftables mode; in nginx-reload mode balanced means nginx.upstream_file",
-                at("balanced:", 0)
-            )))
+            return Err(at(
+                "balanced:",
+                0,
+                "traffic.balanced is for nftables mode; in nginx-reload mode balanced means nginx.upstream_file".into(),
+            ))
         }
         _ => {}
     }
     let w = raw.watch;
     if w.interval.0 > w.duration.0 {
-        return Err(Error::Config(format!(
-            "{}: watch.interval {} is longer than watch.duration {}",
-            at("watch:", 0),
-            crate::log::human(w.interval.0),
-            crate::log::human(w.duration.0)
-        )));
+        return Err(at(
+            "watch:",
+            0,
+            format!(
+                "watch.interval {} is longer than watch.duration {}",
+                crate::log::human(w.interval.0),
+                crate::log::human(w.duration.0)
+            ),
+        ));
     }
     let name = raw.app.name.0;
     let jar_pattern = PathBuf::from(&raw.app.jar.0);

@@ -1,6 +1,7 @@
 //! The config's parse and checks, against YAML as an operator writes it.
 
 use super::*;
+use crate::error::Error;
 use crate::error::Result;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -46,6 +47,7 @@ fn errors_name_line_and_column() {
     let e = p("app:\n  name: myapp\nslots:\n  - {name: blue, port: 8081, profile: a}\n  - {name: green, port: 99999, profile: b}\n")
         .unwrap_err();
     assert_eq!(e.exit_code(), 2);
+    assert_eq!(e.kind(), crate::error::Kind::Config);
     let m = e.to_string();
     assert!(m.starts_with("/srv/app/nonstop.yml:5:"), "{m}");
     assert!(m.contains("invalid port 99999"), "{m}");
@@ -102,14 +104,25 @@ fn duplicate_slots_are_located() {
     assert!(m.contains(":5: duplicate slot port 8081"), "{m}");
 }
 
-/// The `FILE:LINE:COL` an error starts with.
+/// The `LINE:COL` a config error carries; its text starts with `FILE:LINE:COL: `.
 fn where_(text: &str) -> String {
-    let m = p(text).unwrap_err().to_string();
-    let rest = m
-        .strip_prefix("/srv/app/nonstop.yml:")
-        .unwrap_or_else(|| panic!("{m}"));
-    let mut it = rest.splitn(3, ':');
-    format!("{}:{}", it.next().unwrap(), it.next().unwrap())
+    let e = p(text).unwrap_err();
+    let m = e.to_string();
+    let Error::Config {
+        file,
+        line: Some(line),
+        col: Some(col),
+        ..
+    } = e
+    else {
+        panic!("not a config error with line and column: {m}");
+    };
+    assert_eq!(file, Path::new("/srv/app/nonstop.yml"), "{m}");
+    assert!(
+        m.starts_with(&format!("/srv/app/nonstop.yml:{line}:{col}: ")),
+        "{m}"
+    );
+    format!("{line}:{col}")
 }
 
 #[test]
@@ -182,6 +195,7 @@ fn health_path_must_be_a_request_target() {
         let t = format!("app:\n  name: a\nhealth:\n  path: \"{bad}\"\n");
         let e = p(&t).unwrap_err();
         assert_eq!(e.exit_code(), 2, "{bad:?}");
+        assert_eq!(e.kind(), crate::error::Kind::Config, "{bad:?}");
         let m = e.to_string();
         assert!(m.starts_with("/srv/app/nonstop.yml:4:9: "), "{bad:?}: {m}");
         assert!(m.contains("invalid health path"), "{bad:?}: {m}");

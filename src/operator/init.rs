@@ -15,7 +15,7 @@
 //! Existing files are never overwritten without `--force`: without it, nothing is written if
 //! any of them exists.
 
-use crate::error::{failed, Error, Result};
+use crate::error::{failed, Error, Refusal, Result};
 use crate::fsx::write_atomic;
 use std::path::{Path, PathBuf};
 
@@ -93,10 +93,15 @@ pub fn run(o: &Options) -> Result<()> {
         .map(|p| p.display().to_string())
         .collect();
     if !existing.is_empty() && !o.force {
-        return Err(failed(format!(
-            "refusing to overwrite {} (give --force to replace them); nothing written",
-            existing.join(", ")
-        )));
+        return Err(Error::refused(
+            Refusal::Overwrite {
+                paths: existing.clone(),
+            },
+            format!(
+                "refusing to overwrite {} (give --force to replace them); nothing written",
+                existing.join(", ")
+            ),
+        ));
     }
     for (rel, text) in &files {
         let p = o.dir.join(rel);
@@ -374,6 +379,11 @@ mod tests {
         std::fs::write(d.path().join("Jenkinsfile"), "mine").unwrap();
         let e = run(&o).unwrap_err();
         assert_eq!(e.exit_code(), 1);
+        assert!(
+            matches!(&e, Error::Refused { refusal: Refusal::Overwrite { paths }, .. }
+                if paths.iter().any(|p| p.ends_with("/Jenkinsfile"))),
+            "{e:?}"
+        );
         assert!(e.to_string().contains("Jenkinsfile"), "{e}");
         assert_eq!(
             std::fs::read_to_string(d.path().join("Jenkinsfile")).unwrap(),
@@ -393,9 +403,11 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let mut o = opts(d.path());
         o.include = "/x/a b;.inc".into();
+        assert_eq!(render(&o).unwrap_err().kind(), crate::error::Kind::Usage);
         assert_eq!(render(&o).unwrap_err().exit_code(), 2);
         let mut o = opts(d.path());
         o.name = "My App".into();
+        assert_eq!(render(&o).unwrap_err().kind(), crate::error::Kind::Usage);
         assert_eq!(render(&o).unwrap_err().exit_code(), 2);
     }
 }

@@ -6,6 +6,7 @@
 //! report why an app died.
 
 use crate::error::{failed, Context, Result};
+use crate::error::{Error, Refusal};
 use crate::fsx::write_atomic;
 use crate::process::{boot_id, read_pid_file, stat, ExitRecord, PidFile};
 use serde::{Deserialize, Serialize};
@@ -101,7 +102,7 @@ pub fn launch(spec: &Launch) -> Result<PidFile> {
 fn open_log(path: &Path) -> Result<fs::File> {
     use std::os::unix::fs::MetadataExt;
     let refuse = |what: &str| {
-        failed(format!(
+        Error::refused(Refusal::NotOurs { path: path.to_path_buf() }, format!(
             "refusing to write the app's output to {}: it is {what}, not the log file nonstop creates (remove it)",
             path.display()
         ))

@@ -2,7 +2,7 @@
 //! this user: the journal's groups may read it), and `systemctl show`'s properties, the unit's
 //! main process and how it last ended among them.
 
-use crate::error::{failed, Context, Result};
+use crate::error::{Error, Result, Tool};
 use crate::process::ExitRecord;
 use std::collections::HashMap;
 use std::process::{Command, Stdio};
@@ -32,17 +32,19 @@ pub(super) fn systemctl(args: &[&str]) -> Result<String> {
     argv.extend_from_slice(args);
     let out = privileged(&argv)
         .output()
-        .context(format!("cannot run `{}`", argv.join(" ")))?;
+        .map_err(|e| Error::spawn(format!("`{}`", argv.join(" ")), e))?;
     if out.status.success() {
         return Ok(String::from_utf8_lossy(&out.stdout).into_owned());
     }
     let text =
         String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
-    Err(failed(format!(
-        "`{}` failed: {}",
-        argv.join(" "),
-        crate::nginx::telling_line(&text)
-    )))
+    Err(Error::Command {
+        tool: Tool::Systemctl,
+        argv: argv.iter().map(|a| a.to_string()).collect(),
+        status: out.status,
+        reason: crate::nginx::telling_line(&text),
+        io: None,
+    })
 }
 
 /// `journalctl -u UNIT -n N --no-pager -o FORMAT`

@@ -33,7 +33,7 @@ pub use units::{install_units, legacy_unit, render_template, unit_name, UNIT_DIR
 
 use super::{Kind, Start, Stopped, Supervision, Supervisor};
 use crate::config::{Config, Slot};
-use crate::error::{failed, Context, Result};
+use crate::error::{failed, Context, Error, Result, Tool};
 use crate::process::{self, ExitRecord, PidFile, SlotProcess};
 use crate::{fsx, interrupt};
 use ctl::{clocks, exit_record, journal, journalctl, main_pid, root, show, systemctl};
@@ -315,11 +315,17 @@ impl Supervisor for Systemd {
         let st = journalctl(&argv)
             .stdout(Stdio::inherit())
             .status()
-            .context("cannot run journalctl")?;
+            .map_err(|e| Error::spawn("journalctl", e))?;
         if st.success() || follow {
             Ok(())
         } else {
-            Err(failed(format!("`{}` failed ({st})", argv.join(" "))))
+            Err(Error::Command {
+                tool: Tool::Journalctl,
+                argv: argv.iter().map(|a| a.to_string()).collect(),
+                status: st,
+                reason: String::new(),
+                io: None,
+            })
         }
     }
 

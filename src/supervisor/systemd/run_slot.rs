@@ -2,7 +2,8 @@
 //! writes for a slot (`workdir/run/<slot>.launch.json`), checked against the registry before
 //! java is exec'd in the release folder, so the unit's main process is the JVM.
 
-use crate::error::{failed, Context, Result};
+use crate::error::Refusal;
+use crate::error::{failed, Context, Error, Result};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -26,8 +27,16 @@ pub fn launch_path(workdir: &Path, slot: &str) -> PathBuf {
 /// under the app's releases folder (symlinks resolved), the jar is in it, and the one
 /// `-Dserver.port` is the slot's port. Returns the argv to exec.
 pub fn check_launch(e: &crate::registry::Entry, slot: &str, l: &Launch) -> Result<()> {
+    let refuse = |msg: String| {
+        Error::refused(
+            Refusal::Launch {
+                slot: slot.to_string(),
+            },
+            msg,
+        )
+    };
     let s = e.slot(slot).ok_or_else(|| {
-        failed(format!(
+        refuse(format!(
             "slot {slot:?} is not one of app {}'s slots in the registry",
             e.app
         ))
@@ -40,7 +49,7 @@ pub fn check_launch(e: &crate::registry::Entry, slot: &str, l: &Launch) -> Resul
             .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
     let releases = e.workdir.join("releases");
     if !rel_ok || l.cwd != releases.join(&l.release) {
-        return Err(failed(format!(
+        return Err(refuse(format!(
             "release {:?} in {:?} is not a folder of {}",
             l.release,
             l.cwd,
@@ -53,7 +62,7 @@ pub fn check_launch(e: &crate::registry::Entry, slot: &str, l: &Launch) -> Resul
     };
     let (releases_c, cwd_c) = (canon(&releases)?, canon(&l.cwd)?);
     if cwd_c.parent() != Some(releases_c.as_path()) {
-        return Err(failed(format!(
+        return Err(refuse(format!(
             "{} resolves to {}, outside {}",
             l.cwd.display(),
             cwd_c.display(),
@@ -65,10 +74,10 @@ pub fn check_launch(e: &crate::registry::Entry, slot: &str, l: &Launch) -> Resul
         .iter()
         .position(|a| a == "-jar")
         .and_then(|i| l.argv.get(i + 1))
-        .ok_or_else(|| failed("the launch has no `-jar JAR`"))?;
+        .ok_or_else(|| refuse("the launch has no `-jar JAR`".into()))?;
     let jar_c = canon(Path::new(jar))?;
     if jar_c.parent() != Some(cwd_c.as_path()) {
-        return Err(failed(format!(
+        return Err(refuse(format!(
             "jar {jar} is not in release folder {}",
             l.cwd.display()
         )));
@@ -80,13 +89,13 @@ pub fn check_launch(e: &crate::registry::Entry, slot: &str, l: &Launch) -> Resul
         .collect();
     let want = format!("-Dserver.port={}", s.port);
     if ports.len() != 1 || *ports[0] != want {
-        return Err(failed(format!(
+        return Err(refuse(format!(
             "the launch sets the port with {ports:?}; slot {slot} of {} has port {} (fixed by setup)",
             e.app, s.port
         )));
     }
     if !l.argv.first().is_some_and(|j| Path::new(j).is_absolute()) {
-        return Err(failed("the launch's java is not an absolute path"));
+        return Err(refuse("the launch's java is not an absolute path".into()));
     }
     Ok(())
 }
@@ -108,5 +117,5 @@ pub fn run_slot(app: &str, slot: &str) -> Result<()> {
         .envs(l.env.iter().map(|(k, v)| (k, v)))
         .current_dir(&l.cwd)
         .exec();
-    Err(failed(format!("cannot run {}: {err}", l.argv[0])))
+    Err(Error::spawn(l.argv[0].clone(), err))
 }

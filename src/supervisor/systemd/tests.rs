@@ -3,6 +3,7 @@
 use super::ctl::exit_record;
 use super::units::quote;
 use super::*;
+use crate::error::Refusal;
 use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
@@ -83,7 +84,12 @@ fn a_launch_must_stay_in_the_apps_releases_and_port() {
     let bad = |f: &dyn Fn(&mut Launch), why: &str| {
         let mut l = good.clone();
         f(&mut l);
-        let m = check_launch(&e, "blue", &l).unwrap_err().to_string();
+        let err = check_launch(&e, "blue", &l).unwrap_err();
+        assert!(
+            matches!(&err, Error::Refused { refusal: Refusal::Launch { slot }, .. } if slot == "blue"),
+            "{err:?}"
+        );
+        let m = err.to_string();
         assert!(m.contains(why), "{why}: {m}");
     };
     bad(&|l| l.argv[1] = "-Dserver.port=22".into(), "has port 8081");
@@ -199,7 +205,12 @@ fn app_env_reaches_the_jvm_unchanged_from_a_root_only_file() {
     std::os::unix::fs::symlink(&victim, &p).unwrap();
     if root() {
         use std::os::unix::fs::MetadataExt;
-        let e = write_env_file(&p, Some(&text)).unwrap_err().to_string();
+        let err = write_env_file(&p, Some(&text)).unwrap_err();
+        assert!(
+            matches!(&err, Error::Refused { refusal: Refusal::NotOurs { path }, .. } if *path == p),
+            "{err:?}"
+        );
+        let e = err.to_string();
         assert!(e.contains("is a symlink"), "{e}");
         assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep\n");
         std::fs::remove_file(&p).unwrap();

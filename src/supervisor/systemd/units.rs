@@ -6,6 +6,7 @@ use super::ctl::{root, show, systemctl};
 use super::env::{env_file, MARKER};
 use crate::config::{Config, Slot};
 use crate::error::{failed, Context, Result};
+use crate::error::{Error, Refusal};
 use crate::fsx;
 use std::path::{Path, PathBuf};
 
@@ -129,10 +130,13 @@ pub(super) fn write_unit(name: &str, text: &str) -> Result<bool> {
     match fsx::read_original(&path)? {
         Some(o) if o.bytes == text.as_bytes() => return Ok(false),
         Some(o) if !o.bytes.starts_with(MARKER.as_bytes()) => {
-            return Err(failed(format!(
+            return Err(Error::refused(
+                Refusal::NotOurs { path: path.clone() },
+                format!(
             "{} exists and was not written by nonstop (no `{MARKER}` line): refusing to replace it",
             path.display()
-        )))
+        ),
+            ))
         }
         _ => {}
     }

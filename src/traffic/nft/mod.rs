@@ -40,7 +40,7 @@ use crate::error::{failed, Context, Result};
 use crate::fsx;
 use crate::nginx::Rotation;
 use rules::{comment, echoed, front, targets};
-use run::{forget, helper, nft};
+use run::{forget, helper, missing, nft};
 use std::time::{Duration, Instant};
 use steer::apply_through_helper;
 
@@ -74,7 +74,7 @@ impl Traffic for Nft {
         always: bool,
     ) -> Result<Duration> {
         let t0 = Instant::now();
-        nft_bin().map_err(|_| failed(NFT_MISSING))?;
+        nft_bin().map_err(|_| missing())?;
         let before = read(cfg).ok();
         // `live: None` keeps the table's live slot; blue/green's rotation is that slot alone.
         let live = live.or(before.as_ref().and_then(|b| b.live));

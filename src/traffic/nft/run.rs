@@ -4,7 +4,7 @@
 
 use super::rules::{front, parse_listing, table_name, Steering};
 use crate::config::Config;
-use crate::error::{failed, Context, Result};
+use crate::error::{failed, Error, Result, Tool};
 use crate::traffic::{Doubt, Via};
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
@@ -35,27 +35,56 @@ pub fn installed() -> bool {
 /// timeout must not kill it halfway through a transaction.
 pub(super) fn nft(args: &[&str]) -> Result<String> {
     use std::os::unix::process::CommandExt;
-    let bin = nft_bin().map_err(|_| failed(NFT_MISSING))?;
+    let bin = nft_bin().map_err(|_| missing())?;
     let out = Command::new(&bin)
         .args(args)
         .stdin(Stdio::null())
         .process_group(0)
         .output()
-        .context(format!("cannot run `{bin} {}`", args.join(" ")))?;
+        .map_err(|e| Error::spawn(format!("`{bin} {}`", args.join(" ")), e))?;
     if out.status.success() {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     } else {
         let err = String::from_utf8_lossy(&out.stderr);
-        Err(failed(format!(
-            "`nft {}` failed ({}): {}",
-            args.join(" "),
-            out.status,
-            err.lines()
-                .find(|l| !l.trim().is_empty())
-                .unwrap_or("no output")
-                .trim()
-        )))
+        let reason = err
+            .lines()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("no output")
+            .trim();
+        Err(Error::Command {
+            tool: Tool::Nft,
+            argv: std::iter::once("nft")
+                .chain(args.iter().copied())
+                .map(String::from)
+                .collect(),
+            status: out.status,
+            reason: reason.to_string(),
+            io: errno_in(reason),
+        })
     }
+}
+
+/// [`NFT_MISSING`] as an error.
+pub(super) fn missing() -> Error {
+    Error::NotInstalled {
+        program: "nft".into(),
+        msg: NFT_MISSING.into(),
+    }
+}
+
+/// The errno nft's error line names, as an [`std::io::ErrorKind`]: nft reports the kernel's
+/// errno as the C library's text for it (`Error: Could not process rule: No such file or
+/// directory`), the text [`std::io::Error`] shows before ` (os error N)`.
+pub(super) fn errno_in(line: &str) -> Option<std::io::ErrorKind> {
+    use rustix::io::Errno;
+    [Errno::NOENT, Errno::EXIST, Errno::PERM, Errno::BUSY]
+        .into_iter()
+        .find_map(|errno| {
+            let e = std::io::Error::from_raw_os_error(errno.raw_os_error());
+            let shown = e.to_string();
+            let text = shown.split(" (os error ").next()?;
+            (!text.is_empty() && line.contains(text)).then(|| e.kind())
+        })
 }
 
 /// The table as this run listed it: `(run, table, listing)`, kept only while the run holds its
@@ -103,7 +132,7 @@ pub(super) fn listing(cfg: &Config) -> std::result::Result<Option<String>, Doubt
 pub(super) fn unlisted(d: Doubt) -> crate::error::Error {
     match d {
         Doubt::TableUnreadable(why) => failed(format!("cannot list the table: {why}")),
-        Doubt::NftMissing => failed(NFT_MISSING),
+        Doubt::NftMissing => missing(),
         other => failed(format!("cannot list the table: {other:?}")),
     }
 }
@@ -111,8 +140,11 @@ pub(super) fn unlisted(d: Doubt) -> crate::error::Error {
 pub(super) fn list_table(table: &str) -> std::result::Result<Option<String>, Doubt> {
     match nft(&["list", "table", "ip", table]) {
         Ok(text) => Ok(Some(text)),
-        // nft's own answer for a table that does not exist.
-        Err(e) if e.to_string().contains("No such file or directory") => Ok(None),
+        // nft's own answer for a table that does not exist: ENOENT.
+        Err(Error::Command {
+            io: Some(std::io::ErrorKind::NotFound),
+            ..
+        }) => Ok(None),
         Err(e) => Err(Doubt::TableUnreadable(e.to_string())),
     }
 }
@@ -152,19 +184,29 @@ pub(super) fn sudo_steer(e: &crate::registry::Entry, args: &[&str]) -> Result<St
         .args(args)
         .stdin(Stdio::null())
         .output()
-        .context("cannot run sudo")?;
+        .map_err(|e| Error::spawn("sudo", e))?;
     if out.status.success() {
         return Ok(String::from_utf8_lossy(&out.stdout).into_owned());
     }
     let err = String::from_utf8_lossy(&out.stderr);
-    Err(failed(format!(
-        "`sudo -n {} steer --app {}{}` failed: {}",
-        e.nonstop.display(),
-        e.app,
-        args.iter().map(|a| format!(" {a}")).collect::<String>(),
-        err.lines()
+    let head = [
+        "sudo",
+        "-n",
+        &e.nonstop.to_string_lossy(),
+        "steer",
+        "--app",
+        &e.app,
+    ];
+    Err(Error::Command {
+        tool: Tool::SudoSteer,
+        argv: head.iter().chain(args).map(|a| a.to_string()).collect(),
+        status: out.status,
+        reason: err
+            .lines()
             .rfind(|l| !l.trim().is_empty())
             .unwrap_or("no output (is it in the sudo rules `sudo nonstop setup` writes?)")
             .trim()
-    )))
+            .to_string(),
+        io: None,
+    })
 }

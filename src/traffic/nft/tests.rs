@@ -2,6 +2,7 @@
 //! without nft.
 
 use super::rules::*;
+use super::run::errno_in;
 use super::*;
 use crate::nginx::Member;
 
@@ -11,6 +12,19 @@ fn cfg(extra: &str) -> Config {
         std::path::Path::new("/x/n.yml"),
     )
     .unwrap()
+}
+
+#[test]
+fn a_missing_table_is_told_by_its_errno_not_by_a_message() {
+    use std::io::ErrorKind::NotFound;
+    // nft 1.0 and 0.9 say the kernel's ENOENT so.
+    for line in [
+        "Error: No such file or directory; did you mean table ‘nonstop_a’ in family ip?",
+        "Error: Could not process rule: No such file or directory",
+    ] {
+        assert_eq!(errno_in(line), Some(NotFound), "{line}");
+    }
+    assert_eq!(errno_in("Error: syntax error, unexpected string"), None);
 }
 
 #[test]
