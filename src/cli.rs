@@ -2,8 +2,8 @@
 //! supervisor re-entry, turning a [`crate::Error`] (or a usage error) into a last log line and
 //! an exit code, and [`out`], the one way a report reaches stdout.
 
-use crate::config::{self, Config};
 use crate::error::Result;
+use crate::run::Run;
 use crate::{interrupt, process};
 use clap::Parser;
 use std::io::Write;
@@ -13,7 +13,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 /// Set once stdout cannot take more output (its reader went away): every later [`out`] is
-/// dropped.
+/// dropped. Process-wide on purpose, like [`crate::interrupt`]'s flag: stdout is the process's
+/// one descriptor 1, so a reader gone is gone for every run in the process.
 static STDOUT_GONE: AtomicBool = AtomicBool::new(false);
 
 /// Print `line` and a newline on stdout (flushed at once, so a report shows as it is made).
@@ -126,16 +127,13 @@ macro_rules! flags {
     };
 }
 
-/// Run a binary: supervisor re-entry, flags (usage errors exit 2), logging, signals, config,
-/// then `body`. On failure the last stderr line is the error on one line.
-pub fn main<F: Flags>(
-    binary: &'static str,
-    body: impl FnOnce(&F, &Config) -> Result<()>,
-) -> ExitCode {
+/// Run a binary: supervisor re-entry, flags (usage errors exit 2), logging, signals, config
+/// and the [`Run`] made of it, then `body`. On failure the last stderr line is the error on one
+/// line.
+pub fn main<F: Flags>(binary: &'static str, body: impl FnOnce(&F, &Run) -> Result<()>) -> ExitCode {
     run(binary, |flags: &F| {
-        let cfg = config::load(flags.common().config.as_deref())?;
-        log::debug!("config {}", cfg.path.display());
-        body(flags, &cfg)
+        let run = Run::load(flags.common().config.as_deref())?;
+        body(flags, &run)
     })
 }
 

@@ -7,7 +7,7 @@
 //!   its own (so the CodeDeploy agent's restart does not take the JVM with it), started at boot
 //!   when it is the live slot, restarted on failure with a start limit, logging to journald.
 //!
-//! The choice is made once per run from `app.supervisor` ([`Choice`]; `auto` picks systemd
+//! The choice is made once per run ([`crate::run::Run`]) from `app.supervisor` ([`Choice`]; `auto` picks systemd
 //! when PID 1 is systemd and nonstop may manage the app's units: root, or `sudo nonstop setup`
 //! set the app up) and
 //! the stages call only the [`Supervisor`] trait. **Only [`systemd`] runs `systemctl` and
@@ -20,7 +20,6 @@ use crate::config::{Config, Slot};
 use crate::error::Result;
 use crate::process::{self, Answerer, ExitRecord, Owner, PidFile, SlotProcess};
 use serde::Serialize;
-use std::sync::OnceLock;
 use std::time::Duration;
 
 /// `app.supervisor` as configured.
@@ -59,6 +58,9 @@ pub struct Start<'a> {
     pub cwd: std::path::PathBuf,
     pub jar: std::path::PathBuf,
     pub release: String,
+    /// The run's deployment id: the builtin supervisor hands it to the app as `DEPLOYMENT_ID`
+    /// (as the hook's own environment does under CodeDeploy).
+    pub deployment_id: Option<String>,
 }
 
 /// How a stop went.
@@ -118,11 +120,10 @@ pub trait Supervisor: Sync {
     fn supervision(&self, cfg: &Config, slot: &Slot) -> Supervision;
 }
 
-static CHOSEN: OnceLock<Kind> = OnceLock::new();
-
-/// The supervisor for `cfg` (chosen once per run).
-pub fn of(cfg: &Config) -> &'static dyn Supervisor {
-    match *CHOSEN.get_or_init(|| choose(cfg)) {
+/// The supervisor of `kind`. A run chooses it once ([`choose`], in [`crate::run::Run`]) and
+/// passes it down; nothing in the process remembers the choice.
+pub fn by_kind(kind: Kind) -> &'static dyn Supervisor {
+    match kind {
         Kind::Builtin => &builtin::Builtin,
         Kind::Systemd => &systemd::Systemd,
     }
@@ -139,9 +140,8 @@ pub fn choose(cfg: &Config) -> Kind {
     }
 }
 
-/// Prove who answers on `slot`'s port (see [`process::answerer_of`]).
-pub fn answerer(cfg: &Config, slot: &Slot) -> Answerer {
-    let sup = of(cfg);
+/// Prove who answers on `slot`'s port under `sup` (see [`process::answerer_of`]).
+pub fn answerer(sup: &dyn Supervisor, cfg: &Config, slot: &Slot) -> Answerer {
     process::answerer_of(
         sup.app(cfg, slot),
         |pf| sup.family(cfg, slot, pf),
@@ -150,13 +150,13 @@ pub fn answerer(cfg: &Config, slot: &Slot) -> Answerer {
 }
 
 /// Who runs on `slot`'s port, and how sure nonstop is that it is the slot's app.
-pub fn owner(cfg: &Config, slot: &Slot) -> Option<Owner> {
-    process::owner_of(answerer(cfg, slot), slot.port)
+pub fn owner(sup: &dyn Supervisor, cfg: &Config, slot: &Slot) -> Option<Owner> {
+    process::owner_of(answerer(sup, cfg, slot), slot.port)
 }
 
 /// The slot's running app, if it runs.
-pub fn running_app(cfg: &Config, slot: &Slot) -> Option<PidFile> {
-    match of(cfg).app(cfg, slot) {
+pub fn running_app(sup: &dyn Supervisor, cfg: &Config, slot: &Slot) -> Option<PidFile> {
+    match sup.app(cfg, slot) {
         SlotProcess::Running(pf) => Some(pf),
         _ => None,
     }

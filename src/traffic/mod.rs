@@ -1,5 +1,5 @@
 //! How requests reach the live slot(s): the seam between the stages and the two ways of
-//! steering traffic, chosen once from `traffic.via`.
+//! steering traffic, chosen once per run from `traffic.via`.
 //!
 //! - [`reload`] (`nginx-reload`, the default): the include (`set $service_url …;`) and, in
 //!   balanced mode, the upstream file name the slots; a change rewrites them and reloads nginx
@@ -43,8 +43,11 @@ impl std::fmt::Display for Via {
 }
 
 /// One way of steering traffic.
-pub trait Traffic: Sync {
+pub trait Traffic: Send + Sync {
     fn via(&self) -> Via;
+    /// The run that uses this seam took (`true`) or released (`false`) its lock: what the seam
+    /// keeps for the run (nftables: the table's listing) is kept only while the lock is held.
+    fn hold(&self, _held: bool) {}
     /// The live slot's port as the truth says (`None`: no slot), or why it cannot be known.
     fn live(&self, cfg: &Config) -> std::result::Result<Option<u16>, Doubt>;
     /// The rotation now, by slot port in slot order (blue/green: only the live slot is up).
@@ -102,10 +105,20 @@ pub fn by_slot(
         .collect()
 }
 
-/// The traffic seam for `cfg`.
-pub fn of(cfg: &Config) -> &'static dyn Traffic {
+/// The traffic seam for `cfg`, for a reader that holds no lock (`status`, `validate`, a
+/// message): it keeps nothing between calls.
+pub fn of(cfg: &Config) -> Box<dyn Traffic> {
+    seam(cfg, None)
+}
+
+/// The traffic seam a run uses (see [`crate::run::Run`]); `sup`: the run's supervisor (nftables
+/// asks it to load the table at boot), else the one `app.supervisor` chooses.
+pub fn seam(
+    cfg: &Config,
+    sup: Option<&'static dyn crate::supervisor::Supervisor>,
+) -> Box<dyn Traffic> {
     match cfg.traffic.via {
-        Via::NginxReload => &reload::Reload,
-        Via::Nftables => &nft::Nft,
+        Via::NginxReload => Box::new(reload::Reload),
+        Via::Nftables => Box::new(nft::Nft::new(sup)),
     }
 }
