@@ -17,7 +17,10 @@
 //! - the lock is taken once per run ([`Run::lock`]): a stage called inside a command that holds
 //!   it runs under that lock; any other run, in this process or another, gets exit 3;
 //! - what a run learns under its lock (the nftables listing) is forgotten when the lock is
-//!   released.
+//!   released;
+//! - a run's changes to the state file are made here ([`Run::record`], [`Run::record_live`],
+//!   [`Run::record_canary`], [`Run::record_event`]): the stages, the commands and the watch
+//!   say what happened, this module writes it.
 
 use crate::config::{self, Config, Slot};
 use crate::error::Result;
@@ -181,6 +184,37 @@ impl Run {
         );
     }
 
+    /// After a switch to `target`: the state's live slot, the slot traffic came from
+    /// (`previous`, kept when `None`), the release and jar `target` runs (`pf`), the time; no
+    /// canary.
+    pub fn record_live(
+        &self,
+        target: &Slot,
+        previous: Option<&Slot>,
+        pf: Option<&crate::process::PidFile>,
+    ) -> Result<State> {
+        state::update(&self.cfg.state_dir, |s| {
+            if let Some(old) = previous {
+                s.previous = Some(old.name.clone());
+            }
+            s.live = Some(target.name.clone());
+            s.release = pf.map(|p| p.release.clone());
+            s.jar = pf.map(|p| p.jar.clone());
+            s.time = Some(crate::log::utc_millis(SystemTime::now()));
+            s.canary = None;
+        })
+    }
+
+    /// The canary in progress (`None`: none, after an abort).
+    pub fn record_canary(&self, canary: Option<state::Canary>) -> Result<State> {
+        state::update(&self.cfg.state_dir, |s| s.canary = canary)
+    }
+
+    /// Append `ev`, made by the caller (the watch's verdict), to the history as it is.
+    pub fn record_event(&self, ev: state::Event) -> Result<State> {
+        state::update(&self.cfg.state_dir, |s| s.record(ev))
+    }
+
     /// Who answers on `slot`'s port (see [`supervisor::answerer`]).
     pub fn answerer(&self, slot: &Slot) -> crate::process::Answerer {
         supervisor::answerer(self.sup, &self.cfg, slot)
@@ -326,6 +360,25 @@ mod tests {
         assert!(run.holds_lock());
         drop(again);
         assert!(!run.holds_lock());
+    }
+
+    #[test]
+    fn each_run_chooses_its_own_seams_from_its_own_config() {
+        let d = tempfile::tempdir().unwrap();
+        let a = run_in(d.path());
+        let mut cfg = a.cfg.clone();
+        cfg.app.supervisor = supervisor::Choice::Systemd;
+        cfg.traffic.via = traffic::Via::Nftables;
+        let b = Run::new(cfg);
+        assert_eq!(a.sup.kind(), supervisor::Kind::Builtin);
+        assert_eq!(b.sup.kind(), supervisor::Kind::Systemd);
+        assert_eq!(a.traffic.via(), traffic::Via::NginxReload);
+        assert_eq!(b.traffic.via(), traffic::Via::Nftables);
+        assert_eq!(
+            run_in(d.path()).sup.kind(),
+            supervisor::Kind::Builtin,
+            "a later run is not given an earlier run's choice"
+        );
     }
 
     #[test]

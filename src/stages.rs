@@ -12,7 +12,7 @@ use crate::state::{self, Action};
 use crate::{health, rotation, slots, supervisor};
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 /// `workdir/run/<slot>.pid`
 pub fn pid_path(cfg: &Config, slot: &Slot) -> PathBuf {
@@ -131,20 +131,7 @@ pub fn stop_slot(run: &Run, slot: &Slot, force: bool) -> Result<()> {
         )));
     }
     let _ = fs::remove_file(&pid_file);
-    // How the app ended, as its supervisor recorded it (it writes the record right after the
-    // app's exit): a JVM's graceful shutdown on SIGTERM exits 143, which is no failure.
-    let ended = match &owner {
-        Some(Owner::Ours(pf)) => exit_status(run, slot, pf.pid),
-        _ => None,
-    };
-    let ended = ended.map_or(String::new(), |r| {
-        let odd = if r.graceful() {
-            ""
-        } else {
-            " (not 0 or 143: see its log)"
-        };
-        format!("; the app ended with {r}{odd}")
-    });
+    let ended = ended_words(run, slot, owner.as_ref());
     if killed {
         log::warn!(
             "stopped slot {} in {}: it ignored SIGTERM for {:?} and was killed",
@@ -161,6 +148,24 @@ pub fn stop_slot(run: &Run, slot: &Slot, force: bool) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// How the app `owner` ended, as its supervisor recorded it (it writes the record right after
+/// the app's exit), as the end of the "stopped" line: a JVM's graceful shutdown on SIGTERM
+/// exits 143, which is no failure.
+fn ended_words(run: &Run, slot: &Slot, owner: Option<&Owner>) -> String {
+    let ended = match owner {
+        Some(Owner::Ours(pf)) => exit_status(run, slot, pf.pid),
+        _ => None,
+    };
+    ended.map_or(String::new(), |r| {
+        let odd = if r.graceful() {
+            ""
+        } else {
+            " (not 0 or 143: see its log)"
+        };
+        format!("; the app ended with {r}{odd}")
+    })
 }
 
 /// The supervisor's exit record of `pid` on `slot`, waiting up to 500 ms for it to appear.
@@ -459,12 +464,10 @@ fn canary(run: &Run, roles: &slots::Roles, target: &Slot, percent: u8, force: bo
     }
     rotation::set(&mut rot, target, Member::Up(u32::from(percent) * k));
     rotation::apply(run, &rot, None)?;
-    state::update(&run.cfg.state_dir, |s| {
-        s.canary = Some(state::Canary {
-            slot: target.name.clone(),
-            percent,
-        })
-    })?;
+    run.record_canary(Some(state::Canary {
+        slot: target.name.clone(),
+        percent,
+    }))?;
     log::info!(
         "canary: slot {} (port {}) now gets about {percent}% of requests; `nonstop switch --promote` completes, `nonstop switch --abort` undoes",
         target.name,
@@ -489,7 +492,7 @@ fn abort_canary(run: &Run, roles: &slots::Roles, target: &Slot) -> Result<()> {
         };
     }
     rotation::apply(run, &rot, None)?;
-    state::update(&run.cfg.state_dir, |s| s.canary = None)?;
+    run.record_canary(None)?;
     log::info!(
         "canary aborted: slot {} is out of rotation (its app keeps running)",
         target.name
@@ -535,16 +538,7 @@ pub fn switch_to(run: &Run, roles: &slots::Roles, target: &Slot, force: bool) ->
         None => roles.live,
     }
     .filter(|l| l.name != target.name);
-    if let Err(e) = state::update(&cfg.state_dir, |s| {
-        if let Some(old) = previous {
-            s.previous = Some(old.name.clone());
-        }
-        s.live = Some(target.name.clone());
-        s.release = pf.as_ref().map(|p| p.release.clone());
-        s.jar = pf.as_ref().map(|p| p.jar.clone());
-        s.time = Some(crate::log::utc_millis(SystemTime::now()));
-        s.canary = None;
-    }) {
+    if let Err(e) = run.record_live(target, previous, pf.as_ref()) {
         log::warn!(
             "nginx serves slot {} now, but the state file could not record it: {e}",
             target.name

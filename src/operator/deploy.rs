@@ -8,7 +8,7 @@
 //! ([`crate::watch`]) and switches back on a breach.
 
 use super::{record_run, Stages};
-use crate::config::Config;
+use crate::config::{Config, Slot};
 use crate::error::{failed, Result};
 use crate::log::human;
 use crate::run::{Run, Target};
@@ -46,15 +46,7 @@ pub fn run(
         ),
         target.name,
         target.port,
-        match roles.live {
-            None => "none".to_string(),
-            Some(l) if run.running_app(l).is_none() => format!(
-                "none ({} names slot {}, which runs no app)",
-                run.truth(),
-                l.name
-            ),
-            Some(l) => format!("{} (port {})", l.name, l.port),
-        }
+        live_now(run, roles.live)
     );
     // Resolved once: every stage acts on this slot.
     let to = Target::Slot(target);
@@ -99,18 +91,37 @@ pub fn run(
         target.name,
         target.port,
         human(t0.elapsed()),
-        // Only a slot whose own app still runs is an instant rollback target.
-        match old {
-            Some(o) if !cfg.balanced() && run.running_app(o).is_some() =>
-                format!("; {} keeps running as the rollback target", o.name),
-            Some(o) if !cfg.balanced() => format!(
-                "; {} runs no app, so there is no instant rollback target",
-                o.name
-            ),
-            _ => String::new(),
-        }
+        rollback_target(run, old)
     );
     Ok(())
+}
+
+/// The live slot as the first line names it: `green (port 8082)`, or `none (…)`.
+fn live_now(run: &Run, live: Option<&Slot>) -> String {
+    match live {
+        None => "none".to_string(),
+        Some(l) if run.running_app(l).is_none() => format!(
+            "none ({} names slot {}, which runs no app)",
+            run.truth(),
+            l.name
+        ),
+        Some(l) => format!("{} (port {})", l.name, l.port),
+    }
+}
+
+/// The end of the last line: what `old`, the slot traffic came from, is now. Only a slot whose
+/// own app still runs is an instant rollback target.
+fn rollback_target(run: &Run, old: Option<&Slot>) -> String {
+    match old {
+        Some(o) if !run.cfg.balanced() && run.running_app(o).is_some() => {
+            format!("; {} keeps running as the rollback target", o.name)
+        }
+        Some(o) if !run.cfg.balanced() => format!(
+            "; {} runs no app, so there is no instant rollback target",
+            o.name
+        ),
+        _ => String::new(),
+    }
 }
 
 /// `cfg` with `app.jar` set to exactly `jar` (made absolute), when one is given.

@@ -98,14 +98,7 @@ pub fn run(run: &Run, slot: Option<&str>) -> Result<()> {
         release: want,
         restart: why_not,
     } = plan(run, &st, &roles, slot)?;
-    let pid_file = stages::pid_path(cfg, live);
-    let live_release = match run.owner(live) {
-        Some(Owner::Ours(pf)) => pf.release,
-        _ => match process::read_pid_file(&pid_file) {
-            Some(pf) => format!("{}, not running", pf.release),
-            None => "?, not running".into(),
-        },
-    };
+    let live_release = release_words(run, live);
     crate::outln!(
         "rollback {id}: from slot {} (port {}, release {live_release}) to slot {} (port {}, release {want}): back to {}",
         live.name, live.port, target.name, target.port, releases::version_words(cfg, &want)
@@ -166,6 +159,17 @@ pub fn run(run: &Run, slot: Option<&str>) -> Result<()> {
         left_behind(run, live)
     );
     Ok(())
+}
+
+/// The release `slot` runs, for the first line: `R`, `R, not running` or `?, not running`.
+fn release_words(run: &Run, slot: &Slot) -> String {
+    match run.owner(slot) {
+        Some(Owner::Ours(pf)) => pf.release,
+        _ => match process::read_pid_file(&stages::pid_path(&run.cfg, slot)) {
+            Some(pf) => format!("{}, not running", pf.release),
+            None => "?, not running".into(),
+        },
+    }
 }
 
 /// What is true now of `slot`, the slot rolled back from, as the end of the last line: it

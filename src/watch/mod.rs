@@ -309,7 +309,7 @@ fn record(
         by: Some(state::by()),
         verdict: Some(v.clone()),
     };
-    if let Err(e) = state::update(&cfg.state_dir, |s| s.record(ev)) {
+    if let Err(e) = run.record_event(ev) {
         log::warn!("could not record the watch's verdict in the state file: {e}");
     }
 }
