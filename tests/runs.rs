@@ -16,11 +16,45 @@ fn main() -> ExitCode {
     if let Some(spec) = std::env::var_os(nonstop::process::SUPERVISE_ENV) {
         return nonstop::process::supervise(spec);
     }
+    const NAME: &str = "two_apps_deployed_in_one_process_each_with_its_own_id_lock_and_state";
+    // libtest's flags as far as they matter here: `--list`, `--ignored` (this test is not),
+    // and name filters.
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().any(|a| a == "--list") {
+        println!("{NAME}: test");
+        return ExitCode::SUCCESS;
+    }
+    // Positional arguments, past the values of the flags that take one.
+    let mut filters: Vec<&String> = vec![];
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        if [
+            "--test-threads",
+            "--skip",
+            "--format",
+            "--color",
+            "--logfile",
+            "-Z",
+        ]
+        .contains(&a.as_str())
+        {
+            it.next();
+        } else if !a.starts_with('-') {
+            filters.push(a);
+        }
+    }
+    if args.iter().any(|a| a == "--ignored")
+        || (!filters.is_empty() && !filters.iter().any(|f| NAME.contains(f.as_str())))
+    {
+        println!("test result: ok. 0 passed; 0 failed; 1 filtered out");
+        return ExitCode::SUCCESS;
+    }
     // What the runs read at their start: a `DEPLOYMENT_ID` of the caller's would name them all.
     // (Still single-threaded here.)
     std::env::remove_var("DEPLOYMENT_ID");
     two_apps_deployed_in_one_process_each_with_its_own_id_lock_and_state();
-    println!("test two_apps_deployed_in_one_process_each_with_its_own_id_lock_and_state ... ok");
+    println!("test {NAME} ... ok");
+    println!("test result: ok. 1 passed; 0 failed");
     ExitCode::SUCCESS
 }
 
