@@ -133,6 +133,7 @@ macro_rules! flags {
 pub fn main<F: Flags>(binary: &'static str, body: impl FnOnce(&F, &Run) -> Result<()>) -> ExitCode {
     run(binary, |flags: &F| {
         let run = Run::load(flags.common().config.as_deref())?;
+        log::debug!("config {}", run.cfg.path.display());
         body(flags, &run)
     })
 }

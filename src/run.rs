@@ -88,9 +88,7 @@ impl Run {
 
     /// Load the config (see [`config::load`]) and make its run.
     pub fn load(path: Option<&Path>) -> Result<Run> {
-        let cfg = config::load(path)?;
-        log::debug!("config {}", cfg.path.display());
-        Ok(Run::new(cfg))
+        Ok(Run::new(config::load(path)?))
     }
 
     /// A run of `cfg` with this run's deployment id and supervisor (for a command that changes
