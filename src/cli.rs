@@ -2,10 +2,10 @@
 //! supervisor re-entry, turning a [`crate::Error`] (or a usage error) into a last log line and
 //! an exit code; it re-exports [`out`], the one way a report reaches stdout (`crate::out`).
 
-use crate::config::{self, Config};
 use crate::error::Result;
 use crate::interrupt;
 pub use crate::out::{out, out_raw, stdout_closed, stdout_gone};
+use crate::run::Run;
 use crate::supervisor::builtin;
 use clap::Parser;
 use std::path::PathBuf;
@@ -49,16 +49,14 @@ macro_rules! flags {
     };
 }
 
-/// Run a binary: supervisor re-entry, flags (usage errors exit 2), logging, signals, config,
-/// then `body`. On failure the last stderr line is the error on one line.
-pub fn main<F: Flags>(
-    binary: &'static str,
-    body: impl FnOnce(&F, &Config) -> Result<()>,
-) -> ExitCode {
+/// Run a binary: supervisor re-entry, flags (usage errors exit 2), logging, signals, config
+/// and the [`Run`] made of it, then `body`. On failure the last stderr line is the error on one
+/// line.
+pub fn main<F: Flags>(binary: &'static str, body: impl FnOnce(&F, &Run) -> Result<()>) -> ExitCode {
     run(binary, |flags: &F| {
-        let cfg = config::load(flags.common().config.as_deref())?;
-        log::debug!("config {}", cfg.path.display());
-        body(flags, &cfg)
+        let run = Run::load(flags.common().config.as_deref())?;
+        log::debug!("config {}", run.cfg.path.display());
+        body(flags, &run)
     })
 }
 

@@ -124,9 +124,13 @@ pub fn check_once(cfg: &Config, slot: &Slot) -> (Probe, std::result::Result<(), 
 /// descendant) holds the port: a stranger that answers fails at once with its pid and command
 /// line. A slot with no running app of nonstop's fails at once too (a stale pid file says why:
 /// exited, from before a reboot). `force` polls the port without either proof.
-pub fn wait_healthy(cfg: &Config, slot: &Slot, force: bool) -> Result<Duration> {
+pub fn wait_healthy(
+    sup: &dyn crate::supervisor::Supervisor,
+    cfg: &Config,
+    slot: &Slot,
+    force: bool,
+) -> Result<Duration> {
     let pid_path = cfg.pid_file(slot);
-    let sup = crate::supervisor::of(cfg);
     let watched = match sup.app(cfg, slot) {
         process::SlotProcess::Running(pf) => {
             log::info!(
@@ -155,7 +159,7 @@ pub fn wait_healthy(cfg: &Config, slot: &Slot, force: bool) -> Result<Duration> 
             )))
         }
         process::SlotProcess::Stale(pf, process::Stale::Exited) => {
-            return Err(died(cfg, slot, pf.pid, None))
+            return Err(died(sup, cfg, slot, pf.pid, None))
         }
         process::SlotProcess::Stale(pf, why) => {
             return Err(Error::health(&slot.name, Unhealthy::Stale, format!(
@@ -182,7 +186,7 @@ pub fn wait_healthy(cfg: &Config, slot: &Slot, force: bool) -> Result<Duration> 
         let p = probe(&agent, cfg, slot);
         let mut verdict = judge(cfg, &p);
         if verdict.is_ok() && !force {
-            match crate::supervisor::answerer(cfg, slot) {
+            match crate::supervisor::answerer(sup, cfg, slot) {
                 process::Answerer::App { .. } => {}
                 // The app went away between the probe and now: the exit check below says so.
                 process::Answerer::NoApp(_) | process::Answerer::NotListening(_) => {
@@ -206,7 +210,7 @@ pub fn wait_healthy(cfg: &Config, slot: &Slot, force: bool) -> Result<Duration> 
             && verdict.is_err()
             && (force
                 || matches!(
-                    crate::supervisor::answerer(cfg, slot),
+                    crate::supervisor::answerer(sup, cfg, slot),
                     process::Answerer::App { .. }
                 ));
         if !own_404 {
@@ -260,7 +264,7 @@ pub fn wait_healthy(cfg: &Config, slot: &Slot, force: bool) -> Result<Duration> 
         if let Some(pf) = &watched {
             if !pf.running() {
                 progress.finish();
-                return Err(died(cfg, slot, pf.pid, Some(t0.elapsed())));
+                return Err(died(sup, cfg, slot, pf.pid, Some(t0.elapsed())));
             }
         }
         if t0.elapsed() >= cfg.health.deadline {
@@ -351,8 +355,13 @@ impl NotFound {
 
 /// The error for an app that exited: its status and its log tail, from its supervisor.
 /// `after`: how long into the health wait it exited; `None` when it had exited before.
-fn died(cfg: &Config, slot: &Slot, pid: i32, after: Option<Duration>) -> crate::error::Error {
-    let sup = crate::supervisor::of(cfg);
+fn died(
+    sup: &dyn crate::supervisor::Supervisor,
+    cfg: &Config,
+    slot: &Slot,
+    pid: i32,
+    after: Option<Duration>,
+) -> crate::error::Error {
     // The supervisor records the exit right after the app exits; give it a moment.
     let mut rec = None;
     for _ in 0..50 {

@@ -3,6 +3,9 @@
 //! The CodeDeploy agent sends SIGTERM to a hook's whole process group at its timeout. nonstop
 //! never dies in the middle of an nginx transaction: the transaction is short and bounded, and
 //! only the waits around it (health polling, waiting for a process to exit) are interruptible.
+//!
+//! The flag is process-wide on purpose, and the one thing of a run kept outside its
+//! [`crate::run::Run`]: a signal is delivered to the process, not to one run in it.
 
 use crate::error::{Error, Result};
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};

@@ -22,6 +22,7 @@ pub mod progress;
 pub mod registry;
 pub mod releases;
 pub mod rotation;
+pub mod run;
 pub mod setup;
 pub mod slots;
 pub mod stage_table;

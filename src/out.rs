@@ -6,7 +6,8 @@ use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Set once stdout cannot take more output (its reader went away): every later [`out`] is
-/// dropped.
+/// dropped. Process-wide on purpose, like [`crate::interrupt`]'s flag: stdout is the process's
+/// one descriptor 1, so a reader gone is gone for every run in the process.
 static STDOUT_GONE: AtomicBool = AtomicBool::new(false);
 
 /// Print `line` and a newline on stdout (flushed at once, so a report shows as it is made).

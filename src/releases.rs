@@ -98,14 +98,17 @@ pub fn release_name(id: &str) -> Option<String> {
     Some(format!("{}-{hash}", &id[..ID_MAX]))
 }
 
-/// Copy `jar` to `releases/<release_name(DEPLOYMENT_ID) or UTC time>[-N]/<name>` (always a
+/// Copy `jar` to `releases/<release_name(deployment_id) or UTC time>[-N]/<name>` (always a
 /// new file, so a running JVM's jar is never overwritten; never a name the state records, so a
 /// recorded release never comes to mean another jar). Returns the release name and the copied
 /// jar.
-pub fn new_release(cfg: &Config, jar: &Path) -> Result<(String, PathBuf)> {
-    let base = std::env::var("DEPLOYMENT_ID")
-        .ok()
-        .and_then(|id| release_name(&id))
+pub fn new_release(
+    cfg: &Config,
+    deployment_id: Option<&str>,
+    jar: &Path,
+) -> Result<(String, PathBuf)> {
+    let base = deployment_id
+        .and_then(release_name)
         .unwrap_or_else(|| crate::log::utc_compact(SystemTime::now()));
     let root = cfg.releases_dir();
     crate::fsx::create_dirs(&root).context(format!("cannot create {}", root.display()))?;

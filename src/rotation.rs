@@ -9,13 +9,14 @@
 use crate::config::{Config, Slot};
 use crate::error::{Error, Refusal, Result};
 use crate::nginx::{Member, Rotation};
+use crate::run::Run;
 use crate::{health, interrupt, process};
 use std::time::{Duration, Instant};
 
 /// The rotation now, from the traffic seam's truth (the upstream file, or the nftables
 /// table); blue/green: only the live slot is up.
-pub fn read(cfg: &Config) -> Result<Rotation> {
-    crate::traffic::of(cfg).rotation(cfg)
+pub fn read(run: &Run) -> Result<Rotation> {
+    run.traffic.rotation(&run.cfg)
 }
 
 /// The member entry of `slot`.
@@ -35,28 +36,29 @@ pub fn set(rot: &mut Rotation, slot: &Slot, m: Member) {
 }
 
 /// Make `rot` the rotation (and `live` the live port, when given) through the traffic seam.
-pub fn apply(cfg: &Config, rot: &Rotation, live: Option<u16>) -> Result<Duration> {
-    crate::traffic::of(cfg).apply(cfg, rot, live, false)
+pub fn apply(run: &Run, rot: &Rotation, live: Option<u16>) -> Result<Duration> {
+    run.traffic.apply(&run.cfg, rot, live, false)
 }
 
 /// Take `slot` out of rotation and drain it. Refuses if no other slot in rotation is healthy.
 /// Returns how many connections were still open when the drain gave up (0 = fully drained).
-pub fn take_out(cfg: &Config, slot: &Slot) -> Result<usize> {
-    swap(cfg, None, slot)
+pub fn take_out(run: &Run, slot: &Slot) -> Result<usize> {
+    swap(run, None, slot)
 }
 
 /// Put `back_in` (a slot just rolled and healthy, if any) into rotation and take `slot` out,
 /// in one nginx transaction (one reload: each reload closes nginx's idle keep-alive client
 /// connections), then drain `slot`. Refuses if no other slot in rotation would be healthy.
-pub fn swap(cfg: &Config, back_in: Option<&Slot>, slot: &Slot) -> Result<usize> {
-    let mut rot = read(cfg)?;
+pub fn swap(run: &Run, back_in: Option<&Slot>, slot: &Slot) -> Result<usize> {
+    let cfg = &run.cfg;
+    let mut rot = read(run)?;
     if let Some(b) = back_in {
         set(&mut rot, b, Member::Up(1));
     }
     if member(&rot, slot) == Member::Down {
         log::info!("slot {} is already out of rotation", slot.name);
         if back_in.is_some() {
-            apply(cfg, &rot, None)?;
+            apply(run, &rot, None)?;
         }
     } else {
         let others: Vec<&Slot> = cfg
@@ -81,7 +83,7 @@ pub fn swap(cfg: &Config, back_in: Option<&Slot>, slot: &Slot) -> Result<usize> 
                 "putting slot {} back in and taking slot {} out of rotation in one {} (slot {} stays healthy in it)",
                 b.name,
                 slot.name,
-                crate::traffic::of(cfg).change(),
+                run.traffic.change(),
                 h.name
             ),
             None => log::info!(
@@ -91,16 +93,17 @@ pub fn swap(cfg: &Config, back_in: Option<&Slot>, slot: &Slot) -> Result<usize> 
             ),
         }
         set(&mut rot, slot, Member::Down);
-        apply(cfg, &rot, None)?;
+        apply(run, &rot, None)?;
     }
     drain(cfg, slot)
 }
 
 /// Names of the slots out of rotation now (for messages); empty if that cannot be read.
-pub fn out_of_rotation(cfg: &Config) -> Vec<String> {
-    read(cfg)
+pub fn out_of_rotation(run: &Run) -> Vec<String> {
+    read(run)
         .map(|rot| {
-            cfg.slots
+            run.cfg
+                .slots
                 .iter()
                 .filter(|s| member(&rot, s) == Member::Down)
                 .map(|s| s.name.clone())
@@ -165,10 +168,10 @@ pub fn drain(cfg: &Config, slot: &Slot) -> Result<usize> {
 }
 
 /// Put `slot` back into rotation with the default weight; the include is left as it is.
-pub fn put_in(cfg: &Config, slot: &Slot) -> Result<Duration> {
-    let mut rot = read(cfg)?;
+pub fn put_in(run: &Run, slot: &Slot) -> Result<Duration> {
+    let mut rot = read(run)?;
     set(&mut rot, slot, Member::Up(1));
-    apply(cfg, &rot, None)
+    apply(run, &rot, None)
 }
 
 #[cfg(test)]
@@ -188,13 +191,14 @@ mod tests {
             &d.path().join("nonstop.yml"),
         )
         .unwrap();
+        let run = Run::with_id(cfg, None);
         std::fs::write(
             &up,
             "upstream shop {\n  server 127.0.0.1:8081;\n  server 127.0.0.1:8082 down;\n}\n",
         )
         .unwrap();
         assert_eq!(
-            read(&cfg).unwrap(),
+            read(&run).unwrap(),
             vec![(8081, Member::Up(1)), (8082, Member::Down)]
         );
         std::fs::write(
@@ -202,7 +206,7 @@ mod tests {
             "upstream shop {\n  server 127.0.0.1:8081;\n  server 10.0.0.9:9000 backup;\n}\n",
         )
         .unwrap();
-        let e = read(&cfg).unwrap_err().to_string();
+        let e = read(&run).unwrap_err().to_string();
         assert!(e.contains("`server …:9000`, which is no slot"), "{e}");
     }
 }

@@ -38,9 +38,19 @@ pub struct Roles<'a> {
     pub recorded: Option<&'a Slot>,
 }
 
-/// Read the include, check nginx loaded it and the state agrees, and work out the roles.
+/// Read the include, check nginx loaded it and the state agrees, and work out the roles (for a
+/// reader without a run: each call asks the truth again).
 pub fn roles<'a>(cfg: &'a Config, st: &State) -> Result<Roles<'a>> {
-    let (include_port, mut doubt) = match crate::traffic::of(cfg).live(cfg) {
+    roles_with(&*crate::traffic::of(cfg), cfg, st)
+}
+
+/// [`roles`] through the traffic seam `traffic` (a run's own: [`crate::run::Run::roles`]).
+pub fn roles_with<'a>(
+    traffic: &dyn crate::traffic::Traffic,
+    cfg: &'a Config,
+    st: &State,
+) -> Result<Roles<'a>> {
+    let (include_port, mut doubt) = match traffic.live(cfg) {
         Ok(p) => (p, None),
         // A fresh host in nftables mode: no table yet, and no switch was ever recorded.
         Err(Doubt::TableMissing) if st.live.is_none() => (None, None),
@@ -50,7 +60,7 @@ pub fn roles<'a>(cfg: &'a Config, st: &State) -> Result<Roles<'a>> {
     if let (Some(p), None) = (include_port, live_idx) {
         log::warn!(
             "{} points at port {p}, which is no slot; treating no slot as live",
-            crate::traffic::of(cfg).truth(cfg)
+            traffic.truth(cfg)
         );
     }
     let live = live_idx.map(|i| &cfg.slots[i]);
@@ -93,6 +103,7 @@ impl<'a> Roles<'a> {
     /// naming the repair. `force_flag`: the command takes `--force`.
     pub fn certain(
         &self,
+        sup: &dyn crate::supervisor::Supervisor,
         cfg: &Config,
         command: &str,
         force: bool,
@@ -121,7 +132,7 @@ impl<'a> Roles<'a> {
         let running: Vec<&str> = cfg
             .slots
             .iter()
-            .filter(|s| crate::supervisor::owner(cfg, s).is_some())
+            .filter(|s| crate::supervisor::owner(sup, cfg, s).is_some())
             .map(|s| s.name.as_str())
             .collect();
         if running.is_empty() {

@@ -7,11 +7,12 @@ use crate::error::{failed, Error, Refusal, Result};
 use crate::log::human;
 use crate::nginx::Member;
 use crate::process::{self, Owner};
+use crate::run::{Run, Target};
 use crate::state::{self, Action};
-use crate::{health, lock, rotation, slots, supervisor};
+use crate::{health, rotation, slots, supervisor};
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 /// `workdir/run/<slot>.pid`
 pub fn pid_path(cfg: &Config, slot: &Slot) -> PathBuf {
@@ -25,35 +26,25 @@ pub fn exit_path(cfg: &Config, slot: &Slot) -> PathBuf {
 
 /// Record `action` on `slot` in the state history with its outcome and duration.
 fn record(
-    cfg: &Config,
+    run: &Run,
     action: Action,
     slot: &Slot,
     release: Option<String>,
     t0: Instant,
     r: &Result<()>,
 ) {
-    let outcome = state::Outcome::of(r);
-    let version = release
-        .as_deref()
-        .and_then(|r| crate::releases::release_version(cfg, r));
-    state::record_event(
-        &cfg.state_dir,
-        action,
-        &slot.name,
-        (release, version),
-        t0,
-        outcome,
-    );
+    run.record(action, &slot.name, release, t0, state::Outcome::of(r));
 }
 
 // ---------- stop ----------
 
 /// `stop`: stop the app on the idle slot (or `slot`). Never the live slot.
-pub fn stop(cfg: &Config, slot: Option<&str>, force: bool) -> Result<()> {
-    let _lock = lock::acquire(&cfg.state_dir, "stop")?;
-    let roles = slots::roles(cfg, &state::load(&cfg.state_dir))?;
-    roles.certain(cfg, "stop", force, true)?;
-    let target = roles.target(cfg, slot)?;
+pub fn stop(run: &Run, slot: Target<'_>, force: bool) -> Result<()> {
+    let cfg = &run.cfg;
+    let _lock = run.lock("stop")?;
+    let roles = run.roles(&state::load(&cfg.state_dir))?;
+    roles.certain(run.sup, cfg, "stop", force, true)?;
+    let target = slot.resolve(&roles, cfg)?;
     if roles.is_live(target) {
         return Err(Error::refused(
             Refusal::LiveSlot {
@@ -63,31 +54,31 @@ pub fn stop(cfg: &Config, slot: Option<&str>, force: bool) -> Result<()> {
                 "refusing to stop slot {} (port {}): it is live, {} points at it",
                 target.name,
                 target.port,
-                crate::traffic::of(cfg).truth(cfg)
+                run.truth()
             ),
         ));
     }
     let t0 = Instant::now();
-    let r = leave_rotation(cfg, target).and_then(|_| stop_slot(cfg, target, force));
-    record(cfg, Action::Stop, target, None, t0, &r);
+    let r = leave_rotation(run, target).and_then(|_| stop_slot(run, target, force));
+    record(run, Action::Stop, target, None, t0, &r);
     r
 }
 
 /// In balanced mode, take `slot` out of rotation and drain it before it is stopped.
 /// Returns the connections the drain left open (0 when nothing to do).
-pub fn leave_rotation(cfg: &Config, slot: &Slot) -> Result<usize> {
-    if !cfg.balanced() {
+pub fn leave_rotation(run: &Run, slot: &Slot) -> Result<usize> {
+    if !run.cfg.balanced() {
         return Ok(0);
     }
-    rotation::take_out(cfg, slot)
+    rotation::take_out(run, slot)
 }
 
 /// Stop whatever runs on `slot`'s port, if it is provably the slot's app (or `force`).
 /// Callers guarantee `slot` is not live. Nothing running is success.
-pub fn stop_slot(cfg: &Config, slot: &Slot, force: bool) -> Result<()> {
+pub fn stop_slot(run: &Run, slot: &Slot, force: bool) -> Result<()> {
+    let (cfg, sup) = (&run.cfg, run.sup);
     let pid_file = pid_path(cfg, slot);
-    let sup = supervisor::of(cfg);
-    let owner = supervisor::owner(cfg, slot);
+    let owner = run.owner(slot);
     let (pid, how) = match &owner {
         None => {
             sup.settle(cfg, slot)?;
@@ -145,20 +136,7 @@ pub fn stop_slot(cfg: &Config, slot: &Slot, force: bool) -> Result<()> {
         )));
     }
     let _ = fs::remove_file(&pid_file);
-    // How the app ended, as its supervisor recorded it (it writes the record right after the
-    // app's exit): a JVM's graceful shutdown on SIGTERM exits 143, which is no failure.
-    let ended = match &owner {
-        Some(Owner::Ours(pf)) => exit_status(cfg, slot, pf.pid),
-        _ => None,
-    };
-    let ended = ended.map_or(String::new(), |r| {
-        let odd = if r.graceful() {
-            ""
-        } else {
-            " (not 0 or 143: see its log)"
-        };
-        format!("; the app ended with {r}{odd}")
-    });
+    let ended = ended_words(run, slot, owner.as_ref());
     if killed {
         log::warn!(
             "stopped slot {} in {}: it ignored SIGTERM for {:?} and was killed",
@@ -177,12 +155,29 @@ pub fn stop_slot(cfg: &Config, slot: &Slot, force: bool) -> Result<()> {
     Ok(())
 }
 
+/// How the app `owner` ended, as its supervisor recorded it (it writes the record right after
+/// the app's exit), as the end of the "stopped" line: a JVM's graceful shutdown on SIGTERM
+/// exits 143, which is no failure.
+fn ended_words(run: &Run, slot: &Slot, owner: Option<&Owner>) -> String {
+    let ended = match owner {
+        Some(Owner::Ours(pf)) => exit_status(run, slot, pf.pid),
+        _ => None,
+    };
+    ended.map_or(String::new(), |r| {
+        let odd = if r.graceful() {
+            ""
+        } else {
+            " (not 0 or 143: see its log)"
+        };
+        format!("; the app ended with {r}{odd}")
+    })
+}
+
 /// The supervisor's exit record of `pid` on `slot`, waiting up to 500 ms for it to appear.
-fn exit_status(cfg: &Config, slot: &Slot, pid: i32) -> Option<process::ExitRecord> {
-    let sup = supervisor::of(cfg);
+fn exit_status(run: &Run, slot: &Slot, pid: i32) -> Option<process::ExitRecord> {
     let t0 = Instant::now();
     loop {
-        if let Some(r) = sup.last_exit(cfg, slot).filter(|r| r.pid == pid) {
+        if let Some(r) = run.sup.last_exit(&run.cfg, slot).filter(|r| r.pid == pid) {
             return Some(r);
         }
         if t0.elapsed() > Duration::from_millis(500) {
@@ -195,11 +190,12 @@ fn exit_status(cfg: &Config, slot: &Slot, pid: i32) -> Option<process::ExitRecor
 // ---------- start ----------
 
 /// `start`: copy the newest jar to a new release folder and launch it on the idle slot.
-pub fn start(cfg: &Config, slot: Option<&str>) -> Result<()> {
-    let _lock = lock::acquire(&cfg.state_dir, "start")?;
-    let roles = slots::roles(cfg, &state::load(&cfg.state_dir))?;
-    roles.certain(cfg, "start", false, false)?;
-    let target = roles.target(cfg, slot)?;
+pub fn start(run: &Run, slot: Target<'_>) -> Result<()> {
+    let cfg = &run.cfg;
+    let _lock = run.lock("start")?;
+    let roles = run.roles(&state::load(&cfg.state_dir))?;
+    roles.certain(run.sup, cfg, "start", false, false)?;
+    let target = slot.resolve(&roles, cfg)?;
     if roles.is_live(target) {
         return Err(Error::refused(
             Refusal::LiveSlot {
@@ -213,10 +209,10 @@ pub fn start(cfg: &Config, slot: Option<&str>) -> Result<()> {
     }
     let t0 = Instant::now();
     let jar = crate::releases::resolve_jar(cfg)?;
-    let r = start_slot(cfg, target, &jar);
+    let r = start_slot(run, target, &jar);
     let release = r.as_ref().ok().map(|p| p.release.clone());
     let r = r.map(drop);
-    record(cfg, Action::Start, target, release, t0, &r);
+    record(run, Action::Start, target, release, t0, &r);
     r
 }
 
@@ -226,8 +222,9 @@ fn slot_release(cfg: &Config, slot: &Slot) -> Option<String> {
 }
 
 /// Copy `jar` into a new release and launch it on `slot`. Returns the pid file.
-pub fn start_slot(cfg: &Config, slot: &Slot, jar: &Path) -> Result<process::PidFile> {
-    if let Some(o) = supervisor::owner(cfg, slot) {
+pub fn start_slot(run: &Run, slot: &Slot, jar: &Path) -> Result<process::PidFile> {
+    let cfg = &run.cfg;
+    if let Some(o) = run.owner(slot) {
         let who = match o {
             Owner::Ours(p) => format!("pid {} (nonstop, release {})", p.pid, p.release),
             Owner::JavaWithPort { pid, cmd }
@@ -245,18 +242,19 @@ pub fn start_slot(cfg: &Config, slot: &Slot, jar: &Path) -> Result<process::PidF
         )));
     }
     java_path(cfg)?;
-    let (release, release_jar) = crate::releases::new_release(cfg, jar)?;
+    let (release, release_jar) = crate::releases::new_release(cfg, run.id(), jar)?;
     crate::releases::prune_releases(cfg, &release);
-    launch_release(cfg, slot, &release, &release_jar)
+    launch_release(run, slot, &release, &release_jar)
 }
 
 /// Launch an existing release's jar on `slot` (its port must be free).
 pub fn launch_release(
-    cfg: &Config,
+    run: &Run,
     slot: &Slot,
     release: &str,
     release_jar: &Path,
 ) -> Result<process::PidFile> {
+    let cfg = &run.cfg;
     if process::port_in_use(slot.port) {
         return Err(Error::refused(
             Refusal::PortInUse { port: slot.port },
@@ -292,9 +290,10 @@ pub fn launch_release(
         cwd: cfg.releases_dir().join(release),
         jar: release_jar.to_path_buf(),
         release: release.to_string(),
+        deployment_id: run.id().map(str::to_string),
     };
     log::debug!("launching {}", start.argv.join(" "));
-    let sup = supervisor::of(cfg);
+    let sup = run.sup;
     let pf = sup.launch(cfg, &start)?;
     log::info!(
         "started slot {} (port {}, profile {}) as pid {} under the {} supervisor: release {release}, {}",
@@ -335,19 +334,20 @@ fn java_missing(msg: impl Into<String>) -> Error {
 // ---------- health ----------
 
 /// `health`: wait until the idle slot (or `slot`) is healthy and proven to be the slot's app.
-pub fn health(cfg: &Config, slot: Option<&str>) -> Result<()> {
-    health_forced(cfg, slot, false)
+pub fn health(run: &Run, slot: Target<'_>) -> Result<()> {
+    health_forced(run, slot, false)
 }
 
 /// [`health`]; `force`: poll the port without proving who answers (an app nonstop did not
 /// start).
-pub fn health_forced(cfg: &Config, slot: Option<&str>, force: bool) -> Result<()> {
-    let roles = slots::roles(cfg, &state::load(&cfg.state_dir))?;
+pub fn health_forced(run: &Run, slot: Target<'_>, force: bool) -> Result<()> {
+    let cfg = &run.cfg;
+    let roles = run.roles(&state::load(&cfg.state_dir))?;
     if let Some(d) = &roles.doubt {
         log::warn!("cannot tell which slot nginx serves: {}", d.describe(cfg));
     }
-    let target = roles.target(cfg, slot)?;
-    health::wait_healthy(cfg, target, force).map(drop)
+    let target = slot.resolve(&roles, cfg)?;
+    health::wait_healthy(run.sup, cfg, target, force).map(drop)
 }
 
 // ---------- switch ----------
@@ -367,41 +367,44 @@ pub enum SwitchMode {
 
 /// `switch`: point nginx at the idle slot (or `slot`) after one health probe (unless `force`).
 /// The old slot keeps running as the instant rollback target.
-pub fn switch(cfg: &Config, slot: Option<&str>, force: bool, mode: SwitchMode) -> Result<()> {
+pub fn switch(run: &Run, slot: Target<'_>, force: bool, mode: SwitchMode) -> Result<()> {
+    let cfg = &run.cfg;
     if mode != SwitchMode::Full && !cfg.balanced() {
         return Err(Error::Usage(
             "--canary, --promote and --abort need balanced mode (nginx.upstream_file, or traffic.balanced with nftables)".into(),
         ));
     }
-    let _lock = lock::acquire(&cfg.state_dir, "switch")?;
+    let _lock = run.lock("switch")?;
     let st = state::load(&cfg.state_dir);
-    let roles = slots::roles(cfg, &st)?;
-    match (&roles.doubt, mode, slot) {
+    let roles = run.roles(&st)?;
+    match (&roles.doubt, mode, slot.named()) {
         // Without nft there is nothing to repair with: say so before anything else.
-        (Some(slots::Doubt::NftMissing), _, _) => roles.certain(cfg, "switch", force, false)?,
+        (Some(slots::Doubt::NftMissing), _, _) => {
+            roles.certain(run.sup, cfg, "switch", force, false)?
+        }
         // `switch --slot NAME` is the repair: it proves NAME, writes the files and reloads.
         (Some(d), SwitchMode::Full, Some(name)) => log::warn!(
             "cannot tell which slot nginx serves: {}; switching to slot {name} repairs it",
             d.describe(cfg)
         ),
-        (Some(_), _, _) => roles.certain(cfg, "switch", force, true)?,
+        (Some(_), _, _) => roles.certain(run.sup, cfg, "switch", force, true)?,
         (None, _, _) => {}
     }
-    let target = match (mode, slot, &st.canary) {
+    let target = match (mode, slot.named(), &st.canary) {
         (SwitchMode::Promote | SwitchMode::Abort, None, Some(c)) => cfg.slot(&c.slot)?,
         (SwitchMode::Promote | SwitchMode::Abort, None, None) => {
             return Err(failed(
                 "no canary in progress (give --slot NAME to name one)",
             ))
         }
-        _ => roles.target(cfg, slot)?,
+        _ => slot.resolve(&roles, cfg)?,
     };
     let t0 = Instant::now();
     let r = match mode {
-        SwitchMode::Full => switch_to(cfg, &roles, target, force),
-        SwitchMode::Canary(p) => canary(cfg, &roles, target, p, force),
-        SwitchMode::Promote => switch_to(cfg, &roles, target, true),
-        SwitchMode::Abort => abort_canary(cfg, &roles, target),
+        SwitchMode::Full => switch_to(run, &roles, target, force),
+        SwitchMode::Canary(p) => canary(run, &roles, target, p, force),
+        SwitchMode::Promote => switch_to(run, &roles, target, true),
+        SwitchMode::Abort => abort_canary(run, &roles, target),
     };
     let action = match mode {
         SwitchMode::Full => Action::Switch,
@@ -409,12 +412,12 @@ pub fn switch(cfg: &Config, slot: Option<&str>, force: bool, mode: SwitchMode) -
         SwitchMode::Promote => Action::Promote,
         SwitchMode::Abort => Action::Abort,
     };
-    record(cfg, action, target, slot_release(cfg, target), t0, &r);
+    record(run, action, target, slot_release(cfg, target), t0, &r);
     r
 }
 
 /// One probe of `target`, unless `force`; an unhealthy slot is refused.
-fn probe_before_switch(cfg: &Config, target: &Slot, force: bool) -> Result<()> {
+fn probe_before_switch(run: &Run, target: &Slot, force: bool) -> Result<()> {
     if force {
         log::warn!(
             "--force: using slot {} without a health probe or proof of who answers",
@@ -422,7 +425,8 @@ fn probe_before_switch(cfg: &Config, target: &Slot, force: bool) -> Result<()> {
         );
         return Ok(());
     }
-    let listener = supervisor::answerer(cfg, target)
+    let listener = run
+        .answerer(target)
         .proven(&target.name, target.port)
         .map_err(|why| {
             Error::refused(Refusal::Switch { slot: target.name.clone() }, format!(
@@ -430,7 +434,7 @@ fn probe_before_switch(cfg: &Config, target: &Slot, force: bool) -> Result<()> {
                 target.name
             ))
         })?;
-    let (p, verdict) = health::check_once(cfg, target);
+    let (p, verdict) = health::check_once(&run.cfg, target);
     verdict.map_err(|why| {
         Error::refused(
             Refusal::Switch {
@@ -453,13 +457,7 @@ fn probe_before_switch(cfg: &Config, target: &Slot, force: bool) -> Result<()> {
 
 /// Balanced: `target` joins the rotation with about `percent` of requests; the include and
 /// the other slots' membership stay as they are.
-fn canary(
-    cfg: &Config,
-    roles: &slots::Roles,
-    target: &Slot,
-    percent: u8,
-    force: bool,
-) -> Result<()> {
+fn canary(run: &Run, roles: &slots::Roles, target: &Slot, percent: u8, force: bool) -> Result<()> {
     if !(1..=99).contains(&percent) {
         return Err(Error::Usage(format!(
             "--canary takes 1 to 99 (percent), not {percent}"
@@ -471,8 +469,8 @@ fn canary(
             target.name
         )));
     }
-    probe_before_switch(cfg, target, force)?;
-    let mut rot = rotation::read(cfg)?;
+    probe_before_switch(run, target, force)?;
+    let mut rot = rotation::read(run)?;
     let others: Vec<u16> = rot
         .iter()
         .filter(|(p, m)| *p != target.port && *m != Member::Down)
@@ -491,13 +489,11 @@ fn canary(
         }
     }
     rotation::set(&mut rot, target, Member::Up(u32::from(percent) * k));
-    rotation::apply(cfg, &rot, None)?;
-    state::update(&cfg.state_dir, |s| {
-        s.canary = Some(state::Canary {
-            slot: target.name.clone(),
-            percent,
-        })
-    })?;
+    rotation::apply(run, &rot, None)?;
+    run.record_canary(Some(state::Canary {
+        slot: target.name.clone(),
+        percent,
+    }))?;
     log::info!(
         "canary: slot {} (port {}) now gets about {percent}% of requests; `nonstop switch --promote` completes, `nonstop switch --abort` undoes",
         target.name,
@@ -507,22 +503,22 @@ fn canary(
 }
 
 /// Balanced: take the canary slot back out; the other slots return to equal weights.
-fn abort_canary(cfg: &Config, roles: &slots::Roles, target: &Slot) -> Result<()> {
+fn abort_canary(run: &Run, roles: &slots::Roles, target: &Slot) -> Result<()> {
     if roles.is_live(target) {
         return Err(failed(format!(
             "slot {} is live; nothing to abort",
             target.name
         )));
     }
-    let mut rot = rotation::read(cfg)?;
+    let mut rot = rotation::read(run)?;
     for e in rot.iter_mut() {
         e.1 = match e.1 {
             Member::Up(_) if e.0 != target.port => Member::Up(1),
             _ => Member::Down,
         };
     }
-    rotation::apply(cfg, &rot, None)?;
-    state::update(&cfg.state_dir, |s| s.canary = None)?;
+    rotation::apply(run, &rot, None)?;
+    run.record_canary(None)?;
     log::info!(
         "canary aborted: slot {} is out of rotation (its app keeps running)",
         target.name
@@ -531,14 +527,15 @@ fn abort_canary(cfg: &Config, roles: &slots::Roles, target: &Slot) -> Result<()>
 }
 
 /// Make `target` live (see [`switch`]); the caller holds the lock.
-pub fn switch_to(cfg: &Config, roles: &slots::Roles, target: &Slot, force: bool) -> Result<()> {
-    let mut rot = rotation::read(cfg)?;
+pub fn switch_to(run: &Run, roles: &slots::Roles, target: &Slot, force: bool) -> Result<()> {
+    let cfg = &run.cfg;
+    let mut rot = rotation::read(run)?;
     let in_rotation = !cfg.balanced() || rotation::member(&rot, target) == Member::Up(1);
     if roles.is_live(target) && in_rotation && roles.doubt.is_none() {
         log::info!("slot {} is already live; nothing to switch", target.name);
         return Ok(());
     }
-    probe_before_switch(cfg, target, force)?;
+    probe_before_switch(run, target, force)?;
     // Balanced: the slot joins the rotation and every slot in it gets an equal weight again.
     for e in rot.iter_mut() {
         if e.1 != Member::Down || e.0 == target.port {
@@ -547,9 +544,8 @@ pub fn switch_to(cfg: &Config, roles: &slots::Roles, target: &Slot, force: bool)
     }
     // In doubt, apply even if the truth already says the right thing: nginx may not have
     // loaded the files, or the table may be missing.
-    let took =
-        crate::traffic::of(cfg).apply(cfg, &rot, Some(target.port), roles.doubt.is_some())?;
-    let traffic = crate::traffic::of(cfg);
+    let traffic = &*run.traffic;
+    let took = traffic.apply(cfg, &rot, Some(target.port), roles.doubt.is_some())?;
     if crate::interrupt::requested() {
         log::warn!(
             "a termination signal arrived during the {}; it was completed first",
@@ -568,16 +564,7 @@ pub fn switch_to(cfg: &Config, roles: &slots::Roles, target: &Slot, force: bool)
         None => roles.live,
     }
     .filter(|l| l.name != target.name);
-    if let Err(e) = state::update(&cfg.state_dir, |s| {
-        if let Some(old) = previous {
-            s.previous = Some(old.name.clone());
-        }
-        s.live = Some(target.name.clone());
-        s.release = pf.as_ref().map(|p| p.release.clone());
-        s.jar = pf.as_ref().map(|p| p.jar.clone());
-        s.time = Some(crate::log::utc_millis(SystemTime::now()));
-        s.canary = None;
-    }) {
+    if let Err(e) = run.record_live(target, previous, pf.as_ref()) {
         log::warn!(
             "nginx serves slot {} now, but the state file could not record it: {e}",
             target.name
@@ -585,7 +572,7 @@ pub fn switch_to(cfg: &Config, roles: &slots::Roles, target: &Slot, force: bool)
     }
     // The live slot's app comes back after a reboot (systemd); a failure here is a warning:
     // traffic has moved.
-    if let Err(e) = supervisor::of(cfg).at_boot(cfg, target) {
+    if let Err(e) = run.sup.at_boot(cfg, target) {
         log::warn!(
             "slot {} is live, but its start at boot could not be set: {e}",
             target.name
@@ -597,7 +584,7 @@ pub fn switch_to(cfg: &Config, roles: &slots::Roles, target: &Slot, force: bool)
         crate::traffic::Via::Nftables => "steered new connections",
     };
     match previous {
-        Some(old) if supervisor::running_app(cfg, old).is_some() => log::info!(
+        Some(old) if run.running_app(old).is_some() => log::info!(
             "{moved} from slot {} (port {}) to slot {} (port {}) in {}; {} keeps running as the rollback target",
             old.name, old.port, target.name, target.port, human(took), old.name
         ),
@@ -620,17 +607,18 @@ pub fn switch_to(cfg: &Config, roles: &slots::Roles, target: &Slot, force: bool)
 /// `deploy-second`: after `switch`, roll every other slot (or just `slot`) to the release the
 /// live slot runs, one at a time: out of rotation, drain, stop, start, health, back in. Stops
 /// at the first failure with that slot out of rotation and the others serving.
-pub fn deploy_second(cfg: &Config, slot: Option<&str>) -> Result<()> {
-    let _lock = lock::acquire(&cfg.state_dir, "deploy-second")?;
-    let roles = slots::roles(cfg, &state::load(&cfg.state_dir))?;
-    roles.certain(cfg, "deploy-second", false, false)?;
+pub fn deploy_second(run: &Run, slot: Option<&str>) -> Result<()> {
+    let cfg = &run.cfg;
+    let _lock = run.lock("deploy-second")?;
+    let roles = run.roles(&state::load(&cfg.state_dir))?;
+    roles.certain(run.sup, cfg, "deploy-second", false, false)?;
     let live = roles.live.ok_or_else(|| {
         failed(format!(
             "no slot is live ({} names none): run `nonstop switch --slot NAME` first",
-            crate::traffic::of(cfg).truth(cfg)
+            run.truth()
         ))
     })?;
-    let pf = supervisor::running_app(cfg, live).ok_or_else(|| {
+    let pf = run.running_app(live).ok_or_else(|| {
         failed(format!(
             "the live slot {} runs no app started by nonstop: nothing to roll out",
             live.name
@@ -661,9 +649,9 @@ pub fn deploy_second(cfg: &Config, slot: Option<&str>) -> Result<()> {
     let mut pending: Option<&Slot> = None;
     for s in targets {
         let t0 = Instant::now();
-        let r = roll_slot(cfg, s, &pf.release, &pf.jar, &mut pending);
+        let r = roll_slot(run, s, &pf.release, &pf.jar, &mut pending);
         record(
-            cfg,
+            run,
             Action::DeploySecond,
             s,
             Some(pf.release.clone()),
@@ -672,7 +660,7 @@ pub fn deploy_second(cfg: &Config, slot: Option<&str>) -> Result<()> {
         );
         r.map_err(|e| {
             let out = if cfg.balanced() {
-                rotation::out_of_rotation(cfg).join(", ")
+                rotation::out_of_rotation(run).join(", ")
             } else {
                 String::new()
             };
@@ -688,7 +676,7 @@ pub fn deploy_second(cfg: &Config, slot: Option<&str>) -> Result<()> {
         })?;
     }
     if let Some(last) = pending {
-        rotation::put_in(cfg, last)?;
+        rotation::put_in(run, last)?;
     }
     Ok(())
 }
@@ -697,14 +685,15 @@ pub fn deploy_second(cfg: &Config, slot: Option<&str>) -> Result<()> {
 /// Balanced: `pending` (the slot rolled before, waiting to go back in) joins the rotation in
 /// the same transaction that takes `s` out, and `s` becomes the pending one when healthy.
 fn roll_slot<'a>(
-    cfg: &Config,
+    run: &Run,
     s: &'a Slot,
     release: &str,
     jar: &Path,
     pending: &mut Option<&'a Slot>,
 ) -> Result<()> {
-    let current = supervisor::running_app(cfg, s);
-    let in_rotation = !cfg.balanced() || rotation::member(&rotation::read(cfg)?, s) != Member::Down;
+    let cfg = &run.cfg;
+    let current = run.running_app(s);
+    let in_rotation = !cfg.balanced() || rotation::member(&rotation::read(run)?, s) != Member::Down;
     if current.as_ref().is_some_and(|p| p.release == release)
         && in_rotation
         && health::check_once(cfg, s).1.is_ok()
@@ -717,11 +706,11 @@ fn roll_slot<'a>(
     }
     let t0 = Instant::now();
     if cfg.balanced() {
-        rotation::swap(cfg, pending.take(), s)?;
+        rotation::swap(run, pending.take(), s)?;
     }
-    stop_slot(cfg, s, false)?;
-    launch_release(cfg, s, release, jar)?;
-    health::wait_healthy(cfg, s, false)?;
+    stop_slot(run, s, false)?;
+    launch_release(run, s, release, jar)?;
+    health::wait_healthy(run.sup, cfg, s, false)?;
     if cfg.balanced() {
         *pending = Some(s);
     }

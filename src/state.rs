@@ -347,11 +347,12 @@ pub fn by() -> String {
     }
 }
 
-/// Append one event (time now, this run's `DEPLOYMENT_ID`, [`by`]) to the history, with the
+/// Append one event (time now, the run's `deployment_id`, [`by`]) to the history, with the
 /// app's `version` in `release`. A state file that cannot be written is logged, not fatal: the
 /// event is a record, the include is the truth.
 pub fn record_event(
     state_dir: &Path,
+    deployment_id: Option<&str>,
     action: Action,
     slot: &str,
     (release, version): (Option<String>, Option<String>),
@@ -360,9 +361,7 @@ pub fn record_event(
 ) {
     let ev = Event {
         time: crate::log::utc_millis(std::time::SystemTime::now()),
-        deployment_id: std::env::var("DEPLOYMENT_ID")
-            .ok()
-            .filter(|v| !v.is_empty()),
+        deployment_id: deployment_id.map(str::to_string),
         action: action.clone(),
         slot: slot.into(),
         release,

@@ -18,7 +18,7 @@ struct Cli {
 nonstop::flags!(Cli);
 
 fn main() -> std::process::ExitCode {
-    nonstop::cli::main("deploy-second", |c: &Cli, cfg| {
-        nonstop::stages::deploy_second(cfg, c.common.slot.as_deref())
+    nonstop::cli::main("deploy-second", |c: &Cli, run| {
+        nonstop::stages::deploy_second(run, c.common.slot.as_deref())
     })
 }

@@ -20,7 +20,7 @@ struct Cli {
 nonstop::flags!(Cli);
 
 fn main() -> std::process::ExitCode {
-    nonstop::cli::main("health", |c: &Cli, cfg| {
-        nonstop::stages::health_forced(cfg, c.common.slot.as_deref(), c.force)
+    nonstop::cli::main("health", |c: &Cli, run| {
+        nonstop::stages::health_forced(run, c.common.slot.as_deref().into(), c.force)
     })
 }

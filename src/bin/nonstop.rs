@@ -257,17 +257,18 @@ impl Flags for Cli {
 
 fn main() -> std::process::ExitCode {
     nonstop::cli::run("nonstop", |c: &Cli| {
-        let config = || nonstop::config::load(c.common.config.as_deref());
+        // The run of a command that works on the app: built once here, passed down.
+        let run = || nonstop::run::Run::load(c.common.config.as_deref());
         let slot = c.common.slot.as_deref();
         match &c.cmd {
-            Cmd::Status { json } => operator::status::run(&config()?, slot, *json),
-            Cmd::History { last, json } => operator::history::run(&config()?, *last, *json),
-            Cmd::Rollback => operator::rollback::run(&config()?, slot),
+            Cmd::Status { json } => operator::status::run(&run()?, slot, *json),
+            Cmd::History { last, json } => operator::history::run(&run()?, *last, *json),
+            Cmd::Rollback => operator::rollback::run(&run()?, slot),
             Cmd::Logs {
                 name,
                 lines,
                 follow,
-            } => operator::logs::run(&config()?, name.as_deref().or(slot), *lines, *follow),
+            } => operator::logs::run(&run()?, name.as_deref().or(slot), *lines, *follow),
             Cmd::Switch {
                 force,
                 canary,
@@ -275,10 +276,10 @@ fn main() -> std::process::ExitCode {
                 abort,
                 watch,
             } => {
-                let cfg = config()?;
+                let run = run()?;
                 if canary.is_none() && !promote && !abort {
-                    if let Some(d) = nonstop::watch::duration(&cfg, *watch)? {
-                        return nonstop::watch::switch(&cfg, slot, *force, d);
+                    if let Some(d) = nonstop::watch::duration(&run.cfg, *watch)? {
+                        return nonstop::watch::switch(&run, slot, *force, d);
                     }
                 }
                 let mode = match (canary, promote, abort) {
@@ -287,10 +288,10 @@ fn main() -> std::process::ExitCode {
                     (_, _, true) => nonstop::stages::SwitchMode::Abort,
                     _ => nonstop::stages::SwitchMode::Full,
                 };
-                nonstop::stages::switch(&cfg, slot, *force, mode)
+                nonstop::stages::switch(&run, slot.into(), *force, mode)
             }
             Cmd::Deploy { jar, watch } => {
-                operator::deploy::run(&config()?, slot, jar.as_deref(), *watch)
+                operator::deploy::run(&run()?, slot, jar.as_deref(), *watch)
             }
             Cmd::Validate { appspec } => {
                 operator::validate::run(c.common.config.as_deref(), appspec.as_deref())

@@ -17,7 +17,7 @@ struct Cli {
 nonstop::flags!(Cli);
 
 fn main() -> std::process::ExitCode {
-    nonstop::cli::main("start", |c: &Cli, cfg| {
-        nonstop::stages::start(cfg, c.common.slot.as_deref())
+    nonstop::cli::main("start", |c: &Cli, run| {
+        nonstop::stages::start(run, c.common.slot.as_deref().into())
     })
 }

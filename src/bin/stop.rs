@@ -20,7 +20,7 @@ struct Cli {
 nonstop::flags!(Cli);
 
 fn main() -> std::process::ExitCode {
-    nonstop::cli::main("stop", |c: &Cli, cfg| {
-        nonstop::stages::stop(cfg, c.common.slot.as_deref(), c.force)
+    nonstop::cli::main("stop", |c: &Cli, run| {
+        nonstop::stages::stop(run, c.common.slot.as_deref().into(), c.force)
     })
 }

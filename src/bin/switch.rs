@@ -30,13 +30,13 @@ struct Cli {
 nonstop::flags!(Cli);
 
 fn main() -> std::process::ExitCode {
-    nonstop::cli::main("switch", |c: &Cli, cfg| {
+    nonstop::cli::main("switch", |c: &Cli, run| {
         let mode = match (c.canary, c.promote, c.abort) {
             (Some(p), _, _) => SwitchMode::Canary(p),
             (_, true, _) => SwitchMode::Promote,
             (_, _, true) => SwitchMode::Abort,
             _ => SwitchMode::Full,
         };
-        nonstop::stages::switch(cfg, c.common.slot.as_deref(), c.force, mode)
+        nonstop::stages::switch(run, c.common.slot.as_deref().into(), c.force, mode)
     })
 }

@@ -8,32 +8,33 @@
 //! ([`crate::watch`]) and switches back on a breach.
 
 use super::{record_run, Stages};
-use crate::config::Config;
+use crate::config::{Config, Slot};
 use crate::error::{failed, Result};
 use crate::log::human;
+use crate::run::{Run, Target};
 use crate::stages::{self, SwitchMode};
 use crate::state::Action;
-use crate::{process, slots, state};
-use std::borrow::Cow;
+use crate::{process, state};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// Run a whole deployment to the idle slot (or `slot`) with the newest jar (or `jar`), then
 /// watch the new release for `watch` (or `watch.duration` when `watch.enabled`).
 pub fn run(
-    cfg: &Config,
+    run: &Run,
     slot: Option<&str>,
     jar: Option<&Path>,
     watch: Option<Duration>,
 ) -> Result<()> {
     let t0 = Instant::now();
-    let watch = crate::watch::duration(cfg, watch)?;
-    let id = super::deployment_id("deploy");
-    let cfg = with_jar(cfg, jar)?;
-    let cfg = cfg.as_ref();
-    let _lock = super::lock_run(cfg, "nonstop deploy")?;
+    let watch = crate::watch::duration(&run.cfg, watch)?;
+    let id = run.deployment_id("deploy");
+    let with_jar = with_jar(&run.cfg, jar)?.map(|cfg| run.with_config(cfg));
+    let run = with_jar.as_ref().unwrap_or(run);
+    let cfg = &run.cfg;
+    let _lock = run.lock("nonstop deploy")?;
     let jar = crate::releases::resolve_jar(cfg)?;
-    let roles = slots::roles(cfg, &state::load(&cfg.state_dir))?;
+    let roles = run.roles(&state::load(&cfg.state_dir))?;
     let target = roles.target(cfg, slot)?;
     crate::outln!(
         "deploy {id}: {} ({}) to slot {} (port {}); live now: {}",
@@ -45,39 +46,32 @@ pub fn run(
         ),
         target.name,
         target.port,
-        match roles.live {
-            None => "none".to_string(),
-            Some(l) if crate::supervisor::running_app(cfg, l).is_none() => format!(
-                "none ({} names slot {}, which runs no app)",
-                crate::traffic::of(cfg).truth(cfg),
-                l.name
-            ),
-            Some(l) => format!("{} (port {})", l.name, l.port),
-        }
+        live_now(run, roles.live)
     );
-    let name = Some(target.name.as_str());
+    // Resolved once: every stage acts on this slot.
+    let to = Target::Slot(target);
     let mut st = Stages::default();
     let r = (|| {
-        st.run(Action::Stop, || stages::stop(cfg, name, false))?;
-        st.run(Action::Start, || stages::start(cfg, name))?;
-        st.run(Action::Health, || stages::health(cfg, name))?;
+        st.run(Action::Stop, || stages::stop(run, to, false))?;
+        st.run(Action::Start, || stages::start(run, to))?;
+        st.run(Action::Health, || stages::health(run, to))?;
         // The old release's figures are read just before the switch.
         let mut armed = watch
-            .and_then(|_| crate::watch::arm(cfg, roles.live.filter(|l| l.name != target.name)));
+            .and_then(|_| crate::watch::arm(run, roles.live.filter(|l| l.name != target.name)));
         st.run(Action::Switch, || {
-            stages::switch(cfg, name, false, SwitchMode::Full)
+            stages::switch(run, to, false, SwitchMode::Full)
         })?;
         if cfg.balanced() {
-            st.run(Action::DeploySecond, || stages::deploy_second(cfg, None))?;
+            st.run(Action::DeploySecond, || stages::deploy_second(run, None))?;
         }
         if let (Some(a), Some(d)) = (armed.as_mut(), watch) {
-            st.run(Action::Watch, || crate::watch::watch(cfg, a, target, d))?;
+            st.run(Action::Watch, || crate::watch::watch(run, a, target, d))?;
         }
         Ok(())
     })();
     let release = process::read_pid_file(&stages::pid_path(cfg, target)).map(|p| p.release);
     record_run(
-        cfg,
+        run,
         Action::Deploy,
         &target.name,
         release.clone(),
@@ -97,24 +91,43 @@ pub fn run(
         target.name,
         target.port,
         human(t0.elapsed()),
-        // Only a slot whose own app still runs is an instant rollback target.
-        match old {
-            Some(o) if !cfg.balanced() && crate::supervisor::running_app(cfg, o).is_some() =>
-                format!("; {} keeps running as the rollback target", o.name),
-            Some(o) if !cfg.balanced() => format!(
-                "; {} runs no app, so there is no instant rollback target",
-                o.name
-            ),
-            _ => String::new(),
-        }
+        rollback_target(run, old)
     );
     Ok(())
 }
 
+/// The live slot as the first line names it: `green (port 8082)`, or `none (…)`.
+fn live_now(run: &Run, live: Option<&Slot>) -> String {
+    match live {
+        None => "none".to_string(),
+        Some(l) if run.running_app(l).is_none() => format!(
+            "none ({} names slot {}, which runs no app)",
+            run.truth(),
+            l.name
+        ),
+        Some(l) => format!("{} (port {})", l.name, l.port),
+    }
+}
+
+/// The end of the last line: what `old`, the slot traffic came from, is now. Only a slot whose
+/// own app still runs is an instant rollback target.
+fn rollback_target(run: &Run, old: Option<&Slot>) -> String {
+    match old {
+        Some(o) if !run.cfg.balanced() && run.running_app(o).is_some() => {
+            format!("; {} keeps running as the rollback target", o.name)
+        }
+        Some(o) if !run.cfg.balanced() => format!(
+            "; {} runs no app, so there is no instant rollback target",
+            o.name
+        ),
+        _ => String::new(),
+    }
+}
+
 /// `cfg` with `app.jar` set to exactly `jar` (made absolute), when one is given.
-fn with_jar<'a>(cfg: &'a Config, jar: Option<&Path>) -> Result<Cow<'a, Config>> {
+fn with_jar(cfg: &Config, jar: Option<&Path>) -> Result<Option<Config>> {
     let Some(jar) = jar else {
-        return Ok(Cow::Borrowed(cfg));
+        return Ok(None);
     };
     let abs =
         std::fs::canonicalize(jar).map_err(|e| failed(format!("--jar {}: {e}", jar.display())))?;
@@ -130,5 +143,5 @@ fn with_jar<'a>(cfg: &'a Config, jar: Option<&Path>) -> Result<Cow<'a, Config>> 
     }
     let mut c = cfg.clone();
     c.app.jar = abs;
-    Ok(Cow::Owned(c))
+    Ok(Some(c))
 }

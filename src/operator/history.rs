@@ -5,12 +5,13 @@
 //! [`super::status::deployments`], the same as `nonstop status` shows.
 
 use super::status::{deployments, deployments_table};
-use crate::config::Config;
 use crate::error::{Context, Result};
+use crate::run::Run;
 use crate::state;
 
 /// Print the last `n` deployments (all recorded when `n` is `None`) as a table or JSON.
-pub fn run(cfg: &Config, n: Option<usize>, json: bool) -> Result<()> {
+pub fn run(run: &Run, n: Option<usize>, json: bool) -> Result<()> {
+    let cfg = &run.cfg;
     let st = state::load(&cfg.state_dir);
     let mut ds = deployments(&st.history);
     if let Some(n) = n {

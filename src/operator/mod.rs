@@ -1,9 +1,10 @@
 //! The operator's command, `nonstop`: `status`, `history`, `rollback`, `deploy`, `validate`, `init`,
 //! `bundle` (the CodeDeploy zip, built by `nonstop` itself), and the generated shell completions and man page. One file per subcommand; this file holds what
-//! they share (the per-stage summary lines, the deployment id, the history record, UTC parsing).
+//! they share (the per-stage summary lines, the history record, UTC parsing).
 //!
-//! `deploy` and `rollback` compose the stage functions of [`crate::stages`] (the code the hook
-//! binaries run), under one [`lock::acquire_spanning`] lock for the whole run; `status` and
+//! Each command that works on an app takes the [`Run`] its entry built. `deploy` and
+//! `rollback` compose the stage functions of [`crate::stages`] (the code the hook binaries
+//! run), under the run's one lock ([`Run::lock`]) for the whole command; `status` and
 //! `validate` only read and take no lock.
 
 pub mod bundle;
@@ -16,11 +17,10 @@ pub mod rollback;
 pub mod status;
 pub mod validate;
 
-use crate::config::Config;
 use crate::error::{Context, Result};
-use crate::lock;
 use crate::log::human;
-use crate::state::{self, Action, Outcome};
+use crate::run::Run;
+use crate::state::{Action, Outcome};
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -62,33 +62,10 @@ pub fn stage_line(name: &str, ok: bool, took: Duration) -> String {
     )
 }
 
-/// The deployment id of this run: `DEPLOYMENT_ID` when the CodeDeploy agent (or the caller)
-/// set it, else `KIND-<UTC time>` (e.g. `rollback-20261122T064001.123Z`), exported as
-/// `DEPLOYMENT_ID` so the stages name the release after it and record it in the history.
-/// Call it before any thread starts.
-pub fn deployment_id(kind: &str) -> String {
-    if let Some(id) = std::env::var("DEPLOYMENT_ID")
-        .ok()
-        .filter(|v| !v.is_empty())
-    {
-        return id;
-    }
-    let now = crate::log::utc_millis(SystemTime::now()).replace(['-', ':'], "");
-    let id = format!("{kind}-{now}");
-    // The process is still single-threaded here (see the doc above).
-    std::env::set_var("DEPLOYMENT_ID", &id);
-    id
-}
-
-/// Take the run lock for a multi-stage command; the stages inside take it again as a no-op.
-pub fn lock_run(cfg: &Config, what: &str) -> Result<lock::Lock> {
-    lock::acquire_spanning(&cfg.state_dir, what)
-}
-
 /// Record the whole command (`deploy`, `rollback`) in the state history, after the events the
 /// stages recorded themselves: its total time and, on failure, the stage that failed.
 pub fn record_run(
-    cfg: &Config,
+    run: &Run,
     action: Action,
     slot: &str,
     release: Option<String>,
@@ -103,17 +80,7 @@ pub fn record_run(
         },
         _ => Outcome::of(r),
     };
-    let version = release
-        .as_deref()
-        .and_then(|r| crate::releases::release_version(cfg, r));
-    state::record_event(
-        &cfg.state_dir,
-        action,
-        slot,
-        (release, version),
-        t0,
-        outcome,
-    );
+    run.record(action, slot, release, t0, outcome);
 }
 
 /// Parse `2026-11-22T06:40:01.123Z` (what [`crate::log::utc_millis`] writes; the fraction

@@ -13,10 +13,11 @@
 //! successful switch to that slot ([`crate::state::State::served_release`]).
 
 use super::{record_run, Stages};
-use crate::config::{Config, Slot};
+use crate::config::Slot;
 use crate::error::{failed, Result};
 use crate::log::human;
 use crate::process::{self, Owner};
+use crate::run::{Run, Target};
 use crate::stages::{self, SwitchMode};
 use crate::state::Action;
 use crate::{health, releases, slots, state};
@@ -39,15 +40,16 @@ pub struct Plan<'a> {
 
 /// What a rollback to the previous slot (or `slot`) would do now, or why there is none.
 pub fn plan<'a>(
-    cfg: &'a Config,
+    run: &'a Run,
     st: &state::State,
     roles: &slots::Roles<'a>,
     slot: Option<&str>,
 ) -> Result<Plan<'a>> {
+    let cfg = &run.cfg;
     let live = roles.live.ok_or_else(|| {
         failed(format!(
             "no slot is live ({} names none): nothing to roll back from",
-            crate::traffic::of(cfg).truth(cfg)
+            run.truth()
         ))
     })?;
     let target = match slot {
@@ -73,7 +75,7 @@ pub fn plan<'a>(
             target.name
         ))
     })?;
-    let restart = ready(cfg, target, &release);
+    let restart = ready(run, target, &release);
     Ok(Plan {
         from: live,
         to: target,
@@ -83,36 +85,31 @@ pub fn plan<'a>(
 }
 
 /// Roll back to the previous slot (or `slot`).
-pub fn run(cfg: &Config, slot: Option<&str>) -> Result<()> {
+pub fn run(run: &Run, slot: Option<&str>) -> Result<()> {
+    let cfg = &run.cfg;
     let t0 = Instant::now();
-    let id = super::deployment_id("rollback");
-    let _lock = super::lock_run(cfg, "nonstop rollback")?;
+    let id = run.deployment_id("rollback");
+    let _lock = run.lock("nonstop rollback")?;
     let st = state::load(&cfg.state_dir);
-    let roles = slots::roles(cfg, &st)?;
+    let roles = run.roles(&st)?;
     let Plan {
         from: live,
         to: target,
         release: want,
         restart: why_not,
-    } = plan(cfg, &st, &roles, slot)?;
-    let pid_file = stages::pid_path(cfg, live);
-    let live_release = match crate::supervisor::owner(cfg, live) {
-        Some(Owner::Ours(pf)) => pf.release,
-        _ => match process::read_pid_file(&pid_file) {
-            Some(pf) => format!("{}, not running", pf.release),
-            None => "?, not running".into(),
-        },
-    };
+    } = plan(run, &st, &roles, slot)?;
+    let live_release = release_words(run, live);
     crate::outln!(
         "rollback {id}: from slot {} (port {}, release {live_release}) to slot {} (port {}, release {want}): back to {}",
         live.name, live.port, target.name, target.port, releases::version_words(cfg, &want)
     );
 
-    let name = Some(target.name.as_str());
+    // Resolved once: every stage acts on this slot.
+    let to = Target::Slot(target);
     let mut st_run = Stages::default();
     let r = match &why_not {
         None => st_run.run(Action::Switch, || {
-            stages::switch(cfg, name, false, SwitchMode::Full)
+            stages::switch(run, to, false, SwitchMode::Full)
         }),
         Some(why) => {
             crate::outln!(
@@ -121,26 +118,26 @@ pub fn run(cfg: &Config, slot: Option<&str>) -> Result<()> {
             );
             (|| {
                 let jar = releases::release_jar(cfg, &want)?;
-                st_run.run(Action::Stop, || stages::stop(cfg, name, false))?;
+                st_run.run(Action::Stop, || stages::stop(run, to, false))?;
                 st_run.run(Action::Start, || {
-                    stages::launch_release(cfg, target, &want, &jar).map(drop)
+                    stages::launch_release(run, target, &want, &jar).map(drop)
                 })?;
-                st_run.run(Action::Health, || stages::health(cfg, name))?;
+                st_run.run(Action::Health, || stages::health(run, to))?;
                 st_run.run(Action::Switch, || {
-                    stages::switch(cfg, name, false, SwitchMode::Full)
+                    stages::switch(run, to, false, SwitchMode::Full)
                 })
             })()
         }
     };
     let r = r.and_then(|()| {
         if cfg.balanced() {
-            st_run.run(Action::DeploySecond, || stages::deploy_second(cfg, None))
+            st_run.run(Action::DeploySecond, || stages::deploy_second(run, None))
         } else {
             Ok(())
         }
     });
     record_run(
-        cfg,
+        run,
         Action::Rollback,
         &target.name,
         Some(want.clone()),
@@ -159,15 +156,26 @@ pub fn run(cfg: &Config, slot: Option<&str>) -> Result<()> {
         target.name,
         target.port,
         releases::version_words(cfg, &want),
-        left_behind(cfg, live)
+        left_behind(run, live)
     );
     Ok(())
 }
 
+/// The release `slot` runs, for the first line: `R`, `R, not running` or `?, not running`.
+fn release_words(run: &Run, slot: &Slot) -> String {
+    match run.owner(slot) {
+        Some(Owner::Ours(pf)) => pf.release,
+        _ => match process::read_pid_file(&stages::pid_path(&run.cfg, slot)) {
+            Some(pf) => format!("{}, not running", pf.release),
+            None => "?, not running".into(),
+        },
+    }
+}
+
 /// What is true now of `slot`, the slot rolled back from, as the end of the last line: it
 /// keeps running only if its own app (pid file checked in /proc) still does.
-fn left_behind(cfg: &Config, slot: &Slot) -> String {
-    match crate::supervisor::owner(cfg, slot) {
+fn left_behind(run: &Run, slot: &Slot) -> String {
+    match run.owner(slot) {
         Some(Owner::Ours(_)) => format!("{} keeps running", slot.name),
         None => format!(
             "{} is not running (nothing listens on port {})",
@@ -184,13 +192,13 @@ fn left_behind(cfg: &Config, slot: &Slot) -> String {
 
 /// `None` when `slot` runs `release` (started by nonstop) and answers its health probe now;
 /// else why not, as words that follow "slot NAME".
-fn ready(cfg: &Config, slot: &Slot, release: &str) -> Option<String> {
-    match crate::supervisor::owner(cfg, slot) {
+fn ready(run: &Run, slot: &Slot, release: &str) -> Option<String> {
+    match run.owner(slot) {
         None => Some("is stopped".into()),
         Some(Owner::Ours(pf)) if pf.release != release => {
             Some(format!("runs release {}, not {release}", pf.release))
         }
-        Some(Owner::Ours(_)) => match health::check_once(cfg, slot) {
+        Some(Owner::Ours(_)) => match health::check_once(&run.cfg, slot) {
             (_, Ok(())) => None,
             (_, Err(why)) => Some(format!("is unhealthy ({why})")),
         },

@@ -9,13 +9,14 @@
 //! deployment runs.
 
 use super::{parse_utc, table, uptime};
-use crate::config::{Config, Slot};
+use crate::config::Slot;
 use crate::error::{Context, Result};
 use crate::log::human;
 use crate::nginx::Member;
 use crate::process::{ExitRecord, Owner};
+use crate::run::Run;
 use crate::state::{Action, Event, State};
-use crate::{health, rotation, slots, state};
+use crate::{health, rotation, state};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::io::Read;
@@ -177,11 +178,11 @@ pub struct Deployment {
 }
 
 /// Print the status of every slot (or only `slot`) as text or JSON.
-pub fn run(cfg: &Config, slot: Option<&str>, json: bool) -> Result<()> {
+pub fn run(run: &Run, slot: Option<&str>, json: bool) -> Result<()> {
     if let Some(name) = slot {
-        cfg.slot(name)?;
+        run.slot(name)?;
     }
-    let mut s = collect(cfg)?;
+    let mut s = collect(run)?;
     if let Some(name) = slot {
         s.slots.retain(|x| x.name == name);
     }
@@ -195,18 +196,19 @@ pub fn run(cfg: &Config, slot: Option<&str>, json: bool) -> Result<()> {
 }
 
 /// Gather the status (reads only).
-pub fn collect(cfg: &Config) -> Result<Status> {
+pub fn collect(run: &Run) -> Result<Status> {
+    let cfg = &run.cfg;
     let st = state::load(&cfg.state_dir);
-    let roles = slots::roles(cfg, &st)?;
+    let roles = run.roles(&st)?;
     let rot = if cfg.balanced() {
-        Some(rotation::read(cfg)?)
+        Some(rotation::read(run)?)
     } else {
         None
     };
     let slots: Vec<SlotStatus> = cfg
         .slots
         .iter()
-        .map(|s| slot_status(cfg, s, roles.is_live(s), &st, rot.as_ref()))
+        .map(|s| slot_status(run, s, roles.is_live(s), &st, rot.as_ref()))
         .collect();
     let running: Vec<&str> = slots
         .iter()
@@ -214,7 +216,7 @@ pub fn collect(cfg: &Config) -> Result<Status> {
         .map(|x| x.name.as_str())
         .collect();
     let repair = roles.doubt.as_ref().map(|d| roles.repair(cfg, d, &running));
-    let rollback = match super::rollback::plan(cfg, &st, &roles, None) {
+    let rollback = match super::rollback::plan(run, &st, &roles, None) {
         Ok(p) => RollbackNow {
             action: if p.restart.is_some() {
                 "restart"
@@ -243,7 +245,7 @@ pub fn collect(cfg: &Config) -> Result<Status> {
         },
         traffic: TrafficNow {
             via: cfg.traffic.via,
-            truth: crate::traffic::of(cfg).truth(cfg),
+            truth: run.truth(),
             front_port: cfg.traffic.port,
         },
         live: roles.live.map(|l| l.name.clone()),
@@ -256,14 +258,14 @@ pub fn collect(cfg: &Config) -> Result<Status> {
 }
 
 fn slot_status(
-    cfg: &Config,
+    run: &Run,
     s: &Slot,
     live: bool,
     st: &State,
     rot: Option<&crate::nginx::Rotation>,
 ) -> SlotStatus {
-    let sup = crate::supervisor::of(cfg);
-    let owner = crate::supervisor::owner(cfg, s);
+    let (cfg, sup) = (&run.cfg, run.sup);
+    let owner = run.owner(s);
     let pf = match &owner {
         Some(Owner::Ours(pf)) => Some(pf.clone()),
         _ => None,

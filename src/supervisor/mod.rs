@@ -7,7 +7,7 @@
 //!   its own (so the CodeDeploy agent's restart does not take the JVM with it), started at boot
 //!   when it is the live slot, restarted on failure with a start limit, logging to journald.
 //!
-//! The choice is made once per run from `app.supervisor` ([`Choice`]; `auto` picks systemd
+//! The choice is made once per run ([`crate::run::Run`]) from `app.supervisor` ([`Choice`]; `auto` picks systemd
 //! when PID 1 is systemd and nonstop may manage the app's units: root, or `sudo nonstop setup`
 //! set the app up) and
 //! the stages call only the [`Supervisor`] trait ([`seam`]: the trait, its types, the app's user). **Only [`systemd`] runs `systemctl` and
@@ -21,13 +21,11 @@ pub use crate::config::Choice;
 use crate::config::{Config, Slot};
 use crate::process::{self, Answerer, Owner, PidFile, SlotProcess};
 pub use seam::{resolve_user, Kind, Start, Stopped, Supervision, Supervisor};
-use std::sync::OnceLock;
 
-static CHOSEN: OnceLock<Kind> = OnceLock::new();
-
-/// The supervisor for `cfg` (chosen once per run).
-pub fn of(cfg: &Config) -> &'static dyn Supervisor {
-    match *CHOSEN.get_or_init(|| choose(cfg)) {
+/// The supervisor of `kind`. A run chooses it once ([`choose`], in [`crate::run::Run`]) and
+/// passes it down; nothing in the process remembers the choice.
+pub fn by_kind(kind: Kind) -> &'static dyn Supervisor {
+    match kind {
         Kind::Builtin => &builtin::Builtin,
         Kind::Systemd => &systemd::Systemd,
     }
@@ -44,9 +42,8 @@ pub fn choose(cfg: &Config) -> Kind {
     }
 }
 
-/// Prove who answers on `slot`'s port (see [`process::answerer_of`]).
-pub fn answerer(cfg: &Config, slot: &Slot) -> Answerer {
-    let sup = of(cfg);
+/// Prove who answers on `slot`'s port under `sup` (see [`process::answerer_of`]).
+pub fn answerer(sup: &dyn Supervisor, cfg: &Config, slot: &Slot) -> Answerer {
     process::answerer_of(
         sup.app(cfg, slot),
         |pf| sup.family(cfg, slot, pf),
@@ -55,13 +52,13 @@ pub fn answerer(cfg: &Config, slot: &Slot) -> Answerer {
 }
 
 /// Who runs on `slot`'s port, and how sure nonstop is that it is the slot's app.
-pub fn owner(cfg: &Config, slot: &Slot) -> Option<Owner> {
-    process::owner_of(answerer(cfg, slot), slot.port)
+pub fn owner(sup: &dyn Supervisor, cfg: &Config, slot: &Slot) -> Option<Owner> {
+    process::owner_of(answerer(sup, cfg, slot), slot.port)
 }
 
 /// The slot's running app, if it runs.
-pub fn running_app(cfg: &Config, slot: &Slot) -> Option<PidFile> {
-    match of(cfg).app(cfg, slot) {
+pub fn running_app(sup: &dyn Supervisor, cfg: &Config, slot: &Slot) -> Option<PidFile> {
+    match sup.app(cfg, slot) {
         SlotProcess::Running(pf) => Some(pf),
         _ => None,
     }

@@ -33,6 +33,9 @@ pub struct Start<'a> {
     pub cwd: std::path::PathBuf,
     pub jar: std::path::PathBuf,
     pub release: String,
+    /// The run's deployment id: the builtin supervisor hands it to the app as `DEPLOYMENT_ID`
+    /// (as the hook's own environment does under CodeDeploy).
+    pub deployment_id: Option<String>,
 }
 
 /// How a stop went.

@@ -1,5 +1,5 @@
 //! How requests reach the live slot(s): the seam between the stages and the two ways of
-//! steering traffic, chosen once from `traffic.via`.
+//! steering traffic, chosen once per run from `traffic.via`.
 //!
 //! - [`reload`] (`nginx-reload`, the default): the include (`set $service_url …;`) and, in
 //!   balanced mode, the upstream file name the slots; a change rewrites them and reloads nginx
@@ -21,11 +21,21 @@ use crate::config::Config;
 pub use crate::config::Via;
 pub use seam::{by_slot, Doubt, Traffic};
 
-/// The traffic seam for `cfg`.
-pub fn of(cfg: &Config) -> &'static dyn Traffic {
+/// The traffic seam for `cfg`, for a reader that holds no lock (`status`, `validate`, a
+/// message): it keeps nothing between calls.
+pub fn of(cfg: &Config) -> Box<dyn Traffic> {
+    seam(cfg, None)
+}
+
+/// The traffic seam a run uses (see [`crate::run::Run`]); `sup`: the run's supervisor (nftables
+/// asks it to load the table at boot), else the one `app.supervisor` chooses.
+pub fn seam(
+    cfg: &Config,
+    sup: Option<&'static dyn crate::supervisor::Supervisor>,
+) -> Box<dyn Traffic> {
     match cfg.traffic.via {
-        Via::NginxReload => &reload::Reload,
-        Via::Nftables => &nft::Nft,
+        Via::NginxReload => Box::new(reload::Reload),
+        Via::Nftables => Box::new(nft::Nft::new(sup)),
     }
 }
 

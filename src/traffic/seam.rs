@@ -36,8 +36,11 @@ pub enum Doubt {
 }
 
 /// One way of steering traffic.
-pub trait Traffic: Sync {
+pub trait Traffic: Send + Sync {
     fn via(&self) -> Via;
+    /// The run that uses this seam took (`true`) or released (`false`) its lock: what the seam
+    /// keeps for the run (nftables: the table's listing) is kept only while the lock is held.
+    fn hold(&self, _held: bool) {}
     /// The live slot's port as the truth says (`None`: no slot), or why it cannot be known.
     fn live(&self, cfg: &Config) -> std::result::Result<Option<u16>, Doubt>;
     /// The rotation now, by slot port in slot order (blue/green: only the live slot is up).

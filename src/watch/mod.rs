@@ -25,9 +25,10 @@ pub mod verdict;
 use crate::config::{Config, Slot};
 use crate::error::{failed, Error, Result};
 use crate::log::human;
+use crate::releases;
+use crate::run::{Run, Target};
 use crate::stages::{self, SwitchMode};
 use crate::state::{self, Action, Outcome};
-use crate::{releases, slots, supervisor};
 use figures::Figures;
 use sample::Sample;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -83,8 +84,9 @@ pub fn duration(cfg: &Config, flag: Option<Duration>) -> Result<Option<Duration>
 /// Before the switch: the log's current end, and the figures of the requests `old` answered in
 /// the last `watch.baseline`. `None` (with a warning) when `old` runs no app: there is then
 /// nothing to compare with or to switch back to.
-pub fn arm(cfg: &Config, old: Option<&Slot>) -> Option<Armed> {
-    let Some(old) = old.filter(|o| supervisor::running_app(cfg, o).is_some()) else {
+pub fn arm(run: &Run, old: Option<&Slot>) -> Option<Armed> {
+    let cfg = &run.cfg;
+    let Some(old) = old.filter(|o| run.running_app(o).is_some()) else {
         log::warn!(
             "watch: no slot runs the old release, so there is nothing to compare with or switch back to: not watching"
         );
@@ -144,7 +146,8 @@ fn new_release_served(cfg: &Config, s: &Sample, new: &Slot, switched_ms: u64) ->
 /// judgements in a row, or the last one, find it). Records the verdict in the history. `Ok` for a good or
 /// an inconclusive window (the release is kept); a failure whose message gives the figures for
 /// a bad one.
-pub fn watch(cfg: &Config, armed: &mut Armed, new: &Slot, dur: Duration) -> Result<Verdict> {
+pub fn watch(run: &Run, armed: &mut Armed, new: &Slot, dur: Duration) -> Result<Verdict> {
+    let cfg = &run.cfg;
     let t0 = Instant::now();
     let switched_ms = epoch_ms(SystemTime::now());
     let th = Thresholds::of(&cfg.watch);
@@ -217,7 +220,7 @@ pub fn watch(cfg: &Config, armed: &mut Armed, new: &Slot, dur: Duration) -> Resu
     }
     let release = crate::process::read_pid_file(&stages::pid_path(cfg, new)).map(|p| p.release);
     if !verdict.is_bad() {
-        record(cfg, new, release, t0, &verdict, Outcome::Ok);
+        record(run, new, release, t0, &verdict, Outcome::Ok);
         crate::outln!(
             "watch: {}: {}; release kept on slot {}",
             verdict.kind(),
@@ -227,7 +230,7 @@ pub fn watch(cfg: &Config, armed: &mut Armed, new: &Slot, dur: Duration) -> Resu
         return Ok(verdict);
     }
     let live_for = t0.elapsed();
-    let back = switch_back(cfg, &armed.old);
+    let back = switch_back(run, &armed.old);
     let why = match &back {
         Ok(took) => {
             armed.events.push(WatchEvent::SwitchedBack {
@@ -255,7 +258,7 @@ pub fn watch(cfg: &Config, armed: &mut Armed, new: &Slot, dur: Duration) -> Resu
         ),
     };
     record(
-        cfg,
+        run,
         new,
         release,
         t0,
@@ -266,10 +269,10 @@ pub fn watch(cfg: &Config, armed: &mut Armed, new: &Slot, dur: Duration) -> Resu
 }
 
 /// Back to `old` as `nonstop rollback` would, when that is a switch only.
-fn switch_back(cfg: &Config, old: &Slot) -> Result<Duration> {
-    let st = state::load(&cfg.state_dir);
-    let roles = slots::roles(cfg, &st)?;
-    let plan = crate::operator::rollback::plan(cfg, &st, &roles, Some(&old.name))?;
+fn switch_back(run: &Run, old: &Slot) -> Result<Duration> {
+    let st = state::load(&run.cfg.state_dir);
+    let roles = run.roles(&st)?;
+    let plan = crate::operator::rollback::plan(run, &st, &roles, Some(&old.name))?;
     if let Some(why) = plan.restart {
         return Err(failed(format!(
             "slot {} {why}; `nonstop rollback` starts release {} there again",
@@ -277,27 +280,26 @@ fn switch_back(cfg: &Config, old: &Slot) -> Result<Duration> {
         )));
     }
     let t = Instant::now();
-    stages::switch(cfg, Some(&old.name), false, SwitchMode::Full)?;
+    stages::switch(run, Target::Slot(old), false, SwitchMode::Full)?;
     Ok(t.elapsed())
 }
 
 /// The verdict as a `watch` event in the history.
 fn record(
-    cfg: &Config,
+    run: &Run,
     slot: &Slot,
     release: Option<String>,
     t0: Instant,
     v: &Verdict,
     outcome: Outcome,
 ) {
+    let cfg = &run.cfg;
     let version = release
         .as_deref()
         .and_then(|r| releases::release_version(cfg, r));
     let ev = state::Event {
         time: crate::log::utc_millis(SystemTime::now()),
-        deployment_id: std::env::var("DEPLOYMENT_ID")
-            .ok()
-            .filter(|v| !v.is_empty()),
+        deployment_id: run.id().map(str::to_string),
         action: Action::Watch,
         slot: slot.name.clone(),
         release,
@@ -307,21 +309,22 @@ fn record(
         by: Some(state::by()),
         verdict: Some(v.clone()),
     };
-    if let Err(e) = state::update(&cfg.state_dir, |s| s.record(ev)) {
+    if let Err(e) = run.record_event(ev) {
         log::warn!("could not record the watch's verdict in the state file: {e}");
     }
 }
 
 /// `nonstop switch --watch DURATION`: under one lock, the baseline, the switch, the watch.
-pub fn switch(cfg: &Config, slot: Option<&str>, force: bool, dur: Duration) -> Result<()> {
-    let _lock = crate::operator::lock_run(cfg, "nonstop switch")?;
+pub fn switch(run: &Run, slot: Option<&str>, force: bool, dur: Duration) -> Result<()> {
+    let cfg = &run.cfg;
+    let _lock = run.lock("nonstop switch")?;
     let st = state::load(&cfg.state_dir);
-    let roles = slots::roles(cfg, &st)?;
-    let target = roles.target(cfg, slot)?.clone();
-    let mut armed = arm(cfg, roles.live.filter(|l| l.name != target.name));
-    stages::switch(cfg, Some(&target.name), force, SwitchMode::Full)?;
+    let roles = run.roles(&st)?;
+    let target = roles.target(cfg, slot)?;
+    let mut armed = arm(run, roles.live.filter(|l| l.name != target.name));
+    stages::switch(run, Target::Slot(target), force, SwitchMode::Full)?;
     match armed.as_mut() {
-        Some(a) => watch(cfg, a, &target, dur).map(drop),
+        Some(a) => watch(run, a, target, dur).map(drop),
         None => Ok(()),
     }
 }

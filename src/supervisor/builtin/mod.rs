@@ -27,9 +27,17 @@ impl Supervisor for Builtin {
     fn launch(&self, cfg: &Config, start: &Start) -> Result<PidFile> {
         let log = cfg.log_file(start.slot);
         rotate_log(cfg, &log);
+        // The app inherits this process's environment; the run's deployment id is handed on
+        // explicitly (first, so that `app.env` still wins, as it did over the inherited one).
+        let env = start
+            .deployment_id
+            .iter()
+            .map(|id| ("DEPLOYMENT_ID".to_string(), id.clone()))
+            .chain(start.env.iter().cloned())
+            .collect();
         let spec = Launch {
             argv: start.argv.clone(),
-            env: start.env.clone(),
+            env,
             cwd: start.cwd.clone(),
             log,
             pid_file: cfg.pid_file(start.slot),

@@ -31,7 +31,7 @@ pub mod run;
 pub mod steer;
 
 pub use rules::{render, rule, ruleset_path, table_name, Steering};
-pub use run::{installed, nft_bin, read, want_path, Missing, NFT_MISSING};
+pub use run::{installed, nft_bin, want_path, Missing, NFT_MISSING};
 pub use steer::{check_steering, steer};
 
 use super::{Doubt, Traffic, Via};
@@ -39,25 +39,98 @@ use crate::config::Config;
 use crate::error::{failed, Context, Result};
 use crate::fsx;
 use crate::nginx::Rotation;
-use rules::{comment, echoed, front, targets};
-use run::{forget, helper, missing, nft};
+use rules::{comment, echoed, front, parse_listing, targets};
+use run::{helper, list_table, missing, nft, root, sudo_steer};
 use std::time::{Duration, Instant};
 use steer::apply_through_helper;
 
-/// See the module doc.
-pub struct Nft;
+/// See the module doc. One per run ([`crate::run::Run`]): it keeps the run's listing.
+pub struct Nft {
+    /// The run's supervisor (it loads the table at boot); `None`: the one `app.supervisor`
+    /// chooses.
+    sup: Option<&'static dyn crate::supervisor::Supervisor>,
+    /// The table as this run listed it, `(table, listing)`: kept only while the run holds its
+    /// lock ([`Traffic::hold`]), and forgotten before any change.
+    snapshot: std::sync::Mutex<Option<(String, Option<String>)>>,
+    /// The run holds its lock.
+    held: std::sync::atomic::AtomicBool,
+}
+
+impl Nft {
+    /// The seam for a run whose supervisor is `sup`.
+    pub fn new(sup: Option<&'static dyn crate::supervisor::Supervisor>) -> Nft {
+        Nft {
+            sup,
+            snapshot: std::sync::Mutex::new(None),
+            held: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+}
+
+impl Nft {
+    /// Forget the run's listing: the next [`Nft::listing`] asks the kernel.
+    pub(super) fn forget(&self) {
+        *self.snapshot.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
+    /// The table as loaded now: `Ok(None)` when it does not exist. A run that holds its lock
+    /// lists the table once: no one else changes it meanwhile but by hand, and every change of
+    /// nonstop's own ([`Nft::apply`]) forgets the listing first. A run without the lock
+    /// (`status`, `validate`) always asks the kernel.
+    pub(super) fn listing(&self, cfg: &Config) -> std::result::Result<Option<String>, Doubt> {
+        match helper(cfg) {
+            Some(e) if !root() => {
+                let out = sudo_steer(&e, &["--show"])
+                    .map_err(|e| Doubt::TableUnreadable(e.to_string()))?;
+                return Ok(Some(out).filter(|o| !o.trim().is_empty()));
+            }
+            _ => {}
+        }
+        if !installed() {
+            return Err(Doubt::NftMissing);
+        }
+        let table = table_name(cfg);
+        let held = self.held.load(std::sync::atomic::Ordering::Relaxed);
+        if let (true, Some((t, text))) = (
+            held,
+            self.snapshot
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .as_ref(),
+        ) {
+            if *t == table {
+                return Ok(text.clone());
+            }
+        }
+        let text = list_table(&table)?;
+        *self.snapshot.lock().unwrap_or_else(|e| e.into_inner()) =
+            held.then(|| (table, text.clone()));
+        Ok(text)
+    }
+
+    /// Read the table: what its comment says, checked against its rule.
+    pub fn read(&self, cfg: &Config) -> std::result::Result<Steering, Doubt> {
+        let text = self.listing(cfg)?.ok_or(Doubt::TableMissing)?;
+        parse_listing(&text, front(cfg), cfg.balanced())
+    }
+}
 
 impl Traffic for Nft {
     fn via(&self) -> Via {
         Via::Nftables
     }
 
+    fn hold(&self, held: bool) {
+        self.forget();
+        self.held.store(held, std::sync::atomic::Ordering::Relaxed);
+    }
+
     fn live(&self, cfg: &Config) -> std::result::Result<Option<u16>, Doubt> {
-        read(cfg).map(|s| s.live)
+        self.read(cfg).map(|s| s.live)
     }
 
     fn rotation(&self, cfg: &Config) -> Result<Rotation> {
-        let recorded = read(cfg).ok();
+        let recorded = self.read(cfg).ok();
         let live = recorded.as_ref().and_then(|s| s.live);
         let entries = recorded
             .as_ref()
@@ -75,7 +148,7 @@ impl Traffic for Nft {
     ) -> Result<Duration> {
         let t0 = Instant::now();
         nft_bin().map_err(|_| missing())?;
-        let before = read(cfg).ok();
+        let before = self.read(cfg).ok();
         // `live: None` keeps the table's live slot; blue/green's rotation is that slot alone.
         let live = live.or(before.as_ref().and_then(|b| b.live));
         let want = Steering {
@@ -94,7 +167,7 @@ impl Traffic for Nft {
             return Ok(t0.elapsed());
         }
         if let Some(e) = helper(cfg) {
-            return apply_through_helper(cfg, &e, &want, t0);
+            return apply_through_helper(|c| self.read(c), cfg, &e, &want, t0);
         }
         let text = render(cfg, &want);
         fsx::create_dirs(&cfg.state_dir)
@@ -108,11 +181,11 @@ impl Traffic for Nft {
         // after its commit has still moved traffic, and one failing before has changed nothing.
         // Its echo confirms what the kernel committed; without one that matches, and after any
         // failure, the table is listed from the kernel.
-        forget();
+        self.forget();
         let ran = nft(&["-f", &next_s, "-e"]);
         let now = match &ran {
             Ok(echo) if echoed(cfg, &want, echo) => Ok(want.clone()),
-            _ => read(cfg),
+            _ => self.read(cfg),
         };
         match (&ran, &now) {
             (Ok(_), Ok(n)) if *n == want => {}
@@ -140,7 +213,7 @@ impl Traffic for Nft {
                     Err(d) => format!("{d:?}"),
                 };
                 // Put the previous table back (itself one transaction), if there was one.
-                forget();
+                self.forget();
                 let back = before
                     .as_ref()
                     .map(|b| {
@@ -173,7 +246,10 @@ impl Traffic for Nft {
             "-f".to_string(),
             ruleset_path(cfg).to_string_lossy().into_owned(),
         ];
-        match crate::supervisor::of(cfg).boot_command(cfg, "traffic", &boot, "nginx.service") {
+        let sup = self
+            .sup
+            .unwrap_or_else(|| crate::supervisor::by_kind(crate::supervisor::choose(cfg)));
+        match sup.boot_command(cfg, "traffic", &boot, "nginx.service") {
             Ok(true) => {}
             Ok(false) => log::debug!(
                 "no supervisor to load {} at boot: after a reboot, `nonstop switch --slot NAME` loads the table",

@@ -2,12 +2,10 @@
 //! directly or, for a hook user set up by `sudo nonstop setup`, through the root helper's one
 //! sudo line.
 
-use super::rules::{front, parse_listing, table_name, Steering};
 use crate::config::Config;
 use crate::error::{failed, Error, Result, Tool};
 use crate::traffic::{Doubt, Via};
 use std::process::{Command, Stdio};
-use std::sync::Mutex;
 
 /// What every nft-mode refusal says when no `nft` can be found.
 pub const NFT_MISSING: &str = "nft is not installed (not on PATH, not /usr/sbin/nft or /sbin/nft): install the nftables package (`apt-get install nftables` or `dnf install nftables`), or set traffic.via: nginx-reload";
@@ -87,46 +85,6 @@ pub(super) fn errno_in(line: &str) -> Option<std::io::ErrorKind> {
         })
 }
 
-/// The table as this run listed it: `(run, table, listing)`, kept only while the run holds its
-/// lock ([`crate::lock::held`]), and forgotten before any change.
-static SNAPSHOT: Mutex<Option<(u64, String, Option<String>)>> = Mutex::new(None);
-
-/// Forget the run's listing: the next [`listing`] asks the kernel.
-pub(super) fn forget() {
-    *SNAPSHOT.lock().unwrap_or_else(|e| e.into_inner()) = None;
-}
-
-/// The table as loaded now: `Ok(None)` when it does not exist. A run that holds its lock lists
-/// the table once: no one else changes it meanwhile but by hand, and every change of nonstop's
-/// own ([`Nft::apply`]) forgets the listing first. A run without the lock (`status`,
-/// `validate`) always asks the kernel.
-pub(super) fn listing(cfg: &Config) -> std::result::Result<Option<String>, Doubt> {
-    match helper(cfg) {
-        Some(e) if !root() => {
-            let out =
-                sudo_steer(&e, &["--show"]).map_err(|e| Doubt::TableUnreadable(e.to_string()))?;
-            return Ok(Some(out).filter(|o| !o.trim().is_empty()));
-        }
-        _ => {}
-    }
-    if !installed() {
-        return Err(Doubt::NftMissing);
-    }
-    let table = table_name(cfg);
-    let run = crate::lock::held(&cfg.state_dir);
-    if let (Some(run), Some((r, t, text))) = (
-        run,
-        SNAPSHOT.lock().unwrap_or_else(|e| e.into_inner()).as_ref(),
-    ) {
-        if *r == run && *t == table {
-            return Ok(text.clone());
-        }
-    }
-    let text = list_table(&table)?;
-    *SNAPSHOT.lock().unwrap_or_else(|e| e.into_inner()) = run.map(|r| (r, table, text.clone()));
-    Ok(text)
-}
-
 /// A table [`list_table`] could not read, as an error (the root-owned `steer` has no config
 /// to describe a [`Doubt`] with).
 pub(super) fn unlisted(d: Doubt) -> crate::error::Error {
@@ -147,12 +105,6 @@ pub(super) fn list_table(table: &str) -> std::result::Result<Option<String>, Dou
         }) => Ok(None),
         Err(e) => Err(Doubt::TableUnreadable(e.to_string())),
     }
-}
-
-/// Read the table: what its comment says, checked against its rule.
-pub fn read(cfg: &Config) -> std::result::Result<Steering, Doubt> {
-    let text = listing(cfg)?.ok_or(Doubt::TableMissing)?;
-    parse_listing(&text, front(cfg), cfg.balanced())
 }
 
 pub(super) fn root() -> bool {

@@ -3,7 +3,7 @@
 //! values; and the hook user's side, asking it and confirming the table says it.
 
 use super::rules::{comment, front, parse_comment, parse_listing, render_for, targets, Steering};
-use super::run::{list_table, nft, read, root, sudo_steer, unlisted, want_path};
+use super::run::{list_table, nft, root, sudo_steer, unlisted, want_path};
 use crate::config::Config;
 use crate::error::{failed, Context, Result};
 use crate::fsx;
@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 /// Ask the root helper for `want` and confirm the table says it.
 pub(super) fn apply_through_helper(
+    read: impl Fn(&Config) -> std::result::Result<Steering, crate::traffic::Doubt>,
     cfg: &Config,
     e: &crate::registry::Entry,
     want: &Steering,
