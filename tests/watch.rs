@@ -3,7 +3,10 @@
 //! `-Ddemo.error-rate` or `-Ddemo.slow-ms`), load through the shared client: a good v2 is kept,
 //! a v2 answering 500s or answering slowly is switched back on its own, too little traffic is
 //! inconclusive and kept, and a log rotated during the window is read on; in nftables mode as
-//! well (requests attributed to the new release by the time of the switch).
+//! well (requests attributed to the new release by the time of the switch). A stepped canary
+//! (balanced mode) is aborted at 10 % or goes through to 100, judged against the old slot over
+//! the same window (reload mode: by `$upstream_addr`; nftables mode: by each slot's Actuator
+//! counters).
 
 mod common;
 use common::*;
@@ -350,4 +353,224 @@ fn a_log_rotated_during_the_window_is_read_on() {
         counted > in_new,
         "counted {counted}, the new file alone has {in_new}"
     );
+}
+
+/// The weight of `port` in the balanced upstream file (`" weight=10"`, `" down"`, `""`).
+fn member(env: &Env, port: u16) -> String {
+    let up = env.upstream();
+    let line = up
+        .lines()
+        .find(|l| l.contains(&format!(":{port}")))
+        .unwrap_or_else(|| panic!("no server line for {port} in\n{up}"));
+    let after = line.split(&format!(":{port}")).nth(1).unwrap();
+    after.split(';').next().unwrap().to_string()
+}
+
+/// Balanced mode: v1 on both slots (green live), v2 started on blue out of rotation.
+fn balanced_with_v2_started(error_rate: Option<u32>) -> Env {
+    let mut env = watching(Env::balanced(2));
+    env.deploy_all("v1");
+    if let Some(r) = error_rate {
+        env.java_opts.push(format!("-Ddemo.error-rate={r}"));
+        env.write_config();
+    }
+    env.stage_jar("v2");
+    for b in ["stop", "start", "health"] {
+        let r = env.hook(b, &[]);
+        assert_eq!(r.code, 0, "{b}: {}", r.stderr);
+    }
+    assert_eq!(member(&env, env.port_of("blue")), " down");
+    env
+}
+
+#[test]
+fn a_stepped_canary_answering_500s_aborts_at_10_percent() {
+    let env = balanced_with_v2_started(Some(30));
+    let (blue, green) = (env.port_of("blue"), env.port_of("green"));
+    let traffic = Traffic::start_on(env.nginx_addr(), "/api/", 4, Duration::from_millis(5));
+    traffic.wait_requests(50);
+    let r = env.nonstop(&["switch", "--canary", "10,50,100", "--watch", "30s"]);
+    std::thread::sleep(Duration::from_millis(300));
+    let t = traffic.finish();
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let last = r.last_line();
+    eprintln!("the last line: {last}");
+    assert!(last.contains("watch: canary at 10 %: 5xx "), "{last}");
+    assert!(
+        last.contains(" requests vs 0.0 % on slot green (limit 1.0 %); aborted: slot blue out of rotation in "),
+        "{last}"
+    );
+    assert!(
+        r.took < Duration::from_secs(30),
+        "aborted within the step: {:?}",
+        r.took
+    );
+    assert!(
+        r.stdout.contains("canary 10 %: slot blue for 30.00 s"),
+        "a line for the step: {}",
+        r.stdout
+    );
+    assert!(
+        !r.stdout.contains("canary 50 %"),
+        "never raised: {}",
+        r.stdout
+    );
+    // Back as before the canary: blue out, green alone at one weight, green live.
+    assert_eq!(member(&env, blue), " down");
+    assert_eq!(member(&env, green), "");
+    let st = env.state();
+    assert_eq!(st["live"], "green");
+    assert!(st["canary"].is_null(), "{}", st["canary"]);
+    let w = watch_events(&env);
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert_eq!(w[0]["slot"], "blue");
+    assert_eq!(w[0]["verdict"]["verdict"], "bad", "{}", w[0]);
+    assert_eq!(w[0]["verdict"]["breach"]["kind"], "errors", "{}", w[0]);
+    assert!(
+        w[0]["verdict"]["before"]["requests"].as_u64().unwrap() > 0,
+        "green's requests over the same window: {}",
+        w[0]
+    );
+    let h = st["history"].as_array().unwrap();
+    let n = h.len();
+    assert_eq!(h[n - 3]["action"], "canary 10%", "{}", h[n - 3]);
+    assert_eq!(h[n - 2]["action"], "abort", "{}", h[n - 2]);
+    assert_eq!(h[n - 1]["action"], "watch", "{}", h[n - 1]);
+    // Two reloads (the canary, the abort); 500s only from v2.
+    assert_only_500s_from_v2(&t, 4, 2);
+    let after = Traffic::start_on(env.nginx_addr(), "/api/", 4, Duration::from_millis(5));
+    after.wait_requests(50);
+    after
+        .finish()
+        .assert_clean("traffic after the abort", 50, &["v1"]);
+}
+
+#[test]
+fn a_stepped_canary_of_a_good_release_goes_through_to_100() {
+    let env = balanced_with_v2_started(None);
+    let (blue, green) = (env.port_of("blue"), env.port_of("green"));
+    let traffic = Traffic::start_on(env.nginx_addr(), "/api/", 4, Duration::from_millis(5));
+    traffic.wait_requests(50);
+    let r = env.nonstop(&["switch", "--canary", "10,50,100", "--watch", "3s"]);
+    traffic.wait_requests(50);
+    let t = traffic.finish();
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    eprintln!("{}", r.stdout);
+    for step in ["canary 10 %: ok: ", "canary 50 %: ok: "] {
+        assert!(r.stdout.contains(step), "{step}: {}", r.stdout);
+    }
+    assert!(
+        r.stdout.contains("on slot green"),
+        "judged against green: {}",
+        r.stdout
+    );
+    assert!(
+        r.stdout.contains("canary 100 %: slot blue promoted"),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(member(&env, blue), "");
+    assert_eq!(member(&env, green), "");
+    let st = env.state();
+    assert_eq!(st["live"], "blue");
+    assert!(st["canary"].is_null());
+    let w = watch_events(&env);
+    assert_eq!(w.len(), 2, "one verdict per judged step: {w:?}");
+    for e in &w {
+        assert_eq!(e["verdict"]["verdict"], "ok", "{e}");
+        assert!(
+            e["verdict"]["now"]["requests"].as_u64().unwrap() >= 20,
+            "{e}"
+        );
+    }
+    // The canary's share grew: more of its requests at 50 % than at 10 % in as long a step.
+    let share = |e: &Value| {
+        let now = e["verdict"]["now"]["requests"].as_f64().unwrap();
+        now / (now + e["verdict"]["before"]["requests"].as_f64().unwrap())
+    };
+    assert!(
+        share(&w[0]) < 0.3 && share(&w[1]) > 0.3,
+        "10 % then 50 %: {} {}",
+        share(&w[0]),
+        share(&w[1])
+    );
+    // Three reloads: 10 %, 50 %, promote.
+    t.assert_reload_bound("traffic through the canary", 100, &["v1", "v2"], 4, 3);
+}
+
+/// nftables mode: the table spreads connections at random and nginx logs only the front
+/// port, so each slot is judged by its own Actuator counters; a slot that does not expose
+/// them is refused before any traffic moves.
+#[test]
+fn nftables_a_stepped_canary_is_judged_by_each_slots_actuator_counters() {
+    let mut env = watching(Env::nftables_with(2, App::StandIn, true));
+    env.java_opts
+        .push("-Dmanagement.endpoints.web.exposure.include=health,metrics".into());
+    env.write_config();
+    env.deploy_all("v1");
+    let live = env.state()["live"].as_str().unwrap().to_string();
+    let canary = if live == "blue" { "green" } else { "blue" };
+    // v2 without the metrics endpoint: refused, the table untouched.
+    env.java_opts.pop();
+    env.java_opts.push("-Ddemo.error-rate=30".into());
+    env.write_config();
+    env.stage_jar("v2");
+    for b in ["stop", "start", "health"] {
+        let r = env.hook(b, &[]);
+        assert_eq!(r.code, 0, "{b}: {}", r.stderr);
+    }
+    let before = env.state();
+    let r = env.nonstop(&["switch", "--canary", "10,50,100", "--watch", "30s"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.last_line()
+            .contains(&format!("slot {canary} does not serve them"))
+            && r.last_line().contains(
+                "management.endpoints.web.exposure.include=health,metrics; no traffic moved"
+            ),
+        "{}",
+        r.last_line()
+    );
+    assert_eq!(
+        env.state()["history"],
+        before["history"],
+        "nothing recorded"
+    );
+    // With it: the 500s are seen in the canary's own counters and the canary aborted at 10 %.
+    env.java_opts
+        .push("-Dmanagement.endpoints.web.exposure.include=health,metrics".into());
+    env.write_config();
+    for b in ["stop", "start", "health"] {
+        let r = env.hook(b, &[]);
+        assert_eq!(r.code, 0, "{b}: {}", r.stderr);
+    }
+    let traffic = Traffic::start(env.nginx_addr(), 4, Duration::from_millis(5));
+    traffic.wait_requests(50);
+    let r = env.nonstop(&["switch", "--canary", "10,50,100", "--watch", "30s"]);
+    std::thread::sleep(Duration::from_millis(300));
+    let t = traffic.finish();
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let last = r.last_line();
+    eprintln!("the last line: {last}");
+    assert!(last.contains("watch: canary at 10 %: 5xx "), "{last}");
+    assert!(
+        last.contains(&format!(
+            " on slot {live} (limit 1.0 %); aborted: slot {canary} out of rotation in "
+        )),
+        "{last}"
+    );
+    let w = watch_events(&env);
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert_eq!(w[0]["verdict"]["now"]["mean_only"], true, "{}", w[0]);
+    assert!(
+        w[0]["verdict"]["before"]["requests"].as_u64().unwrap() > 0,
+        "{}",
+        w[0]
+    );
+    assert_only_500s_from_v2(&t, 4, 0);
+    let after = Traffic::start(env.nginx_addr(), 4, Duration::from_millis(5));
+    after.wait_requests(50);
+    after
+        .finish()
+        .assert_clean("traffic after the abort", 50, &["v1"]);
 }

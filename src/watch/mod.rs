@@ -17,7 +17,9 @@
 //! [`crate::operator::rollback::plan`] says the old slot still runs its release healthy (a
 //! switch only); otherwise the release stays and the last line says to run `nonstop rollback`.
 
+pub mod canary;
 pub mod figures;
+pub mod per_slot;
 pub mod sample;
 pub mod tail;
 pub mod verdict;
@@ -152,7 +154,7 @@ pub fn watch(cfg: &Config, armed: &mut Armed, new: &Slot, dur: Duration) -> Resu
     let mut unparsed = 0u64;
     let mut slow_before = false;
     // One line redrawn in place on a terminal, a log line every 5 s otherwise.
-    let mut progress = crate::progress::Progress::new(format!("watch slot {}", new.name), dur);
+    let mut progress = crate::progress::Progress::window(format!("watch slot {}", new.name), dur);
     crate::outln!(
         "watch: slot {} for {} (judged every {}; slot {} is the way back)",
         new.name,
@@ -282,7 +284,7 @@ fn switch_back(cfg: &Config, old: &Slot) -> Result<Duration> {
 }
 
 /// The verdict as a `watch` event in the history.
-fn record(
+pub(super) fn record(
     cfg: &Config,
     slot: &Slot,
     release: Option<String>,

@@ -124,13 +124,18 @@ impl Verdict {
 
     /// The figures as words: `5xx 31.0 % over 1,204 requests vs 0.1 % before (limit 1.0 %)`.
     pub fn describe(&self) -> String {
+        self.describe_against("before")
+    }
+
+    /// [`Verdict::describe`] with the baseline named `against` (`before`, `on slot green`).
+    pub fn describe_against(&self, against: &str) -> String {
         match self {
             Verdict::Bad {
                 breach: Breach::Errors { limit },
                 now,
                 before,
             } => format!(
-                "5xx {} over {} requests vs {} before (limit {})",
+                "5xx {} over {} requests vs {} {against} (limit {})",
                 percent(now.error_share()),
                 thousands(now.requests),
                 percent(before.error_share()),
@@ -141,15 +146,17 @@ impl Verdict {
                 now,
                 before,
             } => format!(
-                "p99 {} ms over {} requests vs {} ms before (limit {limit_ms} ms)",
+                "{} {} ms over {} requests vs {} ms {against} (limit {limit_ms} ms)",
+                now.latency_name(),
                 now.p99_ms,
                 thousands(now.requests),
                 before.p99_ms
             ),
             Verdict::Ok { now, before } => format!(
-                "{} vs 5xx {}, p99 {} ms before",
+                "{} vs 5xx {}, {} {} ms {against}",
                 now.describe(),
                 percent(before.error_share()),
+                before.latency_name(),
                 before.p99_ms
             ),
             Verdict::Inconclusive {
@@ -180,6 +187,7 @@ mod tests {
             errors,
             p50_ms: p99_ms / 2,
             p99_ms,
+            mean_only: false,
         }
     }
 
