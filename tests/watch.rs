@@ -119,6 +119,14 @@ fn a_good_release_under_load_is_kept() {
     assert_eq!(w[0]["slot"], "blue");
     assert!(w[0]["verdict"]["now"]["requests"].as_u64().unwrap() >= 20);
     assert_eq!(w[0]["verdict"]["now"]["errors"], 0);
+    let s = env.nonstop(&["status"]).stdout;
+    assert!(
+        s.lines().any(
+            |l| l.starts_with("watch    ok (slot blue, version demo-v2, ")
+                && l.contains("): 5xx 0.0 % over ")
+        ),
+        "{s}"
+    );
     assert!(
         w[0]["verdict"]["before"]["requests"].as_u64().unwrap() >= 20,
         "v1's baseline was read: {}",
@@ -201,6 +209,24 @@ fn a_release_answering_500s_is_switched_back_on_its_own() {
         h[n - 1]
     );
     assert_eq!(st["live"], "green");
+    // status says so too: the verdict, its figures and the switch back.
+    let s = env.nonstop(&["status"]);
+    assert_eq!(s.code, 0, "{}", s.stderr);
+    let line = s
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("watch "))
+        .unwrap_or_else(|| panic!("a watch line: {}", s.stdout));
+    assert!(
+        line.starts_with("watch    bad (slot blue, version demo-v2, ")
+            && line.contains("): 5xx ")
+            && line.contains("; switched back to slot green ("),
+        "{line}"
+    );
+    let j: Value = serde_json::from_str(&env.nonstop(&["status", "--json"]).stdout).unwrap();
+    assert_eq!(j["watch"]["verdict"], "bad", "{}", j["watch"]);
+    assert_eq!(j["watch"]["slot"], "blue");
+    assert_eq!(j["watch"]["figures"]["breach"]["kind"], "errors");
 
     // Nothing lost after the switch back: v1 alone, clean.
     let after = Traffic::start(env.nginx_addr(), 4, Duration::from_millis(5));
