@@ -58,6 +58,8 @@ pub struct Watch {
     pub p99_margin: Duration,
     /// nginx's access log in the `nonstop_<app>` format ([`crate::watch::sample::FORMAT`]).
     pub log: PathBuf,
+    /// Paths GET on the new slot every `interval`; one that fails is a breach.
+    pub probes: Vec<String>,
 }
 
 /// How traffic reaches the live slot(s).
@@ -181,6 +183,7 @@ struct RawWatch {
     p99_factor: Factor,
     p99_margin: Dur,
     log: Option<PathBuf>,
+    probes: Vec<ProbePath>,
 }
 
 impl Default for RawWatch {
@@ -196,6 +199,7 @@ impl Default for RawWatch {
             p99_factor: Factor(2.0),
             p99_margin: Dur(Duration::from_millis(100)),
             log: None,
+            probes: vec![],
         }
     }
 }
@@ -568,6 +572,11 @@ checked_string!(
 checked_string!(
     HttpPath,
     "health path (want /path[?query] of URI characters: letters, digits, -._~!$&()*+,;=:@/?% and %XX; no spaces, quotes, #, \\)",
+    valid_http_path
+);
+checked_string!(
+    ProbePath,
+    "watch.probes path (want /path[?query] of URI characters: letters, digits, -._~!$&()*+,;=:@/?% and %XX; no spaces, quotes, #, \\)",
     valid_http_path
 );
 checked_string!(
@@ -1051,6 +1060,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config> {
                 &w.log
                     .unwrap_or_else(|| PathBuf::from(format!("/var/log/nginx/{name}.access.log"))),
             ),
+            probes: w.probes.into_iter().map(|p| p.0).collect(),
         },
     })
 }
@@ -1312,6 +1322,14 @@ mod tests {
         assert!((c.watch.errors - 0.005).abs() < 1e-9);
         assert_eq!(c.watch.min_requests, 20);
         assert_eq!(c.watch.log, PathBuf::from("/srv/app/logs/a.log"));
+        assert!(c.watch.probes.is_empty());
+        let c = p("app:\n  name: a\nwatch:\n  probes: [/orders/smoke, \"/api/ping?deep=1\"]\n")
+            .unwrap();
+        assert_eq!(c.watch.probes, ["/orders/smoke", "/api/ping?deep=1"]);
+        let e = p("app:\n  name: a\nwatch:\n  probes: [\"orders\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("invalid watch.probes path"), "{e}");
         for (bad, want) in [
             ("duration: 0s", "above zero"),
             ("interval: soon", "invalid duration"),

@@ -600,3 +600,33 @@ fn nftables_a_stepped_canary_is_judged_by_each_slots_actuator_counters() {
         .finish()
         .assert_clean("traffic after the abort", 50, &["v1"]);
 }
+
+/// `watch.probes`: a path the team names is sent to the new slot every interval; with no
+/// traffic at all (nothing to judge from the log), its 500 switches back.
+#[test]
+fn a_failing_probe_switches_back_without_any_traffic() {
+    let mut env = Env::new(2);
+    env.extra = format!(
+        "watch:\n  log: {}\n  interval: 500ms\n  min_requests: 20\n  probes: [/orders/smoke]\n",
+        env.path("nginx/logs/access.log").display()
+    );
+    env.write_config();
+    env.deploy("v1"); // green
+    let green = env.port_of("green");
+    env.java_opts.push("-Ddemo.error-rate=100".into()); // v2 answers 500 to all but health
+    env.write_config();
+    env.stage_jar("v2");
+    let r = env.nonstop(&["deploy", "--watch", "30s"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let last = r.last_line();
+    eprintln!("the last line: {last}");
+    assert!(
+        last.contains("watch: probe /orders/smoke: HTTP 500 (want an answer below 400); 5xx 0.0 % over 0 requests"),
+        "{last}"
+    );
+    assert!(last.contains("; switched back to slot green ("), "{last}");
+    assert_eq!(body_of(&env), format!("v1 real2 {green}"));
+    let w = watch_events(&env);
+    assert_eq!(w[0]["verdict"]["breach"]["kind"], "probe", "{}", w[0]);
+    assert_eq!(w[0]["verdict"]["breach"]["path"], "/orders/smoke");
+}

@@ -129,7 +129,10 @@ fn run(cfg: &Config, slot: Option<&str>, force: bool, steps: &[u8], dur: Duratio
             let left = dur.saturating_sub(t0.elapsed());
             crate::interrupt::sleep(cfg.watch.interval.min(left), "the canary")?;
             let (now, before) = source.read();
-            let v = judge(now, before, &th);
+            let v = super::verdict::with_probe(
+                judge(now, before, &th),
+                super::probe::first_failure(cfg, &target),
+            );
             let left = dur.saturating_sub(t0.elapsed());
             progress.update(&format!(
                 "{}; old 5xx {}",

@@ -20,6 +20,7 @@
 pub mod canary;
 pub mod figures;
 pub mod per_slot;
+pub mod probe;
 pub mod sample;
 pub mod tail;
 pub mod verdict;
@@ -187,7 +188,10 @@ pub fn watch(cfg: &Config, armed: &mut Armed, new: &Slot, dur: Duration) -> Resu
             }
         }
         let now = Figures::of(&seen);
-        let v = judge(now, armed.before, &th);
+        let v = verdict::with_probe(
+            judge(now, armed.before, &th),
+            probe::first_failure(cfg, new),
+        );
         let left = dur.saturating_sub(t0.elapsed());
         log::debug!(
             "watch: slot {}: {}; {} left",

@@ -29,13 +29,15 @@ impl Thresholds {
 }
 
 /// Which limit the new release broke, and that limit.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Breach {
     /// The 5xx share went above `limit` (a share, 0 to 1).
     Errors { limit: f64 },
     /// p99 went above `limit_ms`.
     Latency { limit_ms: u64 },
+    /// A `watch.probes` path failed on the new slot: no answer, or 400 and above (`got`).
+    Probe { path: String, got: String },
 }
 
 /// What the watch concluded.
@@ -97,6 +99,21 @@ pub fn judge(now: Figures, before: Figures, t: &Thresholds) -> Verdict {
     Verdict::Ok { now, before }
 }
 
+/// `v`, or a probe breach when `probe` names a failed probe and `v` is not bad already.
+pub fn with_probe(v: Verdict, probe: Option<(String, String)>) -> Verdict {
+    match (v, probe) {
+        (v @ Verdict::Bad { .. }, _) | (v, None) => v,
+        (
+            Verdict::Ok { now, before } | Verdict::Inconclusive { now, before, .. },
+            Some((path, got)),
+        ) => Verdict::Bad {
+            breach: Breach::Probe { path, got },
+            now,
+            before,
+        },
+    }
+}
+
 impl Verdict {
     pub fn is_bad(&self) -> bool {
         matches!(self, Verdict::Bad { .. })
@@ -151,6 +168,14 @@ impl Verdict {
                 now.p99_ms,
                 thousands(now.requests),
                 before.p99_ms
+            ),
+            Verdict::Bad {
+                breach: Breach::Probe { path, got },
+                now,
+                ..
+            } => format!(
+                "probe {path}: {got} (want an answer below 400); {}",
+                now.describe()
             ),
             Verdict::Ok { now, before } => format!(
                 "{} vs 5xx {}, {} {} ms {against}",
@@ -246,6 +271,29 @@ mod tests {
         // Nor fewer than 100 requests on either side: their p99 is their slowest one.
         assert_eq!(judge(f(99, 0, 5000), f(1000, 0, 20), &T).kind(), "ok");
         assert_eq!(judge(f(1000, 0, 5000), f(99, 0, 20), &T).kind(), "ok");
+    }
+
+    #[test]
+    fn a_failed_probe_is_a_breach_whatever_the_traffic() {
+        let v = with_probe(
+            judge(f(3, 0, 10), f(1000, 0, 10), &T),
+            Some(("/smoke".into(), "HTTP 500".into())),
+        );
+        assert_eq!(v.kind(), "bad");
+        assert!(
+            v.describe().starts_with(
+                "probe /smoke: HTTP 500 (want an answer below 400); 5xx 0.0 % over 3 requests"
+            ),
+            "{}",
+            v.describe()
+        );
+        let j = serde_json::to_value(&v).unwrap();
+        assert_eq!(j["breach"]["kind"], "probe");
+        assert_eq!(j["breach"]["path"], "/smoke");
+        assert_eq!(
+            with_probe(judge(f(100, 0, 10), f(100, 0, 10), &T), None).kind(),
+            "ok"
+        );
     }
 
     #[test]
