@@ -630,3 +630,73 @@ fn a_failing_probe_switches_back_without_any_traffic() {
     assert_eq!(w[0]["verdict"]["breach"]["kind"], "probe", "{}", w[0]);
     assert_eq!(w[0]["verdict"]["breach"]["path"], "/orders/smoke");
 }
+
+/// CodeDeploy: with `watch.enabled`, the `switch` hook (ValidateService) watches and a breach
+/// fails the hook after the old release is back; `validate` holds the hook's timeout against
+/// the watch.
+#[test]
+fn the_switch_hook_watches_with_watch_enabled_and_validate_checks_its_timeout() {
+    let mut env = Env::new(2);
+    let config = |env: &mut Env, duration: &str| {
+        env.extra = format!(
+            "watch:\n  enabled: true\n  duration: {duration}\n  log: {}\n  interval: 500ms\n  min_requests: 20\n",
+            env.path("nginx/logs/access.log").display()
+        );
+        env.write_config();
+    };
+    config(&mut env, "60s");
+    env.stage_jar("v1");
+    std::fs::copy(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("appspec/appspec.yml"),
+        env.path("bundle/appspec.yml"),
+    )
+    .unwrap();
+    let timeout_line = |env: &Env| {
+        let r = env.nonstop(&["validate"]);
+        r.stdout
+            .lines()
+            .find(|l| l.contains("timeout switch"))
+            .unwrap_or_else(|| panic!("{}", r.stdout))
+            .to_string()
+    };
+    let line = timeout_line(&env);
+    assert!(
+        line.starts_with("ok ") && line.contains("timeout 120 s covers one probe (health.timeout ")
+            && line.contains(" + watch.duration 60 s + the switch back (one probe + 10 s reload confirmation) = "),
+        "{line}"
+    );
+    config(&mut env, "2m");
+    let line = timeout_line(&env);
+    assert!(
+        line.starts_with("FAIL")
+            && line.contains("watch.duration 120 s")
+            && line.contains("the agent would SIGTERM it"),
+        "{line}"
+    );
+
+    config(&mut env, "30s");
+    env.deploy("v1"); // green; its switch hook watched too (no traffic: inconclusive, kept)
+    let green = env.port_of("green");
+    env.java_opts.push("-Ddemo.error-rate=30".into());
+    env.write_config();
+    env.stage_jar("v2");
+    for b in ["stop", "start", "health"] {
+        let r = env.hook(b, &[]);
+        assert_eq!(r.code, 0, "{b}: {}", r.stderr);
+    }
+    let traffic = Traffic::start(env.nginx_addr(), 4, Duration::from_millis(5));
+    traffic.wait_requests(100);
+    let r = env.hook("switch", &[]);
+    std::thread::sleep(Duration::from_millis(300));
+    let t = traffic.finish();
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let last = r.last_line();
+    eprintln!("the last line: {last}");
+    assert!(last.contains("watch: 5xx "), "{last}");
+    assert!(last.contains("; switched back to slot green ("), "{last}");
+    assert_eq!(body_of(&env), format!("v1 real2 {green}"));
+    let w = watch_events(&env);
+    assert_eq!(w.last().unwrap()["verdict"]["verdict"], "bad");
+    assert_eq!(w.last().unwrap()["deployment_id"], "d-TEST");
+    assert_only_500s_from_v2(&t, 4, 2);
+}

@@ -894,14 +894,17 @@ pub fn max_wait(cfg: &Config, binary: &str) -> Option<(Duration, String)> {
                 secs(probe)
             ),
         ),
-        "switch" => (
-            probe + confirm,
-            format!(
-                "one probe (health.timeout {}) + {} reload confirmation",
-                secs(probe),
-                secs(confirm)
-            ),
-        ),
+        "switch" => {
+            let (watch, watch_s) = crate::watch::hook_wait(cfg);
+            (
+                probe + confirm + watch,
+                format!(
+                    "one probe (health.timeout {}) + {} reload confirmation{watch_s}",
+                    secs(probe),
+                    secs(confirm)
+                ),
+            )
+        }
         "deploy-second" => {
             let n = cfg.slots.len().saturating_sub(1) as u32;
             let one =

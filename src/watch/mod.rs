@@ -318,6 +318,45 @@ pub(super) fn record(
     }
 }
 
+/// What the `switch` hook's watch adds to the hook's wait, for `validate`'s timeout check:
+/// `watch.duration`, each of `watch.probes` (`health.timeout` each) at every judgement, and the
+/// switch back (one probe and a reload confirmation); zero when the hook does not watch
+/// (`watch.enabled` off, or balanced mode).
+pub fn hook_wait(cfg: &Config) -> (Duration, String) {
+    if !cfg.watch.enabled || cfg.balanced() {
+        return (Duration::ZERO, String::new());
+    }
+    let w = &cfg.watch;
+    let judgements = w
+        .duration
+        .as_millis()
+        .div_ceil(w.interval.as_millis().max(1)) as u32;
+    let probes = cfg.health.timeout * w.probes.len() as u32 * judgements;
+    let back = cfg.health.timeout + crate::nginx::CONFIRM;
+    let mut why = format!(" + watch.duration {}", secs(w.duration));
+    if !w.probes.is_empty() {
+        why += &format!(
+            " + {} watch.probes x {judgements} judgements x health.timeout {}",
+            w.probes.len(),
+            secs(cfg.health.timeout)
+        );
+    }
+    why += &format!(
+        " + the switch back (one probe + {} reload confirmation)",
+        secs(crate::nginx::CONFIRM)
+    );
+    (w.duration + probes + back, why)
+}
+
+/// `60 s`, `1.5 s` (as `validate` writes its sums).
+fn secs(d: Duration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("{} s", d.as_secs())
+    } else {
+        format!("{:.1} s", d.as_secs_f64())
+    }
+}
+
 /// `nonstop switch --watch DURATION`: under one lock, the baseline, the switch, the watch.
 pub fn switch(cfg: &Config, slot: Option<&str>, force: bool, dur: Duration) -> Result<()> {
     let _lock = crate::operator::lock_run(cfg, "nonstop switch")?;
