@@ -277,6 +277,26 @@ fn nftables_a_release_answering_500s_is_switched_back() {
     after
         .finish()
         .assert_clean("traffic after the switch back", 50, &["v1"]);
+
+    // The same bad release again at once: its 500s of a moment ago are not in v1's baseline
+    // (it starts at the switch back), so it is switched back again.
+    let traffic = Traffic::start(env.nginx_addr(), 4, Duration::from_millis(5));
+    traffic.wait_requests(100);
+    env.stage_jar("v2");
+    let r = env.nonstop(&["deploy", "--watch", "30s"]);
+    std::thread::sleep(Duration::from_millis(300));
+    let t = traffic.finish();
+    assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.last_line()
+            .contains(" requests vs 0.0 % before (limit 1.0 %)"),
+        "{}",
+        r.last_line()
+    );
+    let w = watch_events(&env);
+    assert_eq!(w.len(), 2, "{w:?}");
+    assert_eq!(w[1]["verdict"]["before"]["errors"], 0, "{}", w[1]);
+    assert_only_500s_from_v2(&t, 4, 0);
 }
 
 #[test]

@@ -11,7 +11,8 @@
 //! (requests the old workers still finish on the old port after the reload are left out); the
 //! baseline is the requests sent to the old slot's port. In nftables mode nginx sees only the
 //! front port: a request logged after the switch is the new release's, one logged in the
-//! baseline window before it the old release's.
+//! baseline window before it (and after the switch that made the old slot live) the old
+//! release's.
 //!
 //! A bad verdict switches back through [`stages::switch`] when
 //! [`crate::operator::rollback::plan`] says the old slot still runs its release healthy (a
@@ -94,7 +95,17 @@ pub fn arm(cfg: &Config, old: Option<&Slot>) -> Option<Armed> {
         return None;
     };
     let tail = Tail::at_end(&cfg.watch.log);
-    let since = epoch_ms(SystemTime::now()).saturating_sub(cfg.watch.baseline.as_millis() as u64);
+    let st = state::load(&cfg.state_dir);
+    let mut since =
+        epoch_ms(SystemTime::now()).saturating_sub(cfg.watch.baseline.as_millis() as u64);
+    // nftables mode tells the releases apart by time only: the baseline starts no earlier than
+    // the switch that made the old slot live (before it, another slot answered, e.g. a bad
+    // release just switched back from).
+    if cfg.traffic.via == crate::traffic::Via::Nftables {
+        if let Some(t) = st.time.as_deref().and_then(crate::operator::parse_utc) {
+            since = since.max(epoch_ms(t));
+        }
+    }
     let lines = tail::lines_before(&cfg.watch.log, tail.offset(), BASELINE_BYTES);
     let samples: Vec<Sample> = lines
         .iter()
@@ -116,7 +127,6 @@ pub fn arm(cfg: &Config, old: Option<&Slot>) -> Option<Armed> {
         human(cfg.watch.baseline),
         cfg.watch.log.display()
     );
-    let st = state::load(&cfg.state_dir);
     Some(Armed {
         tail,
         before,
