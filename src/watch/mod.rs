@@ -73,7 +73,7 @@ pub struct Armed {
 pub fn duration(cfg: &Config, flag: Option<Duration>) -> Result<Option<Duration>> {
     match (flag, cfg.balanced()) {
         (Some(_), true) => Err(Error::Usage(
-            "--watch needs blue/green mode: balanced mode rolls every slot to the new release, leaving none to switch back to".into(),
+            "--watch needs blue/green mode: balanced mode rolls every slot to the new release, leaving none to switch back to; watch a balanced release as a canary: `nonstop switch --canary 10,50,100 --watch 60s`".into(),
         )),
         (Some(d), false) => Ok(Some(d)),
         (None, true) if cfg.watch.enabled => {
