@@ -90,11 +90,21 @@ fn a_good_release_under_load_is_kept() {
     let traffic = Traffic::start(env.nginx_addr(), 4, Duration::from_millis(5));
     std::thread::sleep(Duration::from_millis(1500)); // v1's baseline
     env.stage_jar("v2");
-    let r = env.nonstop(&["deploy", "--watch", "4s"]);
+    let r = env.nonstop(&["deploy", "--watch", "6s"]);
     std::thread::sleep(Duration::from_millis(300));
     let t = traffic.finish();
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(r.stdout.contains("watch: ok: "), "{}", r.stdout);
+    // Not a terminal: the progress line is logged every 5 s, with the time left.
+    let progress = r
+        .stderr
+        .lines()
+        .find(|l| l.contains(" nonstop: watch slot blue: 5."))
+        .unwrap_or_else(|| panic!("a progress line at 5 s: {}", r.stderr));
+    assert!(
+        progress.contains(" s of 6.0 s, ") && progress.contains(" s left; 5xx 0.0 % over "),
+        "{progress}"
+    );
     assert!(
         r.stdout.contains("release kept on slot blue"),
         "{}",
