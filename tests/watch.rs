@@ -492,6 +492,14 @@ fn a_stepped_canary_answering_500s_aborts_at_10_percent() {
     assert_eq!(h[n - 3]["action"], "canary 10%", "{}", h[n - 3]);
     assert_eq!(h[n - 2]["action"], "abort", "{}", h[n - 2]);
     assert_eq!(h[n - 1]["action"], "watch", "{}", h[n - 1]);
+    // The log's count of the canary's requests against what the clients got from v2: the log
+    // is read up to the last judgement, the clients count up to the abort.
+    let counted = w[0]["verdict"]["now"]["requests"].as_u64().unwrap() as usize;
+    let from_v2 = t.versions.get("v2").copied().unwrap_or(0) + t.raw_of(http::Kind::Status);
+    eprintln!(
+        "the access log counted {counted} canary requests; the clients got {from_v2} from v2"
+    );
+    assert!(counted > 0 && counted <= from_v2, "{counted} vs {from_v2}");
     // Two reloads (the canary, the abort); 500s only from v2.
     assert_only_500s_from_v2(&t, 4, 2);
     let after = Traffic::start_on(env.nginx_addr(), "/api/", 4, Duration::from_millis(5));
@@ -618,6 +626,12 @@ fn nftables_a_stepped_canary_is_judged_by_each_slots_actuator_counters() {
     let w = watch_events(&env);
     assert_eq!(w.len(), 1, "{w:?}");
     assert_eq!(w[0]["verdict"]["now"]["mean_only"], true, "{}", w[0]);
+    // The canary's Actuator counters against what the clients got from v2 (its 2xx and its
+    // 500s): the counters stop at the last judgement, the clients' count at the abort.
+    let counted = w[0]["verdict"]["now"]["requests"].as_u64().unwrap() as usize;
+    let from_v2 = t.versions.get("v2").copied().unwrap_or(0) + t.raw_of(http::Kind::Status);
+    eprintln!("Actuator counted {counted} canary requests; the clients got {from_v2} from v2");
+    assert!(counted > 0 && counted <= from_v2, "{counted} vs {from_v2}");
     assert!(
         w[0]["verdict"]["before"]["requests"].as_u64().unwrap() > 0,
         "{}",
