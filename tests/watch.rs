@@ -744,3 +744,46 @@ fn the_switch_hook_watches_with_watch_enabled_and_validate_checks_its_timeout() 
     assert_eq!(w.last().unwrap()["deployment_id"], "d-TEST");
     assert_only_500s_from_v2(&t, 4, 2);
 }
+
+/// SIGTERM during a watch ends it (exit 1): the new release stays live and the last line says
+/// how to go back.
+#[test]
+fn sigterm_during_the_watch_leaves_the_new_release_live_and_says_how_back() {
+    use std::os::unix::process::CommandExt;
+    let env = watched();
+    env.deploy("v1"); // green
+    env.stage_jar("v2");
+    for b in ["stop", "start", "health"] {
+        let r = env.hook(b, &[]);
+        assert_eq!(r.code, 0, "{b}: {}", r.stderr);
+    }
+    let bin = env.path("bundle/bin/nonstop");
+    if !bin.is_file() {
+        std::fs::copy(bin_dir().join("nonstop"), &bin).unwrap();
+    }
+    let child = std::process::Command::new(&bin)
+        .args(["switch", "--watch", "30s"])
+        .current_dir("/")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .env_remove("NONSTOP_CONFIG")
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let blue = env.port_of("blue");
+    assert!(wait_until(Duration::from_secs(60), || env
+        .include()
+        .ends_with(format!(":{blue};\n").as_bytes())));
+    std::thread::sleep(Duration::from_millis(700)); // into the watch
+    signal_group(child.id() as i32, rustix::process::Signal::TERM);
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let last = stderr.lines().last().unwrap_or("");
+    assert!(
+        last.ends_with("interrupted by SIGTERM during the watch; slot blue stays live, `nonstop rollback` switches back to slot green"),
+        "{last}"
+    );
+    assert_eq!(body_of(&env), format!("v2 real1 {blue}"));
+}

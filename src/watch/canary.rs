@@ -127,7 +127,10 @@ fn run(cfg: &Config, slot: Option<&str>, force: bool, steps: &[u8], dur: Duratio
         let mut slow_before = false;
         let verdict = loop {
             let left = dur.saturating_sub(t0.elapsed());
-            crate::interrupt::sleep(cfg.watch.interval.min(left), "the canary")?;
+            crate::interrupt::sleep(
+                cfg.watch.interval.min(left),
+                &format!("the canary's {p} % step; the canary stays at {p} %: `nonstop switch --promote` completes, `nonstop switch --abort` undoes"),
+            )?;
             let (now, before) = source.read();
             let v = super::verdict::with_probe(
                 judge(now, before, &th),

@@ -175,7 +175,13 @@ pub fn watch(cfg: &Config, armed: &mut Armed, new: &Slot, dur: Duration) -> Resu
     );
     let verdict = loop {
         let left = dur.saturating_sub(t0.elapsed());
-        crate::interrupt::sleep(cfg.watch.interval.min(left), "the watch")?;
+        crate::interrupt::sleep(
+            cfg.watch.interval.min(left),
+            &format!(
+                "the watch; slot {} stays live, `nonstop rollback` switches back to slot {}",
+                new.name, armed.old.name
+            ),
+        )?;
         for ev in armed.tail.read() {
             match ev {
                 LogEvent::Line(l) => match sample::parse(&l) {
