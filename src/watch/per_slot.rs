@@ -8,7 +8,8 @@
 //!   own counters are read instead, straight from its port: Spring Boot Actuator's
 //!   `http.server.requests` (`/actuator/metrics/http.server.requests`: COUNT and TOTAL_TIME,
 //!   and the COUNT of `?tag=outcome:SERVER_ERROR`), once when the window opens and at every
-//!   judgement. The difference gives requests, 5xx and the mean latency (no percentiles:
+//!   judgement (Actuator counts these reads too: two per read, taken off the count). The
+//!   difference gives requests, 5xx and the mean latency (no percentiles:
 //!   the p99 limit applies to the mean), and leaves out nginx's own 502/504 (a request that
 //!   reached no app is counted by no app). The app must expose the endpoint
 //!   (`management.endpoints.web.exposure.include=health,metrics`); a canary checks that on
@@ -43,6 +44,9 @@ pub enum Source {
         old_ports: Vec<u16>,
         /// Each port's counters when the window opened.
         start: Vec<(u16, Counters)>,
+        /// Reads of every port's counters since the window opened (its own read included):
+        /// each is two requests the app counts too, taken off the request count.
+        reads: u64,
     },
 }
 
@@ -77,6 +81,7 @@ impl Source {
                     canary_port: canary.port,
                     old_ports,
                     start: vec![],
+                    reads: 0,
                 };
                 if let Source::Actuator {
                     agent, host, base, ..
@@ -126,8 +131,9 @@ impl Source {
             .into_iter()
             .map(|p| (p, self.counters(p).unwrap_or_default()))
             .collect();
-        if let Source::Actuator { start, .. } = self {
+        if let Source::Actuator { start, reads, .. } = self {
             *start = now;
+            *reads = 1;
         }
     }
 
@@ -170,8 +176,13 @@ impl Source {
                 canary_port,
                 old_ports,
                 start,
+                reads,
                 ..
             } => {
+                // nonstop's own reads so far: the app counts each (Actuator records a request
+                // when it ends, so this read's own two are not in what it returns).
+                let own = 2.0 * *reads as f64;
+                *reads += 1;
                 let (canary_port, old_ports, start) =
                     (*canary_port, old_ports.clone(), start.clone());
                 let delta = |s: &Source, p: u16| -> Counters {
@@ -182,7 +193,7 @@ impl Source {
                         .unwrap_or_default();
                     match s.counters(p) {
                         Ok(now) => Counters {
-                            count: (now.count - was.count).max(0.0),
+                            count: (now.count - was.count - own).max(0.0),
                             errors: (now.errors - was.errors).max(0.0),
                             total_s: (now.total_s - was.total_s).max(0.0),
                         },
