@@ -273,7 +273,67 @@ fn timings() -> Vec<(String, String)> {
             .join()
             .unwrap_or_else(|_| vec![("nftables timings".into(), "FAILED (panicked)".into())]),
     );
+    for interval in ["5s", "1s"] {
+        rows.push(watch_timing(false, interval));
+        rows.push(
+            std::thread::spawn(move || {
+                common::enter_netns();
+                watch_timing(true, interval)
+            })
+            .join()
+            .unwrap_or_else(|_| ("watch timings".into(), "FAILED (panicked)".into())),
+        );
+    }
     rows
+}
+
+/// `--watch` against a bad release: v2 answers 500 to 30 % of requests (the stand-in's
+/// `demo.error-rate`), deployed with `nonstop deploy --watch 60s` under load (8 keep-alive
+/// connections, 5 ms between requests) with `watch.interval` `interval` and the other `watch:`
+/// defaults. Per run: the time from the switch to the switch back as nonstop reports it, and
+/// the requests v2 answered (its 2xx and its 500s as the clients saw them); 3 runs.
+fn watch_timing(nft: bool, interval: &str) -> (String, String) {
+    use common::{Env, Traffic};
+    const RUNS: usize = 3;
+    let mode = if nft { "nftables" } else { "nginx-reload" };
+    let key = format!(
+        "watch: a release answering 30 % 500s, from the switch to the switch back, and the requests it answered ({mode}, watch.interval {interval}, 8 connections; stand-in, {RUNS} runs)"
+    );
+    let mut env = if nft { Env::nftables(2) } else { Env::new(2) };
+    env.extra = format!(
+        "watch:\n  log: {}\n  interval: {interval}\n",
+        env.path("nginx/logs/access.log").display()
+    );
+    env.write_config();
+    env.deploy("v1");
+    env.java_opts.push("-Ddemo.error-rate=30".into());
+    env.write_config();
+    let mut runs = vec![];
+    for _ in 0..RUNS {
+        env.stage_jar("v2");
+        let load = Traffic::start(env.nginx_addr(), 8, Duration::from_millis(5));
+        load.wait_requests(500); // the old release's baseline
+        let r = env.nonstop(&["deploy", "--watch", "60s"]);
+        std::thread::sleep(Duration::from_millis(300));
+        let t = load.finish();
+        let last = r.last_line();
+        let Some(after) = last
+            .split(", ")
+            .find_map(|p| p.strip_suffix(" after the switch"))
+        else {
+            let said = r
+                .stdout
+                .lines()
+                .filter(|l| l.starts_with("watch"))
+                .collect::<Vec<_>>()
+                .join(" / ");
+            return (key, format!("FAILED: exit {}: {said}", r.code));
+        };
+        let errors = t.raw.get(&common::http::Kind::Status).copied().unwrap_or(0);
+        let v2 = t.versions.get("v2").copied().unwrap_or(0) + errors;
+        runs.push(format!("{after}: {v2} requests ({errors} of them 500s)"));
+    }
+    (key, runs.join("; "))
 }
 
 /// nftables mode's own costs, in a network namespace of this thread's (call it on a thread of

@@ -49,6 +49,8 @@ pub struct Progress {
     last_draw: Option<Instant>,
     next_plain: Duration,
     drawn: bool,
+    /// A window that runs its full length (a watch), not a deadline: the line says the time left.
+    window: bool,
 }
 
 impl Progress {
@@ -67,6 +69,22 @@ impl Progress {
             last_draw: None,
             next_plain: PLAIN_EVERY,
             drawn: false,
+            window: false,
+        }
+    }
+
+    /// A window watched to its end (`watch slot blue: 12 s of 60 s, 48 s left; …`).
+    pub fn window(what: impl Into<String>, length: Duration) -> Progress {
+        let mut p = Progress::new(what, length);
+        p.window = true;
+        p
+    }
+
+    fn text(&self, elapsed: Duration, detail: &str) -> String {
+        if self.window {
+            window_line(&self.what, elapsed, self.deadline, detail)
+        } else {
+            line(&self.what, elapsed, self.deadline, detail)
         }
     }
 
@@ -80,7 +98,7 @@ impl Progress {
                     return;
                 }
                 self.last_draw = Some(Instant::now());
-                let text = fit(line(&self.what, elapsed, self.deadline, detail), WIDTH);
+                let text = fit(self.text(elapsed, detail), WIDTH);
                 let mut err = std::io::stderr().lock();
                 let _ = write!(err, "\r\x1b[2K{text}");
                 let _ = err.flush();
@@ -91,7 +109,7 @@ impl Progress {
                     while self.next_plain <= elapsed {
                         self.next_plain += PLAIN_EVERY;
                     }
-                    log::info!("{}", line(&self.what, elapsed, self.deadline, detail));
+                    log::info!("{}", self.text(elapsed, detail));
                 }
             }
         }
@@ -120,6 +138,22 @@ pub fn line(what: &str, elapsed: Duration, deadline: Duration, detail: &str) -> 
         "{what}: {} of {} deadline",
         human_short(elapsed),
         human_short(deadline)
+    );
+    if !detail.is_empty() {
+        s += "; ";
+        s += &detail.replace(['\n', '\r'], " ");
+    }
+    s
+}
+
+/// `watch slot blue: 12 s of 60 s, 48 s left; 5xx 0.0 % over 1,204 requests, p50 3 ms, p99 12 ms`
+pub fn window_line(what: &str, elapsed: Duration, length: Duration, detail: &str) -> String {
+    let elapsed = elapsed.min(length);
+    let mut s = format!(
+        "{what}: {} of {}, {} left",
+        human_short(elapsed),
+        human_short(length),
+        human_short(length - elapsed)
     );
     if !detail.is_empty() {
         s += "; ";
@@ -174,6 +208,23 @@ mod tests {
         assert!(long.starts_with("slot green health: 2 m 05 s of 3 m 00 s deadline; xxx"));
         assert_eq!(fit(long, WIDTH).chars().count(), WIDTH);
         assert_eq!(fit("short".into(), WIDTH), "short");
+    }
+
+    #[test]
+    fn a_window_line_says_the_time_left() {
+        assert_eq!(
+            window_line(
+                "watch slot blue",
+                Duration::from_secs(12),
+                Duration::from_secs(60),
+                "5xx 0.0 % over 1,204 requests, p50 3 ms, p99 12 ms"
+            ),
+            "watch slot blue: 12 s of 60 s, 48 s left; 5xx 0.0 % over 1,204 requests, p50 3 ms, p99 12 ms"
+        );
+        let p = Progress::window("x", Duration::from_secs(5));
+        assert!(p
+            .text(Duration::from_secs(9), "")
+            .ends_with("5.0 s of 5.0 s, 0.0 s left"));
     }
 
     #[test]

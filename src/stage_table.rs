@@ -170,14 +170,17 @@ impl Stage {
                     secs(probe)
                 ),
             ),
-            Stage::Switch => (
-                probe + confirm,
-                format!(
-                    "one probe (health.timeout {}) + {} reload confirmation",
-                    secs(probe),
-                    secs(confirm)
-                ),
-            ),
+            Stage::Switch => {
+                let (watch, watch_s) = watch_wait(cfg);
+                (
+                    probe + confirm + watch,
+                    format!(
+                        "one probe (health.timeout {}) + {} reload confirmation{watch_s}",
+                        secs(probe),
+                        secs(confirm)
+                    ),
+                )
+            }
             Stage::DeploySecond => {
                 let n = cfg.slots.len().saturating_sub(1) as u32;
                 let one = out
@@ -201,6 +204,36 @@ impl Stage {
             }
         }
     }
+}
+
+/// What the `switch` hook's watch adds to the hook's wait, for `validate`'s timeout check:
+/// `watch.duration`, each of `watch.probes` (`health.timeout` each) at every judgement, and the
+/// switch back (one probe and a reload confirmation); zero when the hook does not watch
+/// (`watch.enabled` off, or balanced mode).
+pub fn watch_wait(cfg: &Config) -> (Duration, String) {
+    if !cfg.watch.enabled || cfg.balanced() {
+        return (Duration::ZERO, String::new());
+    }
+    let w = &cfg.watch;
+    let judgements = w
+        .duration
+        .as_millis()
+        .div_ceil(w.interval.as_millis().max(1)) as u32;
+    let probes = cfg.health.timeout * w.probes.len() as u32 * judgements;
+    let back = cfg.health.timeout + nginx::CONFIRM;
+    let mut why = format!(" + watch.duration {}", secs(w.duration));
+    if !w.probes.is_empty() {
+        why += &format!(
+            " + {} watch.probes x {judgements} judgements x health.timeout {}",
+            w.probes.len(),
+            secs(cfg.health.timeout)
+        );
+    }
+    why += &format!(
+        " + the switch back (one probe + {} reload confirmation)",
+        secs(nginx::CONFIRM)
+    );
+    (w.duration + probes + back, why)
 }
 
 /// A duration in whole seconds (`35 s`), else to a tenth (`0.5 s`).

@@ -20,7 +20,7 @@ fn watch_duration(s: &str) -> Result<Duration, String> {
     about = "Operate nonstop blue/green deploys: status, history, logs, rollback, switch, deploy, validate, init, bundle, setup",
     subcommand_required = true,
     arg_required_else_help = true,
-    after_help = "Examples:\n  nonstop status                            # what runs where, health now, last deployments\n  nonstop status --json | jq '.slots[] | {name, state, release}'\n  nonstop logs -f                           # the live slot's app output, followed\n  nonstop rollback                          # back to the previous slot\n  nonstop switch --slot blue                # make blue live (the repair nonstop names)\n  nonstop deploy --jar build/libs/app.jar   # stop, start, health, switch in one run\n  nonstop deploy --watch 60s                # then watch the new release, switch back on 5xx/p99\n  nonstop validate                          # config, nginx, appspec.yml, hook timeouts, java, jar\n  nonstop init .                            # deploy/, Jenkinsfiles, GitHub workflows\n  nonstop bundle --jar target/app.jar -o app.zip   # the CodeDeploy bundle, checked first\n  sudo nonstop setup --user ec2-user -c deploy/nonstop.yml   # once per app per host: units, sudo rules\n\nExit codes: 0 done, 1 failed (the last stderr line says why), 2 usage/config, 3 lock held"
+    after_help = "Examples:\n  nonstop status                            # what runs where, health now, last deployments\n  nonstop status --json | jq '.slots[] | {name, state, release}'\n  nonstop logs -f                           # the live slot's app output, followed\n  nonstop rollback                          # back to the previous slot\n  nonstop switch --slot blue                # make blue live (the repair nonstop names)\n  nonstop deploy --jar build/libs/app.jar   # stop, start, health, switch in one run\n  nonstop deploy --watch 60s                # then watch the new release, switch back on 5xx/p99\n  nonstop switch --canary 10,50,100 --watch 60s   # balanced: judged steps, abort on a breach\n  nonstop validate                          # config, nginx, appspec.yml, hook timeouts, java, jar\n  nonstop init .                            # deploy/, Jenkinsfiles, GitHub workflows\n  nonstop bundle --jar target/app.jar -o app.zip   # the CodeDeploy bundle, checked first\n  sudo nonstop setup --user ec2-user -c deploy/nonstop.yml   # once per app per host: units, sudo rules\n\nExit codes: 0 done, 1 failed (the last stderr line says why), 2 usage/config, 3 lock held"
 )]
 struct Cli {
     #[command(flatten)]
@@ -89,9 +89,11 @@ enum Cmd {
         /// Switch without the health probe or the proof of who answers
         #[arg(long)]
         force: bool,
-        /// Balanced mode: keep the old slots in rotation, send about PERCENT of requests to the new one
-        #[arg(long, value_name = "PERCENT", value_parser = clap::value_parser!(u8).range(1..=99), conflicts_with_all = ["promote", "abort"])]
-        canary: Option<u8>,
+        /// Balanced mode: keep the old slots in rotation, send about PERCENT of requests to the
+        /// new one; steps (e.g. 10,50,100) with --watch: each step is judged against the old
+        /// slots over the same window, 100 promotes, a breach aborts
+        #[arg(long, value_name = "PERCENT[,PERCENT…]", value_parser = nonstop::watch::canary::parse_steps, conflicts_with_all = ["promote", "abort"])]
+        canary: Option<nonstop::watch::canary::Steps>,
         /// Complete a canary: equal weights, the canary slot becomes live
         #[arg(long, conflicts_with = "abort")]
         promote: bool,
@@ -99,8 +101,9 @@ enum Cmd {
         #[arg(long)]
         abort: bool,
         /// Watch the new release in nginx's access log for DURATION (e.g. 60s) and switch
-        /// back to the old slot if its 5xx share or p99 breaks the `watch:` limits
-        #[arg(long, value_name = "DURATION", value_parser = watch_duration, conflicts_with_all = ["canary", "promote", "abort"])]
+        /// back to the old slot if its 5xx share or p99 breaks the `watch:` limits (with
+        /// --canary: each step for DURATION, aborted on a breach)
+        #[arg(long, value_name = "DURATION", value_parser = watch_duration, conflicts_with_all = ["promote", "abort"])]
         watch: Option<Duration>,
     },
     /// stop, start, health, switch in one run
@@ -277,15 +280,17 @@ fn main() -> std::process::ExitCode {
                 watch,
             } => {
                 let run = run()?;
-                if canary.is_none() && !promote && !abort {
+                if let Some(steps) = canary {
+                    return nonstop::watch::canary::switch(&run, slot, *force, steps, *watch);
+                }
+                if !promote && !abort {
                     if let Some(d) = nonstop::watch::duration(&run.cfg, *watch)? {
                         return nonstop::watch::switch(&run, slot, *force, d);
                     }
                 }
-                let mode = match (canary, promote, abort) {
-                    (Some(p), _, _) => nonstop::stages::SwitchMode::Canary(*p),
-                    (_, true, _) => nonstop::stages::SwitchMode::Promote,
-                    (_, _, true) => nonstop::stages::SwitchMode::Abort,
+                let mode = match (promote, abort) {
+                    (true, _) => nonstop::stages::SwitchMode::Promote,
+                    (_, true) => nonstop::stages::SwitchMode::Abort,
                     _ => nonstop::stages::SwitchMode::Full,
                 };
                 nonstop::stages::switch(&run, slot.into(), *force, mode)

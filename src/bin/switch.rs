@@ -1,4 +1,6 @@
-//! `switch`: point nginx at the idle slot (replaces switch.sh; ValidateService).
+//! `switch`: point nginx at the idle slot (replaces switch.sh; ValidateService). With
+//! `watch.enabled` (blue/green) it then watches the new release for `watch.duration` and
+//! switches back on a breach, failing the hook.
 use clap::Parser;
 use nonstop::cli::Common;
 use nonstop::stages::SwitchMode;
@@ -37,6 +39,11 @@ fn main() -> std::process::ExitCode {
             (_, _, true) => SwitchMode::Abort,
             _ => SwitchMode::Full,
         };
+        if mode == SwitchMode::Full {
+            if let Some(d) = nonstop::watch::duration(&run.cfg, None)? {
+                return nonstop::watch::switch(run, c.common.slot.as_deref(), c.force, d);
+            }
+        }
         nonstop::stages::switch(run, c.common.slot.as_deref().into(), c.force, mode)
     })
 }

@@ -49,6 +49,7 @@ struct RawWatch {
     p99_factor: Factor,
     p99_margin: Dur,
     log: Option<PathBuf>,
+    probes: Vec<ProbePath>,
 }
 
 impl Default for RawWatch {
@@ -64,6 +65,7 @@ impl Default for RawWatch {
             p99_factor: Factor(2.0),
             p99_margin: Dur(Duration::from_millis(100)),
             log: None,
+            probes: vec![],
         }
     }
 }
@@ -397,6 +399,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config> {
                 &w.log
                     .unwrap_or_else(|| PathBuf::from(format!("/var/log/nginx/{name}.access.log"))),
             ),
+            probes: w.probes.into_iter().map(|p| p.0).collect(),
         },
     })
 }

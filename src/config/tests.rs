@@ -223,6 +223,14 @@ fn watch_values_are_checked() {
     assert!((c.watch.errors - 0.005).abs() < 1e-9);
     assert_eq!(c.watch.min_requests, 20);
     assert_eq!(c.watch.log, PathBuf::from("/srv/app/logs/a.log"));
+    assert!(c.watch.probes.is_empty());
+    let c =
+        p("app:\n  name: a\nwatch:\n  probes: [/orders/smoke, \"/api/ping?deep=1\"]\n").unwrap();
+    assert_eq!(c.watch.probes, ["/orders/smoke", "/api/ping?deep=1"]);
+    let e = p("app:\n  name: a\nwatch:\n  probes: [\"orders\"]\n")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("invalid watch.probes path"), "{e}");
     for (bad, want) in [
         ("duration: 0s", "above zero"),
         ("interval: soon", "invalid duration"),

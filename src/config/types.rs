@@ -47,6 +47,8 @@ pub struct Watch {
     pub p99_margin: Duration,
     /// nginx's access log in the `nonstop_<app>` format ([`crate::watch::sample::FORMAT`]).
     pub log: PathBuf,
+    /// Paths GET on the new slot every `interval`; one that fails is a breach.
+    pub probes: Vec<String>,
 }
 
 /// How traffic reaches the live slot(s).

@@ -239,6 +239,11 @@ checked_string!(
     valid_http_path
 );
 checked_string!(
+    ProbePath,
+    "watch.probes path (want /path[?query] of URI characters: letters, digits, -._~!$&()*+,;=:@/?% and %XX; no spaces, quotes, #, \\)",
+    valid_http_path
+);
+checked_string!(
     JarGlob,
     "app.jar (want a path whose file name may hold * and ?, not its folders)",
     |s| !s.is_empty()

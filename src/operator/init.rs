@@ -284,7 +284,21 @@ mod tests {
             )),
             "{site}"
         );
-        assert!(!cfg.watch.enabled);
+        // The starting files watch every deploy, and the switch hook's timeout covers it.
+        assert!(cfg.watch.enabled);
+        let (wait, why) = crate::operator::validate::max_wait(&cfg, "switch").unwrap();
+        assert!(why.contains(" + watch.duration 60"), "{why}");
+        let (_, hooks) = crate::operator::validate::appspec_format(get("deploy/appspec.yml"));
+        let switch = hooks
+            .unwrap()
+            .into_iter()
+            .find(|h| h.location == "bin/switch")
+            .unwrap();
+        assert!(
+            std::time::Duration::from_secs(switch.timeout.unwrap())
+                >= wait + crate::operator::validate::margin(wait),
+            "{wait:?}"
+        );
     }
 
     #[test]

@@ -41,8 +41,51 @@ pub struct Status {
     /// True when an upstream file balances requests over the slots.
     pub balanced: bool,
     pub slots: Vec<SlotStatus>,
+    /// The last watch's verdict (`deploy --watch`, `switch --watch`, a canary step); `None`
+    /// when none is recorded.
+    pub watch: Option<LastWatch>,
     /// Newest first.
     pub deployments: Vec<Deployment>,
+}
+
+/// The newest `watch` event of the history.
+#[derive(Debug, Clone, Serialize)]
+pub struct LastWatch {
+    pub time: String,
+    /// The slot watched (the new release's).
+    pub slot: String,
+    pub version: Option<String>,
+    /// `ok`, `inconclusive` or `bad`.
+    pub verdict: &'static str,
+    /// The figures in words, and for a bad one what was done (`…; switched back to slot green
+    /// (version 1.4.1) in 14 ms, …`).
+    pub detail: String,
+    /// The verdict as recorded: its figures before and after and the limit broken.
+    pub figures: crate::watch::verdict::Verdict,
+}
+
+/// The newest recorded watch verdict.
+fn last_watch(history: &[Event]) -> Option<LastWatch> {
+    let e = history
+        .iter()
+        .rev()
+        .find(|e| e.action == Action::Watch && e.verdict.is_some())?;
+    let v = e.verdict.clone()?;
+    let detail = match &e.outcome {
+        crate::state::Outcome::Failed(why) => why
+            .strip_prefix("watch: ")
+            .unwrap_or(why.as_str())
+            .to_string(),
+        _ => v.describe(),
+    };
+    Some(LastWatch {
+        time: e.time.clone(),
+        slot: e.slot.clone(),
+        version: e.version.clone(),
+        verdict: v.kind(),
+        detail,
+        figures: v,
+    })
 }
 
 /// What `nonstop rollback` would do now, from [`super::rollback::plan`].
@@ -253,6 +296,7 @@ pub fn collect(run: &Run) -> Result<Status> {
         rollback,
         balanced: cfg.balanced(),
         slots,
+        watch: last_watch(&st.history),
         deployments: deployments(&st.history),
     })
 }
@@ -522,6 +566,18 @@ pub fn render(s: &Status) -> String {
             r.why.as_deref().unwrap_or("nothing to roll back to")
         ),
     };
+    if let Some(w) = &s.watch {
+        out += &format!(
+            "watch    {} (slot {}{}, {}): {}\n",
+            w.verdict,
+            w.slot,
+            w.version
+                .as_deref()
+                .map_or(String::new(), |v| format!(", version {v}")),
+            w.time,
+            w.detail
+        );
+    }
     out.push('\n');
     let mut rows = vec![[
         "SLOT", "PORT", "PROFILE", "STATE", "ROTATION", "PID", "UPTIME", "VERSION", "RELEASE",

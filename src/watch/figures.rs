@@ -11,6 +11,11 @@ pub struct Figures {
     pub errors: u64,
     pub p50_ms: u64,
     pub p99_ms: u64,
+    /// The latency is a mean, not percentiles (counters such as Actuator's
+    /// `http.server.requests` give a count and a total time only): `p50_ms` and `p99_ms` both
+    /// hold the mean, and the p99 limit applies to it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub mean_only: bool,
 }
 
 impl Figures {
@@ -35,6 +40,27 @@ impl Figures {
             errors,
             p50_ms: rank(0.50),
             p99_ms: rank(0.99),
+            mean_only: false,
+        }
+    }
+
+    /// Figures from counters: `requests` and `errors` with their mean latency.
+    pub fn of_counts(requests: u64, errors: u64, mean_ms: u64) -> Figures {
+        Figures {
+            requests,
+            errors,
+            p50_ms: mean_ms,
+            p99_ms: mean_ms,
+            mean_only: true,
+        }
+    }
+
+    /// `p99` (or `mean` for [`Figures::of_counts`]): what `p99_ms` holds.
+    pub fn latency_name(&self) -> &'static str {
+        if self.mean_only {
+            "mean"
+        } else {
+            "p99"
         }
     }
 
@@ -49,6 +75,14 @@ impl Figures {
 
     /// `5xx 0.4 % over 1,204 requests, p50 3 ms, p99 12 ms`
     pub fn describe(&self) -> String {
+        if self.mean_only {
+            return format!(
+                "5xx {} over {} requests, mean {} ms",
+                percent(self.error_share()),
+                thousands(self.requests),
+                self.p99_ms
+            );
+        }
         format!(
             "5xx {} over {} requests, p50 {} ms, p99 {} ms",
             percent(self.error_share()),

@@ -11,13 +11,17 @@
 //! (requests the old workers still finish on the old port after the reload are left out); the
 //! baseline is the requests sent to the old slot's port. In nftables mode nginx sees only the
 //! front port: a request logged after the switch is the new release's, one logged in the
-//! baseline window before it the old release's.
+//! baseline window before it (and after the switch that made the old slot live) the old
+//! release's.
 //!
 //! A bad verdict switches back through [`stages::switch`] when
 //! [`crate::operator::rollback::plan`] says the old slot still runs its release healthy (a
 //! switch only); otherwise the release stays and the last line says to run `nonstop rollback`.
 
+pub mod canary;
 pub mod figures;
+pub mod per_slot;
+pub mod probe;
 pub mod sample;
 pub mod tail;
 pub mod verdict;
@@ -70,7 +74,7 @@ pub struct Armed {
 pub fn duration(cfg: &Config, flag: Option<Duration>) -> Result<Option<Duration>> {
     match (flag, cfg.balanced()) {
         (Some(_), true) => Err(Error::Usage(
-            "--watch needs blue/green mode: balanced mode rolls every slot to the new release, leaving none to switch back to".into(),
+            "--watch needs blue/green mode: balanced mode rolls every slot to the new release, leaving none to switch back to; watch a balanced release as a canary: `nonstop switch --canary 10,50,100 --watch 60s`".into(),
         )),
         (Some(d), false) => Ok(Some(d)),
         (None, true) if cfg.watch.enabled => {
@@ -93,7 +97,17 @@ pub fn arm(run: &Run, old: Option<&Slot>) -> Option<Armed> {
         return None;
     };
     let tail = Tail::at_end(&cfg.watch.log);
-    let since = epoch_ms(SystemTime::now()).saturating_sub(cfg.watch.baseline.as_millis() as u64);
+    let st = state::load(&cfg.state_dir);
+    let mut since =
+        epoch_ms(SystemTime::now()).saturating_sub(cfg.watch.baseline.as_millis() as u64);
+    // nftables mode tells the releases apart by time only: the baseline starts no earlier than
+    // the switch that made the old slot live (before it, another slot answered, e.g. a bad
+    // release just switched back from).
+    if cfg.traffic.via == crate::traffic::Via::Nftables {
+        if let Some(t) = st.time.as_deref().and_then(crate::operator::parse_utc) {
+            since = since.max(epoch_ms(t));
+        }
+    }
     let lines = tail::lines_before(&cfg.watch.log, tail.offset(), BASELINE_BYTES);
     let samples: Vec<Sample> = lines
         .iter()
@@ -115,7 +129,6 @@ pub fn arm(run: &Run, old: Option<&Slot>) -> Option<Armed> {
         human(cfg.watch.baseline),
         cfg.watch.log.display()
     );
-    let st = state::load(&cfg.state_dir);
     Some(Armed {
         tail,
         before,
@@ -155,7 +168,7 @@ pub fn watch(run: &Run, armed: &mut Armed, new: &Slot, dur: Duration) -> Result<
     let mut unparsed = 0u64;
     let mut slow_before = false;
     // One line redrawn in place on a terminal, a log line every 5 s otherwise.
-    let mut progress = crate::progress::Progress::new(format!("watch slot {}", new.name), dur);
+    let mut progress = crate::progress::Progress::window(format!("watch slot {}", new.name), dur);
     crate::outln!(
         "watch: slot {} for {} (judged every {}; slot {} is the way back)",
         new.name,
@@ -165,7 +178,13 @@ pub fn watch(run: &Run, armed: &mut Armed, new: &Slot, dur: Duration) -> Result<
     );
     let verdict = loop {
         let left = dur.saturating_sub(t0.elapsed());
-        crate::interrupt::sleep(cfg.watch.interval.min(left), "the watch")?;
+        crate::interrupt::sleep(
+            cfg.watch.interval.min(left),
+            &format!(
+                "the watch; slot {} stays live, `nonstop rollback` switches back to slot {}",
+                new.name, armed.old.name
+            ),
+        )?;
         for ev in armed.tail.read() {
             match ev {
                 LogEvent::Line(l) => match sample::parse(&l) {
@@ -188,7 +207,10 @@ pub fn watch(run: &Run, armed: &mut Armed, new: &Slot, dur: Duration) -> Result<
             }
         }
         let now = Figures::of(&seen);
-        let v = judge(now, armed.before, &th);
+        let v = verdict::with_probe(
+            judge(now, armed.before, &th),
+            probe::first_failure(cfg, new),
+        );
         let left = dur.saturating_sub(t0.elapsed());
         log::debug!(
             "watch: slot {}: {}; {} left",
@@ -285,7 +307,7 @@ fn switch_back(run: &Run, old: &Slot) -> Result<Duration> {
 }
 
 /// The verdict as a `watch` event in the history.
-fn record(
+pub(super) fn record(
     run: &Run,
     slot: &Slot,
     release: Option<String>,

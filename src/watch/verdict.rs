@@ -29,13 +29,15 @@ impl Thresholds {
 }
 
 /// Which limit the new release broke, and that limit.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Breach {
     /// The 5xx share went above `limit` (a share, 0 to 1).
     Errors { limit: f64 },
     /// p99 went above `limit_ms`.
     Latency { limit_ms: u64 },
+    /// A `watch.probes` path failed on the new slot: no answer, or 400 and above (`got`).
+    Probe { path: String, got: String },
 }
 
 /// What the watch concluded.
@@ -97,6 +99,21 @@ pub fn judge(now: Figures, before: Figures, t: &Thresholds) -> Verdict {
     Verdict::Ok { now, before }
 }
 
+/// `v`, or a probe breach when `probe` names a failed probe and `v` is not bad already.
+pub fn with_probe(v: Verdict, probe: Option<(String, String)>) -> Verdict {
+    match (v, probe) {
+        (v @ Verdict::Bad { .. }, _) | (v, None) => v,
+        (
+            Verdict::Ok { now, before } | Verdict::Inconclusive { now, before, .. },
+            Some((path, got)),
+        ) => Verdict::Bad {
+            breach: Breach::Probe { path, got },
+            now,
+            before,
+        },
+    }
+}
+
 impl Verdict {
     pub fn is_bad(&self) -> bool {
         matches!(self, Verdict::Bad { .. })
@@ -124,13 +141,18 @@ impl Verdict {
 
     /// The figures as words: `5xx 31.0 % over 1,204 requests vs 0.1 % before (limit 1.0 %)`.
     pub fn describe(&self) -> String {
+        self.describe_against("before")
+    }
+
+    /// [`Verdict::describe`] with the baseline named `against` (`before`, `on slot green`).
+    pub fn describe_against(&self, against: &str) -> String {
         match self {
             Verdict::Bad {
                 breach: Breach::Errors { limit },
                 now,
                 before,
             } => format!(
-                "5xx {} over {} requests vs {} before (limit {})",
+                "5xx {} over {} requests vs {} {against} (limit {})",
                 percent(now.error_share()),
                 thousands(now.requests),
                 percent(before.error_share()),
@@ -141,15 +163,25 @@ impl Verdict {
                 now,
                 before,
             } => format!(
-                "p99 {} ms over {} requests vs {} ms before (limit {limit_ms} ms)",
+                "{} {} ms over {} requests vs {} ms {against} (limit {limit_ms} ms)",
+                now.latency_name(),
                 now.p99_ms,
                 thousands(now.requests),
                 before.p99_ms
             ),
+            Verdict::Bad {
+                breach: Breach::Probe { path, got },
+                now,
+                ..
+            } => format!(
+                "probe {path}: {got} (want an answer below 400); {}",
+                now.describe()
+            ),
             Verdict::Ok { now, before } => format!(
-                "{} vs 5xx {}, p99 {} ms before",
+                "{} vs 5xx {}, {} {} ms {against}",
                 now.describe(),
                 percent(before.error_share()),
+                before.latency_name(),
                 before.p99_ms
             ),
             Verdict::Inconclusive {
@@ -180,6 +212,7 @@ mod tests {
             errors,
             p50_ms: p99_ms / 2,
             p99_ms,
+            mean_only: false,
         }
     }
 
@@ -238,6 +271,29 @@ mod tests {
         // Nor fewer than 100 requests on either side: their p99 is their slowest one.
         assert_eq!(judge(f(99, 0, 5000), f(1000, 0, 20), &T).kind(), "ok");
         assert_eq!(judge(f(1000, 0, 5000), f(99, 0, 20), &T).kind(), "ok");
+    }
+
+    #[test]
+    fn a_failed_probe_is_a_breach_whatever_the_traffic() {
+        let v = with_probe(
+            judge(f(3, 0, 10), f(1000, 0, 10), &T),
+            Some(("/smoke".into(), "HTTP 500".into())),
+        );
+        assert_eq!(v.kind(), "bad");
+        assert!(
+            v.describe().starts_with(
+                "probe /smoke: HTTP 500 (want an answer below 400); 5xx 0.0 % over 3 requests"
+            ),
+            "{}",
+            v.describe()
+        );
+        let j = serde_json::to_value(&v).unwrap();
+        assert_eq!(j["breach"]["kind"], "probe");
+        assert_eq!(j["breach"]["path"], "/smoke");
+        assert_eq!(
+            with_probe(judge(f(100, 0, 10), f(100, 0, 10), &T), None).kind(),
+            "ok"
+        );
     }
 
     #[test]

@@ -390,9 +390,9 @@ impl Host {
             if let Some(t) = self.read(&result) {
                 break t;
             }
-            // stop 60 + start 60 + health 180 + switch 60 (appspec/appspec.yml)
+            // stop 60 + start 60 + health 180 + switch 120 (appspec/appspec.yml)
             assert!(
-                t0.elapsed() < Duration::from_secs(400),
+                t0.elapsed() < Duration::from_secs(460),
                 "deployment {id}: no result from the agent after {:?}",
                 t0.elapsed()
             );

@@ -8,6 +8,9 @@
 // SIGTERM) are switched on with -D system properties; see README.md. A release that passes
 // health and is still bad: -Ddemo.error-rate=PERCENT answers 500 to that share of requests
 // (spread evenly), -Ddemo.slow-ms=MS delays each answer; neither touches /actuator/health.
+// With -Dmanagement.endpoints.web.exposure.include=health,metrics (Spring's own property) it
+// serves Actuator's /actuator/metrics/http.server.requests (COUNT, TOTAL_TIME, MAX; the tag
+// outcome:SERVER_ERROR) for every request it answered, /actuator/ ones too (as Spring Boot).
 // Built by build.sh.
 
 import com.sun.net.httpserver.HttpExchange;
@@ -24,6 +27,11 @@ import sun.misc.Signal;
 public class DemoApp {
     static final AtomicInteger inFlight = new AtomicInteger();
     static final AtomicInteger served = new AtomicInteger();
+    // http.server.requests, as Micrometer counts it: requests, 5xx, total and max time.
+    static final java.util.concurrent.atomic.AtomicLong metricCount = new java.util.concurrent.atomic.AtomicLong();
+    static final java.util.concurrent.atomic.AtomicLong metricErrors = new java.util.concurrent.atomic.AtomicLong();
+    static final java.util.concurrent.atomic.AtomicLong metricNanos = new java.util.concurrent.atomic.AtomicLong();
+    static final java.util.concurrent.atomic.AtomicLong metricMaxNanos = new java.util.concurrent.atomic.AtomicLong();
     static volatile boolean shuttingDown = false;
     static String version;
     static String profile;
@@ -69,6 +77,8 @@ public class DemoApp {
 
     static void handle(HttpExchange ex) throws IOException {
         inFlight.incrementAndGet();
+        long t0 = System.nanoTime();
+        int[] status = {0};
         try {
             byte[] body = ex.getRequestBody().readAllBytes(); // always drain: keeps keep-alive usable
             String path = ex.getRequestURI().getPath();
@@ -83,6 +93,29 @@ public class DemoApp {
                 code = up ? 200 : 503;
                 type = "application/json";
                 out = up ? "{\"status\":\"UP\"}" : "{\"status\":\"DOWN\"}";
+            } else if (path.startsWith("/actuator/metrics") && metricsExposed()) {
+                type = "application/json";
+                String q = ex.getRequestURI().getRawQuery();
+                long count = metricCount.get(), errors = metricErrors.get();
+                long nanos = metricNanos.get(), max = metricMaxNanos.get();
+                if (path.equals("/actuator/metrics")) {
+                    out = "{\"names\":[\"http.server.requests\"]}";
+                } else if (!path.equals("/actuator/metrics/http.server.requests") || count == 0) {
+                    code = 404; // Actuator: no such meter (yet)
+                    out = "";
+                } else if (q != null && q.contains("tag=outcome:SERVER_ERROR")) {
+                    if (errors == 0) {
+                        code = 404;
+                        out = "";
+                    } else {
+                        out = metricJson(errors, 0, 0);
+                    }
+                } else {
+                    out = metricJson(count, nanos, max);
+                }
+            } else if (path.startsWith("/actuator/")) {
+                code = 404; // an endpoint Actuator does not expose
+                out = "";
             } else if (path.equals("/profile")) {
                 out = profile;
             } else if (path.equals("/big")) {
@@ -111,7 +144,7 @@ public class DemoApp {
                 }
                 out = line + "\n";
             }
-            if (!path.equals("/actuator/health")) {
+            if (!path.startsWith("/actuator/")) {
                 int rate = Integer.getInteger("demo.error-rate", 0);
                 if (rate > 0 && Math.floorMod(served.getAndIncrement() * rate, 100) < rate) {
                     code = 500;
@@ -126,12 +159,22 @@ public class DemoApp {
             }
             ex.sendResponseHeaders(code, bytes.length); // fixed Content-Length, never chunked
             ex.getResponseBody().write(bytes);
+            status[0] = code;
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
         } finally {
             try {
                 ex.close(); // flushes the response to the socket before we count it as done
             } finally {
+                if (status[0] != 0) { // every request, /actuator/ too, as Spring Boot counts
+                    long took = System.nanoTime() - t0;
+                    metricNanos.addAndGet(took);
+                    metricMaxNanos.accumulateAndGet(took, Math::max);
+                    if (status[0] >= 500) {
+                        metricErrors.incrementAndGet();
+                    }
+                    metricCount.incrementAndGet();
+                }
                 inFlight.decrementAndGet();
             }
         }
@@ -157,6 +200,19 @@ public class DemoApp {
         }
         server.stop(0); // finished responses were already written; this closes idle connections
         log("Shutdown complete");
+    }
+
+    static boolean metricsExposed() {
+        return java.util.Arrays.asList(System.getProperty(
+                "management.endpoints.web.exposure.include", "health").split(",")).contains("metrics");
+    }
+
+    static String metricJson(long count, long nanos, long maxNanos) {
+        return "{\"name\":\"http.server.requests\",\"baseUnit\":\"seconds\",\"measurements\":["
+                + "{\"statistic\":\"COUNT\",\"value\":" + (double) count + "},"
+                + "{\"statistic\":\"TOTAL_TIME\",\"value\":" + nanos / 1e9 + "},"
+                + "{\"statistic\":\"MAX\",\"value\":" + maxNanos / 1e9 + "}],"
+                + "\"availableTags\":[{\"tag\":\"outcome\",\"values\":[\"SUCCESS\",\"SERVER_ERROR\"]}]}";
     }
 
     static long queryLong(String query, String key, long dflt) {
