@@ -101,6 +101,8 @@ pub struct App {
     pub group: Option<String>,
     /// systemd: the standby slots start at boot too (default: only the live one).
     pub standby_at_boot: bool,
+    /// A class-data archive per release (`auto`) or the jar as shipped (`off`).
+    pub cds: crate::cds::Mode,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -305,6 +307,8 @@ struct RawApp {
     group: Option<UserName>,
     #[serde(default)]
     standby_at_boot: bool,
+    #[serde(default)]
+    cds: crate::cds::Mode,
 }
 
 #[derive(Deserialize, Default)]
@@ -988,6 +992,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config> {
             user: raw.app.user.map(|u| u.0),
             group: raw.app.group.map(|g| g.0),
             standby_at_boot: raw.app.standby_at_boot,
+            cds: raw.app.cds,
         },
         traffic: TrafficCfg {
             via: raw.traffic.via,

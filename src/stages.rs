@@ -260,12 +260,14 @@ pub fn launch_release(
         )));
     }
     let java = java_path(cfg)?;
+    let cds = crate::cds::plan(cfg, release, release_jar, &java);
     let mut argv = vec![java.to_string_lossy().into_owned()];
     argv.extend(cfg.app.java_opts.iter().cloned());
+    argv.extend(cds.opts);
     argv.push(format!("-Dserver.port={}", slot.port));
     argv.push(format!("-Dspring.profiles.active={}", slot.profile));
     argv.push("-jar".into());
-    argv.push(release_jar.to_string_lossy().into_owned());
+    argv.push(cds.jar.to_string_lossy().into_owned());
     argv.extend(cfg.app.args.iter().cloned());
     let start = supervisor::Start {
         slot,
@@ -586,6 +588,8 @@ pub fn switch_to(cfg: &Config, roles: &slots::Roles, target: &Slot, force: bool)
             human(took)
         ),
     }
+    // Off the critical path: a detached dump of the class-data archive (never waited for).
+    crate::cds::after_switch(cfg, target);
     Ok(())
 }
 

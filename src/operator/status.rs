@@ -42,6 +42,8 @@ pub struct Status {
     pub slots: Vec<SlotStatus>,
     /// Newest first.
     pub deployments: Vec<Deployment>,
+    /// The release store: each release's disk use, class-data archive and measured boots.
+    pub releases: Vec<crate::cds::ReleaseDisk>,
 }
 
 /// What `nonstop rollback` would do now, from [`super::rollback::plan`].
@@ -252,6 +254,7 @@ pub fn collect(cfg: &Config) -> Result<Status> {
         balanced: cfg.balanced(),
         slots,
         deployments: deployments(&st.history),
+        releases: crate::cds::releases(cfg),
     })
 }
 
@@ -605,6 +608,11 @@ pub fn render(s: &Status) -> String {
         rows.extend(units);
         out += "\nSYSTEMD\n";
         out += &table(&rows);
+    }
+    if !s.releases.is_empty() {
+        let total: u64 = s.releases.iter().map(|r| r.disk_bytes).sum();
+        out += &format!("\nRELEASES ({} on disk)\n", crate::log::human_bytes(total));
+        out += &table(&crate::cds::rows(&s.releases));
     }
     out += "\nLAST DEPLOYMENTS\n";
     if s.deployments.is_empty() {

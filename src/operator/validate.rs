@@ -170,6 +170,9 @@ pub fn run(config_flag: Option<&Path>, appspec: Option<&Path>) -> Result<()> {
             };
             emit(jar);
             emit(health_path_check(&cfg, read.as_ref()));
+            if let Some(c) = cds_check(&cfg, read.as_ref()) {
+                emit(c);
+            }
         }
     }
     let failed_names: Vec<&str> = all
@@ -1285,6 +1288,7 @@ pub fn bundle_checks(cfg: &Config, appspec: &Path) -> Vec<Check> {
     let (jar, read) = jar_check(cfg);
     out.push(jar);
     out.push(health_path_check(cfg, read.as_ref()));
+    out.extend(cds_check(cfg, read.as_ref()));
     out
 }
 
@@ -1723,6 +1727,18 @@ fn jar_check(cfg: &Config) -> (Check, Option<jar::Jar>) {
         ),
     };
     (c, Some(jar))
+}
+
+/// `app.cds: auto` with a jar that cannot be extracted: it runs as shipped (a warning).
+fn cds_check(cfg: &Config, jar: Option<&jar::Jar>) -> Option<Check> {
+    let why = crate::cds::extractable(jar?).err()?;
+    (cfg.app.cds == crate::cds::Mode::Auto).then(|| {
+        check(
+            Verdict::Warn,
+            "app.cds",
+            format!("the jar cannot be extracted for a class-data archive: {why}; it starts as shipped (`app.cds: off` says so)"),
+        )
+    })
 }
 
 /// Whether `path` (without its query) ends in a readiness segment: `/actuator/health/readiness`,

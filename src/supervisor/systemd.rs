@@ -443,7 +443,7 @@ pub fn check_launch(e: &crate::registry::Entry, slot: &str, l: &Launch) -> Resul
         .and_then(|i| l.argv.get(i + 1))
         .ok_or_else(|| failed("the launch has no `-jar JAR`"))?;
     let jar_c = canon(Path::new(jar))?;
-    if jar_c.parent() != Some(cwd_c.as_path()) {
+    if jar_c.parent() != Some(cwd_c.as_path()) && !crate::cds::in_release(&jar_c, &cwd_c) {
         return Err(failed(format!(
             "jar {jar} is not in release folder {}",
             l.cwd.display()
@@ -464,7 +464,7 @@ pub fn check_launch(e: &crate::registry::Entry, slot: &str, l: &Launch) -> Resul
     if !l.argv.first().is_some_and(|j| Path::new(j).is_absolute()) {
         return Err(failed("the launch's java is not an absolute path"));
     }
-    Ok(())
+    crate::cds::check_launch(&l.argv, &cwd_c)
 }
 
 /// `nonstop run-slot --app APP --slot SLOT`, the template unit's `ExecStart=` (as the app
@@ -479,8 +479,9 @@ pub fn run_slot(app: &str, slot: &str) -> Result<()> {
     let l: Launch = serde_json::from_str(&text)
         .map_err(|err| failed(format!("{} is not a launch file: {err}", p.display())))?;
     check_launch(&e, slot, &l)?;
-    let err = Command::new(&l.argv[0])
-        .args(&l.argv[1..])
+    let argv = crate::cds::vet(&l.argv, &l.cwd);
+    let err = Command::new(&argv[0])
+        .args(&argv[1..])
         .envs(l.env.iter().map(|(k, v)| (k, v)))
         .current_dir(&l.cwd)
         .exec();

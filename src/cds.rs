@@ -1,0 +1,965 @@
+//! `app.cds`: a class-data archive per release, made from the running app, so that every later
+//! start of the same release (the other slots of a roll, a restart, the live slot after a
+//! reboot, a rollback) boots from it.
+//!
+//! Everything lives in the release's own folder, owned as the release is:
+//!
+//! ```text
+//! releases/<release>/<app>.jar          the jar as shipped (never changed)
+//! releases/<release>/cds/app/<app>.jar  the release extracted (Spring Boot's `jarmode=tools`)
+//! releases/<release>/cds/app/lib/       its libraries
+//! releases/<release>/cds/app.jsa        the dynamic class-data archive
+//! releases/<release>/cds/archive.json   how it was made: the JDK build, size, sha256
+//! releases/<release>/cds/boots.json     measured boots (launch to healthy), by how it started
+//! releases/<release>/cds/refused        why the release cannot be extracted (it runs as shipped)
+//! ```
+//!
+//! The steps: [`plan`] (in `start`, once per launch) extracts the release the first time
+//! (to a temp folder, then one rename) and picks the JVM options: the archive when one exists
+//! that this JDK build made and whose bytes are the recorded ones, else
+//! `-XX:+RecordDynamicDumpInfo`. [`after_switch`] (once traffic has moved) starts a detached
+//! nonstop that asks the live JVM for its archive (`jcmd PID VM.cds dynamic_dump`, as the user
+//! the JVM runs as, never as root) and writes it beside the release; a switch never waits for
+//! it and never fails because of it. [`healthy`] records each boot's time for `status`.
+//!
+//! A missing, stale or mismatched archive never stops a start: nonstop checks the JDK build,
+//! the size and the sha256 recorded beside it (a truncated archive crashes JDK 17 with SIGBUS,
+//! so the JVM's own check is not enough), says once why it is not used, removes it, and
+//! starts the JVM recording again; `-Xshare:auto` keeps the JVM's own fallback for the rest.
+
+use crate::config::{Config, Slot};
+use crate::error::{failed, Result};
+use crate::process;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::ffi::OsString;
+use std::fs;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant, SystemTime};
+
+/// `app.cds` as configured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// An archive per release where the JDK can make one from a running app (17+).
+    #[default]
+    Auto,
+    /// The jar runs as shipped.
+    Off,
+}
+
+/// The folder inside a release that holds everything of this module.
+pub const DIR: &str = "cds";
+const APP: &str = "app";
+const ARCHIVE: &str = "app.jsa";
+const ARCHIVE_META: &str = "archive.json";
+const BOOTS: &str = "boots.json";
+const REFUSED: &str = "refused";
+const DUMPING: &str = "dumping.json";
+const DUMP_LOG: &str = "dump.log";
+/// Set (to a JSON [`Dump`]) when nonstop is re-executed to dump an archive in the background.
+pub const DUMP_ENV: &str = "NONSTOP_CDS_DUMP";
+/// The JVM options that mean the operator manages class data sharing themselves.
+const THEIRS: [&str; 6] = [
+    "-Xshare:off",
+    "-XX:SharedArchiveFile",
+    "-XX:ArchiveClassesAtExit",
+    "-XX:+AutoCreateSharedArchive",
+    "-XX:AOTCache",
+    "-XX:AOTMode",
+];
+const NOT_BOOT: &str = "it is not a Spring Boot jar (nothing to extract)";
+const RECORD: &str = "-XX:+RecordDynamicDumpInfo";
+const USE: &str = "-XX:SharedArchiveFile=";
+/// How long a start waits for an archive being dumped of the same release (a balanced roll
+/// right after the switch): a dump takes 2–3 s, a boot without the archive seconds more.
+const DUMP_WAIT: Duration = Duration::from_secs(30);
+
+/// `releases/<release>/cds`
+pub fn dir(cfg: &Config, release: &str) -> PathBuf {
+    cfg.releases_dir().join(release).join(DIR)
+}
+
+/// The extracted twin of a release's jar: `releases/<release>/cds/app/<jar name>`.
+pub fn twin(release_jar: &Path) -> Option<PathBuf> {
+    Some(
+        release_jar
+            .parent()?
+            .join(DIR)
+            .join(APP)
+            .join(release_jar.file_name()?),
+    )
+}
+
+/// True if `arg` (a command-line word) is the extracted twin of `release_jar`: the app a pid
+/// file names runs either.
+pub fn runs_twin(arg: &str, release_jar: &Path) -> bool {
+    twin(release_jar).is_some_and(|t| t.as_os_str() == arg)
+}
+
+/// The JDK a `java` binary belongs to, from its `release` file (no JVM is started).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Jdk {
+    pub home: PathBuf,
+    pub version: String,
+    pub major: u32,
+    /// What must match between the JVM that made an archive and the one that uses it: home,
+    /// version and the libjvm.so's size and time (a rebuilt package at the same path).
+    pub build: String,
+}
+
+impl Jdk {
+    /// The JDK of `java` (symlinks resolved), or why it cannot be told.
+    pub fn of(java: &Path) -> std::result::Result<Jdk, String> {
+        let real = fs::canonicalize(java).map_err(|e| format!("{}: {e}", java.display()))?;
+        let home = real
+            .parent()
+            .and_then(Path::parent)
+            .ok_or_else(|| format!("{} is not in a JDK's bin/", real.display()))?
+            .to_path_buf();
+        let text = fs::read_to_string(home.join("release"))
+            .map_err(|e| format!("cannot read {}: {e}", home.join("release").display()))?;
+        let version = text
+            .lines()
+            .find_map(|l| l.strip_prefix("JAVA_VERSION="))
+            .map(|v| v.trim().trim_matches('"').to_string())
+            .ok_or_else(|| format!("{} names no JAVA_VERSION", home.join("release").display()))?;
+        let mut parts = version.split(['.', '-', '+']);
+        let major = match parts.next().and_then(|p| p.parse::<u32>().ok()) {
+            Some(1) => parts.next().and_then(|p| p.parse().ok()).unwrap_or(1),
+            Some(m) => m,
+            None => return Err(format!("cannot read the JDK version {version:?}")),
+        };
+        let libjvm = home.join("lib/server/libjvm.so");
+        let stamp = fs::metadata(&libjvm)
+            .map(|m| {
+                let t = m
+                    .modified()
+                    .ok()
+                    .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
+                    .map_or(0, |d| d.as_secs());
+                format!("libjvm {} bytes, mtime {t}", m.len())
+            })
+            .unwrap_or_else(|_| "no lib/server/libjvm.so".into());
+        Ok(Jdk {
+            build: format!("{} {version} ({stamp})", home.display()),
+            home,
+            version,
+            major,
+        })
+    }
+
+    fn jcmd(&self) -> PathBuf {
+        self.home.join("bin/jcmd")
+    }
+}
+
+/// What a launch runs: the jar for `-jar` and the JVM options to put before it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    pub jar: PathBuf,
+    pub opts: Vec<String>,
+}
+
+/// Why the release extracts or not (Spring Boot 3.3+'s `jarmode=tools`): `Ok` or the reason.
+pub fn extractable(jar: &crate::jar::Jar) -> std::result::Result<(), String> {
+    match jar.kind() {
+        crate::jar::Kind::SpringBoot { version, .. } => {
+            if jar
+                .names
+                .iter()
+                .any(|n| n.starts_with("BOOT-INF/lib/spring-boot-jarmode-tools-"))
+            {
+                Ok(())
+            } else if jar
+                .names
+                .iter()
+                .any(|n| n.starts_with("BOOT-INF/lib/spring-boot-jarmode-layertools-"))
+            {
+                Err(format!("Spring Boot {version} has `jarmode=layertools` only (3.3 added `jarmode=tools`): its layers are folders, and a class-data archive holds classes from jars only"))
+            } else {
+                Err(format!("this Spring Boot {version} jar has no spring-boot-jarmode-tools in BOOT-INF/lib (Spring Boot 3.3+ adds it unless the build turns it off)"))
+            }
+        }
+        crate::jar::Kind::Plain { .. } => Err(NOT_BOOT.into()),
+        crate::jar::Kind::BrokenSpringBoot(why) | crate::jar::Kind::NotRunnable(why) => Err(why),
+    }
+}
+
+/// The jar and options a start of `release` uses (see the module docs). Never fails: whatever
+/// goes wrong, the jar as shipped runs, and the reason is logged.
+pub fn plan(cfg: &Config, release: &str, release_jar: &Path, java: &Path) -> Plan {
+    let fat = Plan {
+        jar: release_jar.to_path_buf(),
+        opts: vec![],
+    };
+    if cfg.app.cds == Mode::Off {
+        return fat;
+    }
+    if let Some(o) = cfg
+        .app
+        .java_opts
+        .iter()
+        .find(|o| THEIRS.iter().any(|t| o.starts_with(t)))
+    {
+        log::info!("app.cds: app.java_opts has {o}: nonstop leaves class data sharing to it");
+        return fat;
+    }
+    let jdk = match Jdk::of(java) {
+        Ok(j) if j.major >= 17 => j,
+        Ok(j) => {
+            log::info!(
+                "app.cds: JDK {} cannot dump an archive from a running app (17+ can); release {release} runs as shipped",
+                j.version
+            );
+            return fat;
+        }
+        Err(why) => {
+            log::info!(
+                "app.cds: cannot tell the JDK's version ({why}); release {release} runs as shipped"
+            );
+            return fat;
+        }
+    };
+    let dir = release_jar.parent().unwrap_or(Path::new(".")).join(DIR);
+    match prepare(&dir, release_jar, java) {
+        Ok(Some(jar)) => {
+            wait_for_dump(&dir);
+            let opts = match usable(&dir, &jdk) {
+                Ok(Some((archive, size))) => {
+                    log::info!(
+                        "app.cds: release {release} starts from its class-data archive {} ({})",
+                        archive.display(),
+                        crate::log::human_bytes(size)
+                    );
+                    vec![format!("{USE}{}", archive.display()), "-Xshare:auto".into()]
+                }
+                Ok(None) => {
+                    log::info!("app.cds: release {release} starts extracted and records its classes; its archive is made once it is live");
+                    vec![RECORD.into()]
+                }
+                Err(why) => {
+                    log::warn!("app.cds: not using the class-data archive of release {release}: {why}; removed it, this start records a new one");
+                    let _ = fs::remove_file(dir.join(ARCHIVE_META));
+                    let _ = fs::remove_file(dir.join(ARCHIVE));
+                    vec![RECORD.into()]
+                }
+            };
+            Plan { jar, opts }
+        }
+        Ok(None) => fat,
+        Err(why) if why == NOT_BOOT => {
+            log::info!("app.cds: release {release} runs as shipped: {why}");
+            fat
+        }
+        Err(why) => {
+            log::warn!(
+                "app.cds: cannot extract release {release}: {why}; it starts from the jar as shipped, without a class-data archive (`app.cds: off` silences this)"
+            );
+            fat
+        }
+    }
+}
+
+/// Extract the release once. `Ok(Some(jar))`: the extracted jar; `Ok(None)`: the release was
+/// refused before (said then); `Err`: refused now (recorded, said by the caller).
+fn prepare(
+    dir: &Path,
+    release_jar: &Path,
+    java: &Path,
+) -> std::result::Result<Option<PathBuf>, String> {
+    match fs::symlink_metadata(dir) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => return Err(format!("{} is not a folder", dir.display())),
+        Err(_) => crate::fsx::create_dir(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?,
+    }
+    if fs::symlink_metadata(dir.join(REFUSED)).is_ok() {
+        log::debug!(
+            "app.cds: {} says why it runs as shipped",
+            dir.join(REFUSED).display()
+        );
+        return Ok(None);
+    }
+    let jar = twin(release_jar).ok_or("the jar has no file name")?;
+    if regular(&jar) {
+        return Ok(Some(jar));
+    }
+    let r = extract(dir, release_jar, java);
+    if let Err(why) = &r {
+        let _ = crate::fsx::write_atomic(&dir.join(REFUSED), format!("{why}\n").as_bytes(), 0o644);
+    }
+    r.map(|()| Some(jar))
+}
+
+/// A regular file, not through a symlink.
+fn regular(p: &Path) -> bool {
+    fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_file())
+}
+
+fn extract(dir: &Path, release_jar: &Path, java: &Path) -> std::result::Result<(), String> {
+    let read = crate::jar::read(release_jar)?;
+    extractable(&read)?;
+    let t0 = Instant::now();
+    let tmp = dir.join(format!(".{APP}.tmp-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&tmp);
+    let argv: Vec<String> = vec![
+        java.to_string_lossy().into_owned(),
+        "-Djarmode=tools".into(),
+        "-jar".into(),
+        release_jar.to_string_lossy().into_owned(),
+        "extract".into(),
+        "--destination".into(),
+        tmp.to_string_lossy().into_owned(),
+    ];
+    let (ok, out) = crate::nginx::run(&argv).map_err(|e| e.to_string())?;
+    let name = release_jar.file_name().ok_or("the jar has no file name")?;
+    if !ok || !regular(&tmp.join(name)) {
+        let _ = fs::remove_dir_all(&tmp);
+        return Err(format!(
+            "`java -Djarmode=tools -jar {} extract` failed: {}",
+            release_jar.display(),
+            crate::nginx::telling_line(&out)
+        ));
+    }
+    fs::rename(&tmp, dir.join(APP)).map_err(|e| {
+        let _ = fs::remove_dir_all(&tmp);
+        format!("cannot rename {} into place: {e}", tmp.display())
+    })?;
+    log::info!(
+        "app.cds: extracted {} into {} in {}",
+        release_jar.display(),
+        dir.join(APP).display(),
+        crate::log::human(t0.elapsed())
+    );
+    Ok(())
+}
+
+/// How an archive was made: `cds/archive.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ArchiveMeta {
+    /// [`Jdk::build`] of the JVM that dumped it.
+    pub jdk: String,
+    pub size: u64,
+    pub sha256: String,
+    pub dumped_at: String,
+    pub dump_ms: u64,
+}
+
+fn read_json<T: for<'de> Deserialize<'de>>(p: &Path) -> Option<T> {
+    if !regular(p) {
+        return None;
+    }
+    serde_json::from_slice(&fs::read(p).ok()?).ok()
+}
+
+fn write_json<T: Serialize>(p: &Path, v: &T) -> Result<()> {
+    let mut s = serde_json::to_string_pretty(v).map_err(|e| failed(e.to_string()))?;
+    s.push('\n');
+    crate::fsx::write_atomic(p, s.as_bytes(), 0o644)
+}
+
+fn sha256_of(p: &Path) -> std::io::Result<String> {
+    let mut f = fs::File::open(p)?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// The archive in `dir` if this JDK build made it and its bytes are the recorded ones:
+/// `Ok(None)` when there is none, `Err(why)` when there is one that must not be used.
+pub fn usable(dir: &Path, jdk: &Jdk) -> std::result::Result<Option<(PathBuf, u64)>, String> {
+    let archive = dir.join(ARCHIVE);
+    let m = match fs::symlink_metadata(&archive) {
+        Err(_) => return Ok(None),
+        Ok(m) if !m.file_type().is_file() => {
+            return Err(format!("{} is not a regular file", archive.display()))
+        }
+        Ok(m) => m,
+    };
+    let meta: ArchiveMeta = read_json(&dir.join(ARCHIVE_META)).ok_or_else(|| {
+        format!(
+            "{} has no readable {ARCHIVE_META} beside it",
+            archive.display()
+        )
+    })?;
+    if meta.jdk != jdk.build {
+        return Err(format!(
+            "it was made by another JDK build ({}), this start runs {}",
+            meta.jdk, jdk.build
+        ));
+    }
+    if m.len() != meta.size {
+        return Err(format!(
+            "it is {} bytes, {} were written",
+            m.len(),
+            meta.size
+        ));
+    }
+    let sum = sha256_of(&archive).map_err(|e| format!("cannot read it: {e}"))?;
+    if sum != meta.sha256 {
+        return Err("its bytes changed since it was written (sha256)".into());
+    }
+    Ok(Some((archive, m.len())))
+}
+
+/// An in-flight dump of this release, if its dumper still runs.
+fn dumping(dir: &Path) -> Option<Dump> {
+    read_json::<Dump>(&dir.join(DUMPING))
+        .filter(|d| d.dumper.is_some_and(|(p, t)| process::same_process(p, t)))
+}
+
+fn wait_for_dump(dir: &Path) {
+    let t0 = Instant::now();
+    let mut said = false;
+    while dumping(dir).is_some() && t0.elapsed() < DUMP_WAIT {
+        if crate::interrupt::requested() {
+            return;
+        }
+        if !said {
+            log::info!("app.cds: waiting (at most {DUMP_WAIT:?}) for the archive being dumped from the live slot");
+            said = true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+// ---------- after the switch: the dump ----------
+
+/// What the detached dumper needs; serialized into [`DUMP_ENV`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Dump {
+    pub pid: i32,
+    pub start_time: u64,
+    pub dir: PathBuf,
+    pub jcmd: PathBuf,
+    pub jdk: String,
+    pub release: String,
+    /// The systemd launch file of the slot: rewritten to use the archive, so the unit's next
+    /// start (a restart, a reboot) boots from it.
+    pub launch_file: PathBuf,
+    /// The dumper's own pid and start time, once it runs.
+    #[serde(default)]
+    pub dumper: Option<(i32, u64)>,
+}
+
+/// After traffic moved to `slot`: when its JVM records (started without an archive), start a
+/// detached nonstop that dumps the archive beside the release. Never fails, never waits.
+pub fn after_switch(cfg: &Config, slot: &Slot) {
+    if cfg.app.cds == Mode::Off {
+        return;
+    }
+    let Some(pf) = crate::supervisor::running_app(cfg, slot) else {
+        return;
+    };
+    let cmd = process::cmdline(pf.pid);
+    if !cmd.iter().any(|a| a == RECORD) {
+        return;
+    }
+    let dir = dir(cfg, &pf.release);
+    if regular(&dir.join(ARCHIVE)) || dumping(&dir).is_some() {
+        return;
+    }
+    let jdk = match cmd.first().map(|j| Jdk::of(Path::new(j))) {
+        Some(Ok(j)) => j,
+        _ => return,
+    };
+    if !jdk.jcmd().is_file() {
+        log::info!(
+            "app.cds: no jcmd in {} (a JRE?): release {} gets no class-data archive",
+            jdk.home.join("bin").display(),
+            pf.release
+        );
+        return;
+    }
+    // jcmd attaches as the JVM's own user; nonstop never does it as another (root) user.
+    let euid = rustix::process::geteuid().as_raw();
+    if uid_of(pf.pid) != Some(euid) {
+        log::info!(
+            "app.cds: the app (pid {}) runs as another user than nonstop (uid {euid}): no class-data archive is made for release {}",
+            pf.pid,
+            pf.release
+        );
+        return;
+    }
+    let spec = Dump {
+        pid: pf.pid,
+        start_time: pf.start_time,
+        dir: dir.clone(),
+        jcmd: jdk.jcmd(),
+        jdk: jdk.build,
+        release: pf.release.clone(),
+        launch_file: cfg.run_dir().join(format!("{}.launch.json", slot.name)),
+        dumper: None,
+    };
+    match spawn_dumper(&spec) {
+        Ok(pid) => log::info!(
+            "app.cds: dumping release {}'s class-data archive from slot {} (pid {}) in the background (pid {pid}) into {}",
+            pf.release,
+            slot.name,
+            pf.pid,
+            dir.join(ARCHIVE).display()
+        ),
+        Err(e) => log::warn!("app.cds: cannot start the archive dump: {e}"),
+    }
+}
+
+fn uid_of(pid: i32) -> Option<u32> {
+    let s = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    s.lines()
+        .find_map(|l| l.strip_prefix("Uid:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+fn spawn_dumper(spec: &Dump) -> Result<i32> {
+    use std::os::unix::fs::OpenOptionsExt;
+    use std::os::unix::process::CommandExt;
+    let log = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o644)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+        .open(spec.dir.join(DUMP_LOG))
+        .map_err(|e| {
+            failed(format!(
+                "cannot open {}: {e}",
+                spec.dir.join(DUMP_LOG).display()
+            ))
+        })?;
+    let log2 = log.try_clone().map_err(|e| failed(e.to_string()))?;
+    let exe = std::env::current_exe().map_err(|e| failed(e.to_string()))?;
+    let json = serde_json::to_string(spec).map_err(|e| failed(e.to_string()))?;
+    let mut cmd = std::process::Command::new(&exe);
+    cmd.env(DUMP_ENV, json)
+        .env_remove(process::SUPERVISE_ENV)
+        .current_dir(&spec.dir)
+        .stdin(std::process::Stdio::null())
+        .stdout(log)
+        .stderr(log2);
+    // Safety: setsid is async-signal-safe and touches no memory of the parent.
+    unsafe {
+        cmd.pre_exec(|| rustix::process::setsid().map(drop).map_err(Into::into));
+    }
+    let child = cmd
+        .spawn()
+        .map_err(|e| failed(format!("cannot start {}: {e}", exe.display())))?;
+    let pid = child.id() as i32;
+    // The marker a start of the same release waits on; the dumper removes it.
+    let mut marked = spec.clone();
+    marked.dumper = Some((pid, process::stat(pid).map_or(0, |s| s.start_time)));
+    let _ = write_json(&spec.dir.join(DUMPING), &marked);
+    Ok(pid)
+}
+
+/// The detached dumper's main (see [`after_switch`]).
+pub fn dump_main(spec: OsString) -> ExitCode {
+    let say = |m: &str| {
+        eprintln!(
+            "{} nonstop app.cds: {m}",
+            crate::log::utc_millis(SystemTime::now())
+        )
+    };
+    let spec: Dump = match serde_json::from_str(&spec.to_string_lossy()) {
+        Ok(s) => s,
+        Err(e) => {
+            say(&format!("bad {DUMP_ENV}: {e}"));
+            return ExitCode::from(2);
+        }
+    };
+    let r = dump(&spec);
+    let _ = fs::remove_file(spec.dir.join(DUMPING));
+    match r {
+        Ok(m) => {
+            say(&format!(
+                "dumped release {}'s archive ({} bytes) in {} ms",
+                spec.release, m.size, m.dump_ms
+            ));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            say(&format!("no archive for release {}: {e}", spec.release));
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn dump(spec: &Dump) -> Result<ArchiveMeta> {
+    // The JVM the switch saw, still recording.
+    if !process::same_process(spec.pid, spec.start_time)
+        || !process::cmdline(spec.pid).iter().any(|a| a == RECORD)
+    {
+        return Err(failed(format!("pid {} is no longer the app", spec.pid)));
+    }
+    let meta = fs::symlink_metadata(&spec.dir).map_err(|e| failed(e.to_string()))?;
+    if !meta.is_dir() {
+        return Err(failed(format!("{} is not a folder", spec.dir.display())));
+    }
+    let tmp = spec.dir.join(format!(".{ARCHIVE}.tmp"));
+    match fs::remove_file(&tmp) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(failed(format!("cannot remove {}: {e}", tmp.display()))),
+    }
+    let t0 = Instant::now();
+    let argv: Vec<String> = vec![
+        spec.jcmd.to_string_lossy().into_owned(),
+        spec.pid.to_string(),
+        "VM.cds".into(),
+        "dynamic_dump".into(),
+        tmp.to_string_lossy().into_owned(),
+    ];
+    let (ok, out) = crate::nginx::run(&argv)?;
+    let took = t0.elapsed();
+    let written = fs::symlink_metadata(&tmp)
+        .ok()
+        .filter(|m| m.file_type().is_file());
+    let Some(m) = written.filter(|m| ok && m.len() > 0) else {
+        let _ = fs::remove_file(&tmp);
+        return Err(failed(format!(
+            "`{}` failed: {}",
+            argv.join(" "),
+            out.trim().replace('\n', "; ")
+        )));
+    };
+    let meta = ArchiveMeta {
+        jdk: spec.jdk.clone(),
+        size: m.len(),
+        sha256: sha256_of(&tmp).map_err(|e| failed(e.to_string()))?,
+        dumped_at: crate::log::utc_millis(SystemTime::now()),
+        dump_ms: took.as_millis() as u64,
+    };
+    // The record first: an archive without one is refused (and removed) by the next start.
+    write_json(&spec.dir.join(ARCHIVE_META), &meta)?;
+    fs::rename(&tmp, spec.dir.join(ARCHIVE)).map_err(|e| failed(e.to_string()))?;
+    refresh_launch_file(spec);
+    Ok(meta)
+}
+
+/// systemd: the slot's launch file for this release records; make it use the archive, so the
+/// unit's next start (after a crash or a reboot) boots from it.
+fn refresh_launch_file(spec: &Dump) {
+    let Some(mut v) = read_json::<serde_json::Value>(&spec.launch_file) else {
+        return;
+    };
+    if v.get("release").and_then(|r| r.as_str()) != Some(spec.release.as_str()) {
+        return;
+    }
+    let Some(argv) = v.get_mut("argv").and_then(|a| a.as_array_mut()) else {
+        return;
+    };
+    let Some(i) = argv.iter().position(|a| a.as_str() == Some(RECORD)) else {
+        return;
+    };
+    argv.splice(
+        i..=i,
+        [
+            serde_json::Value::String(format!("{USE}{}", spec.dir.join(ARCHIVE).display())),
+            serde_json::Value::String("-Xshare:auto".into()),
+        ],
+    );
+    if let Err(e) = write_json(&spec.launch_file, &v) {
+        eprintln!(
+            "nonstop app.cds: cannot update {}: {e}",
+            spec.launch_file.display()
+        );
+    }
+}
+
+// ---------- systemd's run-slot ----------
+
+/// `run-slot`'s check of a launch file's archive option: it names `cds/app.jsa` in the
+/// release folder `cwd` (resolved), nothing else.
+pub fn check_launch(argv: &[String], cwd: &Path) -> Result<()> {
+    for a in argv.iter().filter_map(|a| a.strip_prefix(USE)) {
+        let want = cwd.join(DIR).join(ARCHIVE);
+        // A missing archive is left out by `vet`; its folder must still be the release's.
+        let p = Path::new(a);
+        let got = fs::canonicalize(p).unwrap_or_else(|_| {
+            p.parent()
+                .and_then(|d| fs::canonicalize(d).ok())
+                .map_or_else(
+                    || p.to_path_buf(),
+                    |d| d.join(p.file_name().unwrap_or_default()),
+                )
+        });
+        if got != want {
+            return Err(failed(format!(
+                "the launch's class-data archive {a} is not {}",
+                want.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// True if `jar` (resolved) is the extracted jar of release folder `cwd` (resolved).
+pub fn in_release(jar: &Path, cwd: &Path) -> bool {
+    jar.parent() == Some(cwd.join(DIR).join(APP).as_path())
+}
+
+/// `run-slot`, just before the exec: an archive that is not usable (another JDK build, other
+/// bytes) is left out, said on stderr (the journal), and the JVM starts without it.
+pub fn vet(argv: &[String], cwd: &Path) -> Vec<String> {
+    let Some(i) = argv.iter().position(|a| a.starts_with(USE)) else {
+        return argv.to_vec();
+    };
+    let why = match argv.first().map(|j| Jdk::of(Path::new(j))) {
+        Some(Ok(jdk)) => match usable(&cwd.join(DIR), &jdk) {
+            Ok(Some(_)) => return argv.to_vec(),
+            Ok(None) => "it is gone".to_string(),
+            Err(why) => why,
+        },
+        Some(Err(why)) => why,
+        None => "no java".into(),
+    };
+    eprintln!(
+        "nonstop run-slot: app.cds: starting without the class-data archive {}: {why}",
+        &argv[i][USE.len()..]
+    );
+    let mut out = argv.to_vec();
+    out.remove(i);
+    out
+}
+
+// ---------- boots, for status ----------
+
+/// Measured boots of a release (launch to healthy, ms), newest last, by how the JVM started.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Boots {
+    /// From its class-data archive.
+    #[serde(default)]
+    pub archive: Vec<u64>,
+    /// Extracted, without an archive (recording one).
+    #[serde(default)]
+    pub extracted: Vec<u64>,
+    /// The jar as shipped (the release could not be extracted).
+    #[serde(default)]
+    pub jar: Vec<u64>,
+}
+
+const BOOTS_KEPT: usize = 5;
+
+/// `health` found `pf`'s app healthy: record how long its boot took, by how it started.
+pub fn healthy(cfg: &Config, pf: &process::PidFile) {
+    if cfg.app.cds == Mode::Off {
+        return;
+    }
+    let dir = dir(cfg, &pf.release);
+    if !fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir()) {
+        return;
+    }
+    let Some(started) = process::started_at(pf.pid) else {
+        return;
+    };
+    let ms = SystemTime::now()
+        .duration_since(started)
+        .unwrap_or_default()
+        .as_millis() as u64;
+    let cmd = process::cmdline(pf.pid);
+    let mut b: Boots = read_json(&dir.join(BOOTS)).unwrap_or_default();
+    let list = if cmd.iter().any(|a| a.starts_with(USE)) {
+        &mut b.archive
+    } else if cmd.iter().any(|a| a == RECORD) {
+        &mut b.extracted
+    } else {
+        &mut b.jar
+    };
+    list.push(ms);
+    if list.len() > BOOTS_KEPT {
+        list.remove(0);
+    }
+    if let Err(e) = write_json(&dir.join(BOOTS), &b) {
+        log::debug!("app.cds: {e}");
+    }
+}
+
+// ---------- status ----------
+
+/// One release as `status` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReleaseDisk {
+    pub release: String,
+    /// Everything in the release folder (jar, extracted tree, archive).
+    pub disk_bytes: u64,
+    /// The class-data archive's size, if there is one.
+    pub archive_bytes: Option<u64>,
+    /// Why it runs as shipped (cannot be extracted).
+    pub refused: Option<String>,
+    pub boots: Boots,
+}
+
+fn du(p: &Path) -> u64 {
+    let Ok(m) = fs::symlink_metadata(p) else {
+        return 0;
+    };
+    if !m.is_dir() {
+        return m.len();
+    }
+    fs::read_dir(p)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| du(&e.path()))
+        .sum::<u64>()
+        + m.len()
+}
+
+/// Every release in the store, newest first, with its disk use and archive.
+pub fn releases(cfg: &Config) -> Vec<ReleaseDisk> {
+    let mut dirs: Vec<(SystemTime, String)> = fs::read_dir(cfg.releases_dir())
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|e| {
+            (
+                e.metadata()
+                    .and_then(|m| m.modified())
+                    .unwrap_or(SystemTime::UNIX_EPOCH),
+                e.file_name().to_string_lossy().into_owned(),
+            )
+        })
+        .collect();
+    dirs.sort_by(|a, b| b.cmp(a));
+    dirs.into_iter()
+        .map(|(_, name)| {
+            let d = dir(cfg, &name);
+            ReleaseDisk {
+                disk_bytes: du(&cfg.releases_dir().join(&name)),
+                archive_bytes: fs::symlink_metadata(d.join(ARCHIVE))
+                    .ok()
+                    .filter(|m| m.file_type().is_file())
+                    .map(|m| m.len()),
+                refused: fs::read_to_string(d.join(REFUSED))
+                    .ok()
+                    .map(|s| s.trim().to_string()),
+                boots: read_json(&d.join(BOOTS)).unwrap_or_default(),
+                release: name,
+            }
+        })
+        .collect()
+}
+
+fn secs(ms: &[u64]) -> Option<String> {
+    let last = ms.last()?;
+    Some(format!("{:.1} s", *last as f64 / 1000.0))
+}
+
+/// The `RELEASES` rows of `status`: release, disk, archive, the last measured boots.
+pub fn rows(rs: &[ReleaseDisk]) -> Vec<Vec<String>> {
+    let mut rows = vec![[
+        "RELEASE",
+        "DISK",
+        "ARCHIVE",
+        "BOOT (last, launch to healthy)",
+    ]
+    .map(String::from)
+    .to_vec()];
+    for r in rs {
+        let boots: Vec<String> = [
+            (secs(&r.boots.jar), "as shipped"),
+            (secs(&r.boots.extracted), "extracted"),
+            (secs(&r.boots.archive), "from the archive"),
+        ]
+        .into_iter()
+        .filter_map(|(s, how)| s.map(|s| format!("{s} {how}")))
+        .collect();
+        rows.push(vec![
+            r.release.clone(),
+            crate::log::human_bytes(r.disk_bytes),
+            match (&r.archive_bytes, &r.refused) {
+                (Some(n), _) => crate::log::human_bytes(*n),
+                (None, Some(_)) => "none (cannot be extracted)".into(),
+                (None, None) => "-".into(),
+            },
+            if boots.is_empty() {
+                "-".into()
+            } else {
+                boots.join(", ")
+            },
+        ]);
+    }
+    rows
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_twin_of_a_release_jar_is_inside_its_folder() {
+        let j = Path::new("/w/releases/r1/shop-1.jar");
+        assert_eq!(
+            twin(j).unwrap(),
+            Path::new("/w/releases/r1/cds/app/shop-1.jar")
+        );
+        assert!(runs_twin("/w/releases/r1/cds/app/shop-1.jar", j));
+        assert!(!runs_twin("/w/releases/r2/cds/app/shop-1.jar", j));
+        assert!(in_release(
+            Path::new("/w/releases/r1/cds/app/shop-1.jar"),
+            Path::new("/w/releases/r1")
+        ));
+        assert!(!in_release(
+            Path::new("/w/releases/r1/cds/shop-1.jar"),
+            Path::new("/w/releases/r1")
+        ));
+    }
+
+    #[test]
+    fn an_archive_is_used_only_as_recorded() {
+        let d = tempfile::tempdir().unwrap();
+        let jdk = Jdk {
+            home: "/j".into(),
+            version: "17.0.15".into(),
+            major: 17,
+            build: "/j 17.0.15 (libjvm 1 bytes, mtime 2)".into(),
+        };
+        assert_eq!(usable(d.path(), &jdk), Ok(None));
+        fs::write(d.path().join(ARCHIVE), b"archive bytes").unwrap();
+        assert!(usable(d.path(), &jdk).unwrap_err().contains("archive.json"));
+        let meta = ArchiveMeta {
+            jdk: jdk.build.clone(),
+            size: 13,
+            sha256: sha256_of(&d.path().join(ARCHIVE)).unwrap(),
+            dumped_at: "t".into(),
+            dump_ms: 1,
+        };
+        write_json(&d.path().join(ARCHIVE_META), &meta).unwrap();
+        assert!(usable(d.path(), &jdk).unwrap().is_some());
+        let other = Jdk {
+            build: "/k 25".into(),
+            ..jdk.clone()
+        };
+        assert!(usable(d.path(), &other)
+            .unwrap_err()
+            .contains("another JDK build"));
+        fs::write(d.path().join(ARCHIVE), b"archive bytez").unwrap();
+        assert!(usable(d.path(), &jdk).unwrap_err().contains("sha256"));
+        fs::write(d.path().join(ARCHIVE), b"archive").unwrap();
+        assert!(usable(d.path(), &jdk).unwrap_err().contains("7 bytes"));
+    }
+
+    #[test]
+    fn the_jdk_is_read_from_its_release_file() {
+        let d = tempfile::tempdir().unwrap();
+        fs::create_dir_all(d.path().join("bin")).unwrap();
+        fs::write(d.path().join("bin/java"), b"").unwrap();
+        fs::write(d.path().join("release"), "JAVA_VERSION=\"17.0.15\"\n").unwrap();
+        let j = Jdk::of(&d.path().join("bin/java")).unwrap();
+        assert_eq!((j.major, j.version.as_str()), (17, "17.0.15"));
+        fs::write(d.path().join("release"), "JAVA_VERSION=\"1.8.0_412\"\n").unwrap();
+        assert_eq!(Jdk::of(&d.path().join("bin/java")).unwrap().major, 8);
+    }
+}
