@@ -273,8 +273,16 @@ fn prepare(
     match fs::symlink_metadata(dir) {
         Ok(m) if m.is_dir() => {}
         Ok(_) => return Err(format!("{} is not a folder", dir.display())),
-        Err(_) => crate::fsx::create_dir(dir)
-            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?,
+        Err(_) => {
+            // A plain jar leaves no trace: there is nothing to extract, nothing to record.
+            if crate::jar::read(release_jar)
+                .is_ok_and(|j| matches!(j.kind(), crate::jar::Kind::Plain { .. }))
+            {
+                return Err(NOT_BOOT.into());
+            }
+            crate::fsx::create_dir(dir)
+                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?
+        }
     }
     if fs::symlink_metadata(dir.join(REFUSED)).is_ok() {
         log::debug!(
@@ -949,6 +957,33 @@ mod tests {
         assert!(usable(d.path(), &jdk).unwrap_err().contains("sha256"));
         fs::write(d.path().join(ARCHIVE), b"archive").unwrap();
         assert!(usable(d.path(), &jdk).unwrap_err().contains("7 bytes"));
+    }
+
+    #[test]
+    fn run_slot_takes_only_the_release_folders_own_archive() {
+        let d = tempfile::tempdir().unwrap();
+        let rel = d.path().join("r1");
+        fs::create_dir_all(rel.join(DIR)).unwrap();
+        fs::write(rel.join("cds/app.jsa"), b"a").unwrap();
+        fs::write(d.path().join("evil.jsa"), b"e").unwrap();
+        std::os::unix::fs::symlink(d.path().join("evil.jsa"), rel.join("cds/link.jsa")).unwrap();
+        let argv = |a: &Path| vec!["/j/bin/java".to_string(), format!("{USE}{}", a.display())];
+        check_launch(&argv(&rel.join("cds/app.jsa")), &rel).unwrap();
+        // Gone (vet leaves it out): still the release's own path.
+        fs::remove_file(rel.join("cds/app.jsa")).unwrap();
+        check_launch(&argv(&rel.join("cds/app.jsa")), &rel).unwrap();
+        for bad in [d.path().join("evil.jsa"), rel.join("cds/link.jsa")] {
+            let m = check_launch(&argv(&bad), &rel).unwrap_err().to_string();
+            assert!(m.contains("is not"), "{m}");
+        }
+        std::os::unix::fs::symlink(d.path().join("evil.jsa"), rel.join("cds/app.jsa")).unwrap();
+        assert!(check_launch(&argv(&rel.join("cds/app.jsa")), &rel).is_err());
+        // vet: an archive without its record is left out, the rest of the argv kept.
+        let jsa = d.path().join("r2/cds/app.jsa");
+        fs::create_dir_all(jsa.parent().unwrap()).unwrap();
+        fs::write(&jsa, b"a").unwrap();
+        let v = vet(&argv(&jsa), &d.path().join("r2"));
+        assert_eq!(v, vec!["/j/bin/java".to_string()]);
     }
 
     #[test]
