@@ -18,9 +18,10 @@
 //! (to a temp folder, then one rename) and picks the JVM options: the archive when one exists
 //! that this JDK build made and whose bytes are the recorded ones, else
 //! `-XX:+RecordDynamicDumpInfo`. [`after_switch`] (once traffic has moved) starts a detached
-//! nonstop that asks the live JVM for its archive (`jcmd PID VM.cds dynamic_dump`, as the user
-//! the JVM runs as, never as root) and writes it beside the release; a switch never waits for
-//! it and never fails because of it. [`healthy`] records each boot's time for `status`.
+//! nonstop that asks the live JVM for its archive (`VM.cds dynamic_dump`, what `jcmd` sends,
+//! over the JVM's attach socket, which `-XX:+StartAttachListener` opens at boot: no jcmd, so a
+//! JRE is enough, and no SIGQUIT; as the user the JVM runs as, never as root) and writes it
+//! beside the release; a switch never waits for it and never fails because of it. [`healthy`] records each boot's time for `status`.
 //!
 //! A missing, stale or mismatched archive never stops a start: nonstop checks the JDK build,
 //! the size and the sha256 recorded beside it (a truncated archive crashes JDK 17 with SIGBUS,
@@ -72,6 +73,8 @@ const THEIRS: [&str; 6] = [
 ];
 const NOT_BOOT: &str = "it is not a Spring Boot jar (nothing to extract)";
 const RECORD: &str = "-XX:+RecordDynamicDumpInfo";
+/// The attach socket from boot: the dump needs no SIGQUIT to wake the JVM's attach listener.
+const LISTEN: &str = "-XX:+StartAttachListener";
 const USE: &str = "-XX:SharedArchiveFile=";
 /// How long a start waits for an archive being dumped of the same release (a balanced roll
 /// right after the switch): a dump takes 2–3 s, a boot without the archive seconds more.
@@ -149,10 +152,6 @@ impl Jdk {
             version,
             major,
         })
-    }
-
-    fn jcmd(&self) -> PathBuf {
-        self.home.join("bin/jcmd")
     }
 }
 
@@ -238,13 +237,13 @@ pub fn plan(cfg: &Config, release: &str, release_jar: &Path, java: &Path) -> Pla
                 }
                 Ok(None) => {
                     log::info!("app.cds: release {release} starts extracted and records its classes; its archive is made once it is live");
-                    vec![RECORD.into()]
+                    vec![RECORD.into(), LISTEN.into()]
                 }
                 Err(why) => {
                     log::warn!("app.cds: not using the class-data archive of release {release}: {why}; removed it, this start records a new one");
                     let _ = fs::remove_file(dir.join(ARCHIVE_META));
                     let _ = fs::remove_file(dir.join(ARCHIVE));
-                    vec![RECORD.into()]
+                    vec![RECORD.into(), LISTEN.into()]
                 }
             };
             Plan { jar, opts }
@@ -449,7 +448,6 @@ pub struct Dump {
     pub pid: i32,
     pub start_time: u64,
     pub dir: PathBuf,
-    pub jcmd: PathBuf,
     pub jdk: String,
     pub release: String,
     /// The systemd launch file of the slot: rewritten to use the archive, so the unit's next
@@ -481,15 +479,8 @@ pub fn after_switch(cfg: &Config, slot: &Slot) {
         Some(Ok(j)) => j,
         _ => return,
     };
-    if !jdk.jcmd().is_file() {
-        log::info!(
-            "app.cds: no jcmd in {} (a JRE?): release {} gets no class-data archive",
-            jdk.home.join("bin").display(),
-            pf.release
-        );
-        return;
-    }
-    // jcmd attaches as the JVM's own user; nonstop never does it as another (root) user.
+    // The attach socket takes the JVM's own user only; nonstop never attaches as another
+    // (root) user.
     let euid = rustix::process::geteuid().as_raw();
     if uid_of(pf.pid) != Some(euid) {
         log::info!(
@@ -503,7 +494,6 @@ pub fn after_switch(cfg: &Config, slot: &Slot) {
         pid: pf.pid,
         start_time: pf.start_time,
         dir: dir.clone(),
-        jcmd: jdk.jcmd(),
         jdk: jdk.build,
         release: pf.release.clone(),
         launch_file: cfg.run_dir().join(format!("{}.launch.json", slot.name)),
@@ -621,14 +611,11 @@ fn dump(spec: &Dump) -> Result<ArchiveMeta> {
         Err(e) => return Err(failed(format!("cannot remove {}: {e}", tmp.display()))),
     }
     let t0 = Instant::now();
-    let argv: Vec<String> = vec![
-        spec.jcmd.to_string_lossy().into_owned(),
-        spec.pid.to_string(),
-        "VM.cds".into(),
-        "dynamic_dump".into(),
-        tmp.to_string_lossy().into_owned(),
-    ];
-    let (ok, out) = crate::nginx::run(&argv)?;
+    let command = format!("VM.cds dynamic_dump {}", tmp.display());
+    let (ok, out) = match attach(spec.pid, &command) {
+        Ok(r) => r,
+        Err(e) => (false, e),
+    };
     let took = t0.elapsed();
     let written = fs::symlink_metadata(&tmp)
         .ok()
@@ -636,8 +623,8 @@ fn dump(spec: &Dump) -> Result<ArchiveMeta> {
     let Some(m) = written.filter(|m| ok && m.len() > 0) else {
         let _ = fs::remove_file(&tmp);
         return Err(failed(format!(
-            "`{}` failed: {}",
-            argv.join(" "),
+            "`{command}` to pid {} failed: {}",
+            spec.pid,
             out.trim().replace('\n', "; ")
         )));
     };
@@ -655,6 +642,46 @@ fn dump(spec: &Dump) -> Result<ArchiveMeta> {
     Ok(meta)
 }
 
+/// How long the JVM may take to write its archive (2–3 s on a calm machine).
+const ATTACH_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// One command over HotSpot's attach socket (`/tmp/.java_pid<pid>` as the JVM sees /tmp,
+/// reached through /proc/<pid>/root): what `jcmd <pid> <command>` sends, protocol 1. Returns
+/// whether the JVM said 0 and its output.
+fn attach(pid: i32, command: &str) -> std::result::Result<(bool, String), String> {
+    use std::io::Write;
+    use std::os::unix::net::UnixStream;
+    let name = format!("tmp/.java_pid{pid}");
+    let sock = [format!("/proc/{pid}/root/{name}"), format!("/{name}")]
+        .into_iter()
+        .find(|p| {
+            fs::symlink_metadata(p).is_ok_and(|m| {
+                use std::os::unix::fs::FileTypeExt;
+                m.file_type().is_socket()
+            })
+        })
+        .ok_or_else(|| {
+            format!("pid {pid} has no attach socket /{name} (started without {LISTEN}?)")
+        })?;
+    let mut s = UnixStream::connect(&sock).map_err(|e| format!("cannot connect to {sock}: {e}"))?;
+    let _ = s.set_read_timeout(Some(ATTACH_TIMEOUT));
+    let _ = s.set_write_timeout(Some(Duration::from_secs(10)));
+    // "1" (the protocol), "jcmd", then three arguments: the command line and two empty ones.
+    let mut req = b"1\0jcmd\0".to_vec();
+    req.extend_from_slice(command.as_bytes());
+    req.extend_from_slice(b"\0\0\0");
+    s.write_all(&req)
+        .map_err(|e| format!("cannot write to {sock}: {e}"))?;
+    let mut out = String::new();
+    s.read_to_string(&mut out)
+        .map_err(|e| format!("no answer from pid {pid}: {e}"))?;
+    let (code, rest) = out.split_once('\n').unwrap_or((out.as_str(), ""));
+    Ok((
+        code.trim() == "0" && !rest.contains("Error"),
+        rest.to_string(),
+    ))
+}
+
 /// systemd: the slot's launch file for this release records; make it use the archive, so the
 /// unit's next start (after a crash or a reboot) boots from it.
 fn refresh_launch_file(spec: &Dump) {
@@ -670,6 +697,7 @@ fn refresh_launch_file(spec: &Dump) {
     let Some(i) = argv.iter().position(|a| a.as_str() == Some(RECORD)) else {
         return;
     };
+    argv.retain(|a| a.as_str() != Some(LISTEN));
     argv.splice(
         i..=i,
         [
