@@ -1015,6 +1015,53 @@ mod tests {
     }
 
     #[test]
+    fn the_dump_makes_the_units_next_start_use_the_archive() {
+        let d = tempfile::tempdir().unwrap();
+        let launch = d.path().join("blue.launch.json");
+        let spec = |release: &str| Dump {
+            pid: 1,
+            start_time: 1,
+            dir: d.path().join("r1/cds"),
+            jdk: "j".into(),
+            release: release.into(),
+            launch_file: launch.clone(),
+            dumper: None,
+        };
+        let argv =
+            |v: &[&str]| serde_json::json!({"release": "r1", "argv": v, "env": [], "cwd": "/w/r1"});
+        let recording = [
+            "/j/bin/java",
+            "-Xmx1g",
+            RECORD,
+            LISTEN,
+            "-Dserver.port=8081",
+            "-jar",
+            "x.jar",
+        ];
+        write_json(&launch, &argv(&recording)).unwrap();
+        // Another release's launch file is left alone.
+        refresh_launch_file(&spec("r2"));
+        assert_eq!(
+            read_json::<serde_json::Value>(&launch).unwrap(),
+            argv(&recording)
+        );
+        refresh_launch_file(&spec("r1"));
+        let jsa = format!("{USE}{}", d.path().join("r1/cds/app.jsa").display());
+        assert_eq!(
+            read_json::<serde_json::Value>(&launch).unwrap(),
+            argv(&[
+                "/j/bin/java",
+                "-Xmx1g",
+                &jsa,
+                "-Xshare:auto",
+                "-Dserver.port=8081",
+                "-jar",
+                "x.jar"
+            ])
+        );
+    }
+
+    #[test]
     fn the_jdk_is_read_from_its_release_file() {
         let d = tempfile::tempdir().unwrap();
         fs::create_dir_all(d.path().join("bin")).unwrap();
