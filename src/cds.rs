@@ -1062,6 +1062,24 @@ mod tests {
     }
 
     #[test]
+    fn a_spring_boot_jar_without_jarmode_tools_cannot_be_extracted() {
+        let mut j = crate::jar::tests::boot_jar("3.2.5", &[]);
+        let why = extractable(&j).unwrap_err();
+        assert!(
+            why.contains("Spring Boot 3.2.5") && why.contains("jarmode-tools"),
+            "{why}"
+        );
+        j.names
+            .push("BOOT-INF/lib/spring-boot-jarmode-layertools-3.2.5.jar".into());
+        assert!(extractable(&j)
+            .unwrap_err()
+            .contains("`jarmode=layertools` only"));
+        j.names
+            .push("BOOT-INF/lib/spring-boot-jarmode-tools-3.3.0.jar".into());
+        assert_eq!(extractable(&j), Ok(()));
+    }
+
+    #[test]
     fn the_jdk_is_read_from_its_release_file() {
         let d = tempfile::tempdir().unwrap();
         fs::create_dir_all(d.path().join("bin")).unwrap();

@@ -1729,9 +1729,11 @@ fn jar_check(cfg: &Config) -> (Check, Option<jar::Jar>) {
     (c, Some(jar))
 }
 
-/// `app.cds: auto` with a jar that cannot be extracted: it runs as shipped (a warning).
+/// `app.cds: auto` with a Spring Boot jar that cannot be extracted: it runs as shipped (a
+/// warning; a plain jar has nothing to extract and nothing to say).
 fn cds_check(cfg: &Config, jar: Option<&jar::Jar>) -> Option<Check> {
-    let why = crate::cds::extractable(jar?).err()?;
+    let jar = jar.filter(|j| matches!(j.kind(), jar::Kind::SpringBoot { .. }))?;
+    let why = crate::cds::extractable(jar).err()?;
     (cfg.app.cds == crate::cds::Mode::Auto).then(|| {
         check(
             Verdict::Warn,
