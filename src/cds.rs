@@ -250,7 +250,7 @@ pub fn plan(cfg: &Config, release: &str, release_jar: &Path, java: &Path) -> Pla
         }
         Ok(None) => fat,
         Err(why) if why == NOT_BOOT => {
-            log::info!("app.cds: release {release} runs as shipped: {why}");
+            log::debug!("app.cds: release {release} runs as shipped: {why}");
             fat
         }
         Err(why) => {
@@ -310,8 +310,16 @@ fn extract(dir: &Path, release_jar: &Path, java: &Path) -> std::result::Result<(
     let read = crate::jar::read(release_jar)?;
     extractable(&read)?;
     let t0 = Instant::now();
+    // What an extraction killed halfway left (any run's), then this run's own temp folder.
+    for e in fs::read_dir(dir).into_iter().flatten().flatten() {
+        if e.file_name()
+            .to_string_lossy()
+            .starts_with(&format!(".{APP}.tmp-"))
+        {
+            let _ = fs::remove_dir_all(e.path());
+        }
+    }
     let tmp = dir.join(format!(".{APP}.tmp-{}", std::process::id()));
-    let _ = fs::remove_dir_all(&tmp);
     let argv: Vec<String> = vec![
         java.to_string_lossy().into_owned(),
         "-Djarmode=tools".into(),
