@@ -89,6 +89,32 @@ fn one(cds: &str) -> Result<Run, String> {
     })
 }
 
+/// A 3-slot balanced roll of one release: the first slot's boot (`start` + `health`), then
+/// `deploy-second` rolling the other two (with `auto`, after waiting for the dump).
+fn roll(cds: &str) -> Result<(f64, f64), String> {
+    let mut env = Env::spring_balanced(3);
+    env.java_opts = vec!["-Xmx384m".into()];
+    env.write_config();
+    env.edit_config(
+        "  workdir: ../work\n",
+        &format!("  workdir: ../work\n  cds: {cds}\n"),
+    );
+    env.stage_jar("v1");
+    let mut first = 0.0;
+    for b in ["stop", "start", "health", "switch", "deploy-second"] {
+        let r = env.hook(b, &[]);
+        if r.code != 0 {
+            return Err(format!("{b}: {}", r.last_line()));
+        }
+        match b {
+            "start" | "health" => first += r.took.as_secs_f64(),
+            "deploy-second" => return Ok((first, r.took.as_secs_f64())),
+            _ => {}
+        }
+    }
+    unreachable!()
+}
+
 /// The rows (label, value) for BENCHMARKS.md's facts.
 pub fn rows() -> Vec<(String, String)> {
     let mb = |n: u64| format!("{:.1} MB", n as f64 / 1e6);
@@ -123,6 +149,19 @@ pub fn rows() -> Vec<(String, String)> {
             }
             Err(e) => out.push((label, format!("FAILED: {e}"))),
         }
+    }
+    for cds in ["off", "auto"] {
+        let label = format!("app.cds: {cds}, 3-slot balanced roll of the Spring Boot example: the first slot's boot; deploy-second of the other two");
+        out.push((
+            label,
+            match roll(cds) {
+                Ok((first, rest)) => format!(
+                    "first {first:.2} s; the other two {rest:.2} s ({:.2} first boots each)",
+                    rest / 2.0 / first
+                ),
+                Err(e) => format!("FAILED: {e}"),
+            },
+        ));
     }
     out
 }
