@@ -9,16 +9,18 @@
 //! ```text
 //! bench [--boot spring,20] [--approach KEY,…] [--conns 16] [--never-retry 8] [--pause-ms 5]
 //!       [--slow 12] [--slow-ms 5000] [--pre 2] [--post 2] [--out bench/results] [--no-docs]
-//!       [--raw DIR] [--timings-only]
+//!       [--raw DIR] [--timings-only] [--cds-only]
 //! ```
 //!
 //! `--timings-only` runs only the timings measured after the approaches (the hooks' own costs,
-//! with their targets) and prints them, writing nothing.
+//! with their targets) and prints them, writing nothing; `--cds-only` the same for the `app.cds`
+//! rows (first and later boots of a release, with and without its class-data archive).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
 
 mod approach;
+mod cds;
 mod load;
 mod report;
 
@@ -40,12 +42,13 @@ struct Args {
     docs: bool,
     raw: Option<PathBuf>,
     timings_only: bool,
+    cds_only: bool,
 }
 
 fn usage(why: &str) -> ! {
     eprintln!("bench: {why}");
     eprintln!(
-        "usage: bench [--boot spring,20] [--approach {}] [--conns 16] [--never-retry 8] [--pause-ms 5] [--slow 12] [--slow-ms 5000] [--pre 2] [--post 2] [--out bench/results] [--no-docs] [--raw DIR] [--timings-only]",
+        "usage: bench [--boot spring,20] [--approach {}] [--conns 16] [--never-retry 8] [--pause-ms 5] [--slow 12] [--slow-ms 5000] [--pre 2] [--post 2] [--out bench/results] [--no-docs] [--raw DIR] [--timings-only] [--cds-only]",
         Approach::ALL.map(|a| a.key()).join(",")
     );
     std::process::exit(2)
@@ -69,6 +72,7 @@ fn parse_args() -> Args {
         docs: true,
         raw: None,
         timings_only: false,
+        cds_only: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -112,9 +116,10 @@ fn parse_args() -> Args {
             "--no-docs" => a.docs = false,
             "--raw" => a.raw = Some(PathBuf::from(val())),
             "--timings-only" => a.timings_only = true,
+            "--cds-only" => a.cds_only = true,
             "-h" | "--help" => {
                 println!(
-                    "bench [--boot spring,20] [--approach {}] [--conns 16] [--never-retry 8] [--pause-ms 5] [--slow 12] [--slow-ms 5000] [--pre 2] [--post 2] [--out bench/results] [--no-docs] [--raw DIR] [--timings-only]",
+                    "bench [--boot spring,20] [--approach {}] [--conns 16] [--never-retry 8] [--pause-ms 5] [--slow 12] [--slow-ms 5000] [--pre 2] [--post 2] [--out bench/results] [--no-docs] [--raw DIR] [--timings-only] [--cds-only]",
                     Approach::ALL.map(|a| a.key()).join(",")
                 );
                 std::process::exit(0)
@@ -140,6 +145,12 @@ fn main() -> ExitCode {
                 approach::INTERRUPTED.store(true, Ordering::Relaxed)
             })
         };
+    }
+    if args.cds_only {
+        for (k, v) in cds::rows() {
+            println!("- {k}: `{v}`");
+        }
+        return ExitCode::SUCCESS;
     }
     if args.timings_only {
         for (k, v) in timings() {
@@ -190,6 +201,7 @@ fn main() -> ExitCode {
     }
     let mut facts = facts;
     facts.extend(timings());
+    facts.extend(cds::rows());
     let took = t_all.elapsed();
     if let Err(e) = write_outputs(&args, &facts, &summaries, took) {
         eprintln!("bench: {e}");

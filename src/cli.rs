@@ -66,6 +66,9 @@ pub fn run<F: Flags>(binary: &'static str, body: impl FnOnce(&F) -> Result<()>) 
     if let Some(spec) = std::env::var_os(builtin::SUPERVISE_ENV) {
         return builtin::supervise(spec);
     }
+    if let Some(spec) = std::env::var_os(crate::cds::DUMP_ENV) {
+        return crate::cds::dump_main(spec);
+    }
     let flags = match F::try_parse() {
         Ok(f) => f,
         Err(e) => return usage_error(binary, &e),

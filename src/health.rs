@@ -254,6 +254,9 @@ pub fn wait_healthy(
                     crate::log::human(t0.elapsed()),
                     crate::log::human(p.latency)
                 );
+                if let Some(pf) = &watched {
+                    crate::cds::healthy(cfg, pf);
+                }
                 return Ok(t0.elapsed());
             }
             Err(why) => {

@@ -4,6 +4,7 @@
 //! parse flags; all logic lives here, one module per concern. See ARCHITECTURE.md for the
 //! codemap and the invariants (which module may signal processes, which may write nginx files).
 
+pub mod cds;
 pub mod cli;
 pub mod config;
 pub mod error;

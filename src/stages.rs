@@ -271,12 +271,14 @@ pub fn launch_release(
         )));
     }
     let java = java_path(cfg)?;
+    let cds = crate::cds::plan(cfg, release, release_jar, &java);
     let mut argv = vec![java.to_string_lossy().into_owned()];
     argv.extend(cfg.app.java_opts.iter().cloned());
+    argv.extend(cds.opts);
     argv.push(format!("-Dserver.port={}", slot.port));
     argv.push(format!("-Dspring.profiles.active={}", slot.profile));
     argv.push("-jar".into());
-    argv.push(release_jar.to_string_lossy().into_owned());
+    argv.push(cds.jar.to_string_lossy().into_owned());
     argv.extend(cfg.app.args.iter().cloned());
     let start = supervisor::Start {
         slot,
@@ -599,6 +601,8 @@ pub fn switch_to(run: &Run, roles: &slots::Roles, target: &Slot, force: bool) ->
             human(took)
         ),
     }
+    // Off the critical path: a detached dump of the class-data archive (never waited for).
+    crate::cds::after_switch(run.sup, cfg, target);
     Ok(())
 }
 

@@ -18,7 +18,9 @@ pub mod values;
 
 pub use load::{load, locate, locate_in_project, CONFIG_ENV, PROJECT_CONFIG, SYSTEM_CONFIG};
 pub use parse::parse;
-pub use types::{App, Choice, Config, Health, Logs, Nginx, Slot, Stop, TrafficCfg, Via, Watch};
+pub use types::{
+    App, CdsMode, Choice, Config, Health, Logs, Nginx, Slot, Stop, TrafficCfg, Via, Watch,
+};
 pub use values::{parse_duration, valid_app_name};
 
 #[cfg(test)]

@@ -90,6 +90,8 @@ struct RawApp {
     group: Option<UserName>,
     #[serde(default)]
     standby_at_boot: bool,
+    #[serde(default)]
+    cds: super::types::CdsMode,
 }
 
 #[derive(Deserialize, Default)]
@@ -336,6 +338,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config> {
             user: raw.app.user.map(|u| u.0),
             group: raw.app.group.map(|g| g.0),
             standby_at_boot: raw.app.standby_at_boot,
+            cds: raw.app.cds,
         },
         traffic: TrafficCfg {
             via: raw.traffic.via,

@@ -92,6 +92,8 @@ pub struct App {
     pub group: Option<String>,
     /// systemd: the standby slots start at boot too (default: only the live one).
     pub standby_at_boot: bool,
+    /// A class-data archive per release (`auto`) or the jar as shipped (`off`).
+    pub cds: CdsMode,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -202,4 +204,15 @@ impl Config {
     pub fn run_dir(&self) -> PathBuf {
         self.app.workdir.join("run")
     }
+}
+
+/// `app.cds` as configured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CdsMode {
+    /// An archive per release where the JDK can make one from a running app (17+).
+    #[default]
+    Auto,
+    /// The jar runs as shipped.
+    Off,
 }

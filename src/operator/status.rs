@@ -46,6 +46,8 @@ pub struct Status {
     pub watch: Option<LastWatch>,
     /// Newest first.
     pub deployments: Vec<Deployment>,
+    /// The release store: each release's disk use, class-data archive and measured boots.
+    pub releases: Vec<crate::cds::ReleaseDisk>,
 }
 
 /// The newest `watch` event of the history.
@@ -298,6 +300,7 @@ pub fn collect(run: &Run) -> Result<Status> {
         slots,
         watch: last_watch(&st.history),
         deployments: deployments(&st.history),
+        releases: crate::cds::releases(cfg),
     })
 }
 
@@ -663,6 +666,11 @@ pub fn render(s: &Status) -> String {
         rows.extend(units);
         out += "\nSYSTEMD\n";
         out += &table(&rows);
+    }
+    if !s.releases.is_empty() {
+        let total: u64 = s.releases.iter().map(|r| r.disk_bytes).sum();
+        out += &format!("\nRELEASES ({} on disk)\n", crate::log::human_bytes(total));
+        out += &table(&crate::cds::rows(&s.releases));
     }
     out += "\nLAST DEPLOYMENTS\n";
     if s.deployments.is_empty() {

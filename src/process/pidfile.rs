@@ -62,7 +62,12 @@ impl PidFile {
         let cmd = cmdline(self.pid);
         let jar = self.jar.to_string_lossy();
         let port_arg = format!("-Dserver.port={}", self.port);
-        if !cmd.iter().any(|a| *a == jar) || !cmd.contains(&port_arg) {
+        // (or its extracted twin, `app.cds`)
+        if !cmd
+            .iter()
+            .any(|a| *a == jar || crate::cds::archive::runs_twin(a, &self.jar))
+            || !cmd.contains(&port_arg)
+        {
             return Err(Stale::NotTheApp(cmd.join(" ")));
         }
         Ok(())

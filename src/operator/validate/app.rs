@@ -164,6 +164,20 @@ pub(super) fn jar_check(cfg: &Config) -> (Check, Option<jar::Jar>) {
     (c, Some(jar))
 }
 
+/// `app.cds: auto` with a Spring Boot jar that cannot be extracted: it runs as shipped (a
+/// warning; a plain jar has nothing to extract and nothing to say).
+pub(super) fn cds_check(cfg: &Config, jar: Option<&jar::Jar>) -> Option<Check> {
+    let jar = jar.filter(|j| matches!(j.kind(), jar::Kind::SpringBoot { .. }))?;
+    let why = crate::cds::extractable(jar).err()?;
+    (cfg.app.cds == crate::cds::Mode::Auto).then(|| {
+        check(
+            Verdict::Warn,
+            CheckId::Cds,
+            format!("the jar cannot be extracted for a class-data archive: {why}; it starts as shipped (`app.cds: off` says so)"),
+        )
+    })
+}
+
 /// Whether `path` (without its query) ends in a readiness segment: `/actuator/health/readiness`,
 /// `/readyz`, `/health/ready`.
 pub fn is_readiness_path(path: &str) -> bool {

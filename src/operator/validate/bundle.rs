@@ -1,7 +1,7 @@
 //! The checks `nonstop bundle` runs on a bundle before it writes it: those of `validate` that
 //! need only the bundle's own files.
 
-use super::app::{health_path_check, jar_check};
+use super::app::{cds_check, health_path_check, jar_check};
 use super::check::describe;
 use super::check::{check, Check, CheckId, Verdict};
 use super::hooks::appspec_checks;
@@ -19,6 +19,7 @@ pub fn bundle_checks(cfg: &Config, appspec: &Path) -> Vec<Check> {
     let (jar, read) = jar_check(cfg);
     out.push(jar);
     out.push(health_path_check(cfg, read.as_ref()));
+    out.extend(cds_check(cfg, read.as_ref()));
     out
 }
 

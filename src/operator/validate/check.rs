@@ -44,6 +44,8 @@ pub enum CheckId {
     Java,
     Jar,
     HealthPath,
+    /// `app.cds`: whether the jar can be extracted for a class-data archive.
+    Cds,
 }
 
 impl CheckId {
@@ -73,6 +75,7 @@ impl CheckId {
             Java => "java",
             Jar => "jar",
             HealthPath => "health path",
+            Cds => "app.cds",
         }
         .into()
     }

@@ -37,7 +37,7 @@ pub use users::{denied, lookup_user, mode_allows, write_problems, Who};
 
 use crate::config::{self, Config};
 use crate::error::Result;
-use app::{health_path_check, jar_check, java_check, supervisor_check};
+use app::{cds_check, health_path_check, jar_check, java_check, supervisor_check};
 use check::{check, describe};
 use hooks::appspec_checks;
 use nginx::nginx_checks;
@@ -131,6 +131,9 @@ pub fn run(config_flag: Option<&Path>, appspec: Option<&Path>) -> Result<()> {
             };
             emit(jar);
             emit(health_path_check(&cfg, read.as_ref()));
+            if let Some(c) = cds_check(&cfg, read.as_ref()) {
+                emit(c);
+            }
         }
     }
     check::report(&all)

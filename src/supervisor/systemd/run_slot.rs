@@ -76,7 +76,7 @@ pub fn check_launch(e: &crate::registry::Entry, slot: &str, l: &Launch) -> Resul
         .and_then(|i| l.argv.get(i + 1))
         .ok_or_else(|| refuse("the launch has no `-jar JAR`".into()))?;
     let jar_c = canon(Path::new(jar))?;
-    if jar_c.parent() != Some(cwd_c.as_path()) {
+    if jar_c.parent() != Some(cwd_c.as_path()) && !crate::cds::archive::in_release(&jar_c, &cwd_c) {
         return Err(refuse(format!(
             "jar {jar} is not in release folder {}",
             l.cwd.display()
@@ -97,7 +97,7 @@ pub fn check_launch(e: &crate::registry::Entry, slot: &str, l: &Launch) -> Resul
     if !l.argv.first().is_some_and(|j| Path::new(j).is_absolute()) {
         return Err(refuse("the launch's java is not an absolute path".into()));
     }
-    Ok(())
+    crate::cds::archive::check_launch(&l.argv, &cwd_c)
 }
 
 /// `nonstop run-slot --app APP --slot SLOT`, the template unit's `ExecStart=` (as the app
@@ -112,8 +112,9 @@ pub fn run_slot(app: &str, slot: &str) -> Result<()> {
     let l: Launch = serde_json::from_str(&text)
         .map_err(|err| failed(format!("{} is not a launch file: {err}", p.display())))?;
     check_launch(&e, slot, &l)?;
-    let err = Command::new(&l.argv[0])
-        .args(&l.argv[1..])
+    let argv = crate::cds::archive::vet(&l.argv, &l.cwd);
+    let err = Command::new(&argv[0])
+        .args(&argv[1..])
         .envs(l.env.iter().map(|(k, v)| (k, v)))
         .current_dir(&l.cwd)
         .exec();

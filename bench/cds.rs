@@ -1,0 +1,167 @@
+//! `app.cds` rows: the Spring Boot example's first boot and later boots of the same release,
+//! with `app.cds: off` (the fat jar as shipped) and `auto` (extracted, then from the
+//! class-data archive the live JVM dumped), JVM defaults with `-Xmx384m` as in production.
+//! A boot is the `start` hook (launch; with `auto` the first one extracts) plus the `health`
+//! hook (until readiness is UP), or a `deploy-second` onto the stopped standby slot (the same
+//! release launched again, then health). Also the archive's dump time and the disk each
+//! release takes.
+
+use crate::common::Env;
+use std::path::PathBuf;
+use std::time::Duration;
+
+const LATER: usize = 3;
+
+struct Run {
+    first: f64,
+    later: Vec<f64>,
+    dump_ms: Option<u64>,
+    disk: u64,
+    archive: Option<u64>,
+}
+
+fn du(p: &std::path::Path) -> u64 {
+    let Ok(m) = std::fs::symlink_metadata(p) else {
+        return 0;
+    };
+    if !m.is_dir() {
+        return m.len();
+    }
+    std::fs::read_dir(p)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| du(&e.path()))
+        .sum()
+}
+
+fn one(cds: &str) -> Result<Run, String> {
+    let mut env = Env::spring(2);
+    env.java_opts = vec!["-Xmx384m".into()];
+    env.write_config();
+    env.edit_config(
+        "  workdir: ../work\n",
+        &format!("  workdir: ../work\n  cds: {cds}\n"),
+    );
+    env.stage_jar("v1");
+    let mut first = 0.0;
+    for b in ["stop", "start", "health", "switch"] {
+        let r = env.hook(b, &[]);
+        if r.code != 0 {
+            return Err(format!("{b}: {}", r.last_line()));
+        }
+        if b == "start" || b == "health" {
+            first += r.took.as_secs_f64();
+        }
+    }
+    let pf = env.pid_of("green").ok_or("no pid file")?;
+    let rel: PathBuf = pf.jar.parent().ok_or("no release")?.to_path_buf();
+    let archive = rel.join("cds/app.jsa");
+    if cds == "auto"
+        && !crate::common::wait_until(Duration::from_secs(120), || {
+            archive.is_file() && !rel.join("cds/dumping.json").exists()
+        })
+    {
+        return Err("no archive after 120 s".into());
+    }
+    let mut later = vec![];
+    for _ in 0..LATER {
+        let r = env.hook("deploy-second", &[]);
+        if r.code != 0 {
+            return Err(format!("deploy-second: {}", r.last_line()));
+        }
+        later.push(r.took.as_secs_f64());
+        let r = env.hook("stop", &["--slot", "blue"]);
+        if r.code != 0 {
+            return Err(format!("stop: {}", r.last_line()));
+        }
+    }
+    let dump_ms = std::fs::read(rel.join("cds/archive.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .and_then(|v| v["dump_ms"].as_u64());
+    Ok(Run {
+        first,
+        later,
+        dump_ms,
+        disk: du(&rel),
+        archive: std::fs::metadata(&archive).ok().map(|m| m.len()),
+    })
+}
+
+/// A 3-slot balanced roll of one release: the first slot's boot (`start` + `health`), then
+/// `deploy-second` rolling the other two (with `auto`, after waiting for the dump).
+fn roll(cds: &str) -> Result<(f64, f64), String> {
+    let mut env = Env::spring_balanced(3);
+    env.java_opts = vec!["-Xmx384m".into()];
+    env.write_config();
+    env.edit_config(
+        "  workdir: ../work\n",
+        &format!("  workdir: ../work\n  cds: {cds}\n"),
+    );
+    env.stage_jar("v1");
+    let mut first = 0.0;
+    for b in ["stop", "start", "health", "switch", "deploy-second"] {
+        let r = env.hook(b, &[]);
+        if r.code != 0 {
+            return Err(format!("{b}: {}", r.last_line()));
+        }
+        match b {
+            "start" | "health" => first += r.took.as_secs_f64(),
+            "deploy-second" => return Ok((first, r.took.as_secs_f64())),
+            _ => {}
+        }
+    }
+    unreachable!()
+}
+
+/// The rows (label, value) for BENCHMARKS.md's facts.
+pub fn rows() -> Vec<(String, String)> {
+    let mb = |n: u64| format!("{:.1} MB", n as f64 / 1e6);
+    let s = |v: &[f64]| {
+        v.iter()
+            .map(|x| format!("{x:.2}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut out = vec![];
+    let mut off_first = None;
+    for cds in ["off", "auto"] {
+        let label = format!("app.cds: {cds}, Spring Boot example, -Xmx384m: first boot; {LATER} later boots of the same release");
+        match one(cds) {
+            Ok(r) => {
+                let mean = r.later.iter().sum::<f64>() / r.later.len().max(1) as f64;
+                let base: f64 = *off_first.get_or_insert(r.first);
+                out.push((
+                    label,
+                    format!(
+                        "first {:.2} s; later {} s (mean {mean:.2} s, {:.0} % of the fat jar's first boot){}; release folder {}{}",
+                        r.first,
+                        s(&r.later),
+                        100.0 * mean / base,
+                        r.dump_ms
+                            .map_or(String::new(), |d| format!("; dump {:.2} s in the background", d as f64 / 1000.0)),
+                        mb(r.disk),
+                        r.archive
+                            .map_or(String::new(), |a| format!(" (archive {})", mb(a))),
+                    ),
+                ))
+            }
+            Err(e) => out.push((label, format!("FAILED: {e}"))),
+        }
+    }
+    for cds in ["off", "auto"] {
+        let label = format!("app.cds: {cds}, 3-slot balanced roll of the Spring Boot example: the first slot's boot; deploy-second of the other two");
+        out.push((
+            label,
+            match roll(cds) {
+                Ok((first, rest)) => format!(
+                    "first {first:.2} s; the other two {rest:.2} s ({:.2} first boots each)",
+                    rest / 2.0 / first
+                ),
+                Err(e) => format!("FAILED: {e}"),
+            },
+        ));
+    }
+    out
+}
