@@ -15,6 +15,26 @@ use std::time::Instant;
 /// Set once stdout cannot take more output (its reader went away): every later [`out`] is
 /// dropped.
 static STDOUT_GONE: AtomicBool = AtomicBool::new(false);
+/// Set by [`lines_on_stderr`]: the report lines go to stderr, stdout holds one document.
+static LINES_ON_STDERR: AtomicBool = AtomicBool::new(false);
+
+/// From here on [`out`] and [`out_raw`] write to stderr: stdout is kept for the one document
+/// [`out_document`] prints (`nonstop deploy --json`).
+pub fn lines_on_stderr() {
+    LINES_ON_STDERR.store(true, Ordering::Relaxed);
+}
+
+/// `text` and a newline on stdout, also after [`lines_on_stderr`].
+pub fn out_document(text: &str) {
+    if STDOUT_GONE.load(Ordering::Relaxed) {
+        return;
+    }
+    let mut o = std::io::stdout().lock();
+    settle(
+        o.write_all(format!("{text}\n").as_bytes())
+            .and_then(|()| o.flush()),
+    );
+}
 
 /// Print `line` and a newline on stdout (flushed at once, so a report shows as it is made).
 ///
@@ -29,6 +49,10 @@ pub fn out(line: impl std::fmt::Display) {
 
 /// Like [`out`] for text that carries its own line ends (a rendered table, a man page).
 pub fn out_raw(bytes: &[u8]) {
+    if LINES_ON_STDERR.load(Ordering::Relaxed) {
+        let _ = std::io::stderr().write_all(bytes);
+        return;
+    }
     if STDOUT_GONE.load(Ordering::Relaxed) {
         return;
     }
@@ -75,6 +99,10 @@ pub fn stdout_closed() -> bool {
 }
 
 fn write_out(args: std::fmt::Arguments<'_>) {
+    if LINES_ON_STDERR.load(Ordering::Relaxed) {
+        let _ = std::io::stderr().write_fmt(args);
+        return;
+    }
     if STDOUT_GONE.load(Ordering::Relaxed) {
         return;
     }

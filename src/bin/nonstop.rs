@@ -61,7 +61,12 @@ enum Cmd {
     /// If the previous slot still runs the release it served and answers health, switch back
     /// at once (same probe and nginx transaction as `switch`); otherwise start that release on
     /// it again, wait for health, switch. --slot NAME rolls back to another slot.
-    Rollback,
+    Rollback {
+        /// One JSON object on stdout (changed, outcome, slot, release, version, stage
+        /// timings); the stage lines go to stderr with the log
+        #[arg(long)]
+        json: bool,
+    },
     /// The app's output: the journal (systemd) or the slot's log file (builtin)
     ///
     /// The last N lines of a slot's app (the live slot unless SLOT or --slot is given), then,
@@ -106,7 +111,8 @@ enum Cmd {
     /// stop, start, health, switch in one run
     ///
     /// The same stage functions the hook binaries run, holding the lock throughout, with one
-    /// summary line per stage (and deploy-second in balanced mode).
+    /// summary line per stage (and deploy-second in balanced mode). A jar that is live already
+    /// (the same sha256, its app healthy) changes nothing: the run says so and exits 0.
     Deploy {
         /// Deploy this jar instead of the newest match of app.jar
         #[arg(long, value_name = "PATH")]
@@ -116,6 +122,10 @@ enum Cmd {
         /// limits (exit 1) [default: watch.duration when watch.enabled]
         #[arg(long, value_name = "DURATION", value_parser = watch_duration)]
         watch: Option<Duration>,
+        /// One JSON object on stdout (changed, outcome, slot, release, version, stage
+        /// timings); the stage lines go to stderr with the log
+        #[arg(long)]
+        json: bool,
     },
     /// Check config, nginx, appspec.yml, hook timeouts, java and the jar
     ///
@@ -250,7 +260,7 @@ impl Flags for Cli {
     fn quiet(&self) -> bool {
         !matches!(
             self.cmd,
-            Cmd::Rollback | Cmd::Deploy { .. } | Cmd::Switch { .. }
+            Cmd::Rollback { .. } | Cmd::Deploy { .. } | Cmd::Switch { .. }
         )
     }
 }
@@ -262,7 +272,9 @@ fn main() -> std::process::ExitCode {
         match &c.cmd {
             Cmd::Status { json } => operator::status::run(&config()?, slot, *json),
             Cmd::History { last, json } => operator::history::run(&config()?, *last, *json),
-            Cmd::Rollback => operator::rollback::run(&config()?, slot),
+            Cmd::Rollback { json } => operator::report::run(*json, "rollback", |rep, _| {
+                operator::rollback::run(&config()?, slot, rep)
+            }),
             Cmd::Logs {
                 name,
                 lines,
@@ -289,8 +301,10 @@ fn main() -> std::process::ExitCode {
                 };
                 nonstop::stages::switch(&cfg, slot, *force, mode)
             }
-            Cmd::Deploy { jar, watch } => {
-                operator::deploy::run(&config()?, slot, jar.as_deref(), *watch)
+            Cmd::Deploy { jar, watch, json } => {
+                operator::report::run(*json, "deploy", |rep, decided| {
+                    operator::deploy::run(&config()?, slot, jar.as_deref(), *watch, rep, decided)
+                })
             }
             Cmd::Validate { appspec } => {
                 operator::validate::run(c.common.config.as_deref(), appspec.as_deref())

@@ -82,10 +82,11 @@ pub fn plan<'a>(
     })
 }
 
-/// Roll back to the previous slot (or `slot`).
-pub fn run(cfg: &Config, slot: Option<&str>) -> Result<()> {
+/// Roll back to the previous slot (or `slot`); `rep` gets what happened.
+pub fn run(cfg: &Config, slot: Option<&str>, rep: &mut super::report::Report) -> Result<()> {
     let t0 = Instant::now();
     let id = super::deployment_id("rollback");
+    rep.id = Some(id.clone());
     let _lock = super::lock_run(cfg, "nonstop rollback")?;
     let st = state::load(&cfg.state_dir);
     let roles = slots::roles(cfg, &st)?;
@@ -95,6 +96,10 @@ pub fn run(cfg: &Config, slot: Option<&str>) -> Result<()> {
         release: want,
         restart: why_not,
     } = plan(cfg, &st, &roles, slot)?;
+    rep.previous = Some(live.name.clone());
+    rep.slot = Some(target.name.clone());
+    rep.release = Some(want.clone());
+    rep.version = releases::release_version(cfg, &want);
     let pid_file = stages::pid_path(cfg, live);
     let live_release = match crate::supervisor::owner(cfg, live) {
         Some(Owner::Ours(pf)) => pf.release,
@@ -139,6 +144,7 @@ pub fn run(cfg: &Config, slot: Option<&str>) -> Result<()> {
             Ok(())
         }
     });
+    rep.stages(&st_run);
     record_run(
         cfg,
         Action::Rollback,
