@@ -144,13 +144,15 @@ enum Cmd {
         #[arg(long, value_name = "PATH")]
         appspec: Option<PathBuf>,
     },
-    /// Write starting deploy files, Jenkinsfiles and GitHub workflows
+    /// Write starting deploy files, Jenkinsfiles, GitHub workflows and Ansible playbooks
     ///
     /// Writes deploy/nonstop.yml, deploy/appspec.yml, deploy/nginx/{service-url.inc,site.conf,
     /// upstream.conf}, Jenkinsfile and .github/workflows/nonstop-deploy.yml
     /// (CodeDeploy: nonstop bundle, S3, create-deployment), Jenkinsfile.ssh and
-    /// .github/workflows/nonstop-deploy-ssh.yml (scp the jar, ssh HOST nonstop deploy --jar)
-    /// under DIR. Refuses to overwrite existing files unless --force.
+    /// .github/workflows/nonstop-deploy-ssh.yml (scp the jar, ssh HOST nonstop deploy --jar),
+    /// Jenkinsfile.ansible and ansible/{setup,deploy,rollback,status}.yml, ansible/inventory.ini
+    /// (several hosts, one at a time) under DIR. Refuses to overwrite existing files unless
+    /// --force.
     Init {
         /// The project's root folder
         #[arg(default_value = ".")]
