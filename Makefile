@@ -102,13 +102,20 @@ bench: demo-app spring-app zigbuild
 
 ## system-test: EC2-like hosts (Debian 12 systemd-nspawn, tests/system/ec2host.sh; needs root):
 ## release binaries + demo jars -> bundles $(SYSTEM_DIR)/{v1,v2}/bundle, deployed through a
-## CodeDeploy agent stand-in under load from this machine (README "On an EC2 host")
+## CodeDeploy agent stand-in under load from this machine (README "On an EC2 host"); the fleet test
+## rolls three hosts with the Ansible playbooks (ansible-core $(ANSIBLE_VERSION) from PyPI in a venv)
 ## SYSTEM_TESTS=NAME runs only the tests whose names contain NAME
 SYSTEM_DIR = $(BENCH_TARGET_DIR)/system
 # The same glibc-2.17 binaries `make bundle` and `make dist` ship (one release build in CI).
-SYSTEM_HOSTS = tests/system/ec2host.sh ls | awk 'NR > 1 && $$1 ~ /^nsys-/ { print $$1 }'
+SYSTEM_HOST_PREFIX = $(or $(NONSTOP_SYSTEM_HOST_PREFIX),nsys-)
+SYSTEM_HOSTS = tests/system/ec2host.sh ls | awk 'NR > 1 && index($$1, "$(SYSTEM_HOST_PREFIX)") == 1 { print $$1 }'
+# ansible-core for the fleet test (the playbooks of templates/ansible/), pinned: it runs on
+# Python 3.11-3.13 here and manages the hosts' Python 3.11 (Debian 12).
+ANSIBLE_VERSION := 2.19.14
+ANSIBLE_VENV = $(abspath $(TARGET_DIR))/ansible
 system-test: demo-app spring-app zigbuild dist
 	@[ "$$(id -u)" = 0 ] || { echo "system-test: needs root (it boots systemd-nspawn hosts)" >&2; exit 1; }
+	ANSIBLE_VENV=$(ANSIBLE_VENV) ANSIBLE_VERSION=$(ANSIBLE_VERSION) scripts/deps.sh ansible
 	@# The real CodeDeploy zips, made as a build machine without Rust makes them: by `nonstop
 	@# bundle` of the release tarball, unpacked; then unpacked as the agent does.
 	rm -rf $(SYSTEM_DIR)/release && mkdir -p $(SYSTEM_DIR)/release && \
@@ -127,4 +134,5 @@ system-test: demo-app spring-app zigbuild dist
 	  tests/system/ec2host.sh down "$$h" >/dev/null 2>&1 || true; done; }; \
 	trap down EXIT INT TERM; \
 	NONSTOP_SYSTEM_DIR=$(SYSTEM_DIR) NONSTOP_SYSTEM_TARBALL=$(CURDIR)/dist/nonstop-$(VERSION)-x86_64-linux.tar.gz \
+	  NONSTOP_ANSIBLE_PLAYBOOK=$(ANSIBLE_VENV)/bin/ansible-playbook \
 	  $(CARGO) test --test system -- --ignored --test-threads=1 --nocapture $(SYSTEM_TESTS)

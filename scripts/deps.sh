@@ -67,6 +67,25 @@ for what in "$@"; do
         apt-get install -y -qq "$what" >/dev/null
       fi
       ;;
+    ansible)
+      # ansible-core, pinned, from PyPI into a venv (the fleet system test runs the playbooks of
+      # templates/ansible/ with it): ANSIBLE_VENV (the venv's folder), ANSIBLE_VERSION.
+      venv=${ANSIBLE_VENV:?ANSIBLE_VENV}
+      want=${ANSIBLE_VERSION:?ANSIBLE_VERSION}
+      have=$("$venv/bin/ansible-playbook" --version 2>/dev/null | sed -n '1s/.*\[core \(.*\)\]$/\1/p' || true)
+      if [ "$have" != "$want" ]; then
+        if ! python3 -c 'import ensurepip' 2>/dev/null; then
+          need_root python3-venv "apt-get install -y python3-venv"
+          export DEBIAN_FRONTEND=noninteractive
+          apt-get update -qq
+          apt-get install -y -qq python3-venv >/dev/null
+        fi
+        echo "deps: installing ansible-core $want from PyPI into $venv" >&2
+        rm -rf "$venv"
+        python3 -m venv "$venv"
+        "$venv/bin/pip" install -q --disable-pip-version-check "ansible-core==$want"
+      fi
+      ;;
     *) echo "deps: unknown dependency $what" >&2; exit 2 ;;
   esac
 done

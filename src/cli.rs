@@ -4,7 +4,7 @@
 
 use crate::error::Result;
 use crate::interrupt;
-pub use crate::out::{out, out_raw, stdout_closed, stdout_gone};
+pub use crate::out::{lines_on_stderr, out, out_document, out_raw, stdout_closed, stdout_gone};
 use crate::run::Run;
 use crate::supervisor::builtin;
 use clap::Parser;

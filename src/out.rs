@@ -9,6 +9,27 @@ use std::sync::atomic::{AtomicBool, Ordering};
 /// dropped. Process-wide on purpose, like [`crate::interrupt`]'s flag: stdout is the process's
 /// one descriptor 1, so a reader gone is gone for every run in the process.
 static STDOUT_GONE: AtomicBool = AtomicBool::new(false);
+/// Set by [`lines_on_stderr`]: the report lines go to stderr, stdout holds one document.
+/// Process-wide for the same reason.
+static LINES_ON_STDERR: AtomicBool = AtomicBool::new(false);
+
+/// From here on [`out`] and [`out_raw`] write to stderr: stdout is kept for the one document
+/// [`out_document`] prints (`nonstop deploy --json`).
+pub fn lines_on_stderr() {
+    LINES_ON_STDERR.store(true, Ordering::Relaxed);
+}
+
+/// `text` and a newline on stdout, also after [`lines_on_stderr`].
+pub fn out_document(text: &str) {
+    if STDOUT_GONE.load(Ordering::Relaxed) {
+        return;
+    }
+    let mut o = std::io::stdout().lock();
+    settle(
+        o.write_all(format!("{text}\n").as_bytes())
+            .and_then(|()| o.flush()),
+    );
+}
 
 /// Print `line` and a newline on stdout (flushed at once, so a report shows as it is made).
 ///
@@ -23,6 +44,10 @@ pub fn out(line: impl std::fmt::Display) {
 
 /// Like [`out`] for text that carries its own line ends (a rendered table, a man page).
 pub fn out_raw(bytes: &[u8]) {
+    if LINES_ON_STDERR.load(Ordering::Relaxed) {
+        let _ = std::io::stderr().write_all(bytes);
+        return;
+    }
     if STDOUT_GONE.load(Ordering::Relaxed) {
         return;
     }
@@ -69,6 +94,10 @@ pub fn stdout_closed() -> bool {
 }
 
 fn write_out(args: std::fmt::Arguments<'_>) {
+    if LINES_ON_STDERR.load(Ordering::Relaxed) {
+        let _ = std::io::stderr().write_fmt(args);
+        return;
+    }
     if STDOUT_GONE.load(Ordering::Relaxed) {
         return;
     }

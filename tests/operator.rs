@@ -2378,3 +2378,171 @@ fn status_and_rollback_agree_on_what_rollback_does_from_the_first_deploy_on() {
     assert_eq!(b["state"], "unhealthy", "{b}");
     assert_eq!(b["health"]["ok"], false, "{b}");
 }
+
+/// The one JSON object `deploy --json` / `rollback --json` print on stdout.
+fn report(r: &OpRun) -> Value {
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    assert_eq!(lines.len(), 1, "one JSON line on stdout: {}", r.stdout);
+    serde_json::from_str(lines[0]).unwrap_or_else(|e| panic!("--json: {e}\n{}", r.stdout))
+}
+
+fn stage_names(rep: &Value) -> Vec<String> {
+    rep["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["stage"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// A jar that cannot start: its manifest names a main class it does not hold.
+fn broken_jar(dir: &Path) -> PathBuf {
+    let classes = dir.join("classes");
+    std::fs::create_dir_all(&classes).unwrap();
+    std::fs::write(classes.join("README.txt"), "no classes here\n").unwrap();
+    let jar = dir.join("demo-app-v3.jar");
+    let st = Command::new("jar")
+        .args(["--create", "--main-class", "DemoApp", "--file"])
+        .arg(&jar)
+        .arg("-C")
+        .arg(&classes)
+        .arg(".")
+        .status()
+        .expect("the JDK's jar runs");
+    assert!(st.success(), "jar --create");
+    jar
+}
+
+#[test]
+fn deploy_and_rollback_json_and_the_live_jar_again_changes_nothing() {
+    let env = Env::new(2);
+    let (blue, green) = (env.port_of("blue"), env.port_of("green"));
+    let (v1, v2) = (demo_jar("v1"), demo_jar("v2"));
+    let r = env.nonstop(&["deploy", "--json", "--jar", v1.to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let rep = report(&r);
+    let g = env.pid_of("green").unwrap();
+    assert_eq!(rep["command"], "deploy");
+    assert_eq!(rep["outcome"], "deployed");
+    assert_eq!(rep["changed"], true);
+    assert_eq!(rep["exit_code"], 0);
+    assert_eq!(rep["slot"], "green");
+    assert_eq!(rep["release"], g.release.as_str());
+    assert_eq!(rep["version"], "demo-app-v1");
+    assert_eq!(rep["sha256"], sha256sum(&v1).as_str());
+    assert_eq!(rep["error"], Value::Null);
+    assert!(rep["id"].as_str().unwrap().starts_with("deploy-"), "{rep}");
+    assert_eq!(stage_names(&rep), ["stop", "start", "health", "switch"]);
+    let stages = rep["stages"].as_array().unwrap();
+    assert!(stages.iter().all(|s| s["ok"] == true && s["ms"].is_u64()));
+    let at = |v: &Value| nonstop::operator::parse_utc(v.as_str().unwrap()).unwrap();
+    assert!(at(&rep["started_at"]) <= at(&stages[0]["started_at"]));
+    assert!(at(&stages[3]["started_at"]) <= at(&rep["ended_at"]));
+    assert!(
+        rep["took_ms"].as_u64().unwrap()
+            >= stages
+                .iter()
+                .map(|s| s["ms"].as_u64().unwrap())
+                .sum::<u64>()
+    );
+    // The stage lines and the summary went to stderr with the log.
+    assert!(r.stderr.contains("health         ok"), "{}", r.stderr);
+    assert!(r.stderr.contains("deployed release "), "{}", r.stderr);
+    assert_eq!(body_of(&env), format!("v1 real2 {green}"));
+
+    // The same jar again (a copy elsewhere, the same bytes): nothing runs, nothing recorded.
+    let before = (releases(&env), status_json(&env)["deployments"].clone());
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("myapp-1.0.jar");
+    std::fs::copy(&v1, &copy).unwrap();
+    let traffic = Traffic::start(env.nginx_addr(), 2, Duration::from_millis(2));
+    traffic.wait_requests(50);
+    let r = env.nonstop(&["deploy", "--json", "--jar", copy.to_str().unwrap()]);
+    let plain = env.nonstop(&["deploy", "--jar", v1.to_str().unwrap()]);
+    traffic.wait_requests(50);
+    let t = traffic.finish();
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let rep = report(&r);
+    assert_eq!(rep["outcome"], "unchanged");
+    assert_eq!(rep["changed"], false);
+    assert_eq!(rep["slot"], "green");
+    assert_eq!(rep["release"], g.release.as_str());
+    assert_eq!(rep["version"], "demo-app-v1");
+    assert_eq!(stage_names(&rep), Vec::<String>::new());
+    assert_eq!(plain.code, 0, "{}", plain.stderr);
+    assert!(
+        plain.stdout.contains("is live already on slot green")
+            && plain.stdout.trim_end().ends_with("nothing to do"),
+        "{}",
+        plain.stdout
+    );
+    assert_eq!(env.pid_of("green").unwrap(), g, "the same process");
+    assert!(nonstop::process::same_process(g.pid, g.start_time));
+    assert_eq!(
+        (releases(&env), status_json(&env)["deployments"].clone()),
+        before,
+        "no release made, nothing recorded"
+    );
+    t.assert_clean("traffic over the unchanged deploys", 100, &["v1"]);
+
+    // v2, then a broken v3: failed before the switch, v2 still serves.
+    let r = env.nonstop(&["deploy", "--json", "--jar", v2.to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let rep = report(&r);
+    assert_eq!(
+        (&rep["outcome"], &rep["slot"]),
+        (&"deployed".into(), &"blue".into())
+    );
+    assert_eq!(rep["previous"], "green");
+    let broken = broken_jar(dir.path());
+    let r = env.nonstop(&["deploy", "--json", "--jar", broken.to_str().unwrap()]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let rep = report(&r);
+    assert_eq!(rep["outcome"], "failed_before_switch");
+    assert_eq!(
+        rep["changed"], true,
+        "the idle slot was stopped and started"
+    );
+    assert_eq!(rep["exit_code"], 1);
+    assert_eq!(rep["slot"], "green");
+    let why = rep["error"].as_str().unwrap();
+    assert!(r.last_line().contains(why), "{why} | {}", r.last_line());
+    assert!(!stage_names(&rep).contains(&"switch".to_string()), "{rep}");
+    assert_eq!(
+        rep["stages"].as_array().unwrap().last().unwrap()["ok"],
+        false
+    );
+    assert_eq!(body_of(&env), format!("v2 real1 {blue}"));
+
+    // The rollback goes back to v1's release (started again: green ran the broken jar).
+    let r = env.nonstop(&["rollback", "--json"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let rep = report(&r);
+    assert_eq!(rep["command"], "rollback");
+    assert_eq!(rep["outcome"], "rolled_back");
+    assert_eq!(rep["changed"], true);
+    assert_eq!(rep["slot"], "green");
+    assert_eq!(rep["previous"], "blue");
+    assert_eq!(rep["release"], g.release.as_str());
+    assert_eq!(rep["version"], "demo-app-v1");
+    assert_eq!(stage_names(&rep), ["stop", "start", "health", "switch"]);
+    assert!(
+        r.stderr.contains("rolled back to slot green"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(body_of(&env), format!("v1 real2 {green}"));
+
+    // A refused rollback is one object too (exit 1), nothing changed.
+    let r = env.nonstop(&["rollback", "--json", "--slot", "green"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let rep = report(&r);
+    assert_eq!(
+        (&rep["outcome"], &rep["changed"]),
+        (&"failed_before_switch".into(), &false.into())
+    );
+    assert!(
+        rep["error"].as_str().unwrap().contains("live already"),
+        "{rep}"
+    );
+}

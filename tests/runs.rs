@@ -79,7 +79,10 @@ fn app_deployment_id(env: &Env, slot: &str) -> Option<String> {
 }
 
 fn deploy(run: &Run) {
-    nonstop::operator::deploy::run(run, None, None, None).expect("the deploy succeeds");
+    let mut rep = nonstop::operator::report::Report::new("deploy");
+    let mut decided = nonstop::operator::report::Decided::default();
+    nonstop::operator::deploy::run(run, None, None, None, &mut rep, &mut decided)
+        .expect("the deploy succeeds");
 }
 
 fn two_apps_deployed_in_one_process_each_with_its_own_id_lock_and_state() {
@@ -155,7 +158,10 @@ fn two_apps_deployed_in_one_process_each_with_its_own_id_lock_and_state() {
     }
     let held = a2.lock("a test").unwrap();
     let again = Run::load(Some(&a.config_path())).unwrap();
-    let e = nonstop::operator::deploy::run(&again, None, None, None).unwrap_err();
+    let mut rep = nonstop::operator::report::Report::new("deploy");
+    let mut decided = nonstop::operator::report::Decided::default();
+    let e = nonstop::operator::deploy::run(&again, None, None, None, &mut rep, &mut decided)
+        .unwrap_err();
     assert_eq!(e.exit_code(), 3, "{e}");
     assert!(e.to_string().contains("a test pid"), "{e}");
     let other = b1.lock("another test").expect("another app's lock is free");

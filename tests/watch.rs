@@ -787,3 +787,51 @@ fn sigterm_during_the_watch_leaves_the_new_release_live_and_says_how_back() {
     );
     assert_eq!(body_of(&env), format!("v2 real1 {blue}"));
 }
+
+#[test]
+fn deploy_json_says_switched_back_after_a_bad_watch() {
+    let mut env = watched();
+    env.deploy("v1"); // green
+    let green = env.port_of("green");
+    env.java_opts.push("-Ddemo.error-rate=30".into()); // only v2's JVM starts with it
+    env.write_config();
+    let traffic = Traffic::start(env.nginx_addr(), 4, Duration::from_millis(5));
+    std::thread::sleep(Duration::from_millis(1500));
+    env.stage_jar("v2");
+    let r = env.nonstop(&["deploy", "--watch", "30s", "--json"]);
+    let t = traffic.finish();
+    eprintln!("traffic: {}", t.summary());
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    assert_eq!(lines.len(), 1, "one JSON line on stdout: {}", r.stdout);
+    let rep: Value = serde_json::from_str(lines[0]).unwrap();
+    assert_eq!(rep["outcome"], "switched_back", "{rep}");
+    assert_eq!(rep["changed"], true);
+    assert_eq!(rep["exit_code"], 1);
+    assert_eq!(
+        (&rep["slot"], &rep["previous"]),
+        (&"blue".into(), &"green".into())
+    );
+    let stages: Vec<(&str, bool)> = rep["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["stage"].as_str().unwrap(), s["ok"].as_bool().unwrap()))
+        .collect();
+    assert_eq!(
+        stages,
+        [
+            ("stop", true),
+            ("start", true),
+            ("health", true),
+            ("switch", true),
+            ("watch", false)
+        ]
+    );
+    let why = rep["error"].as_str().unwrap();
+    assert!(why.contains("switched back to slot green"), "{why}");
+    assert!(r.last_line().contains(why), "{}", r.last_line());
+    // The watch's lines went to stderr with the stage lines.
+    assert!(r.stderr.contains("watch: slot blue for 30"), "{}", r.stderr);
+    assert_eq!(body_of(&env), format!("v1 real2 {green}"));
+}

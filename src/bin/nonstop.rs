@@ -61,7 +61,12 @@ enum Cmd {
     /// If the previous slot still runs the release it served and answers health, switch back
     /// at once (same probe and nginx transaction as `switch`); otherwise start that release on
     /// it again, wait for health, switch. --slot NAME rolls back to another slot.
-    Rollback,
+    Rollback {
+        /// One JSON object on stdout (changed, outcome, slot, release, version, stage
+        /// timings); the stage lines go to stderr with the log
+        #[arg(long)]
+        json: bool,
+    },
     /// The app's output: the journal (systemd) or the slot's log file (builtin)
     ///
     /// The last N lines of a slot's app (the live slot unless SLOT or --slot is given), then,
@@ -109,7 +114,8 @@ enum Cmd {
     /// stop, start, health, switch in one run
     ///
     /// The same stage functions the hook binaries run, holding the lock throughout, with one
-    /// summary line per stage (and deploy-second in balanced mode).
+    /// summary line per stage (and deploy-second in balanced mode). A jar that is live already
+    /// (the same sha256, its app healthy) changes nothing: the run says so and exits 0.
     Deploy {
         /// Deploy this jar instead of the newest match of app.jar
         #[arg(long, value_name = "PATH")]
@@ -119,6 +125,10 @@ enum Cmd {
         /// limits (exit 1) [default: watch.duration when watch.enabled]
         #[arg(long, value_name = "DURATION", value_parser = watch_duration)]
         watch: Option<Duration>,
+        /// One JSON object on stdout (changed, outcome, slot, release, version, stage
+        /// timings); the stage lines go to stderr with the log
+        #[arg(long)]
+        json: bool,
     },
     /// Check config, nginx, appspec.yml, hook timeouts, java and the jar
     ///
@@ -137,13 +147,15 @@ enum Cmd {
         #[arg(long, value_name = "PATH")]
         appspec: Option<PathBuf>,
     },
-    /// Write starting deploy files, Jenkinsfiles and GitHub workflows
+    /// Write starting deploy files, Jenkinsfiles, GitHub workflows and Ansible playbooks
     ///
     /// Writes deploy/nonstop.yml, deploy/appspec.yml, deploy/nginx/{service-url.inc,site.conf,
     /// upstream.conf}, Jenkinsfile and .github/workflows/nonstop-deploy.yml
     /// (CodeDeploy: nonstop bundle, S3, create-deployment), Jenkinsfile.ssh and
-    /// .github/workflows/nonstop-deploy-ssh.yml (scp the jar, ssh HOST nonstop deploy --jar)
-    /// under DIR. Refuses to overwrite existing files unless --force.
+    /// .github/workflows/nonstop-deploy-ssh.yml (scp the jar, ssh HOST nonstop deploy --jar),
+    /// Jenkinsfile.ansible and ansible/{setup,deploy,rollback,status}.yml, ansible/inventory.ini
+    /// (several hosts, one at a time) under DIR. Refuses to overwrite existing files unless
+    /// --force.
     Init {
         /// The project's root folder
         #[arg(default_value = ".")]
@@ -253,7 +265,7 @@ impl Flags for Cli {
     fn quiet(&self) -> bool {
         !matches!(
             self.cmd,
-            Cmd::Rollback | Cmd::Deploy { .. } | Cmd::Switch { .. }
+            Cmd::Rollback { .. } | Cmd::Deploy { .. } | Cmd::Switch { .. }
         )
     }
 }
@@ -266,7 +278,9 @@ fn main() -> std::process::ExitCode {
         match &c.cmd {
             Cmd::Status { json } => operator::status::run(&run()?, slot, *json),
             Cmd::History { last, json } => operator::history::run(&run()?, *last, *json),
-            Cmd::Rollback => operator::rollback::run(&run()?, slot),
+            Cmd::Rollback { json } => operator::report::run(*json, "rollback", |rep, _| {
+                operator::rollback::run(&run()?, slot, rep)
+            }),
             Cmd::Logs {
                 name,
                 lines,
@@ -295,8 +309,10 @@ fn main() -> std::process::ExitCode {
                 };
                 nonstop::stages::switch(&run, slot.into(), *force, mode)
             }
-            Cmd::Deploy { jar, watch } => {
-                operator::deploy::run(&run()?, slot, jar.as_deref(), *watch)
+            Cmd::Deploy { jar, watch, json } => {
+                operator::report::run(*json, "deploy", |rep, decided| {
+                    operator::deploy::run(&run()?, slot, jar.as_deref(), *watch, rep, decided)
+                })
             }
             Cmd::Validate { appspec } => {
                 operator::validate::run(c.common.config.as_deref(), appspec.as_deref())

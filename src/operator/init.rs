@@ -8,7 +8,10 @@
 //!   the Maven build, `nonstop bundle`, upload to S3, `aws deploy create-deployment`, wait;
 //! - `Jenkinsfile.ssh` and `.github/workflows/nonstop-deploy-ssh.yml`: without CodeDeploy, the
 //!   Maven build, `scp` of the jar, `ssh HOST nonstop deploy --jar …` (its exit code fails the
-//!   build, its lines show in the build's log).
+//!   build, its lines show in the build's log);
+//! - `ansible/{setup,deploy,rollback,status}.yml`, `ansible/inventory.ini` and
+//!   `Jenkinsfile.ansible`: several hosts rolled one at a time by Ansible, each running
+//!   `nonstop deploy --json` (its `changed` and exit code are the task's).
 //!
 //! `--name`, `--include` and `--listen` replace the templates' `myapp`, include path and
 //! `listen 80`; the site and config steer with nftables (nginx never reloaded) unless `--traffic nginx-reload`.
@@ -20,7 +23,7 @@ use crate::fsx::write_atomic;
 use std::path::{Path, PathBuf};
 
 /// Every file `init` writes: (path under DIR, template).
-pub const FILES: [(&str, &str); 9] = [
+pub const FILES: [(&str, &str); 15] = [
     (
         "deploy/nonstop.yml",
         include_str!("../../templates/nonstop.yml"),
@@ -53,6 +56,30 @@ pub const FILES: [(&str, &str); 9] = [
     (
         ".github/workflows/nonstop-deploy-ssh.yml",
         include_str!("../../templates/github-workflow-ssh.yml"),
+    ),
+    (
+        "Jenkinsfile.ansible",
+        include_str!("../../templates/Jenkinsfile.ansible"),
+    ),
+    (
+        "ansible/setup.yml",
+        include_str!("../../templates/ansible/setup.yml"),
+    ),
+    (
+        "ansible/deploy.yml",
+        include_str!("../../templates/ansible/deploy.yml"),
+    ),
+    (
+        "ansible/rollback.yml",
+        include_str!("../../templates/ansible/rollback.yml"),
+    ),
+    (
+        "ansible/status.yml",
+        include_str!("../../templates/ansible/status.yml"),
+    ),
+    (
+        "ansible/inventory.ini",
+        include_str!("../../templates/ansible/inventory.ini"),
     ),
 ];
 
@@ -383,6 +410,58 @@ mod tests {
         }
         // One push is not deployed twice: the ssh workflow runs by hand until made the one.
         assert!(!get(".github/workflows/nonstop-deploy-ssh.yml").contains("push:\n"));
+    }
+
+    #[test]
+    fn the_ansible_flow_rolls_one_host_at_a_time_and_stops_at_the_first_failure() {
+        let d = tempfile::tempdir().unwrap();
+        let files = render(&opts(d.path())).unwrap();
+        let get = |n: &str| &files.iter().find(|(r, _)| *r == n).unwrap().1;
+        for book in ["setup", "deploy", "rollback", "status"] {
+            let t = get(&format!("ansible/{book}.yml"));
+            let plays: Vec<serde_yaml::Value> = serde_yaml::from_str(t).unwrap();
+            assert_eq!(plays.len(), 1, "{book}");
+            let play = &plays[0];
+            assert_eq!(play["hosts"].as_str(), Some("nonstop"), "{book}");
+            // Only ansible.builtin: nothing to fetch from Galaxy (the ALB tasks are comments).
+            for list in ["tasks", "handlers"] {
+                for task in play[list].as_sequence().into_iter().flatten() {
+                    let keys: Vec<&str> = task
+                        .as_mapping()
+                        .unwrap()
+                        .keys()
+                        .filter_map(|k| k.as_str())
+                        .collect();
+                    let modules: Vec<&&str> = keys.iter().filter(|k| k.contains('.')).collect();
+                    assert_eq!(modules.len(), 1, "{book}: {keys:?}");
+                    assert!(
+                        modules[0].starts_with("ansible.builtin."),
+                        "{book}: {keys:?}"
+                    );
+                }
+            }
+        }
+        for book in ["deploy", "rollback"] {
+            let t = get(&format!("ansible/{book}.yml"));
+            let plays: Vec<serde_yaml::Value> = serde_yaml::from_str(t).unwrap();
+            let play = &plays[0];
+            assert_eq!(
+                play["serial"].as_str(),
+                Some("{{ nonstop_serial | default(1) }}")
+            );
+            assert_eq!(play["any_errors_fatal"].as_bool(), Some(true));
+            assert_eq!(play["max_fail_percentage"].as_u64(), Some(0));
+            assert!(t.contains(&format!("{book}, --json")), "{book}");
+            assert!(t.contains("failed_when: nonstop_run.rc != 0"), "{book}");
+            assert!(t.contains(").changed"), "{book}");
+        }
+        let deploy = get("ansible/deploy.yml");
+        assert!(deploy.contains("# pre_tasks:") && deploy.contains("community.aws.elb_target"));
+        assert!(get("ansible/setup.yml").contains("/etc/nginx/conf.d/shop.conf"));
+        assert!(get("ansible/inventory.ini").contains("[nonstop]"));
+        let j = get("Jenkinsfile.ansible");
+        assert!(j.contains("mvn -B clean package") && j.contains("ansible/deploy.yml"));
+        assert!(j.contains("-e nonstop_jar="), "{j}");
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub mod history;
 pub mod init;
 pub mod logs;
 pub mod nginx_conf;
+pub mod report;
 pub mod rollback;
 pub mod status;
 pub mod validate;
@@ -34,12 +35,15 @@ pub const BINARIES: [&str; 6] = crate::stage_table::BINARIES;
 pub struct Stages {
     /// (stage, ok, took) in order.
     pub done: Vec<(Action, bool, Duration)>,
+    /// When each stage of `done` started.
+    pub started: Vec<SystemTime>,
 }
 
 impl Stages {
     /// Run `f` as `stage`, print its line, and pass its result on.
     pub fn run<T>(&mut self, stage: Action, f: impl FnOnce() -> Result<T>) -> Result<T> {
         let t0 = Instant::now();
+        self.started.push(SystemTime::now());
         let r = f();
         let took = t0.elapsed();
         crate::cli::out(stage_line(&stage.as_string(), r.is_ok(), took));

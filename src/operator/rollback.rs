@@ -84,11 +84,12 @@ pub fn plan<'a>(
     })
 }
 
-/// Roll back to the previous slot (or `slot`).
-pub fn run(run: &Run, slot: Option<&str>) -> Result<()> {
+/// Roll back to the previous slot (or `slot`); `rep` gets what happened.
+pub fn run(run: &Run, slot: Option<&str>, rep: &mut super::report::Report) -> Result<()> {
     let cfg = &run.cfg;
     let t0 = Instant::now();
     let id = run.deployment_id("rollback");
+    rep.id = Some(id.to_string());
     let _lock = run.lock("nonstop rollback")?;
     let st = state::load(&cfg.state_dir);
     let roles = run.roles(&st)?;
@@ -98,6 +99,10 @@ pub fn run(run: &Run, slot: Option<&str>) -> Result<()> {
         release: want,
         restart: why_not,
     } = plan(run, &st, &roles, slot)?;
+    rep.previous = Some(live.name.clone());
+    rep.slot = Some(target.name.clone());
+    rep.release = Some(want.clone());
+    rep.version = releases::release_version(cfg, &want);
     let live_release = release_words(run, live);
     crate::outln!(
         "rollback {id}: from slot {} (port {}, release {live_release}) to slot {} (port {}, release {want}): back to {}",
@@ -136,6 +141,7 @@ pub fn run(run: &Run, slot: Option<&str>) -> Result<()> {
             Ok(())
         }
     });
+    rep.stages(&st_run);
     record_run(
         run,
         Action::Rollback,

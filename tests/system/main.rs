@@ -11,6 +11,7 @@
 
 #[path = "../common/mod.rs"]
 mod common;
+mod fleet;
 mod host;
 mod load;
 mod recipe;

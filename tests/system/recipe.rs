@@ -71,7 +71,14 @@ fn recipe() -> Recipe {
     let readme = std::fs::read_to_string(host::project().join("README.md")).unwrap();
     let install = blocks(section(&readme, "Install"));
     assert_eq!(install.len(), 1, "README Install: one sh block");
-    let ssh = blocks(section(&readme, "Recipe: Jenkins over ssh, as ec2-user"));
+    // The numbered steps: the section up to its first paragraph that is not a step (e.g. the
+    // watched deploys shown after it).
+    let recipe = section(&readme, "Recipe: Jenkins over ssh, as ec2-user");
+    let steps = recipe
+        .match_indices("\n**")
+        .find(|(i, _)| !recipe[i + 3..].starts_with(|c: char| c.is_ascii_digit()))
+        .map_or(recipe, |(i, _)| &recipe[..i]);
+    let ssh = blocks(steps);
     let langs: Vec<&str> = ssh.iter().map(|(l, _)| l.as_str()).collect();
     assert_eq!(
         langs,

@@ -112,6 +112,12 @@ impl Ssh {
         ]
     }
 
+    /// The private key and the known_hosts file [`Ssh::run`] uses (for Ansible's inventory).
+    pub fn key_and_known_hosts(&self) -> (std::path::PathBuf, std::path::PathBuf) {
+        let d = self.dir.path();
+        (d.join("id_ed25519"), d.join("known_hosts"))
+    }
+
     /// `ssh USER@HOST COMMAND` (no -t: no terminal on either side); stdin closed.
     pub fn run(&self, command: &str) -> Out {
         let o = Command::new("ssh")
