@@ -17,8 +17,9 @@
 //!   own slot units, in reload mode the nginx test, dump and reload the config runs through
 //!   `sudo -n`, in nftables mode `nonstop steer --app APP` (and `--show`), the root half of
 //!   steering, which takes only the slot ports the registry names;
-//! - in nftables mode (hook user not root), `nonstop-<app>-traffic.service`, which runs
-//!   `nonstop steer --app APP --boot` before nginx at boot. Nothing in it writes a unit or runs a file the hook user can write.
+//! - in nftables mode, `nonstop-<app>-traffic.service`, which runs `nonstop steer --app APP
+//!   --boot` before nginx at boot, then `nonstop steer --app APP --watch` (the table loaded
+//!   again whenever a ruleset flush removes it). Nothing in it writes a unit or runs a file the hook user can write.
 
 use crate::config::Config;
 use crate::error::{failed, Context, Error, Result};

@@ -59,6 +59,10 @@ pub struct Event {
     /// A [`Action::Watch`] event: what the watch concluded, with its figures.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub verdict: Option<crate::watch::verdict::Verdict>,
+    /// What happened, in words, where the action alone does not say it (a [`Action::Restore`]:
+    /// what removed the table, and when).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 /// What an [`Event`] records. In `state.json` it is the string [`Action::as_string`] gives
@@ -81,6 +85,9 @@ pub enum Action {
     Rollback,
     /// The watch after a switch (`--watch`); its [`Event::verdict`] holds the figures.
     Watch,
+    /// The steering unit loaded the nftables table again after someone removed it (a ruleset
+    /// flush); its [`Event::note`] says when and by whom.
+    Restore,
     /// Any other string, kept as it was read.
     Other(String),
 }
@@ -107,6 +114,7 @@ impl Action {
             Action::Deploy => "deploy".into(),
             Action::Rollback => "rollback".into(),
             Action::Watch => "watch".into(),
+            Action::Restore => "restore".into(),
             Action::Other(s) => s.clone(),
         }
     }
@@ -124,6 +132,7 @@ impl Action {
             "deploy" => Action::Deploy,
             "rollback" => Action::Rollback,
             "watch" => Action::Watch,
+            "restore" => Action::Restore,
             _ => match s
                 .strip_prefix("canary ")
                 .and_then(|p| p.strip_suffix('%'))
@@ -359,6 +368,7 @@ pub fn record_event(
         version,
         by: Some(by()),
         verdict: None,
+        note: None,
     };
     if let Err(e) = update(state_dir, |s| s.record(ev)) {
         log::warn!("could not record {action} in the state file: {e}");
@@ -402,6 +412,7 @@ mod tests {
             (Action::DeploySecond, "deploy-second"),
             (Action::Deploy, "deploy"),
             (Action::Rollback, "rollback"),
+            (Action::Restore, "restore"),
             (Action::Other("warm-up".into()), "warm-up"),
             (Action::Other("canary 010%".into()), "canary 010%"),
             (Action::Other("canary 300%".into()), "canary 300%"),

@@ -14,6 +14,7 @@
 
 pub mod nft;
 pub mod reload;
+pub mod watcher;
 
 use crate::config::Config;
 use crate::error::Result;

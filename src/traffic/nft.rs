@@ -318,14 +318,31 @@ fn echoed(cfg: &Config, want: &Steering, echo: &str) -> bool {
         && rules == rule(cfg, want).into_iter().collect::<Vec<_>>()
 }
 
-/// The rule lines of a listing (everything after the chain's `type … policy …;` line).
-fn rule_lines(listing: &str) -> Vec<String> {
-    listing
-        .lines()
-        .map(str::trim)
-        .filter(|l| l.starts_with("ip daddr") || l.contains("dnat"))
-        .map(str::to_string)
-        .collect()
+/// The rule lines of a listing, read whole: the rules of chain `out` after its `type … hook
+/// output …` line, or `Err` naming the first thing in the table nonstop never writes (another
+/// chain, a set, a second hook line, a line outside the chain). `nft list table` prints one
+/// object or rule per line, each block closed by a `}` of its own.
+fn rule_lines(listing: &str) -> std::result::Result<Vec<String>, String> {
+    let mut rules = vec![];
+    // 0: before the table, 1: in the table, 2: in chain `out`, 3: after the table.
+    let (mut depth, mut hook) = (0, false);
+    for l in listing.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        let foreign = |l: &str| Err(format!("it holds `{l}`, which nonstop did not write"));
+        match depth {
+            0 if l.starts_with("table ip ") && l.ends_with('{') => depth = 1,
+            1 if l.starts_with("comment \"") => {}
+            1 if l == "chain out {" && !hook => depth = 2,
+            1 if l == "}" => depth = 3,
+            2 if l.starts_with("type nat hook output ") && !hook => hook = true,
+            2 if l == "}" => depth = 1,
+            2 if hook => rules.push(l.to_string()),
+            _ => return foreign(l),
+        }
+    }
+    if depth != 3 || !hook {
+        return Err("its chain `out` with the output hook is missing or not closed".into());
+    }
+    Ok(rules)
 }
 
 /// Read the table: what its comment says, checked against its rule.
@@ -346,7 +363,7 @@ fn parse_listing(text: &str, front: u16, balanced: bool) -> std::result::Result<
         .and_then(parse_comment)
         .ok_or_else(|| Doubt::TableUnreadable("its comment does not say nonstop's state".into()))?;
     let want: Vec<String> = rule_for(front, balanced, &st).into_iter().collect();
-    let have = rule_lines(text);
+    let have = rule_lines(text).map_err(Doubt::TableDiffers)?;
     if have != want {
         return Err(Doubt::TableDiffers(format!(
             "its rule is {:?}, but its state ({}) means {:?}",
@@ -370,6 +387,15 @@ fn helper(cfg: &Config) -> Option<crate::registry::Entry> {
         .ok()
         .flatten()
         .filter(|e| e.hook_user != "root" && e.traffic == Via::Nftables)
+}
+
+/// The app's registry entry when it is set up on this host for nftables steering, whoever
+/// runs its hooks.
+fn steered(cfg: &Config) -> Option<crate::registry::Entry> {
+    crate::registry::read(std::path::Path::new(crate::registry::DIR), &cfg.app.name)
+        .ok()
+        .flatten()
+        .filter(|e| e.traffic == Via::Nftables && e.state_dir == cfg.state_dir)
 }
 
 /// `state_dir/steer.want`: the steering the hook user asks the helper for (the table's comment
@@ -479,8 +505,29 @@ pub fn check_steering(e: &crate::registry::Entry, s: &Steering) -> Result<()> {
 /// sudo line each): read `state_dir/steer.want`, check it against the registry
 /// ([`check_steering`]), and apply the app's table in one checked and confirmed transaction
 /// built from the registry's table name and front port. `--show` prints the table (nothing when
-/// it is not loaded); `--boot` (the boot unit) does nothing when nothing was ever asked.
+/// it is not loaded); `--boot` (the steering unit) does nothing when nothing was ever asked.
 pub fn steer(app: &str, show: bool) -> Result<()> {
+    let (e, front) = steered_entry(app)?;
+    if show {
+        if let Some(t) = list_table(&e.table).map_err(unlisted)? {
+            crate::cli::out_raw(t.as_bytes());
+        }
+        return Ok(());
+    }
+    match recorded(&e)? {
+        None => {
+            log::info!(
+                "{} does not exist: nothing to steer yet",
+                want_path(&e.state_dir).display()
+            );
+            Ok(())
+        }
+        Some(want) => apply_entry(&e, front, &want),
+    }
+}
+
+/// The registry entry of `app` set up for nftables steering, with its front port (root only).
+pub(super) fn steered_entry(app: &str) -> Result<(crate::registry::Entry, u16)> {
     if !root() {
         return Err(failed(
             "nonstop steer changes nftables rules: it runs as root (sudo -n)",
@@ -488,26 +535,34 @@ pub fn steer(app: &str, show: bool) -> Result<()> {
     }
     let e = crate::registry::read(std::path::Path::new(crate::registry::DIR), app)?
         .ok_or_else(|| failed(format!("app {app} is not set up on this host")))?;
-    let front = match (e.traffic, e.front_port) {
-        (Via::Nftables, Some(p)) => p,
-        _ => {
-            return Err(failed(format!(
-                "app {app} is not set up for nftables steering"
-            )))
-        }
-    };
-    if show {
-        if let Some(t) = list_table(&e.table).map_err(unlisted)? {
-            crate::cli::out_raw(t.as_bytes());
-        }
-        return Ok(());
+    match (e.traffic, e.front_port) {
+        (Via::Nftables, Some(p)) => Ok((e, p)),
+        _ => Err(failed(format!(
+            "app {app} is not set up for nftables steering"
+        ))),
     }
+}
+
+/// The steering last asked for (`state_dir/steer.want`), checked against the registry; for an
+/// app whose hooks run as root and that an older nonstop switched, the comment of the ruleset
+/// it kept for boot (`state_dir/traffic.nft`, root's own). `None`: nothing was ever asked.
+pub(super) fn recorded(e: &crate::registry::Entry) -> Result<Option<Steering>> {
     let path = want_path(&e.state_dir);
     let meta = match std::fs::symlink_metadata(&path) {
         Ok(m) => m,
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
-            log::info!("{} does not exist: nothing to steer yet", path.display());
-            return Ok(());
+            let kept = e.state_dir.join("traffic.nft");
+            if e.hook_user != "root" {
+                return Ok(None);
+            }
+            return Ok(std::fs::read_to_string(&kept).ok().and_then(|t| {
+                t.lines().find_map(|l| {
+                    l.trim()
+                        .strip_prefix("comment \"")
+                        .and_then(|c| c.strip_suffix('"'))
+                        .and_then(parse_comment)
+                })
+            }));
         }
         Err(err) => return Err(failed(format!("cannot read {}: {err}", path.display()))),
     };
@@ -520,11 +575,18 @@ pub fn steer(app: &str, show: bool) -> Result<()> {
     let text = std::fs::read_to_string(&path).context(format!("cannot read {}", path.display()))?;
     let want = parse_comment(text.trim())
         .ok_or_else(|| failed(format!("{} does not say a steering", path.display())))?;
-    check_steering(&e, &want)?;
-    let ruleset = render_for(&e.app, &e.table, front, e.balanced, &want);
+    check_steering(e, &want)?;
+    Ok(Some(want))
+}
+
+/// Apply `want` as `e`'s table (root): checked by the kernel, applied in one transaction,
+/// listed back and compared whole.
+pub(super) fn apply_entry(e: &crate::registry::Entry, front: u16, want: &Steering) -> Result<()> {
+    check_steering(e, want)?;
+    let ruleset = render_for(&e.app, &e.table, front, e.balanced, want);
     let dir = std::path::Path::new("/run/nonstop");
     fsx::create_dirs(dir).context("cannot create /run/nonstop")?;
-    let file = dir.join(format!("{app}.nft"));
+    let file = dir.join(format!("{}.nft", e.app));
     fsx::write_atomic(&file, ruleset.as_bytes(), 0o600)?;
     let f = file.to_string_lossy().into_owned();
     nft(&["-c", "-f", &f]).map_err(|err| {
@@ -540,12 +602,22 @@ pub fn steer(app: &str, show: bool) -> Result<()> {
         ))
     })?;
     match parse_listing(&now, front, e.balanced) {
-        Ok(s) if s == want => Ok(()),
+        Ok(s) if s == *want => Ok(()),
         other => Err(failed(format!(
             "table ip {} is not what was applied: {other:?}",
             e.table
         ))),
     }
+}
+
+/// Whether `table` is loaded now (root): `Err` when nft cannot say.
+pub(super) fn table_loaded(table: &str) -> Result<bool> {
+    list_table(table).map(|t| t.is_some()).map_err(unlisted)
+}
+
+/// The `nft` program for the watcher's `nft monitor`.
+pub(super) fn nft_program() -> Result<String> {
+    nft_bin().map_err(|_| failed(NFT_MISSING))
 }
 
 impl Traffic for Nft {
@@ -668,6 +740,20 @@ impl Traffic for Nft {
                 ruleset_path(cfg).display()
             );
         }
+        if let Some(e) = steered(cfg) {
+            // Set up on this host (a root deploy sets itself up): setup's steering unit loads
+            // the table at boot and again after a ruleset flush, from steer.want.
+            if let Err(err) = fsx::write_atomic(
+                &want_path(&e.state_dir),
+                format!("{}\n", comment(&want)).as_bytes(),
+                0o644,
+            ) {
+                log::warn!(
+                    "the table will not come back by itself after a flush or a reboot: {err}"
+                );
+            }
+            return Ok(done(cfg, &want, t0));
+        }
         let boot = [
             // Traffic has moved: nothing here fails the change.
             nft_bin().unwrap_or_else(|_| "/usr/sbin/nft".into()),
@@ -682,21 +768,7 @@ impl Traffic for Nft {
             ),
             Err(e) => log::warn!("the table will not come back at boot by itself: {e}"),
         }
-        log::info!(
-            "table ip {}: new connections to 127.0.0.1:{} now go to {} ({} in one nft transaction; nginx not reloaded)",
-            table_name(cfg),
-            front(cfg),
-            match targets(cfg, &want).as_slice() {
-                [] => "nothing".to_string(),
-                t => t
-                    .iter()
-                    .map(|(p, w)| if t.len() > 1 { format!("{p} (weight {w})") } else { p.to_string() })
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            },
-            crate::log::human(t0.elapsed())
-        );
-        Ok(t0.elapsed())
+        Ok(done(cfg, &want, t0))
     }
 
     fn truth(&self, cfg: &Config) -> String {
@@ -706,6 +778,25 @@ impl Traffic for Nft {
     fn change(&self) -> &'static str {
         "nft transaction"
     }
+}
+
+/// Log a change done and say how long it took.
+fn done(cfg: &Config, want: &Steering, t0: Instant) -> Duration {
+    log::info!(
+            "table ip {}: new connections to 127.0.0.1:{} now go to {} ({} in one nft transaction; nginx not reloaded)",
+            table_name(cfg),
+            front(cfg),
+            match targets(cfg, want).as_slice() {
+                [] => "nothing".to_string(),
+                t => t
+                    .iter()
+                    .map(|(p, w)| if t.len() > 1 { format!("{p} (weight {w})") } else { p.to_string() })
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            },
+            crate::log::human(t0.elapsed())
+        );
+    t0.elapsed()
 }
 
 #[cfg(test)]

@@ -306,6 +306,7 @@ fn record(
         version,
         by: Some(state::by()),
         verdict: Some(v.clone()),
+        note: None,
     };
     if let Err(e) = state::update(&cfg.state_dir, |s| s.record(ev)) {
         log::warn!("could not record the watch's verdict in the state file: {e}");
