@@ -338,8 +338,8 @@ pub fn render_sudoers(cfg: &Config, e: &Entry, tools: &Tools) -> Result<String> 
             &["start"][..],
             &["stop", "--no-block"],
             &["reset-failed"],
-            &["enable", "--quiet"],
-            &["disable", "--quiet"],
+            &["enable", "--quiet", "--no-reload"],
+            &["disable", "--quiet", "--no-reload"],
         ] {
             let mut c = vec![ctl.clone(), "--no-ask-password".into()];
             c.extend(verb.iter().map(|v| v.to_string()));
@@ -348,7 +348,10 @@ pub fn render_sudoers(cfg: &Config, e: &Entry, tools: &Tools) -> Result<String> 
         }
     }
     for u in &legacy {
-        for verb in [&["stop", "--no-block"][..], &["disable", "--quiet"]] {
+        for verb in [
+            &["stop", "--no-block"][..],
+            &["disable", "--quiet", "--no-reload"],
+        ] {
             let mut c = vec![ctl.clone(), "--no-ask-password".into()];
             c.extend(verb.iter().map(|v| v.to_string()));
             c.push(u.clone());

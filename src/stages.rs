@@ -347,6 +347,18 @@ pub enum SwitchMode {
 /// `switch`: point nginx at the idle slot (or `slot`) after one health probe (unless `force`).
 /// The old slot keeps running as the instant rollback target.
 pub fn switch(cfg: &Config, slot: Option<&str>, force: bool, mode: SwitchMode) -> Result<()> {
+    switch_probed(cfg, slot, force, mode, false)
+}
+
+/// [`switch`]; `probed`: the caller holds the lock and has just proven the target slot's app
+/// and probed its health (`nonstop rollback`'s plan), so the switch does not do it again.
+pub fn switch_probed(
+    cfg: &Config,
+    slot: Option<&str>,
+    force: bool,
+    mode: SwitchMode,
+    probed: bool,
+) -> Result<()> {
     if mode != SwitchMode::Full && !cfg.balanced() {
         return Err(crate::Error::Usage(
             "--canary, --promote and --abort need balanced mode (nginx.upstream_file, or traffic.balanced with nftables)".into(),
@@ -377,7 +389,7 @@ pub fn switch(cfg: &Config, slot: Option<&str>, force: bool, mode: SwitchMode) -
     };
     let t0 = Instant::now();
     let r = match mode {
-        SwitchMode::Full => switch_to(cfg, &roles, target, force),
+        SwitchMode::Full => switch_to_with(cfg, &roles, target, force, probed),
         SwitchMode::Canary(p) => canary(cfg, &roles, target, p, force),
         SwitchMode::Promote => switch_to(cfg, &roles, target, true),
         SwitchMode::Abort => abort_canary(cfg, &roles, target),
@@ -506,13 +518,26 @@ fn abort_canary(cfg: &Config, roles: &slots::Roles, target: &Slot) -> Result<()>
 
 /// Make `target` live (see [`switch`]); the caller holds the lock.
 pub fn switch_to(cfg: &Config, roles: &slots::Roles, target: &Slot, force: bool) -> Result<()> {
+    switch_to_with(cfg, roles, target, force, false)
+}
+
+/// [`switch_to`]; `probed`: see [`switch_probed`].
+fn switch_to_with(
+    cfg: &Config,
+    roles: &slots::Roles,
+    target: &Slot,
+    force: bool,
+    probed: bool,
+) -> Result<()> {
     let mut rot = rotation::read(cfg)?;
     let in_rotation = !cfg.balanced() || rotation::member(&rot, target) == Member::Up(1);
     if roles.is_live(target) && in_rotation && roles.doubt.is_none() {
         log::info!("slot {} is already live; nothing to switch", target.name);
         return Ok(());
     }
-    probe_before_switch(cfg, target, force)?;
+    if !probed {
+        probe_before_switch(cfg, target, force)?;
+    }
     // Balanced: the slot joins the rotation and every slot in it gets an equal weight again.
     for e in rot.iter_mut() {
         if e.1 != Member::Down || e.0 == target.port {

@@ -3,7 +3,6 @@
 //! the truth, and where they disagree the include wins and a warning is logged.
 
 use crate::error::Result;
-use crate::fsx::write_atomic;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -291,13 +290,14 @@ pub fn load(state_dir: &Path) -> State {
     }
 }
 
-/// Write the state atomically.
+/// Write the state atomically, without waiting for the disk: it is a record (the include or
+/// the table is the truth), and the hooks' critical path should not wait on fsyncs.
 pub fn save(state_dir: &Path, st: &State) -> Result<()> {
     crate::fsx::create_dirs(state_dir)
         .map_err(|e| crate::error::failed(format!("cannot create {}: {e}", state_dir.display())))?;
     let mut s = serde_json::to_string_pretty(st).expect("state serializes");
     s.push('\n');
-    write_atomic(&path(state_dir), s.as_bytes(), 0o644)
+    crate::fsx::write_atomic_record(&path(state_dir), s.as_bytes(), 0o644)
 }
 
 impl State {

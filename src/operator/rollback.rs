@@ -111,8 +111,9 @@ pub fn run(cfg: &Config, slot: Option<&str>) -> Result<()> {
     let name = Some(target.name.as_str());
     let mut st_run = Stages::default();
     let r = match &why_not {
+        // The plan has just proven the slot's app and probed its health, under this lock.
         None => st_run.run(Action::Switch, || {
-            stages::switch(cfg, name, false, SwitchMode::Full)
+            stages::switch_probed(cfg, name, false, SwitchMode::Full, true)
         }),
         Some(why) => {
             crate::outln!(

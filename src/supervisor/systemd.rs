@@ -521,6 +521,17 @@ pub fn run_slot(app: &str, slot: &str) -> Result<()> {
 
 /// True if unit `name` (or, for an instance `a@b.service`, its template `a@.service`) exists
 /// and carries nonstop's marker.
+/// True when `unit` starts at boot: the link `enable` makes for `WantedBy=multi-user.target`,
+/// read from the disk (the manager's `UnitFileState` is cached until its next reload, which
+/// `enable --no-reload` does not make).
+fn enabled_at_boot(unit: &str) -> bool {
+    Path::new(UNIT_DIR)
+        .join("multi-user.target.wants")
+        .join(unit)
+        .symlink_metadata()
+        .is_ok()
+}
+
 fn ours(name: &str) -> bool {
     let file = match name.split_once('@') {
         Some((head, _)) if !Path::new(UNIT_DIR).join(name).exists() => format!("{head}@.service"),
@@ -864,13 +875,14 @@ impl Supervisor for Systemd {
             if !ours(&unit) {
                 continue;
             }
-            let enabled = show(&unit)
-                .get("UnitFileState")
-                .is_some_and(|v| v == "enabled");
-            if want == enabled {
+            if want == enabled_at_boot(&unit) {
                 continue;
             }
-            let r = systemctl(&[if want { "enable" } else { "disable" }, "--quiet", &unit]);
+            let verb = if want { "enable" } else { "disable" };
+            // No daemon-reload (0.5 s and more on a small host, on every switch): the link is
+            // what the next boot reads. A sudo rule from an older setup lacks `--no-reload`.
+            let r = systemctl(&[verb, "--quiet", "--no-reload", &unit])
+                .or_else(|_| systemctl(&[verb, "--quiet", &unit]));
             match &r {
                 Ok(_) => log::info!(
                     "{unit} {} at boot",
@@ -940,7 +952,7 @@ impl Supervisor for Systemd {
         }
         Supervision {
             active: props.get("ActiveState").cloned(),
-            enabled: props.get("UnitFileState").map(|s| s == "enabled"),
+            enabled: Some(enabled_at_boot(&unit)),
             restarts: props.get("NRestarts").and_then(|n| n.parse().ok()),
             unit: Some(unit),
         }

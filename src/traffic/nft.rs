@@ -439,7 +439,7 @@ fn apply_through_helper(
 ) -> Result<Duration> {
     fsx::create_dirs(&cfg.state_dir)
         .context(format!("cannot create {}", cfg.state_dir.display()))?;
-    fsx::write_atomic(
+    fsx::write_atomic_record(
         &want_path(&cfg.state_dir),
         format!("{}\n", comment(want)).as_bytes(),
         0o644,
@@ -587,7 +587,7 @@ pub(super) fn apply_entry(e: &crate::registry::Entry, front: u16, want: &Steerin
     let dir = std::path::Path::new("/run/nonstop");
     fsx::create_dirs(dir).context("cannot create /run/nonstop")?;
     let file = dir.join(format!("{}.nft", e.app));
-    fsx::write_atomic(&file, ruleset.as_bytes(), 0o600)?;
+    fsx::write_atomic_record(&file, ruleset.as_bytes(), 0o600)?;
     let f = file.to_string_lossy().into_owned();
     nft(&["-c", "-f", &f]).map_err(|err| {
         failed(format!(
@@ -673,7 +673,8 @@ impl Traffic for Nft {
         fsx::create_dirs(&cfg.state_dir)
             .context(format!("cannot create {}", cfg.state_dir.display()))?;
         let next = cfg.state_dir.join("traffic.nft.next");
-        fsx::write_atomic(&next, text.as_bytes(), 0o644)?;
+        // Read by nft at once, then kept for boot: a record, not waited on the disk for.
+        fsx::write_atomic_record(&next, text.as_bytes(), 0o644)?;
         let next_s = next.to_string_lossy().into_owned();
         // No separate `nft -c`: the kernel checks the batch and commits all of it or none, and
         // a check is a kernel transaction of its own (as long as the change itself).
@@ -743,7 +744,7 @@ impl Traffic for Nft {
         if let Some(e) = steered(cfg) {
             // Set up on this host (a root deploy sets itself up): setup's steering unit loads
             // the table at boot and again after a ruleset flush, from steer.want.
-            if let Err(err) = fsx::write_atomic(
+            if let Err(err) = fsx::write_atomic_record(
                 &want_path(&e.state_dir),
                 format!("{}\n", comment(&want)).as_bytes(),
                 0o644,
