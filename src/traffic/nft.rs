@@ -293,7 +293,11 @@ fn list_table(table: &str) -> std::result::Result<Option<String>, Doubt> {
 /// its chain, and exactly `want`'s rule. Anything else, or nothing, is not a confirmation (an
 /// nft without `--echo`, or one printing another format): the caller lists the table.
 fn echoed(cfg: &Config, want: &Steering, echo: &str) -> bool {
-    let t = table_name(cfg);
+    echoed_for(&table_name(cfg), rule(cfg, want), echo)
+}
+
+/// [`echoed`] from the values alone: table `t` with exactly `want_rule`.
+fn echoed_for(t: &str, want_rule: Option<String>, echo: &str) -> bool {
     let chain =
         format!("add chain ip {t} out {{ type nat hook output priority -100; policy accept; }}");
     let rule_head = format!("add rule ip {t} out ");
@@ -312,10 +316,7 @@ fn echoed(cfg: &Config, want: &Steering, echo: &str) -> bool {
             return false;
         }
     }
-    table_seen
-        && chain_seen
-        && committed
-        && rules == rule(cfg, want).into_iter().collect::<Vec<_>>()
+    table_seen && chain_seen && committed && rules == want_rule.into_iter().collect::<Vec<_>>()
 }
 
 /// The rule lines of a listing, read whole: the rules of chain `out` after its `type … hook
@@ -444,23 +445,12 @@ fn apply_through_helper(
         format!("{}\n", comment(want)).as_bytes(),
         0o644,
     )?;
+    // `steer` exits 0 only when the kernel confirmed the table asked for (its echo of the
+    // committed batch, or a listing compared whole): no second listing through sudo.
     if root() {
         steer(&e.app, false)?;
     } else {
         sudo_steer(e, &[])?;
-    }
-    match read(cfg) {
-        Ok(now) if now == *want => {}
-        other => {
-            return Err(failed(format!(
-                "table ip {} is not what was asked for ({})",
-                e.table,
-                match other {
-                    Ok(now) => comment(&now),
-                    Err(d) => format!("{d:?}"),
-                }
-            )))
-        }
     }
     log::info!(
         "table ip {}: new connections to 127.0.0.1:{} now go to {} ({} through nonstop steer; nginx not reloaded)",
@@ -589,13 +579,29 @@ pub(super) fn apply_entry(e: &crate::registry::Entry, front: u16, want: &Steerin
     let file = dir.join(format!("{}.nft", e.app));
     fsx::write_atomic_record(&file, ruleset.as_bytes(), 0o600)?;
     let f = file.to_string_lossy().into_owned();
-    nft(&["-c", "-f", &f]).map_err(|err| {
-        failed(format!(
-            "the kernel would not take the new table: {err}; nothing changed"
-        ))
-    })?;
-    nft(&["-f", &f])?;
-    let now = list_table(&e.table).map_err(unlisted)?.ok_or_else(|| {
+    // One transaction, all of it or none (as `Nft::apply`); the kernel's echo confirms it,
+    // else (no echo that matches, or a failure) the table is listed.
+    let ran = nft(&["-f", &f, "-e"]);
+    if let Ok(echo) = &ran {
+        if echoed_for(&e.table, rule_for(front, e.balanced, want), echo) {
+            return Ok(());
+        }
+    }
+    let listed = list_table(&e.table).map_err(unlisted)?;
+    let now = match (ran, listed) {
+        (Err(err), None) => {
+            return Err(failed(format!(
+                "{err}; read back from the kernel: there is no table"
+            )))
+        }
+        (Err(err), Some(t)) if parse_listing(&t, front, e.balanced).ok().as_ref() != Some(want) => {
+            return Err(failed(format!(
+                "{err}; read back from the kernel: the table is not the one asked for"
+            )))
+        }
+        (_, listed) => listed,
+    };
+    let now = now.ok_or_else(|| {
         failed(format!(
             "table ip {} missing right after it was applied",
             e.table
