@@ -38,6 +38,15 @@ fn write_atomic_owned(
     atomic_io(path, bytes, mode, owner).context(format!("cannot write {}", path.display()))
 }
 
+/// [`write_atomic`] for a record whose truth is elsewhere (the state file, the ruleset kept for
+/// boot): replaced atomically the same way, without waiting for the disk (no fsync). Readers
+/// see the old or the new bytes; after a power loss it may be the old ones (ext4 and xfs write
+/// a renamed-over file's data before the rename), never a mix.
+pub fn write_atomic_record(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
+    atomic_io_with(path, mode, None, false, |f| f.write_all(bytes))
+        .context(format!("cannot write {}", path.display()))
+}
+
 /// [`write_atomic`] for content that is streamed rather than held in memory: `fill` writes the
 /// new file (a bundle's zip) through the temp file; on any error the temp file is removed and
 /// `path` is untouched.
@@ -46,7 +55,7 @@ pub fn write_atomic_with(
     mode: u32,
     fill: impl FnOnce(&mut File) -> std::io::Result<()>,
 ) -> std::io::Result<()> {
-    atomic_io_with(path, mode, None, fill)
+    atomic_io_with(path, mode, None, true, fill)
 }
 
 fn atomic_io(
@@ -55,13 +64,14 @@ fn atomic_io(
     mode: u32,
     owner: Option<(u32, u32)>,
 ) -> std::io::Result<()> {
-    atomic_io_with(path, mode, owner, |f| f.write_all(bytes))
+    atomic_io_with(path, mode, owner, true, |f| f.write_all(bytes))
 }
 
 fn atomic_io_with(
     path: &Path,
     mode: u32,
     owner: Option<(u32, u32)>,
+    sync: bool,
     fill: impl FnOnce(&mut File) -> std::io::Result<()>,
 ) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
@@ -82,10 +92,14 @@ fn atomic_io_with(
         if let Some((uid, gid)) = owner {
             std::os::unix::fs::fchown(&f, Some(uid), Some(gid))?;
         }
-        f.sync_all()?;
+        if sync {
+            f.sync_all()?;
+        }
         fs::rename(&tmp, path)?;
-        if let Ok(d) = File::open(dir) {
-            let _ = d.sync_all();
+        if sync {
+            if let Ok(d) = File::open(dir) {
+                let _ = d.sync_all();
+            }
         }
         Ok(())
     };

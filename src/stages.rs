@@ -370,6 +370,18 @@ pub enum SwitchMode {
 /// `switch`: point nginx at the idle slot (or `slot`) after one health probe (unless `force`).
 /// The old slot keeps running as the instant rollback target.
 pub fn switch(run: &Run, slot: Target<'_>, force: bool, mode: SwitchMode) -> Result<()> {
+    switch_probed(run, slot, force, mode, false)
+}
+
+/// [`switch`]; `probed`: the caller holds the lock and has just proven the target slot's app
+/// and probed its health (`nonstop rollback`'s plan), so the switch does not do it again.
+pub fn switch_probed(
+    run: &Run,
+    slot: Target<'_>,
+    force: bool,
+    mode: SwitchMode,
+    probed: bool,
+) -> Result<()> {
     let cfg = &run.cfg;
     if mode != SwitchMode::Full && !cfg.balanced() {
         return Err(Error::Usage(
@@ -403,7 +415,7 @@ pub fn switch(run: &Run, slot: Target<'_>, force: bool, mode: SwitchMode) -> Res
     };
     let t0 = Instant::now();
     let r = match mode {
-        SwitchMode::Full => switch_to(run, &roles, target, force),
+        SwitchMode::Full => switch_to_with(run, &roles, target, force, probed),
         SwitchMode::Canary(p) => canary(run, &roles, target, p, force),
         SwitchMode::Promote => switch_to(run, &roles, target, true),
         SwitchMode::Abort => abort_canary(run, &roles, target),
@@ -530,6 +542,17 @@ fn abort_canary(run: &Run, roles: &slots::Roles, target: &Slot) -> Result<()> {
 
 /// Make `target` live (see [`switch`]); the caller holds the lock.
 pub fn switch_to(run: &Run, roles: &slots::Roles, target: &Slot, force: bool) -> Result<()> {
+    switch_to_with(run, roles, target, force, false)
+}
+
+/// [`switch_to`]; `probed`: see [`switch_probed`].
+fn switch_to_with(
+    run: &Run,
+    roles: &slots::Roles,
+    target: &Slot,
+    force: bool,
+    probed: bool,
+) -> Result<()> {
     let cfg = &run.cfg;
     let mut rot = rotation::read(run)?;
     let in_rotation = !cfg.balanced() || rotation::member(&rot, target) == Member::Up(1);
@@ -537,7 +560,9 @@ pub fn switch_to(run: &Run, roles: &slots::Roles, target: &Slot, force: bool) ->
         log::info!("slot {} is already live; nothing to switch", target.name);
         return Ok(());
     }
-    probe_before_switch(run, target, force)?;
+    if !probed {
+        probe_before_switch(run, target, force)?;
+    }
     // Balanced: the slot joins the rotation and every slot in it gets an equal weight again.
     for e in rot.iter_mut() {
         if e.1 != Member::Down || e.0 == target.port {

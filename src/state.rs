@@ -3,7 +3,6 @@
 //! the truth, and where they disagree the include wins and a warning is logged.
 
 use crate::error::Result;
-use crate::fsx::write_atomic;
 use crate::stage_table::Stage;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -60,6 +59,10 @@ pub struct Event {
     /// A [`Action::Watch`] event: what the watch concluded, with its figures.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub verdict: Option<crate::watch::verdict::Verdict>,
+    /// What happened, in words, where the action alone does not say it (a [`Action::Restore`]:
+    /// what removed the table, and when).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 /// What an [`Event`] records. In `state.json` it is the string [`Action::as_string`] gives
@@ -82,6 +85,9 @@ pub enum Action {
     Rollback,
     /// The watch after a switch (`--watch`); its [`Event::verdict`] holds the figures.
     Watch,
+    /// The steering unit loaded the nftables table again after someone removed it (a ruleset
+    /// flush); its [`Event::note`] says when and by whom.
+    Restore,
     /// Any other string, kept as it was read.
     Other(String),
 }
@@ -121,6 +127,7 @@ impl Action {
             Action::Deploy => "deploy".into(),
             Action::Rollback => "rollback".into(),
             Action::Watch => "watch".into(),
+            Action::Restore => "restore".into(),
             Action::Other(s) => s.clone(),
         }
     }
@@ -136,6 +143,7 @@ impl Action {
             "deploy" => Action::Deploy,
             "rollback" => Action::Rollback,
             "watch" => Action::Watch,
+            "restore" => Action::Restore,
             _ => match s
                 .strip_prefix("canary ")
                 .and_then(|p| p.strip_suffix('%'))
@@ -294,13 +302,14 @@ pub fn load(state_dir: &Path) -> State {
     }
 }
 
-/// Write the state atomically.
+/// Write the state atomically, without waiting for the disk: it is a record (the include or
+/// the table is the truth), and the hooks' critical path should not wait on fsyncs.
 pub fn save(state_dir: &Path, st: &State) -> Result<()> {
     crate::fsx::create_dirs(state_dir)
         .map_err(|e| crate::error::failed(format!("cannot create {}: {e}", state_dir.display())))?;
     let mut s = serde_json::to_string_pretty(st).expect("state serializes");
     s.push('\n');
-    write_atomic(&path(state_dir), s.as_bytes(), 0o644)
+    crate::fsx::write_atomic_record(&path(state_dir), s.as_bytes(), 0o644)
 }
 
 impl State {
@@ -370,6 +379,7 @@ pub fn record_event(
         version,
         by: Some(by()),
         verdict: None,
+        note: None,
     };
     if let Err(e) = update(state_dir, |s| s.record(ev)) {
         log::warn!("could not record {action} in the state file: {e}");
@@ -413,6 +423,7 @@ mod tests {
             (Action::DeploySecond, "deploy-second"),
             (Action::Deploy, "deploy"),
             (Action::Rollback, "rollback"),
+            (Action::Restore, "restore"),
             (Action::Other("warm-up".into()), "warm-up"),
             (Action::Other("canary 010%".into()), "canary 010%"),
             (Action::Other("canary 300%".into()), "canary 300%"),

@@ -651,3 +651,155 @@ fn a_switch_and_a_rollback_run_nft_twice_one_listing_and_one_transaction() {
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(nft_calls(&dir), once[..1], "{}", r.stderr);
 }
+
+fn nft(args: &[&str]) {
+    let st = std::process::Command::new("nft")
+        .args(args)
+        .status()
+        .unwrap();
+    assert!(st.success(), "nft {args:?}");
+}
+
+/// The table is compared whole: a rule nonstop did not write, inserted by hand before its own
+/// (which the own rule's check alone did not see), is a doubt: `status` shows it, a plain
+/// `stop` refuses to stop the idle slot the hand-made rule now serves from, and `switch`
+/// repairs it. So is a chain or a set of someone else's in nonstop's table.
+#[test]
+fn a_rule_nonstop_did_not_write_is_a_doubt_and_a_plain_stop_refuses() {
+    let env = Env::nftables(2);
+    env.deploy("v1");
+    env.deploy("v2");
+    serves(&env, "v2");
+    let (front, blue) = (env.front.unwrap(), env.port_of("blue"));
+    let redirect = format!("tcp dport {front} redirect to :{blue}");
+    nft(&["insert", "rule", "ip", "nonstop_demo", "out", &redirect]);
+    serves(&env, "v1"); // what the hand-made rule does: blue, the idle slot, serves
+    let st = env.nonstop(&["status", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&st.stdout).unwrap();
+    let doubt = v["include"]["doubt"].as_str().unwrap_or_default();
+    assert!(
+        doubt.contains("was changed by someone else") && doubt.contains(&redirect),
+        "{}",
+        st.stdout
+    );
+    let text = env.nonstop(&["status"]).stdout;
+    assert!(text.contains("DOUBT"), "{text}");
+    let blue_pid = env.pid_of("blue").unwrap();
+    let r = env.hook("stop", &[]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.last_line().contains(&redirect) && r.last_line().contains("switch --slot"),
+        "{}",
+        r.last_line()
+    );
+    assert!(blue_pid.running(), "the slot that serves was not stopped");
+    serves(&env, "v1");
+    let r = env.hook("switch", &["--slot", "green"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    serves(&env, "v2");
+    assert!(!table(&env).contains("redirect"), "{}", table(&env));
+    // A chain of someone else's in nonstop's table.
+    nft(&["add", "chain", "ip", "nonstop_demo", "mine"]);
+    let r = env.hook("stop", &[]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.last_line().contains("chain mine"), "{}", r.last_line());
+    let r = env.hook("switch", &["--slot", "green"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let r = env.hook("stop", &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+}
+
+/// The steering unit's watch (`nonstop steer --watch`, here its loop in this test's network
+/// namespace): after `nft flush ruleset`, and after the table alone is deleted, the table is
+/// loaded again by itself from the recorded steering, the site answers from the live slot,
+/// and `status` says what happened. A table changed by hand is left for the operator.
+#[test]
+fn a_flushed_ruleset_is_followed_by_the_table_loaded_again_by_itself() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let env = Env::nftables(2);
+    env.deploy("v1");
+    env.deploy("v2");
+    serves(&env, "v2");
+    let cfg = nonstop::config::load(Some(&env.config_path())).unwrap();
+    let entry =
+        nonstop::registry::Entry::of(&cfg, "root", std::path::Path::new("/usr/bin/nonstop"));
+    let front = env.front.unwrap();
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let watcher = {
+        let (entry, stop) = (entry.clone(), stop.clone());
+        std::thread::spawn(move || nonstop::traffic::watcher::watch_entry(&entry, front, &stop))
+    };
+    let steers = format!(
+        "tcp dport {front} dnat to 127.0.0.1:{}",
+        env.port_of("green")
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let load = Traffic::start(env.nginx_addr(), 4, Duration::from_millis(2));
+    load.wait_requests(100);
+    for (what, args) in [
+        ("nft flush ruleset", &["flush", "ruleset"][..]),
+        (
+            "nft delete table ip nonstop_demo",
+            &["delete", "table", "ip", "nonstop_demo"],
+        ),
+    ] {
+        let t0 = std::time::Instant::now();
+        nft(args);
+        let back = wait_until(Duration::from_secs(10), || table(&env).contains(&steers));
+        eprintln!(
+            "FIGURE: table back {:.0?} after `{what}` returned",
+            t0.elapsed()
+        );
+        assert!(back, "the table is back after `{what}`: {}", table(&env));
+        serves(&env, "v2");
+        load.wait_requests(100);
+    }
+    let t = load.finish();
+    eprintln!("FIGURE: load across two flushes: {}", t.summary());
+    // The table was gone for a moment: a new connection then reached no slot (nginx 502);
+    // nothing answered but v2.
+    t.assert_versions_among("load across two flushes", &["v2"], &["v2"]);
+    // The history says it (the event is written by a thread of the watch, under the lock).
+    let restored = || {
+        env.state()["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["action"] == "restore")
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    assert!(
+        wait_until(Duration::from_secs(5), || restored().len() == 2),
+        "{:#}",
+        env.state()
+    );
+    for e in restored() {
+        assert_eq!(e["outcome"], "ok", "{e}");
+        assert_eq!(e["slot"], "green", "{e}");
+        let note = e["note"].as_str().unwrap();
+        assert!(
+            note.contains("table ip nonstop_demo was deleted at") && note.contains("(nft)"),
+            "{note}"
+        );
+    }
+    let st = env.nonstop(&["status"]).stdout;
+    assert!(
+        st.contains("restored") && st.contains("table ip nonstop_demo was deleted at"),
+        "{st}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&env.nonstop(&["status", "--json"]).stdout).unwrap();
+    assert_eq!(json["traffic"]["restored"]["slot"], "green", "{json:#}");
+    assert!(json["include"]["doubt"].is_null(), "{json:#}");
+    // A rule inserted by hand is not undone: it is the operator's doubt to settle.
+    let redirect = format!("tcp dport {front} redirect to :{}", env.port_of("blue"));
+    nft(&["insert", "rule", "ip", "nonstop_demo", "out", &redirect]);
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(table(&env).contains(&redirect), "{}", table(&env));
+    stop.store(true, Ordering::Relaxed);
+    watcher.join().unwrap().unwrap();
+    assert_eq!(restored().len(), 2);
+    let r = env.hook("switch", &["--slot", "green"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+}

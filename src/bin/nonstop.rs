@@ -243,6 +243,10 @@ enum Cmd {
         /// At boot (the app's traffic unit): nothing to do when nothing was asked yet
         #[arg(long)]
         boot: bool,
+        /// The steering unit's watch: load the table again whenever it disappears (a ruleset
+        /// flush), until stopped
+        #[arg(long, conflicts_with_all = ["show", "boot"])]
+        watch: bool,
     },
     /// The slot units' ExecStart (as the app user): check the slot's launch file, exec java
     #[command(hide = true)]
@@ -363,7 +367,10 @@ fn main() -> std::process::ExitCode {
                 user: user.clone(),
                 config: c.common.config.clone(),
             }),
-            Cmd::Steer { app, show, boot: _ } => nonstop::traffic::nft::steer(app, *show),
+            Cmd::Steer {
+                app, watch: true, ..
+            } => nonstop::traffic::watcher::watch(app),
+            Cmd::Steer { app, show, .. } => nonstop::traffic::nft::steer(app, *show),
             Cmd::RunSlot { app } => nonstop::supervisor::systemd::run_slot(
                 app,
                 slot.ok_or_else(|| nonstop::Error::Usage("run-slot needs --slot".into()))?,

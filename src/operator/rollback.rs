@@ -113,8 +113,9 @@ pub fn run(run: &Run, slot: Option<&str>, rep: &mut super::report::Report) -> Re
     let to = Target::Slot(target);
     let mut st_run = Stages::default();
     let r = match &why_not {
+        // The plan has just proven the slot's app and probed its health, under this lock.
         None => st_run.run(Action::Switch, || {
-            stages::switch(run, to, false, SwitchMode::Full)
+            stages::switch_probed(run, to, false, SwitchMode::Full, true)
         }),
         Some(why) => {
             crate::outln!(

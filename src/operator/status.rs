@@ -110,6 +110,37 @@ pub struct TrafficNow {
     pub truth: String,
     /// nftables mode: the front port nginx proxies to.
     pub front_port: Option<u16>,
+    /// nftables mode: the last time the steering unit loaded the table again after someone
+    /// removed it (a ruleset flush), from the history.
+    pub restored: Option<Restored>,
+}
+
+/// A `restore` event of the history: the table loaded again by the steering unit.
+#[derive(Debug, Clone, Serialize)]
+pub struct Restored {
+    pub time: String,
+    /// The live slot the table steers to again.
+    pub slot: String,
+    /// `ok`, or why it could not be loaded again.
+    pub outcome: String,
+    pub duration_ms: u64,
+    /// What removed the table, and when.
+    pub note: Option<String>,
+}
+
+/// The newest `restore` event of `history`.
+fn restored(history: &[Event]) -> Option<Restored> {
+    history
+        .iter()
+        .rev()
+        .find(|e| e.action == Action::Restore)
+        .map(|e| Restored {
+            time: e.time.clone(),
+            slot: e.slot.clone(),
+            outcome: e.outcome.as_string(),
+            duration_ms: e.duration_ms,
+            note: e.note.clone(),
+        })
 }
 
 /// The include file and the port it names.
@@ -292,6 +323,7 @@ pub fn collect(run: &Run) -> Result<Status> {
             via: cfg.traffic.via,
             truth: run.truth(),
             front_port: cfg.traffic.port,
+            restored: restored(&st.history),
         },
         live: roles.live.map(|l| l.name.clone()),
         previous: st.previous.clone(),
@@ -435,7 +467,8 @@ fn completes(action: &Action) -> bool {
 /// one id); the `deploy`/`rollback` summary of `nonstop` closes its run.
 pub fn deployments(history: &[Event]) -> Vec<Deployment> {
     let mut groups: Vec<Vec<&Event>> = vec![];
-    for e in history {
+    // The steering unit's restores belong to no deployment (status shows the last one).
+    for e in history.iter().filter(|e| e.action != Action::Restore) {
         let starts_new = match groups.last() {
             None => true,
             Some(g) => {
@@ -546,6 +579,17 @@ pub fn render(s: &Status) -> String {
             (Some(p), None) => format!("port {p}, which is no slot"),
         }
     );
+    if let Some(r) = &s.traffic.restored {
+        out += &format!(
+            "restored {} at {} (slot {}, {}, in {} ms): {}\n",
+            s.traffic.truth,
+            r.time,
+            if r.slot.is_empty() { "none" } else { &r.slot },
+            r.outcome,
+            r.duration_ms,
+            r.note.as_deref().unwrap_or("it was missing")
+        );
+    }
     if let Some(d) = &s.include.doubt {
         out += &format!(
             "DOUBT    cannot tell which slot nginx serves: {d}; deploys refuse until you {}\n",

@@ -11,11 +11,13 @@
 //!
 //! The stages call only [`Traffic`] ([`seam`]: the trait, the rotation by slot, [`Doubt`]):
 //! `switch`, `deploy-second`, canary and drain never touch nginx files or nft themselves.
-//! Here: the choice, and a doubt in words (it names the chosen seam's truth).
+//! Here: the choice, and a doubt in words (it names the chosen seam's truth). [`watcher`]:
+//! the steering unit's watch, which loads the table again after a ruleset flush.
 
 pub mod nft;
 pub mod reload;
 pub mod seam;
+pub mod watcher;
 
 use crate::config::Config;
 pub use crate::config::Via;

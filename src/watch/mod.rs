@@ -330,6 +330,7 @@ pub(super) fn record(
         version,
         by: Some(state::by()),
         verdict: Some(v.clone()),
+        note: None,
     };
     if let Err(e) = run.record_event(ev) {
         log::warn!("could not record the watch's verdict in the state file: {e}");

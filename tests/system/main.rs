@@ -17,6 +17,7 @@ mod load;
 mod recipe;
 mod ssh;
 
+use common::Kind;
 use host::{Bundle, Hooks, Host, Setup, Site};
 use load::get;
 use std::time::Duration;
@@ -704,10 +705,24 @@ fn g_nftables_steering_comes_back_at_boot() {
     );
 
     // Firewall events: Debian's nftables.service runs /etc/nftables.conf, which begins with
-    // `flush ruleset`, on restart and on reload. The steering unit follows it (`PartOf=`,
-    // `ReloadPropagatedFrom=`) and loads the table again by itself, within 1 s.
-    for cmd in ["restart", "reload"] {
-        host.sh_ok(&format!("systemctl {cmd} nftables"));
+    // `flush ruleset`, on start, restart and reload, and flushes on stop; an admin may flush by
+    // hand. The steering unit watches the ruleset (`nft monitor`) and loads the table again by
+    // itself within 1 s, under load, whatever flushed it; status says so.
+    assert_eq!(
+        host.sh_ok(&format!("systemctl is-active {unit}")).trim(),
+        "active",
+        "the steering unit stays, watching"
+    );
+    let load = load::keep_alive(host.addr(), 4, Duration::from_millis(5));
+    load.wait_requests(100);
+    for cmd in [
+        "systemctl restart nftables",
+        "systemctl reload nftables",
+        "nft flush ruleset",
+        "systemctl stop nftables",
+        "systemctl start nftables",
+    ] {
+        host.sh_ok(cmd);
         let t0 = std::time::Instant::now();
         loop {
             let o = host.exec("root", &["nft", "list", "table", "ip", "nonstop_myapp"]);
@@ -716,7 +731,7 @@ fn g_nftables_steering_comes_back_at_boot() {
             }
             assert!(
                 t0.elapsed() < Duration::from_secs(1),
-                "the table is back within 1 s of `systemctl {cmd} nftables`: {}{}",
+                "the table is back within 1 s of `{cmd}`: {}{}",
                 o.stdout,
                 o.stderr
             );
@@ -725,17 +740,39 @@ fn g_nftables_steering_comes_back_at_boot() {
         let back = t0.elapsed();
         let (other, body) = answers_until_200(&host, Duration::from_secs(5));
         eprintln!(
-            "[system] FIGURE nsys-g-nft: systemctl {cmd} nftables: the table back {back:.2?} after the command returned; then {other} other answers before a 200"
+            "[system] FIGURE nsys-g-nft: `{cmd}`: the table back {back:.2?} after the command returned; then {other} other answers before a 200"
         );
-        assert_eq!(
-            other, 0,
-            "the site answers at once after `systemctl {cmd} nftables`"
-        );
+        assert_eq!(other, 0, "the site answers at once after `{cmd}`");
         assert!(
             body.trim().starts_with("v2 ") && body.trim().ends_with(&format!(" {port}")),
-            "{live} serves v2 after `systemctl {cmd} nftables`: {body}"
+            "{live} serves v2 after `{cmd}`: {body}"
         );
+        load.wait_requests(100);
     }
+    let t = load.finish();
+    eprintln!(
+        "[system] FIGURE nsys-g-nft: load across 5 firewall events: {}",
+        t.summary()
+    );
+    // Between a flush and the restore a new connection reaches no slot (nginx's 502), and an
+    // answer the app sends meanwhile is not translated back (the NAT hook is gone with the
+    // table): it never reaches nginx, whose request then waits out the client's timeout, at
+    // most one per connection per event. Nothing but v2 answered, no body was cut.
+    t.assert_versions_among("load across 5 firewall events", &["v2"], &["v2"]);
+    for k in [Kind::BodyCut, Kind::EofInHeaders, Kind::Malformed] {
+        assert_eq!(t.raw_of(k), 0, "{k:?}: {}", t.summary());
+    }
+    assert!(t.raw_of(Kind::Timeout) <= 4 * 5, "{}", t.summary());
+    let st = host.status();
+    let restored = &st["traffic"]["restored"];
+    assert_eq!(restored["outcome"], "ok", "{st:#}");
+    assert!(
+        restored["note"]
+            .as_str()
+            .is_some_and(|n| n.contains("table ip nonstop_myapp was deleted at")),
+        "{st:#}"
+    );
+    assert!(st["include"]["doubt"].is_null(), "{st:#}");
 }
 
 /// The reload confirmation as a non-root hook user (no access to nginx's descriptors): with
@@ -786,9 +823,10 @@ fn i_switch_as_ec2_user_answers_the_new_slot_at_once() {
 }
 
 /// `sudo nonstop setup --user ec2-user` for two apps whose names used to share a unit
-/// (`shop` with slot `api-blue`, reload mode; `shop-api` with slot `blue`, nftables mode):
+/// (`shop` with slot `api-blue` and `shop-api` with slot `blue`, both steering with nftables):
 /// setup is idempotent and refuses a clash naming the other app; both apps deploy alternately
-/// as ec2-user over their own sites under keep-alive load with nothing lost; the escalations
+/// as ec2-user over their own sites under keep-alive load with nothing lost (nginx never
+/// reloaded); `systemctl restart nftables` under load: both tables back within 1 s; the escalations
 /// ec2-user had with the old sudo rules (a unit of its own, extra unit names, `daemon-reload`,
 /// the journal's vacuum, a slot on port 22, a launch file or a steering of its own choosing)
 /// are each refused; after a reboot both sites serve again.
@@ -800,9 +838,9 @@ fn h_setup_leaves_ec2_user_only_its_apps() {
     host.cp(&b.rev().join("bin/nonstop"), "/usr/local/bin/nonstop");
     let yml = std::fs::read_to_string(host::project().join("tests/system/nonstop.yml")).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    // shop-api steers with nftables through the front port 18500.
+    // Both steer with nftables, through the front ports 18400 and 18500.
     let apps = [
-        ("shop", "api-blue", 8081, "green", 8082, 81, None),
+        ("shop", "api-blue", 8081, "green", 8082, 81, Some(18400)),
         ("shop-api", "blue", 9081, "green", 9082, 82, Some(18500)),
     ];
     for (app, s1, p1, s2, p2, listen, front) in apps {
@@ -885,6 +923,13 @@ fn h_setup_leaves_ec2_user_only_its_apps() {
         "{}",
         again.stdout
     );
+    assert!(
+        first
+            .stdout
+            .contains("enabled nonstop-shop-traffic.service"),
+        "{}",
+        first.stdout
+    );
     let o = setup("shop-api");
     assert_eq!(o.code, 0, "{}{}", o.stdout, o.stderr);
     assert!(
@@ -929,6 +974,8 @@ fn h_setup_leaves_ec2_user_only_its_apps() {
         assert_eq!(o.code, 0, "{app} v1: {}", o.stderr);
     }
     let site = |port: u16| std::net::SocketAddr::new(host.ip.into(), port);
+    let workers = || host.sh_ok("pgrep -d, -f '^nginx: worker process'");
+    let workers0 = workers();
     let loads = [
         load::keep_alive(site(81), 2, Duration::from_millis(5)),
         load::keep_alive(site(82), 2, Duration::from_millis(5)),
@@ -950,12 +997,79 @@ fn h_setup_leaves_ec2_user_only_its_apps() {
             "[system] FIGURE nsys-h-setup: {app} under 4 deploys: {}",
             t.summary()
         );
-        let what = format!("{app} under 4 deploys");
-        // shop switches by reloading nginx (twice); a reload closes the idle keep-alive
-        // connections of every site of that nginx, shop-api's too, although shop-api itself
-        // switches in nftables without one: at most one request per connection per reload
-        // (2 × 2) reset before any byte of its answer, and nothing else, on both sites.
-        t.assert_reload_bound(&what, 200, &["v1", "v2"], 2, 2);
+        // Not one request failed on either site, not even before a retry.
+        t.assert_clean(&format!("{app} under 4 deploys"), 200, &["v1", "v2"]);
+    }
+    assert_eq!(workers(), workers0, "nginx was never reloaded");
+    // `systemctl restart nftables` (its /etc/nftables.conf flushes the ruleset) under load on
+    // both sites: each app's steering unit loads its table again by itself, within 1 s.
+    let loads = [
+        load::keep_alive(site(81), 2, Duration::from_millis(5)),
+        load::keep_alive(site(82), 2, Duration::from_millis(5)),
+    ];
+    for l in &loads {
+        l.wait_requests(100);
+    }
+    let tables = [("nonstop_shop", 18400), ("nonstop_shop_api", 18500)];
+    host.sh_ok("systemctl restart nftables");
+    let t0 = std::time::Instant::now();
+    let mut back = vec![];
+    for (table, front) in tables {
+        loop {
+            let o = host.exec("root", &["nft", "list", "table", "ip", table]);
+            if o.code == 0 && o.stdout.contains(&format!("tcp dport {front} dnat to")) {
+                back.push(t0.elapsed());
+                break;
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(1),
+                "table {table} is back within 1 s of `systemctl restart nftables`: {}{}",
+                o.stdout,
+                o.stderr
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    eprintln!(
+        "[system] FIGURE nsys-h-setup: systemctl restart nftables: tables back {:.2?} and {:.2?} after the command returned",
+        back[0], back[1]
+    );
+    for l in &loads {
+        l.wait_requests(100);
+    }
+    for (load, app) in loads.into_iter().zip(["shop", "shop-api"]) {
+        let t = load.finish();
+        eprintln!(
+            "[system] FIGURE nsys-h-setup: {app} across systemctl restart nftables: {}",
+            t.summary()
+        );
+        // Between the flush and the restore a new connection reaches no slot (nginx's 502),
+        // an answer sent meanwhile is lost (a timeout, at most one per connection; see test
+        // g); only v1 answered, no body was cut.
+        t.assert_versions_among(&format!("{app} across the restart"), &["v1"], &["v1"]);
+        for k in [Kind::BodyCut, Kind::EofInHeaders, Kind::Malformed] {
+            assert_eq!(t.raw_of(k), 0, "{app} {k:?}: {}", t.summary());
+        }
+        assert!(t.raw_of(Kind::Timeout) <= 2, "{app}: {}", t.summary());
+    }
+    for app in ["shop", "shop-api"] {
+        let st: serde_json::Value = serde_json::from_str(
+            &host
+                .exec(
+                    "ec2-user",
+                    &[
+                        "nonstop",
+                        "status",
+                        "--json",
+                        "-c",
+                        &format!("/etc/nonstop/{app}.yml"),
+                    ],
+                )
+                .stdout,
+        )
+        .unwrap();
+        assert_eq!(st["traffic"]["restored"]["outcome"], "ok", "{app}: {st:#}");
+        assert!(st["include"]["doubt"].is_null(), "{app}: {st:#}");
     }
     let units =
         host.sh_ok("systemctl list-units --no-legend --plain 'nonstop-*' | awk '{print $1}'");

@@ -29,7 +29,10 @@ pub mod units;
 
 pub use env::{env_digest, env_file, render_env_file, write_env_file, MARKER};
 pub use run_slot::{check_launch, launch_path, run_slot, Launch};
-pub use units::{install_units, legacy_unit, render_template, unit_name, UNIT_DIR};
+pub use units::{
+    install_steering_unit, install_units, legacy_unit, render_template, steering_unit, unit_name,
+    UNIT_DIR,
+};
 
 use super::{Kind, Start, Stopped, Supervision, Supervisor};
 use crate::config::{Config, Slot};
@@ -41,7 +44,7 @@ use std::collections::HashSet;
 use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant, SystemTime};
-use units::{ours, quote, unit_of, write_unit, FOLLOW_NFTABLES};
+use units::{enabled_at_boot, ours, quote, unit_of, write_unit, FOLLOW_NFTABLES};
 
 /// See the module doc.
 pub struct Systemd;
@@ -344,13 +347,14 @@ impl Supervisor for Systemd {
             if !ours(&unit) {
                 continue;
             }
-            let enabled = show(&unit)
-                .get("UnitFileState")
-                .is_some_and(|v| v == "enabled");
-            if want == enabled {
+            if want == enabled_at_boot(&unit) {
                 continue;
             }
-            let r = systemctl(&[if want { "enable" } else { "disable" }, "--quiet", &unit]);
+            let verb = if want { "enable" } else { "disable" };
+            // No daemon-reload (0.5 s and more on a small host, on every switch): the link is
+            // what the next boot reads. A sudo rule from an older setup lacks `--no-reload`.
+            let r = systemctl(&[verb, "--quiet", "--no-reload", &unit])
+                .or_else(|_| systemctl(&[verb, "--quiet", &unit]));
             match &r {
                 Ok(_) => log::info!(
                     "{unit} {} at boot",
@@ -420,7 +424,7 @@ impl Supervisor for Systemd {
         }
         Supervision {
             active: props.get("ActiveState").cloned(),
-            enabled: props.get("UnitFileState").map(|s| s == "enabled"),
+            enabled: Some(enabled_at_boot(&unit)),
             restarts: props.get("NRestarts").and_then(|n| n.parse().ok()),
             unit: Some(unit),
         }

@@ -165,38 +165,8 @@ pub fn install_units(cfg: &Config, e: &crate::registry::Entry) -> Result<Vec<Str
     if write_unit(&e.template_unit, &text)? {
         changed.push(format!("installed {UNIT_DIR}/{}", e.template_unit));
     }
-    if e.traffic == crate::traffic::Via::Nftables && e.hook_user != "root" {
-        let unit = format!("nonstop-{}-traffic.service", e.app);
-        let text = format!(
-            "{MARKER}: steering of app {app} at boot, written by `sudo nonstop setup`.\n\
-             [Unit]\n\
-             Description=nonstop {app}: steering at boot\n\
-             DefaultDependencies=no\n\
-             After=local-fs.target nftables.service\n\
-             Before=nginx.service network-pre.target\n\
-             Wants=network-pre.target\n\
-             {FOLLOW_NFTABLES}\n\
-             [Service]\n\
-             Type=oneshot\n\
-             RemainAfterExit=yes\n\
-             ExecStart={bin} steer --app {app} --boot\n\
-             ExecReload={bin} steer --app {app} --boot\n\n\
-             [Install]\n\
-             WantedBy=multi-user.target\n",
-            app = e.app,
-            bin = quote(&e.nonstop.to_string_lossy())?,
-        );
-        if write_unit(&unit, &text)? {
-            changed.push(format!("installed {UNIT_DIR}/{unit}"));
-            systemctl(&["daemon-reload"])?;
-        }
-        if show(&unit)
-            .get("UnitFileState")
-            .is_none_or(|v| v != "enabled")
-        {
-            systemctl(&["enable", "--quiet", &unit])?;
-            changed.push(format!("enabled {unit} (the table at boot, before nginx)"));
-        }
+    if e.traffic == crate::traffic::Via::Nftables {
+        changed.extend(install_steering_unit(e)?);
     }
     for s in &cfg.slots {
         let Some(old) = legacy_unit(cfg, s) else {
@@ -223,4 +193,77 @@ pub fn install_units(cfg: &Config, e: &crate::registry::Entry) -> Result<Vec<Str
         systemctl(&["daemon-reload"])?;
     }
     Ok(changed)
+}
+
+/// `nonstop-<app>-traffic.service`: the app's steering. Before nginx at boot it loads the
+/// table (`steer --boot`, from the recorded steering); then it stays, watching the ruleset
+/// (`steer --watch`, see [`crate::traffic::watcher`]), and loads the table again whenever it
+/// disappears, whatever flushed it (nftables.service, firewalld, ufw, `nft flush ruleset`).
+/// Not `PartOf=nftables.service`: stopping the firewall must not stop the steering (its stop
+/// flushes the ruleset too). A unit that changed, or does not run, is (re)started.
+pub fn install_steering_unit(e: &crate::registry::Entry) -> Result<Vec<String>> {
+    let mut changed = vec![];
+    let unit = steering_unit(&e.app);
+    let text = format!(
+        "{MARKER}: steering of app {app}, written by `sudo nonstop setup`.\n\
+         # Loads the table before nginx at boot, then loads it again whenever it disappears.\n\
+         [Unit]\n\
+         Description=nonstop {app}: steering (at boot, and again after a ruleset flush)\n\
+         DefaultDependencies=no\n\
+         After=local-fs.target nftables.service\n\
+         Before=nginx.service network-pre.target shutdown.target\n\
+         Wants=network-pre.target\n\
+         Conflicts=shutdown.target\n\
+         StartLimitIntervalSec=0\n\n\
+         [Service]\n\
+         Type=exec\n\
+         ExecStartPre=-{bin} steer --app {app} --boot\n\
+         ExecStart={bin} steer --app {app} --watch\n\
+         ExecReload={bin} steer --app {app} --boot\n\
+         Restart=always\n\
+         RestartSec=1s\n\n\
+         [Install]\n\
+         WantedBy=multi-user.target\n",
+        app = e.app,
+        bin = quote(&e.nonstop.to_string_lossy())?,
+    );
+    let written = write_unit(&unit, &text)?;
+    if written {
+        changed.push(format!("installed {UNIT_DIR}/{unit}"));
+        systemctl(&["daemon-reload"])?;
+    }
+    if show(&unit)
+        .get("UnitFileState")
+        .is_none_or(|v| v != "enabled")
+    {
+        systemctl(&["enable", "--quiet", &unit])?;
+        changed.push(format!(
+            "enabled {unit} (the table at boot, before nginx, and again after a ruleset flush)"
+        ));
+    }
+    let active = show(&unit)
+        .get("ActiveState")
+        .is_some_and(|v| v == "active");
+    if written || !active {
+        // The watch starts with the table loaded from the record: no gap in the steering.
+        systemctl(&["restart", &unit])?;
+        changed.push(format!("started {unit} (watching the ruleset)"));
+    }
+    Ok(changed)
+}
+
+/// `nonstop-<app>-traffic.service`
+pub fn steering_unit(app: &str) -> String {
+    format!("nonstop-{app}-traffic.service")
+}
+
+/// True when `unit` starts at boot: the link `enable` makes for `WantedBy=multi-user.target`,
+/// read from the disk (the manager's `UnitFileState` is cached until its next reload, which
+/// `enable --no-reload` does not make).
+pub(super) fn enabled_at_boot(unit: &str) -> bool {
+    Path::new(UNIT_DIR)
+        .join("multi-user.target.wants")
+        .join(unit)
+        .symlink_metadata()
+        .is_ok()
 }

@@ -40,9 +40,10 @@ use crate::error::{failed, Context, Result};
 use crate::fsx;
 use crate::nginx::Rotation;
 use rules::{comment, echoed, front, parse_listing, targets};
-use run::{helper, list_table, missing, nft, root, sudo_steer};
+use run::{helper, list_table, missing, nft, root, steered, sudo_steer, unlisted};
 use std::time::{Duration, Instant};
 use steer::apply_through_helper;
+pub(super) use steer::{apply_entry, recorded, steered_entry};
 
 /// See the module doc. One per run ([`crate::run::Run`]): it keeps the run's listing.
 pub struct Nft {
@@ -115,6 +116,16 @@ impl Nft {
     }
 }
 
+/// Whether `table` is loaded now (root): `Err` when nft cannot say.
+pub(super) fn table_loaded(table: &str) -> Result<bool> {
+    list_table(table).map(|t| t.is_some()).map_err(unlisted)
+}
+
+/// The `nft` program for the watcher's `nft monitor`.
+pub(super) fn nft_program() -> Result<String> {
+    nft_bin().map_err(|_| failed(NFT_MISSING))
+}
+
 impl Traffic for Nft {
     fn via(&self) -> Via {
         Via::Nftables
@@ -167,13 +178,16 @@ impl Traffic for Nft {
             return Ok(t0.elapsed());
         }
         if let Some(e) = helper(cfg) {
-            return apply_through_helper(|c| self.read(c), cfg, &e, &want, t0);
+            // A change of nonstop's own: the run's listing is forgotten first.
+            self.forget();
+            return apply_through_helper(cfg, &e, &want, t0);
         }
         let text = render(cfg, &want);
         fsx::create_dirs(&cfg.state_dir)
             .context(format!("cannot create {}", cfg.state_dir.display()))?;
         let next = cfg.state_dir.join("traffic.nft.next");
-        fsx::write_atomic(&next, text.as_bytes(), 0o644)?;
+        // Read by nft at once, then kept for boot: a record, not waited on the disk for.
+        fsx::write_atomic_record(&next, text.as_bytes(), 0o644)?;
         let next_s = next.to_string_lossy().into_owned();
         // No separate `nft -c`: the kernel checks the batch and commits all of it or none, and
         // a check is a kernel transaction of its own (as long as the change itself).
@@ -240,6 +254,20 @@ impl Traffic for Nft {
                 ruleset_path(cfg).display()
             );
         }
+        if let Some(e) = steered(cfg) {
+            // Set up on this host (a root deploy sets itself up): setup's steering unit loads
+            // the table at boot and again after a ruleset flush, from steer.want.
+            if let Err(err) = fsx::write_atomic_record(
+                &want_path(&e.state_dir),
+                format!("{}\n", comment(&want)).as_bytes(),
+                0o644,
+            ) {
+                log::warn!(
+                    "the table will not come back by itself after a flush or a reboot: {err}"
+                );
+            }
+            return Ok(done(cfg, &want, t0));
+        }
         let boot = [
             // Traffic has moved: nothing here fails the change.
             nft_bin().unwrap_or_else(|_| "/usr/sbin/nft".into()),
@@ -257,21 +285,7 @@ impl Traffic for Nft {
             ),
             Err(e) => log::warn!("the table will not come back at boot by itself: {e}"),
         }
-        log::info!(
-            "table ip {}: new connections to 127.0.0.1:{} now go to {} ({} in one nft transaction; nginx not reloaded)",
-            table_name(cfg),
-            front(cfg),
-            match targets(cfg, &want).as_slice() {
-                [] => "nothing".to_string(),
-                t => t
-                    .iter()
-                    .map(|(p, w)| if t.len() > 1 { format!("{p} (weight {w})") } else { p.to_string() })
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            },
-            crate::log::human(t0.elapsed())
-        );
-        Ok(t0.elapsed())
+        Ok(done(cfg, &want, t0))
     }
 
     fn truth(&self, cfg: &Config) -> String {
@@ -281,6 +295,25 @@ impl Traffic for Nft {
     fn change(&self) -> &'static str {
         "nft transaction"
     }
+}
+
+/// Log a change done and say how long it took.
+fn done(cfg: &Config, want: &Steering, t0: Instant) -> Duration {
+    log::info!(
+            "table ip {}: new connections to 127.0.0.1:{} now go to {} ({} in one nft transaction; nginx not reloaded)",
+            table_name(cfg),
+            front(cfg),
+            match targets(cfg, want).as_slice() {
+                [] => "nothing".to_string(),
+                t => t
+                    .iter()
+                    .map(|(p, w)| if t.len() > 1 { format!("{p} (weight {w})") } else { p.to_string() })
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            },
+            crate::log::human(t0.elapsed())
+        );
+    t0.elapsed()
 }
 
 #[cfg(test)]

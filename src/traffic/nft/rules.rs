@@ -156,7 +156,11 @@ pub(super) fn render_for(app: &str, t: &str, front: u16, balanced: bool, s: &Ste
 /// its chain, and exactly `want`'s rule. Anything else, or nothing, is not a confirmation (an
 /// nft without `--echo`, or one printing another format): the caller lists the table.
 pub(super) fn echoed(cfg: &Config, want: &Steering, echo: &str) -> bool {
-    let t = table_name(cfg);
+    echoed_for(&table_name(cfg), rule(cfg, want), echo)
+}
+
+/// [`echoed`] from the values alone: table `t` with exactly `want_rule`.
+pub(super) fn echoed_for(t: &str, want_rule: Option<String>, echo: &str) -> bool {
     let chain =
         format!("add chain ip {t} out {{ type nat hook output priority -100; policy accept; }}");
     let rule_head = format!("add rule ip {t} out ");
@@ -175,20 +179,34 @@ pub(super) fn echoed(cfg: &Config, want: &Steering, echo: &str) -> bool {
             return false;
         }
     }
-    table_seen
-        && chain_seen
-        && committed
-        && rules == rule(cfg, want).into_iter().collect::<Vec<_>>()
+    table_seen && chain_seen && committed && rules == want_rule.into_iter().collect::<Vec<_>>()
 }
 
-/// The rule lines of a listing (everything after the chain's `type … policy …;` line).
-pub(super) fn rule_lines(listing: &str) -> Vec<String> {
-    listing
-        .lines()
-        .map(str::trim)
-        .filter(|l| l.starts_with("ip daddr") || l.contains("dnat"))
-        .map(str::to_string)
-        .collect()
+/// The rule lines of a listing, read whole: the rules of chain `out` after its `type … hook
+/// output …` line, or `Err` naming the first thing in the table nonstop never writes (another
+/// chain, a set, a second hook line, a line outside the chain). `nft list table` prints one
+/// object or rule per line, each block closed by a `}` of its own.
+pub(super) fn rule_lines(listing: &str) -> std::result::Result<Vec<String>, String> {
+    let mut rules = vec![];
+    // 0: before the table, 1: in the table, 2: in chain `out`, 3: after the table.
+    let (mut depth, mut hook) = (0, false);
+    for l in listing.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        let foreign = |l: &str| Err(format!("it holds `{l}`, which nonstop did not write"));
+        match depth {
+            0 if l.starts_with("table ip ") && l.ends_with('{') => depth = 1,
+            1 if l.starts_with("comment \"") => {}
+            1 if l == "chain out {" && !hook => depth = 2,
+            1 if l == "}" => depth = 3,
+            2 if l.starts_with("type nat hook output ") && !hook => hook = true,
+            2 if l == "}" => depth = 1,
+            2 if hook => rules.push(l.to_string()),
+            _ => return foreign(l),
+        }
+    }
+    if depth != 3 || !hook {
+        return Err("its chain `out` with the output hook is missing or not closed".into());
+    }
+    Ok(rules)
 }
 
 /// What a listing says, checked: its comment's state must mean its rule.
@@ -207,7 +225,7 @@ pub(super) fn parse_listing(
         .and_then(parse_comment)
         .ok_or_else(|| Doubt::TableUnreadable("its comment does not say nonstop's state".into()))?;
     let want: Vec<String> = rule_for(front, balanced, &st).into_iter().collect();
-    let have = rule_lines(text);
+    let have = rule_lines(text).map_err(Doubt::TableDiffers)?;
     if have != want {
         return Err(Doubt::TableDiffers(format!(
             "its rule is {:?}, but its state ({}) means {:?}",

@@ -121,6 +121,15 @@ pub(super) fn helper(cfg: &Config) -> Option<crate::registry::Entry> {
         .filter(|e| e.hook_user != "root" && e.traffic == Via::Nftables)
 }
 
+/// The app's registry entry when it is set up on this host for nftables steering, whoever
+/// runs its hooks.
+pub(super) fn steered(cfg: &Config) -> Option<crate::registry::Entry> {
+    crate::registry::read(std::path::Path::new(crate::registry::DIR), &cfg.app.name)
+        .ok()
+        .flatten()
+        .filter(|e| e.traffic == Via::Nftables && e.state_dir == cfg.state_dir)
+}
+
 /// `state_dir/steer.want`: the steering the hook user asks the helper for (the table's comment
 /// format: `nonstop live=8082 rotation=8081:down,8082:1`).
 pub fn want_path(state_dir: &std::path::Path) -> std::path::PathBuf {

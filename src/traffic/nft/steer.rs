@@ -1,8 +1,12 @@
 //! `nonstop steer`, the root helper a hook user reaches through one exact sudo line: what it
 //! may be asked for (only the slots' ports setup fixed), and applying it from the registry's
-//! values; and the hook user's side, asking it and confirming the table says it.
+//! values, confirmed by the kernel; the hook user's side, asking it; and what the steering
+//! unit loads (the recorded steering).
 
-use super::rules::{comment, front, parse_comment, parse_listing, render_for, targets, Steering};
+use super::rules::{
+    comment, echoed_for, front, parse_comment, parse_listing, render_for, rule_for, targets,
+    Steering,
+};
 use super::run::{list_table, nft, root, sudo_steer, unlisted, want_path};
 use crate::config::Config;
 use crate::error::{failed, Context, Result};
@@ -11,9 +15,8 @@ use crate::nginx::Member;
 use crate::traffic::Via;
 use std::time::{Duration, Instant};
 
-/// Ask the root helper for `want` and confirm the table says it.
+/// Ask the root helper for `want`; it exits 0 only once the kernel confirmed the table.
 pub(super) fn apply_through_helper(
-    read: impl Fn(&Config) -> std::result::Result<Steering, crate::traffic::Doubt>,
     cfg: &Config,
     e: &crate::registry::Entry,
     want: &Steering,
@@ -21,28 +24,17 @@ pub(super) fn apply_through_helper(
 ) -> Result<Duration> {
     fsx::create_dirs(&cfg.state_dir)
         .context(format!("cannot create {}", cfg.state_dir.display()))?;
-    fsx::write_atomic(
+    fsx::write_atomic_record(
         &want_path(&cfg.state_dir),
         format!("{}\n", comment(want)).as_bytes(),
         0o644,
     )?;
+    // `steer` exits 0 only when the kernel confirmed the table asked for (its echo of the
+    // committed batch, or a listing compared whole): no second listing through sudo.
     if root() {
         steer(&e.app, false)?;
     } else {
         sudo_steer(e, &[])?;
-    }
-    match read(cfg) {
-        Ok(now) if now == *want => {}
-        other => {
-            return Err(failed(format!(
-                "table ip {} is not what was asked for ({})",
-                e.table,
-                match other {
-                    Ok(now) => comment(&now),
-                    Err(d) => format!("{d:?}"),
-                }
-            )))
-        }
     }
     log::info!(
         "table ip {}: new connections to 127.0.0.1:{} now go to {} ({} through nonstop steer; nginx not reloaded)",
@@ -87,8 +79,29 @@ pub fn check_steering(e: &crate::registry::Entry, s: &Steering) -> Result<()> {
 /// sudo line each): read `state_dir/steer.want`, check it against the registry
 /// ([`check_steering`]), and apply the app's table in one checked and confirmed transaction
 /// built from the registry's table name and front port. `--show` prints the table (nothing when
-/// it is not loaded); `--boot` (the boot unit) does nothing when nothing was ever asked.
+/// it is not loaded); `--boot` (the steering unit) does nothing when nothing was ever asked.
 pub fn steer(app: &str, show: bool) -> Result<()> {
+    let (e, front) = steered_entry(app)?;
+    if show {
+        if let Some(t) = list_table(&e.table).map_err(unlisted)? {
+            crate::out::out_raw(t.as_bytes());
+        }
+        return Ok(());
+    }
+    match recorded(&e)? {
+        None => {
+            log::info!(
+                "{} does not exist: nothing to steer yet",
+                want_path(&e.state_dir).display()
+            );
+            Ok(())
+        }
+        Some(want) => apply_entry(&e, front, &want),
+    }
+}
+
+/// The registry entry of `app` set up for nftables steering, with its front port (root only).
+pub(crate) fn steered_entry(app: &str) -> Result<(crate::registry::Entry, u16)> {
     if !root() {
         return Err(failed(
             "nonstop steer changes nftables rules: it runs as root (sudo -n)",
@@ -96,26 +109,34 @@ pub fn steer(app: &str, show: bool) -> Result<()> {
     }
     let e = crate::registry::read(std::path::Path::new(crate::registry::DIR), app)?
         .ok_or_else(|| failed(format!("app {app} is not set up on this host")))?;
-    let front = match (e.traffic, e.front_port) {
-        (Via::Nftables, Some(p)) => p,
-        _ => {
-            return Err(failed(format!(
-                "app {app} is not set up for nftables steering"
-            )))
-        }
-    };
-    if show {
-        if let Some(t) = list_table(&e.table).map_err(unlisted)? {
-            crate::out::out_raw(t.as_bytes());
-        }
-        return Ok(());
+    match (e.traffic, e.front_port) {
+        (Via::Nftables, Some(p)) => Ok((e, p)),
+        _ => Err(failed(format!(
+            "app {app} is not set up for nftables steering"
+        ))),
     }
+}
+
+/// The steering last asked for (`state_dir/steer.want`), checked against the registry; for an
+/// app whose hooks run as root and that an older nonstop switched, the comment of the ruleset
+/// it kept for boot (`state_dir/traffic.nft`, root's own). `None`: nothing was ever asked.
+pub(crate) fn recorded(e: &crate::registry::Entry) -> Result<Option<Steering>> {
     let path = want_path(&e.state_dir);
     let meta = match std::fs::symlink_metadata(&path) {
         Ok(m) => m,
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
-            log::info!("{} does not exist: nothing to steer yet", path.display());
-            return Ok(());
+            let kept = e.state_dir.join("traffic.nft");
+            if e.hook_user != "root" {
+                return Ok(None);
+            }
+            return Ok(std::fs::read_to_string(&kept).ok().and_then(|t| {
+                t.lines().find_map(|l| {
+                    l.trim()
+                        .strip_prefix("comment \"")
+                        .and_then(|c| c.strip_suffix('"'))
+                        .and_then(parse_comment)
+                })
+            }));
         }
         Err(err) => return Err(failed(format!("cannot read {}: {err}", path.display()))),
     };
@@ -128,27 +149,50 @@ pub fn steer(app: &str, show: bool) -> Result<()> {
     let text = std::fs::read_to_string(&path).context(format!("cannot read {}", path.display()))?;
     let want = parse_comment(text.trim())
         .ok_or_else(|| failed(format!("{} does not say a steering", path.display())))?;
-    check_steering(&e, &want)?;
-    let ruleset = render_for(&e.app, &e.table, front, e.balanced, &want);
+    check_steering(e, &want)?;
+    Ok(Some(want))
+}
+
+/// Apply `want` as `e`'s table (root): checked by the kernel, applied in one transaction,
+/// listed back and compared whole.
+pub(crate) fn apply_entry(e: &crate::registry::Entry, front: u16, want: &Steering) -> Result<()> {
+    check_steering(e, want)?;
+    let ruleset = render_for(&e.app, &e.table, front, e.balanced, want);
     let dir = std::path::Path::new("/run/nonstop");
     fsx::create_dirs(dir).context("cannot create /run/nonstop")?;
-    let file = dir.join(format!("{app}.nft"));
-    fsx::write_atomic(&file, ruleset.as_bytes(), 0o600)?;
+    let file = dir.join(format!("{}.nft", e.app));
+    fsx::write_atomic_record(&file, ruleset.as_bytes(), 0o600)?;
     let f = file.to_string_lossy().into_owned();
-    nft(&["-c", "-f", &f]).map_err(|err| {
-        failed(format!(
-            "the kernel would not take the new table: {err}; nothing changed"
-        ))
-    })?;
-    nft(&["-f", &f])?;
-    let now = list_table(&e.table).map_err(unlisted)?.ok_or_else(|| {
+    // One transaction, all of it or none (as `Nft::apply`); the kernel's echo confirms it,
+    // else (no echo that matches, or a failure) the table is listed.
+    let ran = nft(&["-f", &f, "-e"]);
+    if let Ok(echo) = &ran {
+        if echoed_for(&e.table, rule_for(front, e.balanced, want), echo) {
+            return Ok(());
+        }
+    }
+    let listed = list_table(&e.table).map_err(unlisted)?;
+    let now = match (ran, listed) {
+        (Err(err), None) => {
+            return Err(failed(format!(
+                "{err}; read back from the kernel: there is no table"
+            )))
+        }
+        (Err(err), Some(t)) if parse_listing(&t, front, e.balanced).ok().as_ref() != Some(want) => {
+            return Err(failed(format!(
+                "{err}; read back from the kernel: the table is not the one asked for"
+            )))
+        }
+        (_, listed) => listed,
+    };
+    let now = now.ok_or_else(|| {
         failed(format!(
             "table ip {} missing right after it was applied",
             e.table
         ))
     })?;
     match parse_listing(&now, front, e.balanced) {
-        Ok(s) if s == want => Ok(()),
+        Ok(s) if s == *want => Ok(()),
         other => Err(failed(format!(
             "table ip {} is not what was applied: {other:?}",
             e.table
