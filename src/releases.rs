@@ -159,12 +159,9 @@ pub fn new_release(
     Ok((name, dest))
 }
 
-/// Remove releases beyond `keep_releases` (newest kept), never `current` nor one that
-/// [`named_releases`] names (the live release, every slot's rollback target, every pid file's).
-pub fn prune_releases(cfg: &Config, current: &str) {
-    let root = cfg.releases_dir();
-    let named = named_releases(cfg, &state::load(&cfg.state_dir));
-    let mut dirs: Vec<(SystemTime, String)> = fs::read_dir(&root)
+/// The release folders in the store, newest first (by the folder's time).
+pub fn newest_first(cfg: &Config) -> Vec<String> {
+    let mut dirs: Vec<(SystemTime, String)> = fs::read_dir(cfg.releases_dir())
         .into_iter()
         .flatten()
         .flatten()
@@ -179,7 +176,15 @@ pub fn prune_releases(cfg: &Config, current: &str) {
         })
         .collect();
     dirs.sort_by(|a, b| b.cmp(a));
-    for (_, name) in dirs.into_iter().skip(cfg.keep_releases) {
+    dirs.into_iter().map(|(_, name)| name).collect()
+}
+
+/// Remove releases beyond `keep_releases` (newest kept), never `current` nor one that
+/// [`named_releases`] names (the live release, every slot's rollback target, every pid file's).
+pub fn prune_releases(cfg: &Config, current: &str) {
+    let root = cfg.releases_dir();
+    let named = named_releases(cfg, &state::load(&cfg.state_dir));
+    for name in newest_first(cfg).into_iter().skip(cfg.keep_releases) {
         if name == current {
             continue;
         }

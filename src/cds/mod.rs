@@ -650,23 +650,9 @@ fn du(p: &Path) -> u64 {
 
 /// Every release in the store, newest first, with its disk use and archive.
 pub fn releases(cfg: &Config) -> Vec<ReleaseDisk> {
-    let mut dirs: Vec<(SystemTime, String)> = fs::read_dir(cfg.releases_dir())
+    crate::releases::newest_first(cfg)
         .into_iter()
-        .flatten()
-        .flatten()
-        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-        .map(|e| {
-            (
-                e.metadata()
-                    .and_then(|m| m.modified())
-                    .unwrap_or(SystemTime::UNIX_EPOCH),
-                e.file_name().to_string_lossy().into_owned(),
-            )
-        })
-        .collect();
-    dirs.sort_by(|a, b| b.cmp(a));
-    dirs.into_iter()
-        .map(|(_, name)| {
+        .map(|name| {
             let d = dir(cfg, &name);
             ReleaseDisk {
                 disk_bytes: du(&cfg.releases_dir().join(&name)),
