@@ -6,17 +6,6 @@ mod common;
 use common::*;
 use std::time::Duration;
 
-/// The upstream line of `port`: its parameters (`""`, `" down"`, `" weight=9"`).
-fn member(env: &Env, port: u16) -> String {
-    let up = env.upstream();
-    let line = up
-        .lines()
-        .find(|l| l.contains(&format!(":{port}")))
-        .unwrap_or_else(|| panic!("no server line for {port} in\n{up}"));
-    let after = line.split(&format!(":{port}")).nth(1).unwrap();
-    after.split(';').next().unwrap().to_string()
-}
-
 /// What `/api/` answers, `n` times, by version.
 fn api_versions(env: &Env, n: usize) -> std::collections::BTreeMap<String, usize> {
     let mut c = Client::new(env.nginx_addr());
@@ -36,7 +25,7 @@ fn rolling_deploy_of_three_slots_loses_nothing_and_lets_slow_requests_finish() {
     env.deploy_all("v1");
     for p in &env.ports {
         assert_eq!(
-            member(&env, *p),
+            env.member(*p),
             "",
             "every slot in rotation after the first deploy"
         );
@@ -88,7 +77,7 @@ fn rolling_deploy_of_three_slots_loses_nothing_and_lets_slow_requests_finish() {
         );
     }
     for p in &env.ports {
-        assert_eq!(member(&env, *p), "");
+        assert_eq!(env.member(*p), "");
     }
     assert_eq!(api_versions(&env, 30).keys().collect::<Vec<_>>(), ["v2"]);
     // The include names the slot `switch` made live; `/` follows it.
@@ -131,10 +120,10 @@ fn failing_slot_in_deploy_second_stays_out_and_next_deploy_recovers_it() {
         "{}",
         r.last_line()
     );
-    assert_eq!(member(&env, env.port_of("blue")), " down");
-    assert_eq!(member(&env, env.port_of("red")), "");
+    assert_eq!(env.member(env.port_of("blue")), " down");
+    assert_eq!(env.member(env.port_of("red")), "");
     assert_eq!(
-        member(&env, env.port_of("green")),
+        env.member(env.port_of("green")),
         "",
         "not reached: still serving v1"
     );
@@ -161,7 +150,7 @@ fn failing_slot_in_deploy_second_stays_out_and_next_deploy_recovers_it() {
     env.deploy_all("v3");
     assert_eq!(env.state()["live"], "blue");
     for p in &env.ports {
-        assert_eq!(member(&env, *p), "");
+        assert_eq!(env.member(*p), "");
     }
     assert_eq!(api_versions(&env, 30).keys().collect::<Vec<_>>(), ["v3"]);
 }
@@ -193,7 +182,7 @@ fn drain_past_the_limit_proceeds_and_says_how_many_were_cut() {
         "{}",
         r.stderr
     );
-    assert_eq!(member(&env, blue), " down");
+    assert_eq!(env.member(blue), " down");
     assert!(!nonstop::process::port_in_use(blue));
     // The demo app shuts down gracefully, so the cut-off requests still got their answers.
     for h in slow {
@@ -240,12 +229,12 @@ fn canary_weights_promote_and_abort() {
     for b in ["stop", "start", "health"] {
         assert_eq!(env.hook(b, &[]).code, 0, "{b}");
     }
-    assert_eq!(member(&env, blue), " down");
+    assert_eq!(env.member(blue), " down");
 
     let r = env.hook("switch", &["--canary", "10"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
-    assert_eq!(member(&env, blue), " weight=10");
-    assert_eq!(member(&env, green), " weight=90");
+    assert_eq!(env.member(blue), " weight=10");
+    assert_eq!(env.member(green), " weight=90");
     // nginx's weighted round robin is deterministic: one worker, one client in sequence,
     // weights 10:90 send exactly 10 of every 100 requests to the canary.
     let seen = api_versions(&env, 2000);
@@ -263,15 +252,15 @@ fn canary_weights_promote_and_abort() {
 
     let r = env.hook("switch", &["--abort"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
-    assert_eq!(member(&env, blue), " down");
-    assert_eq!(member(&env, green), "");
+    assert_eq!(env.member(blue), " down");
+    assert_eq!(env.member(green), "");
     assert_eq!(api_versions(&env, 200).keys().collect::<Vec<_>>(), ["v1"]);
 
     assert_eq!(env.hook("switch", &["--canary", "10"]).code, 0);
     let r = env.hook("switch", &["--promote"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
-    assert_eq!(member(&env, blue), "");
-    assert_eq!(member(&env, green), "");
+    assert_eq!(env.member(blue), "");
+    assert_eq!(env.member(green), "");
     assert_eq!(
         env.include(),
         format!("set $service_url http://127.0.0.1:{blue};\n").into_bytes()

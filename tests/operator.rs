@@ -2395,24 +2395,6 @@ fn stage_names(rep: &Value) -> Vec<String> {
         .collect()
 }
 
-/// A jar that cannot start: its manifest names a main class it does not hold.
-fn broken_jar(dir: &Path) -> PathBuf {
-    let classes = dir.join("classes");
-    std::fs::create_dir_all(&classes).unwrap();
-    std::fs::write(classes.join("README.txt"), "no classes here\n").unwrap();
-    let jar = dir.join("demo-app-v3.jar");
-    let st = Command::new("jar")
-        .args(["--create", "--main-class", "DemoApp", "--file"])
-        .arg(&jar)
-        .arg("-C")
-        .arg(&classes)
-        .arg(".")
-        .status()
-        .expect("the JDK's jar runs");
-    assert!(st.success(), "jar --create");
-    jar
-}
-
 #[test]
 fn deploy_and_rollback_json_and_the_live_jar_again_changes_nothing() {
     let env = Env::new(2);

@@ -191,17 +191,6 @@ fn stopping_a_slot_with_slow_requests_in_flight_completes_them_and_the_jvm_exits
     assert_eq!(body_of(&env), format!("v1 real2 {}", env.port_of("green")));
 }
 
-/// The upstream line of `port`: its parameters (`""`, `" down"`).
-fn member(env: &Env, port: u16) -> String {
-    let up = env.upstream();
-    let line = up
-        .lines()
-        .find(|l| l.contains(&format!(":{port}")))
-        .unwrap_or_else(|| panic!("no server line for {port} in\n{up}"));
-    let after = line.split(&format!(":{port}")).nth(1).unwrap();
-    after.split(';').next().unwrap().to_string()
-}
-
 #[test]
 fn balanced_roll_of_three_spring_slots_cuts_no_slow_request() {
     let env = Env::spring_balanced(3);
@@ -212,7 +201,7 @@ fn balanced_roll_of_three_spring_slots_cuts_no_slow_request() {
         t0.elapsed()
     );
     for p in &env.ports {
-        assert_eq!(member(&env, *p), "", "every slot in rotation");
+        assert_eq!(env.member(*p), "", "every slot in rotation");
     }
 
     let traffic = Traffic::start_on(env.nginx_addr(), "/api/", 4, Duration::from_millis(2));
@@ -257,7 +246,7 @@ fn balanced_roll_of_three_spring_slots_cuts_no_slow_request() {
     }
     assert!(!logs.contains("was killed"), "{logs}");
     for p in &env.ports {
-        assert_eq!(member(&env, *p), "");
+        assert_eq!(env.member(*p), "");
     }
     let mut c = Client::new(env.nginx_addr());
     for _ in 0..12 {

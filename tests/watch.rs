@@ -411,17 +411,6 @@ fn a_log_rotated_during_the_window_is_read_on() {
     );
 }
 
-/// The weight of `port` in the balanced upstream file (`" weight=10"`, `" down"`, `""`).
-fn member(env: &Env, port: u16) -> String {
-    let up = env.upstream();
-    let line = up
-        .lines()
-        .find(|l| l.contains(&format!(":{port}")))
-        .unwrap_or_else(|| panic!("no server line for {port} in\n{up}"));
-    let after = line.split(&format!(":{port}")).nth(1).unwrap();
-    after.split(';').next().unwrap().to_string()
-}
-
 /// Balanced mode: v1 on both slots (green live), v2 started on blue out of rotation.
 fn balanced_with_v2_started(error_rate: Option<u32>) -> Env {
     let mut env = watching(Env::balanced(2));
@@ -435,7 +424,7 @@ fn balanced_with_v2_started(error_rate: Option<u32>) -> Env {
         let r = env.hook(b, &[]);
         assert_eq!(r.code, 0, "{b}: {}", r.stderr);
     }
-    assert_eq!(member(&env, env.port_of("blue")), " down");
+    assert_eq!(env.member(env.port_of("blue")), " down");
     env
 }
 
@@ -472,8 +461,8 @@ fn a_stepped_canary_answering_500s_aborts_at_10_percent() {
         r.stdout
     );
     // Back as before the canary: blue out, green alone at one weight, green live.
-    assert_eq!(member(&env, blue), " down");
-    assert_eq!(member(&env, green), "");
+    assert_eq!(env.member(blue), " down");
+    assert_eq!(env.member(green), "");
     let st = env.state();
     assert_eq!(st["live"], "green");
     assert!(st["canary"].is_null(), "{}", st["canary"]);
@@ -533,8 +522,8 @@ fn a_stepped_canary_of_a_good_release_goes_through_to_100() {
         "{}",
         r.stdout
     );
-    assert_eq!(member(&env, blue), "");
-    assert_eq!(member(&env, green), "");
+    assert_eq!(env.member(blue), "");
+    assert_eq!(env.member(green), "");
     let st = env.state();
     assert_eq!(st["live"], "blue");
     assert!(st["canary"].is_null());

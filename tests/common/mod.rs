@@ -81,6 +81,25 @@ impl RunOutput for Command {
 
 /// Build (once, atomically, under build.sh's lock) and return examples/spring-boot-app's boot jar
 /// for `version`: `target/spring-app/spring-app-VERSION.jar`, as `make spring-app` builds it
+/// A jar that cannot start: its manifest names a main class it does not hold (a broken
+/// release, `demo-app-v3.jar` in `dir`).
+pub fn broken_jar(dir: &Path) -> PathBuf {
+    let classes = dir.join("classes");
+    std::fs::create_dir_all(&classes).unwrap();
+    std::fs::write(classes.join("README.txt"), "no classes here\n").unwrap();
+    let jar = dir.join("demo-app-v3.jar");
+    let st = std::process::Command::new("jar")
+        .args(["--create", "--main-class", "DemoApp", "--file"])
+        .arg(&jar)
+        .arg("-C")
+        .arg(&classes)
+        .arg(".")
+        .status()
+        .expect("the JDK's jar runs");
+    assert!(st.success(), "jar --create");
+    jar
+}
+
 /// (it is rebuilt when the pom, build.sh or a source is newer than the jar).
 pub fn spring_jar(version: &str) -> PathBuf {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -408,6 +427,16 @@ impl Env {
     }
     pub fn upstream(&self) -> String {
         std::fs::read_to_string(self.upstream_path()).unwrap()
+    }
+    /// The upstream file's line of `port`: its parameters (`""`, `" down"`, `" weight=9"`).
+    pub fn member(&self, port: u16) -> String {
+        let up = self.upstream();
+        let line = up
+            .lines()
+            .find(|l| l.contains(&format!(":{port}")))
+            .unwrap_or_else(|| panic!("no server line for {port} in\n{up}"));
+        let after = line.split(&format!(":{port}")).nth(1).unwrap();
+        after.split(';').next().unwrap().to_string()
     }
     pub fn include(&self) -> Vec<u8> {
         std::fs::read(self.include_path()).unwrap()

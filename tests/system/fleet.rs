@@ -442,7 +442,7 @@ fn fleet_of_three_rolled_by_ansible_one_host_at_a_time() {
 
     // A broken v3: the play fails on the first host and stops; nothing lost, v2 everywhere.
     let dir = tempfile::tempdir().unwrap();
-    let broken = crate::broken_jar(dir.path());
+    let broken = crate::common::broken_jar(dir.path());
     let before: Vec<usize> = hosts.iter().map(|h| history(h).len()).collect();
     let apps = |h: &Host| -> Vec<(String, String)> {
         h.status()["slots"]

@@ -410,25 +410,6 @@ fn e_logs_show_the_apps_output_from_the_journal() {
     );
 }
 
-/// A jar that cannot start: its manifest names a main class it does not hold (a broken
-/// build). `java -jar` exits 1 at once, so the slot never gets healthy.
-fn broken_jar(dir: &std::path::Path) -> std::path::PathBuf {
-    let classes = dir.join("classes");
-    std::fs::create_dir_all(&classes).unwrap();
-    std::fs::write(classes.join("README.txt"), "no classes here\n").unwrap();
-    let jar = dir.join("demo-app-v3.jar");
-    let st = std::process::Command::new("jar")
-        .args(["--create", "--main-class", "DemoApp", "--file"])
-        .arg(&jar)
-        .arg("-C")
-        .arg(&classes)
-        .arg(".")
-        .status()
-        .expect("the JDK's jar runs");
-    assert!(st.success(), "jar --create");
-    jar
-}
-
 /// Every line a command printed is a plain line: no carriage return, no terminal escape.
 fn assert_plain(what: &str, text: &str) {
     assert!(
@@ -509,7 +490,7 @@ fn f_ssh_deploy_with_the_release_tarball() {
     assert_eq!((status, body.trim()), (200, "v1 real2 8082"), "v1 serves");
 
     // A broken release: exit 1 over ssh, the reason last, v1 still served throughout.
-    let broken = broken_jar(dir.path());
+    let broken = common::broken_jar(dir.path());
     ssh.scp(&broken, &format!("{incoming}/demo-app-v3.jar"));
     let load = load::keep_alive(host.addr(), 4, Duration::from_millis(5));
     load.wait_requests(50);
