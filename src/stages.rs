@@ -373,6 +373,22 @@ pub fn switch(run: &Run, slot: Target<'_>, force: bool, mode: SwitchMode) -> Res
     switch_probed(run, slot, force, mode, false)
 }
 
+/// The slot `slot` will most likely resolve to, from the state file alone: the one named, else
+/// the one after the recorded live slot (the idle slot of [`slots::Roles`] when the truth
+/// agrees with the record).
+fn likely_target<'c>(cfg: &'c Config, st: &state::State, slot: Target<'c>) -> Option<&'c Slot> {
+    match slot.named() {
+        Some(name) => cfg.slot(name).ok(),
+        None => {
+            let live = st
+                .live
+                .as_deref()
+                .and_then(|n| cfg.slots.iter().position(|s| s.name == n));
+            cfg.slots.get(live.map_or(0, |i| (i + 1) % cfg.slots.len()))
+        }
+    }
+}
+
 /// [`switch`]; `probed`: the caller holds the lock and has just proven the target slot's app
 /// and probed its health (`nonstop rollback`'s plan), so the switch does not do it again.
 pub fn switch_probed(
@@ -390,7 +406,19 @@ pub fn switch_probed(
     }
     let _lock = run.lock("switch")?;
     let st = state::load(&cfg.state_dir);
-    let roles = run.roles(&st)?;
+    // The slot a full switch most likely goes to (the one named, else the one after the
+    // recorded live slot) is proven and probed while the truth is read (an `nft` listing
+    // takes as long): the truth decides, and another target is checked again.
+    let likely = (mode == SwitchMode::Full && !probed && !force)
+        .then(|| likely_target(cfg, &st, slot))
+        .flatten();
+    let (roles, early) = std::thread::scope(|s| {
+        let early = likely.map(|t| s.spawn(move || (t, check_target(run.sup, cfg, t))));
+        let roles = run.roles(&st);
+        let early = early.map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)));
+        (roles, early)
+    });
+    let roles = roles?;
     match (&roles.doubt, mode, slot.named()) {
         // Without nft there is nothing to repair with: say so before anything else.
         (Some(slots::Doubt::NftMissing), _, _) => {
@@ -415,7 +443,7 @@ pub fn switch_probed(
     };
     let t0 = Instant::now();
     let r = match mode {
-        SwitchMode::Full => switch_to_with(run, &roles, target, force, probed),
+        SwitchMode::Full => switch_to_with(run, &roles, target, force, probed, early),
         SwitchMode::Canary(p) => canary(run, &roles, target, p, force),
         SwitchMode::Promote => switch_to(run, &roles, target, true),
         SwitchMode::Abort => abort_canary(run, &roles, target),
@@ -430,17 +458,13 @@ pub fn switch_probed(
     r
 }
 
-/// One probe of `target`, unless `force`; an unhealthy slot is refused.
-fn probe_before_switch(run: &Run, target: &Slot, force: bool) -> Result<()> {
-    if force {
-        log::warn!(
-            "--force: using slot {} without a health probe or proof of who answers",
-            target.name
-        );
-        return Ok(());
-    }
-    let listener = run
-        .answerer(target)
+/// The proof that `target`'s own app holds its port, then one probe of its health: the
+/// listener's pid and the probe's latency, or why the switch must not go there.
+pub(crate) type Checked = Result<(i32, Duration)>;
+
+/// [`Checked`] for `target`, now.
+fn check_target(sup: &dyn supervisor::Supervisor, cfg: &Config, target: &Slot) -> Checked {
+    let listener = supervisor::answerer(sup, cfg, target)
         .proven(&target.name, target.port)
         .map_err(|why| {
             Error::refused(Refusal::Switch { slot: target.name.clone() }, format!(
@@ -448,7 +472,7 @@ fn probe_before_switch(run: &Run, target: &Slot, force: bool) -> Result<()> {
                 target.name
             ))
         })?;
-    let (p, verdict) = health::check_once(&run.cfg, target);
+    let (p, verdict) = health::check_once(cfg, target);
     verdict.map_err(|why| {
         Error::refused(
             Refusal::Switch {
@@ -460,10 +484,33 @@ fn probe_before_switch(run: &Run, target: &Slot, force: bool) -> Result<()> {
             ),
         )
     })?;
+    Ok((listener, p.latency))
+}
+
+/// The check of `target` before a switch ([`check_target`], or `early`'s when it was made for
+/// `target` under this run's lock), unless `force`; an unproven or unhealthy slot is refused.
+fn probe_before_switch(
+    run: &Run,
+    target: &Slot,
+    force: bool,
+    early: Option<(&Slot, Checked)>,
+) -> Result<()> {
+    if force {
+        log::warn!(
+            "--force: using slot {} without a health probe or proof of who answers",
+            target.name
+        );
+        return Ok(());
+    }
+    let checked = match early {
+        Some((s, c)) if s.name == target.name => c,
+        _ => check_target(run.sup, &run.cfg, target),
+    };
+    let (listener, latency) = checked?;
     log::info!(
         "slot {} answered health in {} (port {} held by its app, pid {listener})",
         target.name,
-        human(p.latency),
+        human(latency),
         target.port
     );
     Ok(())
@@ -483,7 +530,7 @@ fn canary(run: &Run, roles: &slots::Roles, target: &Slot, percent: u8, force: bo
             target.name
         )));
     }
-    probe_before_switch(run, target, force)?;
+    probe_before_switch(run, target, force, None)?;
     let mut rot = rotation::read(run)?;
     let others: Vec<u16> = rot
         .iter()
@@ -542,16 +589,17 @@ fn abort_canary(run: &Run, roles: &slots::Roles, target: &Slot) -> Result<()> {
 
 /// Make `target` live (see [`switch`]); the caller holds the lock.
 pub fn switch_to(run: &Run, roles: &slots::Roles, target: &Slot, force: bool) -> Result<()> {
-    switch_to_with(run, roles, target, force, false)
+    switch_to_with(run, roles, target, force, false, None)
 }
 
-/// [`switch_to`]; `probed`: see [`switch_probed`].
+/// [`switch_to`]; `probed`: see [`switch_probed`]; `early`: see [`probe_before_switch`].
 fn switch_to_with(
     run: &Run,
     roles: &slots::Roles,
     target: &Slot,
     force: bool,
     probed: bool,
+    early: Option<(&Slot, Checked)>,
 ) -> Result<()> {
     let cfg = &run.cfg;
     let mut rot = rotation::read(run)?;
@@ -561,7 +609,7 @@ fn switch_to_with(
         return Ok(());
     }
     if !probed {
-        probe_before_switch(run, target, force)?;
+        probe_before_switch(run, target, force, early)?;
     }
     // Balanced: the slot joins the rotation and every slot in it gets an equal weight again.
     for e in rot.iter_mut() {

@@ -337,7 +337,7 @@ fn include_hand_edited_to_an_unknown_port() {
     let green = env.pid_of("green").unwrap();
     // Edited and reloaded by hand: nginx serves port 1 (nothing), the state says green.
     std::fs::write(env.include_path(), "set $service_url http://127.0.0.1:1;\n").unwrap();
-    env.run_nginx(&["-s", "reload"]);
+    env.reload_nginx();
     env.stage_jar("v2");
     let r = env.hook("stop", &[]);
     assert_eq!(r.code, 1);
@@ -412,7 +412,7 @@ fn include_read_as_nginx_reads_it() {
         ),
     )
     .unwrap();
-    env.run_nginx(&["-s", "reload"]);
+    env.reload_nginx();
     assert_serves(&env, "v1");
     let r = env.hook("stop", &["--slot", "green"]);
     assert_eq!(r.code, 1);

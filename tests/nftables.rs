@@ -284,9 +284,10 @@ fn nft_killed_or_failing_after_its_commit_is_read_back_from_the_kernel() {
     let env = Env::nftables(2);
     env.deploy("v1"); // blue
                       // A real nft, run through a script first on PATH whose behaviour for `nft -f` (not
-                      // `nft -c -f`) the file `mode` picks: the commit, then a hang (as nft taking its time when
-                      // the agent's timeout SIGTERMs the hook's group); the commit, then a failure; a failure
-                      // before any commit.
+                      // `nft -c -f`) the file `mode` picks: the commit, then a hang before its answer (as nft
+                      // taking its time when the agent's timeout SIGTERMs the hook's group); the commit, then
+                      // a failure with no answer; a failure before any commit; the commit and its answer,
+                      // then a slow exit (closing its netlink socket waits for the kernel's reclaim).
     let dir = env.path("nft-bin");
     std::fs::create_dir_all(&dir).unwrap();
     let real = which::which("nft").unwrap();
@@ -295,8 +296,9 @@ fn nft_killed_or_failing_after_its_commit_is_read_back_from_the_kernel() {
         "#!/bin/bash\n\
          if [ \"$1\" = -f ]; then\n\
          case \"$(cat {d}/mode)\" in\n\
-         commit-then-hang) {r} \"$@\" || exit; touch {d}/committed; sleep 5; exit 0;;\n\
-         commit-then-fail) {r} \"$@\"; echo 'Error: interrupted after its commit' >&2; exit 1;;\n\
+         commit-then-hang) out=$({r} \"$@\") || exit; touch {d}/committed; sleep 5; printf '%s\\n' \"$out\"; exit 0;;\n\
+         commit-then-fail) {r} \"$@\" >/dev/null; echo 'Error: interrupted after its commit' >&2; exit 1;;\n\
+         answer-then-linger) {r} \"$@\" || exit; sleep 5; touch {d}/ended; exit 0;;\n\
          fail-before) echo 'Error: Could not process rule: Device or resource busy' >&2; exit 1;;\n\
          esac\n\
          fi\n\
@@ -370,6 +372,22 @@ fn nft_killed_or_failing_after_its_commit_is_read_back_from_the_kernel() {
     let r = env.hook("switch", &[]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     serves(&env, "v4");
+
+    // The kernel's answer (the echo up to its new generation) ends the transaction: the switch
+    // does not wait for nft's exit.
+    std::fs::write(dir.join("mode"), "answer-then-linger").unwrap();
+    ready("v5");
+    let (code, stderr) = finish(
+        spawn_hook(&env, "switch", &[], Some(&dir)),
+        "switch (nft answers, then takes its time to exit)",
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        !dir.join("ended").exists(),
+        "the switch waited for nft's exit after the kernel's answer: {stderr}"
+    );
+    serves(&env, "v5");
+    assert_eq!(env.state()["live"], "blue");
 }
 
 /// Run `bundle/bin/BIN ARGS` (or `nonstop ARGS`) in a mount namespace of its own where

@@ -1317,7 +1317,7 @@ fn validate_catches_another_default_server_and_what_nginx_really_serves() {
 
     // Without default_server, the earlier server block is the default all the same.
     std::fs::write(sites.join("default"), default_site("")).unwrap();
-    reload(&env);
+    env.reload_nginx();
     assert!(wait_until(Duration::from_secs(5), || env
         .get("/")
         .1
@@ -1333,7 +1333,7 @@ fn validate_catches_another_default_server_and_what_nginx_really_serves() {
 
     // The app's server marked default_server: nginx serves the app, validate passes.
     std::fs::write(sites.join("myapp"), app_site(" default_server")).unwrap();
-    reload(&env);
+    env.reload_nginx();
     assert!(wait_until(Duration::from_secs(5), || env
         .get("/")
         .1
@@ -1347,7 +1347,7 @@ fn validate_catches_another_default_server_and_what_nginx_really_serves() {
     // Nothing else on the port: the check passes too.
     std::fs::remove_file(sites.join("default")).unwrap();
     std::fs::write(sites.join("myapp"), app_site("")).unwrap();
-    reload(&env);
+    env.reload_nginx();
     let r = env.nonstop(&["validate"]);
     assert_eq!(r.code, 0, "{}", r.stdout);
     assert_eq!(verdict_of(&r, "nginx default server").0, "ok");
@@ -1512,13 +1512,6 @@ fn settled(env: &Env, old: &[i32]) {
         }),
         "nginx's old workers {old:?} did not exit"
     );
-}
-
-/// `nginx -s reload` and wait until it took effect.
-fn reload(env: &Env) {
-    let old = env.nginx_workers();
-    env.run_nginx(&["-s", "reload"]);
-    settled(env, &old);
 }
 
 /// A zip written by python3's zipfile: `entries` of (name, content), deflated.

@@ -627,6 +627,20 @@ impl Env {
         w
     }
 
+    /// `nginx -s reload` as an operator runs it, then wait until it took effect: the command
+    /// only signals the master, which starts new workers and lets the old ones go.
+    pub fn reload_nginx(&self) {
+        let old = self.nginx_workers();
+        self.run_nginx(&["-s", "reload"]);
+        assert!(
+            wait_until(Duration::from_secs(10), || {
+                let now = self.nginx_workers();
+                !now.is_empty() && old.iter().all(|p| !now.contains(p))
+            }),
+            "nginx's old workers {old:?} did not exit"
+        );
+    }
+
     /// The pid file of a slot, parsed.
     pub fn pid_of(&self, slot: &str) -> Option<nonstop::process::PidFile> {
         nonstop::process::read_pid_file(&self.path(&format!("work/run/{slot}.pid")))

@@ -40,7 +40,7 @@ use crate::error::{failed, Context, Result};
 use crate::fsx;
 use crate::nginx::Rotation;
 use rules::{comment, echoed, front, parse_listing, targets};
-use run::{helper, list_table, missing, nft, root, steered, sudo_steer, unlisted};
+use run::{helper, list_table, missing, nft, nft_commit, root, steered, sudo_steer, unlisted};
 use std::time::{Duration, Instant};
 use steer::apply_through_helper;
 pub(super) use steer::{apply_entry, recorded, steered_entry};
@@ -196,7 +196,7 @@ impl Traffic for Nft {
         // Its echo confirms what the kernel committed; without one that matches, and after any
         // failure, the table is listed from the kernel.
         self.forget();
-        let ran = nft(&["-f", &next_s, "-e"]);
+        let ran = nft_commit(&next_s);
         let now = match &ran {
             Ok(echo) if echoed(cfg, &want, echo) => Ok(want.clone()),
             _ => self.read(cfg),

@@ -32,33 +32,97 @@ pub fn installed() -> bool {
 /// own, as the nginx commands do: the CodeDeploy agent's SIGTERM to the hook's group at a
 /// timeout must not kill it halfway through a transaction.
 pub(super) fn nft(args: &[&str]) -> Result<String> {
-    use std::os::unix::process::CommandExt;
     let bin = nft_bin().map_err(|_| missing())?;
-    let out = Command::new(&bin)
-        .args(args)
-        .stdin(Stdio::null())
-        .process_group(0)
+    let out = command(&bin, args)
         .output()
         .map_err(|e| Error::spawn(format!("`{bin} {}`", args.join(" ")), e))?;
     if out.status.success() {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     } else {
-        let err = String::from_utf8_lossy(&out.stderr);
-        let reason = err
-            .lines()
-            .find(|l| !l.trim().is_empty())
-            .unwrap_or("no output")
-            .trim();
-        Err(Error::Command {
-            tool: Tool::Nft,
-            argv: std::iter::once("nft")
-                .chain(args.iter().copied())
-                .map(String::from)
-                .collect(),
-            status: out.status,
-            reason: reason.to_string(),
-            io: errno_in(reason),
-        })
+        Err(refused(
+            args,
+            out.status,
+            &String::from_utf8_lossy(&out.stderr),
+        ))
+    }
+}
+
+/// Run the transaction `nft -f FILE -e` and return its echo once the kernel's
+/// `# new generation N by process P (nft)` line, the last of a committed batch's echo, has
+/// arrived: the batch is committed and visible then. nft exits 5–20 ms later, because closing
+/// its netlink socket waits for the kernel to free what the batch replaced (an RCU grace
+/// period); a thread reaps it meanwhile, and nobody waits for that reclaim. Without a
+/// generation line nft's exit status and error decide, as in [`nft`].
+pub(super) fn nft_commit(file: &str) -> Result<String> {
+    use std::io::{BufRead, Read};
+    let args = ["-f", file, "-e"];
+    let bin = nft_bin().map_err(|_| missing())?;
+    let spawn_err = |e| Error::spawn(format!("`{bin} {}`", args.join(" ")), e);
+    let mut child = command(&bin, &args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(spawn_err)?;
+    let (Some(stdout), Some(mut stderr)) = (child.stdout.take(), child.stderr.take()) else {
+        return Err(failed("nft's output pipes are missing"));
+    };
+    // Read beside stdout, so that an error longer than a pipe's buffer cannot stall nft.
+    let errors = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stderr.read_to_string(&mut s);
+        s
+    });
+    let mut lines = std::io::BufReader::new(stdout);
+    let mut echo = String::new();
+    loop {
+        let mut line = String::new();
+        match lines.read_line(&mut line) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {
+                echo.push_str(&line);
+                if line.starts_with("# new generation ") {
+                    std::thread::spawn(move || {
+                        let _ = child.wait();
+                        drop(lines);
+                    });
+                    return Ok(echo);
+                }
+            }
+        }
+    }
+    let status = child.wait().map_err(spawn_err)?;
+    let err = errors.join().unwrap_or_default();
+    if status.success() {
+        Ok(echo)
+    } else {
+        Err(refused(&args, status, &err))
+    }
+}
+
+/// `nft ARGS` with stdin closed, in a process group of its own.
+fn command(bin: &str, args: &[&str]) -> Command {
+    use std::os::unix::process::CommandExt;
+    let mut c = Command::new(bin);
+    c.args(args).stdin(Stdio::null()).process_group(0);
+    c
+}
+
+/// nft's failure: its first error line, with the errno it names.
+fn refused(args: &[&str], status: std::process::ExitStatus, stderr: &str) -> Error {
+    let reason = stderr
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("no output")
+        .trim();
+    Error::Command {
+        tool: Tool::Nft,
+        argv: std::iter::once("nft")
+            .chain(args.iter().copied())
+            .map(String::from)
+            .collect(),
+        status,
+        reason: reason.to_string(),
+        io: errno_in(reason),
     }
 }
 

@@ -7,7 +7,7 @@ use super::rules::{
     comment, echoed_for, front, parse_comment, parse_listing, render_for, rule_for, targets,
     Steering,
 };
-use super::run::{list_table, nft, root, sudo_steer, unlisted, want_path};
+use super::run::{list_table, nft_commit, root, sudo_steer, unlisted, want_path};
 use crate::config::Config;
 use crate::error::{failed, Context, Result};
 use crate::fsx;
@@ -165,7 +165,7 @@ pub(crate) fn apply_entry(e: &crate::registry::Entry, front: u16, want: &Steerin
     let f = file.to_string_lossy().into_owned();
     // One transaction, all of it or none (as `Nft::apply`); the kernel's echo confirms it,
     // else (no echo that matches, or a failure) the table is listed.
-    let ran = nft(&["-f", &f, "-e"]);
+    let ran = nft_commit(&f);
     if let Ok(echo) = &ran {
         if echoed_for(&e.table, rule_for(front, e.balanced, want), echo) {
             return Ok(());
