@@ -156,8 +156,9 @@ pub fn rows() -> Vec<(String, String)> {
             label,
             match roll(cds) {
                 Ok((first, rest)) => format!(
-                    "first {first:.2} s; the other two {rest:.2} s ({:.2} first boots each)",
-                    rest / 2.0 / first
+                    "first {first:.2} s; the other two {rest:.2} s ({:.2} first boots each); the roll's boots {:.2} first boots (target 1 + 2 × 0.55 = 2.10)",
+                    rest / 2.0 / first,
+                    (first + rest) / first
                 ),
                 Err(e) => format!("FAILED: {e}"),
             },

@@ -9,6 +9,7 @@
 //! and runs none; `make system-test` runs them one at a time (`--test-threads=1`), so the
 //! timings asserted (a JVM back within its boot + 1 s) do not depend on another test's JVMs.
 
+mod cds;
 #[path = "../common/mod.rs"]
 mod common;
 mod fleet;
