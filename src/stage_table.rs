@@ -110,6 +110,10 @@ pub const PORT_FREE: Duration = Duration::from_secs(5);
 /// After `start` has launched the app: how long its pid file may take to appear.
 pub const PID_FILE: Duration = Duration::from_secs(10);
 
+/// How long `health` waits for the class-data archive's dump from the healthy, not yet live
+/// slot (`app.cds: auto`; 2–10 s for a Spring Boot app on a small host).
+pub const CDS_DUMP: Duration = Duration::from_secs(30);
+
 impl Stage {
     /// The stage's row.
     pub fn row(self) -> &'static Row {
@@ -162,14 +166,23 @@ impl Stage {
                 pid_file,
                 format!("{} for the app's pid file", secs(pid_file)),
             ),
-            Stage::Health => (
-                cfg.health.deadline + probe,
-                format!(
-                    "health.deadline {} + one probe (health.timeout {})",
-                    secs(cfg.health.deadline),
-                    secs(probe)
-                ),
-            ),
+            Stage::Health => {
+                let (dump, dump_s) = match cfg.app.cds {
+                    crate::config::CdsMode::Off => (Duration::ZERO, String::new()),
+                    _ => (
+                        CDS_DUMP,
+                        format!(" + {} for the class-data archive (app.cds)", secs(CDS_DUMP)),
+                    ),
+                };
+                (
+                    cfg.health.deadline + probe + dump,
+                    format!(
+                        "health.deadline {} + one probe (health.timeout {}){dump_s}",
+                        secs(cfg.health.deadline),
+                        secs(probe)
+                    ),
+                )
+            }
             Stage::Switch => {
                 let (watch, watch_s) = watch_wait(cfg);
                 (

@@ -349,7 +349,13 @@ pub fn health_forced(run: &Run, slot: Target<'_>, force: bool) -> Result<()> {
         log::warn!("cannot tell which slot nginx serves: {}", d.describe(cfg));
     }
     let target = slot.resolve(&roles, cfg)?;
-    health::wait_healthy(run.sup, cfg, target, force).map(drop)
+    health::wait_healthy(run.sup, cfg, target, force)?;
+    // Healthy and not yet live: the moment to dump its class-data archive (the JVM pauses
+    // while it writes), never on the slot that serves.
+    if !roles.is_live(target) {
+        crate::cds::before_switch(run.sup, cfg, target, crate::stage_table::CDS_DUMP);
+    }
+    Ok(())
 }
 
 // ---------- switch ----------
@@ -674,8 +680,6 @@ fn switch_to_with(
             human(took)
         ),
     }
-    // Off the critical path: a detached dump of the class-data archive (never waited for).
-    crate::cds::after_switch(run.sup, cfg, target);
     Ok(())
 }
 

@@ -1,5 +1,5 @@
 //! `app.cds` with the real Spring Boot jar and a real JVM: the release is extracted once, its
-//! class-data archive is dumped from the live JVM after the switch, a later start of the same
+//! class-data archive is dumped from the new JVM once healthy, before the switch, a later start of the same
 //! release maps it (the kernel's /proc/PID/maps is the proof that the JVM used it, not only
 //! that nonstop passed it), a truncated archive is refused before the JVM sees it (a truncated
 //! archive crashes JDK 17) and the app still starts, and pruning removes an archive with its
@@ -34,7 +34,8 @@ fn a_release_started_again_boots_from_its_archive_a_bad_one_is_refused_and_pruni
         cmd.contains(&"-XX:+RecordDynamicDumpInfo".to_string()),
         "{cmd:?}"
     );
-    // The dump runs detached after the switch: wait for it.
+    // `health` waits for the dump before the switch (up to its budget; a slower one goes on
+    // in the background): wait for it.
     let archive = rel.join("cds/app.jsa");
     assert!(
         wait_until(Duration::from_secs(120), || archive.is_file()),

@@ -17,11 +17,14 @@
 //! The steps: [`plan`] (in `start`, once per launch) extracts the release the first time
 //! (to a temp folder, then one rename) and picks the JVM options: the archive when one exists
 //! that this JDK build made and whose bytes are the recorded ones, else
-//! `-XX:+RecordDynamicDumpInfo`. [`after_switch`] (once traffic has moved) starts a detached
-//! nonstop that asks the live JVM for its archive (`VM.cds dynamic_dump`, what `jcmd` sends,
-//! over the JVM's attach socket, which `-XX:+StartAttachListener` opens at boot: no jcmd, so a
-//! JRE is enough, and no SIGQUIT; as the user the JVM runs as, never as root) and writes it
-//! beside the release; a switch never waits for it and never fails because of it. [`healthy`] records each boot's time for `status`.
+//! `-XX:+RecordDynamicDumpInfo`. [`before_switch`] (in `health`, once the new slot is healthy
+//! and before any traffic goes to it) starts a detached nonstop that asks that JVM for its
+//! archive (`VM.cds dynamic_dump`, what `jcmd` sends, over the JVM's attach socket, which
+//! `-XX:+StartAttachListener` opens at boot: no jcmd, so a JRE is enough, and no SIGQUIT; as
+//! the user the JVM runs as, never as root), writes it beside the release, and waits for it up
+//! to [`crate::stage_table::CDS_DUMP`]. The JVM writes the archive at a safepoint, pausing the
+//! app for the 2–10 s of the dump: done before the switch, that pause meets no request. A dump
+//! never fails a stage. [`healthy`] records each boot's time for `status`.
 //!
 //! A missing, stale or mismatched archive never stops a start: nonstop checks the JDK build,
 //! the size and the sha256 recorded beside it (a truncated archive crashes JDK 17 with SIGBUS,
@@ -62,9 +65,9 @@ const NOT_BOOT: &str = "it is not a Spring Boot jar (nothing to extract)";
 const RECORD: &str = "-XX:+RecordDynamicDumpInfo";
 /// The attach socket from boot: the dump needs no SIGQUIT to wake the JVM's attach listener.
 const LISTEN: &str = "-XX:+StartAttachListener";
-/// How long a start waits for an archive being dumped of the same release (a balanced roll
-/// right after the switch): a dump takes 2–3 s, a boot without the archive seconds more.
-const DUMP_WAIT: Duration = Duration::from_secs(30);
+/// How long a start waits for an archive being dumped of the same release (one that `health`
+/// left going on): a dump takes 2–10 s, a boot without the archive seconds more.
+const DUMP_WAIT: Duration = crate::stage_table::CDS_DUMP;
 
 /// `releases/<release>/cds`
 pub fn dir(cfg: &Config, release: &str) -> PathBuf {
@@ -152,7 +155,7 @@ pub fn plan(cfg: &Config, release: &str, release_jar: &Path, java: &Path) -> Pla
                     vec![format!("{USE}{}", archive.display()), "-Xshare:auto".into()]
                 }
                 Ok(None) => {
-                    log::info!("app.cds: release {release} starts extracted and records its classes; its archive is made once it is live");
+                    log::info!("app.cds: release {release} starts extracted and records its classes; its archive is made once it is healthy, before the switch");
                     vec![RECORD.into(), LISTEN.into()]
                 }
                 Err(why) => {
@@ -283,14 +286,14 @@ fn wait_for_dump(dir: &Path) {
             return;
         }
         if !said {
-            log::info!("app.cds: waiting (at most {DUMP_WAIT:?}) for the archive being dumped from the live slot");
+            log::info!("app.cds: waiting (at most {DUMP_WAIT:?}) for the archive being dumped from the slot that was healthy first");
             said = true;
         }
         std::thread::sleep(Duration::from_millis(50));
     }
 }
 
-// ---------- after the switch: the dump ----------
+// ---------- before the switch: the dump ----------
 
 /// What the detached dumper needs; serialized into [`DUMP_ENV`].
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -308,9 +311,16 @@ pub struct Dump {
     pub dumper: Option<(i32, u64)>,
 }
 
-/// After traffic moved to `slot`: when its JVM records (started without an archive), start a
-/// detached nonstop that dumps the archive beside the release. Never fails, never waits.
-pub fn after_switch(sup: &dyn crate::supervisor::Supervisor, cfg: &Config, slot: &Slot) {
+/// Before traffic goes to `slot` (healthy, not live): when its JVM records (started without
+/// an archive), start a detached nonstop that dumps the archive beside the release, and wait
+/// for it up to `budget` (the JVM pauses while it writes: no request may meet that). Never
+/// fails; a dump that outlasts `budget` goes on in the background.
+pub fn before_switch(
+    sup: &dyn crate::supervisor::Supervisor,
+    cfg: &Config,
+    slot: &Slot,
+    budget: Duration,
+) {
     if cfg.app.cds == Mode::Off {
         return;
     }
@@ -322,12 +332,52 @@ pub fn after_switch(sup: &dyn crate::supervisor::Supervisor, cfg: &Config, slot:
         return;
     }
     let dir = dir(cfg, &pf.release);
-    if regular(&dir.join(ARCHIVE)) || dumping(&dir).is_some() {
+    if regular(&dir.join(ARCHIVE)) {
         return;
     }
+    if dumping(&dir).is_none() && !start_dump(cfg, slot, &pf, &cmd, &dir) {
+        return;
+    }
+    let t0 = std::time::Instant::now();
+    while dumping(&dir).is_some() && t0.elapsed() < budget {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let archive = dir.join(ARCHIVE);
+    match fs::metadata(&archive) {
+        Ok(m) if dumping(&dir).is_none() => log::info!(
+            "app.cds: release {}'s class-data archive dumped from slot {} before the switch in {} ({} MB): {}",
+            pf.release,
+            slot.name,
+            crate::log::human(t0.elapsed()),
+            m.len() / 1_000_000,
+            archive.display()
+        ),
+        _ if dumping(&dir).is_some() => log::warn!(
+            "app.cds: release {}'s archive dump from slot {} goes on after {}; it continues in the background, and slot {} may pause while it ends",
+            pf.release,
+            slot.name,
+            crate::log::human(budget),
+            slot.name
+        ),
+        _ => log::warn!(
+            "app.cds: no class-data archive for release {} (see {})",
+            pf.release,
+            dir.join("dump.log").display()
+        ),
+    }
+}
+
+/// Start the detached dumper of `pf`'s archive into `dir`; false when it cannot start.
+fn start_dump(
+    cfg: &Config,
+    slot: &Slot,
+    pf: &process::PidFile,
+    cmd: &[String],
+    dir: &Path,
+) -> bool {
     let jdk = match cmd.first().map(|j| Jdk::of(Path::new(j))) {
         Some(Ok(j)) => j,
-        _ => return,
+        _ => return false,
     };
     // The attach socket takes the JVM's own user only; nonstop never attaches as another
     // (root) user.
@@ -338,26 +388,32 @@ pub fn after_switch(sup: &dyn crate::supervisor::Supervisor, cfg: &Config, slot:
             pf.pid,
             pf.release
         );
-        return;
+        return false;
     }
     let spec = Dump {
         pid: pf.pid,
         start_time: pf.start_time,
-        dir: dir.clone(),
+        dir: dir.to_path_buf(),
         jdk: jdk.build,
         release: pf.release.clone(),
         launch_file: cfg.run_dir().join(format!("{}.launch.json", slot.name)),
         dumper: None,
     };
     match spawn_dumper(&spec) {
-        Ok(pid) => log::info!(
-            "app.cds: dumping release {}'s class-data archive from slot {} (pid {}) in the background (pid {pid}) into {}",
-            pf.release,
-            slot.name,
-            pf.pid,
-            dir.join(ARCHIVE).display()
-        ),
-        Err(e) => log::warn!("app.cds: cannot start the archive dump: {e}"),
+        Ok(pid) => {
+            log::info!(
+                "app.cds: dumping release {}'s class-data archive from slot {} (pid {}, not yet live) as pid {pid} into {}",
+                pf.release,
+                slot.name,
+                pf.pid,
+                dir.join(ARCHIVE).display()
+            );
+            true
+        }
+        Err(e) => {
+            log::warn!("app.cds: cannot start the archive dump: {e}");
+            false
+        }
     }
 }
 
@@ -411,7 +467,7 @@ fn spawn_dumper(spec: &Dump) -> Result<i32> {
     Ok(pid)
 }
 
-/// The detached dumper's main (see [`after_switch`]).
+/// The detached dumper's main (see [`before_switch`]).
 pub fn dump_main(spec: OsString) -> ExitCode {
     let say = |m: &str| {
         eprintln!(

@@ -256,8 +256,8 @@ fn k_class_data_archive_survives_kill_9_and_reboot() {
     let shown = t0.elapsed();
     stop.store(true, Ordering::SeqCst);
     let during = during.join().unwrap();
-    // Each dump (v1's after the first deploy, v2's after the switch) pauses the live JVM:
-    // the slowest answer of each version.
+    // Each dump (v1's in the first deploy, v2's in this one) pauses its JVM, and runs in
+    // `health`, before any traffic goes there: the slowest answer of each version.
     let slowest = |v: &str| {
         during
             .iter()
@@ -275,7 +275,7 @@ fn k_class_data_archive_survives_kill_9_and_reboot() {
         slowest("v1 "),
         slowest("v2 "),
     );
-    // The switch and the dump lose no request (a dump pauses the JVM, it does not fail it).
+    // The switch and the dump lose no request.
     assert!(
         during.iter().all(|p| p.status == 200),
         "every GET answered 200: {:?}",
