@@ -29,7 +29,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
 }
 
 /// [`write_atomic`], giving the new file `owner` (uid, gid) when set.
-fn write_atomic_owned(
+pub fn write_atomic_owned(
     path: &Path,
     bytes: &[u8],
     mode: u32,

@@ -10,7 +10,8 @@
 //!   refused when it clashes with another app's;
 //! - the template unit `nonstop-<app>@.service` (see [`crate::supervisor::systemd`]); an older
 //!   nonstop's per-slot units are retired when they no longer run;
-//! - the work and state folders, owned by the hook user;
+//! - the work and state folders, owned by the hook user (and the lock, when runs as another
+//!   user left it: an older nonstop's root hooks);
 //! - for a hook user other than root, `/etc/sudoers.d/nonstop-<app>`: one exact command per
 //!   line (no wildcard, so no argument can be added), checked with `visudo -cf` before it is
 //!   installed (atomically, 0440): start, stop, enable, disable and reset-failed of the app's
@@ -121,6 +122,10 @@ pub fn install(cfg: &Config, hook_user: &str, dir: &Path) -> Result<Vec<String>>
     ] {
         own_folder(&d, uid, gid, &mut changed)?;
     }
+    // The lock is rewritten in place by every run: one an older nonstop's hooks left as
+    // another user (root: the only user its nftables steering allowed) would refuse the
+    // hook user's first deploy ("cannot open …/lock: Permission denied").
+    own_file(&cfg.state_dir.join("lock"), uid, gid, &mut changed)?;
     // app.env (secrets, often): root-only, read by systemd as root for the slots' units.
     let env = registry::env_text(cfg)?;
     let env_path = crate::supervisor::systemd::env_file(dir, &entry.app);
@@ -145,6 +150,10 @@ pub fn install(cfg: &Config, hook_user: &str, dir: &Path) -> Result<Vec<String>>
                 .join(", "),
             entry.front_port.map_or("none".into(), |p| p.to_string())
         ));
+    }
+    // Before the steering unit (re)starts: what it loads at boot and after a ruleset flush.
+    if let Some(line) = crate::traffic::nft::steer::seed_want(&entry, uid, gid)? {
+        changed.push(line);
     }
     changed.extend(crate::supervisor::systemd::install_units(cfg, &entry)?);
     if hook_user != "root" {
@@ -221,6 +230,26 @@ fn own_folder(d: &Path, uid: u32, gid: u32, changed: &mut Vec<String>) -> Result
     } else if created {
         changed.push(format!("created {}", d.display()));
     }
+    Ok(())
+}
+
+/// Give the existing regular file `f` to the hook user, unless it is theirs already. Not a
+/// symlink, nor a file with other hard links: only that file, in a folder the hook user owns,
+/// changes owner.
+fn own_file(f: &Path, uid: u32, gid: u32, changed: &mut Vec<String>) -> Result<()> {
+    let Ok(m) = std::fs::symlink_metadata(f) else {
+        return Ok(());
+    };
+    if !m.is_file() || m.nlink() != 1 || (m.uid() == uid && m.gid() == gid) {
+        return Ok(());
+    }
+    std::os::unix::fs::lchown(f, Some(uid), Some(gid))
+        .context(format!("cannot chown {}", f.display()))?;
+    changed.push(format!(
+        "gave {} for uid {uid} (left by runs as uid {})",
+        f.display(),
+        m.uid()
+    ));
     Ok(())
 }
 
@@ -493,6 +522,45 @@ mod tests {
         );
         let m = err.to_string();
         assert!(m.contains("visudo rejects"), "{m}");
+    }
+
+    #[test]
+    fn the_lock_left_by_another_user_is_given_to_the_hook_user_and_nothing_else() {
+        let d = tempfile::tempdir().unwrap();
+        let m = std::fs::symlink_metadata(d.path()).unwrap();
+        let (me, my_gid) = (m.uid(), m.gid());
+        let lock = d.path().join("lock");
+        let mut changed = vec![];
+        // No lock yet (a new host): nothing to do, nothing created.
+        own_file(&lock, me, my_gid, &mut changed).unwrap();
+        assert!(!lock.exists() && changed.is_empty());
+        // Already the hook user's: unchanged.
+        std::fs::write(&lock, "switch pid 1").unwrap();
+        own_file(&lock, me, my_gid, &mut changed).unwrap();
+        assert!(changed.is_empty(), "{changed:?}");
+        // A symlink or a file with another hard link is left alone.
+        let other = d.path().join("other");
+        std::fs::write(&other, "x").unwrap();
+        let link = d.path().join("link");
+        std::os::unix::fs::symlink(&other, &link).unwrap();
+        let hard = d.path().join("hard");
+        std::fs::hard_link(&other, &hard).unwrap();
+        for f in [&link, &hard] {
+            own_file(f, me + 1, my_gid, &mut changed).unwrap();
+        }
+        assert!(changed.is_empty(), "{changed:?}");
+        // Another user's lock (as root: an older nonstop's root hooks) goes to the hook user.
+        if root() {
+            own_file(&lock, 65534, 65534, &mut changed).unwrap();
+            let m = std::fs::symlink_metadata(&lock).unwrap();
+            assert_eq!((m.uid(), m.gid()), (65534, 65534));
+            assert_eq!(changed.len(), 1, "{changed:?}");
+            assert!(
+                changed[0].contains("for uid 65534 (left by runs as uid 0)"),
+                "{changed:?}"
+            );
+            assert_eq!(std::fs::symlink_metadata(&other).unwrap().uid(), me);
+        }
     }
 
     #[test]

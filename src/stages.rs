@@ -78,7 +78,13 @@ pub fn leave_rotation(run: &Run, slot: &Slot) -> Result<usize> {
 pub fn stop_slot(run: &Run, slot: &Slot, force: bool) -> Result<()> {
     let (cfg, sup) = (&run.cfg, run.sup);
     let pid_file = pid_path(cfg, slot);
-    let owner = run.owner(slot);
+    let owner = match run.owner(slot) {
+        Some(Owner::Foreign { pid: None, cmd }) => unseen_unit(run, slot)
+            .map_or(Some(Owner::Foreign { pid: None, cmd }), |pf| {
+                Some(Owner::Ours(pf))
+            }),
+        o => o,
+    };
     let (pid, how) = match &owner {
         None => {
             sup.settle(cfg, slot)?;
@@ -153,6 +159,31 @@ pub fn stop_slot(run: &Run, slot: &Slot, force: bool) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// The slot's app when its port is held by processes this user cannot see and the slot's own
+/// systemd unit (nonstop's: its marker) runs it as another user whose descriptors this user
+/// cannot read: an older nonstop's unit, whose JVM runs as root, after the hooks moved to
+/// ec2-user. systemd stops the unit by its name (its own cgroup, nothing else), and the port
+/// must be free after it, so nothing but that unit is stopped on this weaker proof.
+fn unseen_unit(run: &Run, slot: &Slot) -> Option<process::PidFile> {
+    if run.sup.kind() != supervisor::Kind::Systemd {
+        return None;
+    }
+    match run.sup.app(&run.cfg, slot) {
+        process::SlotProcess::Running(pf)
+            if pf.supervisor == 0 && fs::read_dir(format!("/proc/{}/fd", pf.pid)).is_err() =>
+        {
+            log::warn!(
+                "port {} is held by a process this user cannot see; slot {}'s unit runs pid {} as another user: stopping that unit, the port must then be free",
+                slot.port,
+                slot.name,
+                pf.pid
+            );
+            Some(pf)
+        }
+        _ => None,
+    }
 }
 
 /// How the app `owner` ended, as its supervisor recorded it (it writes the record right after

@@ -17,6 +17,7 @@ mod host;
 mod load;
 mod recipe;
 mod ssh;
+mod upgrade;
 
 use common::Kind;
 use host::{Bundle, Hooks, Host, Setup, Site};

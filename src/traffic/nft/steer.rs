@@ -153,6 +153,53 @@ pub(crate) fn recorded(e: &crate::registry::Entry) -> Result<Option<Steering>> {
     Ok(Some(want))
 }
 
+/// The steering in an older nonstop's kept ruleset (`state_dir/traffic.nft`): the comment of
+/// its table, from a regular file root wrote (its hooks ran as root), checked against `e`.
+fn kept_by_root(e: &crate::registry::Entry) -> Option<Steering> {
+    use std::os::unix::fs::MetadataExt;
+    let kept = e.state_dir.join("traffic.nft");
+    let m = std::fs::symlink_metadata(&kept).ok()?;
+    if !m.is_file() || m.uid() != 0 || m.len() > 65536 {
+        return None;
+    }
+    let text = std::fs::read_to_string(&kept).ok()?;
+    let want = text.lines().find_map(|l| {
+        l.trim()
+            .strip_prefix("comment \"")
+            .and_then(|c| c.strip_suffix('"'))
+            .and_then(parse_comment)
+    })?;
+    check_steering(e, &want).ok()?;
+    Some(want)
+}
+
+/// Setup's part (as root) on a host an older nonstop switched as root, now set up for another
+/// hook user: that user's runs ask through `steer.want`, which does not exist yet, so the
+/// steering unit would load nothing at boot or after a ruleset flush until their first switch.
+/// Writes `steer.want` (owned by `uid`:`gid`) from the ruleset the older nonstop kept for boot.
+/// Returns what it did, or `None` when there was nothing to do.
+pub fn seed_want(e: &crate::registry::Entry, uid: u32, gid: u32) -> Result<Option<String>> {
+    let path = want_path(&e.state_dir);
+    if e.traffic != Via::Nftables || e.hook_user == "root" || path.symlink_metadata().is_ok() {
+        return Ok(None);
+    }
+    let Some(want) = kept_by_root(e) else {
+        return Ok(None);
+    };
+    fsx::write_atomic_owned(
+        &path,
+        format!("{}\n", comment(&want)).as_bytes(),
+        0o644,
+        Some((uid, gid)),
+    )?;
+    Ok(Some(format!(
+        "wrote {} ({}, from {}, which an older nonstop kept for boot)",
+        path.display(),
+        comment(&want),
+        e.state_dir.join("traffic.nft").display()
+    )))
+}
+
 /// Apply `want` as `e`'s table (root): checked by the kernel, applied in one transaction,
 /// listed back and compared whole.
 pub(crate) fn apply_entry(e: &crate::registry::Entry, front: u16, want: &Steering) -> Result<()> {

@@ -175,3 +175,65 @@ fn the_helper_takes_only_the_slot_ports_setup_fixed() {
     // What the hook user writes is the table's comment format, read back the same.
     assert_eq!(parse_comment(comment(&ok).trim()), Some(ok));
 }
+
+#[test]
+fn setup_seeds_the_steering_from_what_an_older_root_nonstop_kept_for_boot() {
+    use std::os::unix::fs::MetadataExt;
+    let c = cfg("");
+    let d = tempfile::tempdir().unwrap();
+    let mut e = crate::registry::Entry::of(&c, "ec2-user", std::path::Path::new("/n"));
+    e.state_dir = d.path().to_path_buf();
+    let (uid, gid) = (65534, 65534);
+    // Nothing kept: nothing to seed.
+    assert_eq!(steer::seed_want(&e, uid, gid).unwrap(), None);
+    let old = Steering {
+        live: Some(8081),
+        rotation: vec![(8081, Member::Up(1)), (8082, Member::Down)],
+    };
+    let kept = d.path().join("traffic.nft");
+    std::fs::write(&kept, render(&c, &old)).unwrap();
+    let want = want_path(d.path());
+    let root = rustix::process::geteuid().is_root();
+    let line = steer::seed_want(&e, uid, gid).unwrap();
+    if !root {
+        // Not root's file: not an older root nonstop's record.
+        assert_eq!(line, None);
+        return;
+    }
+    let line = line.expect("seeded");
+    assert!(
+        line.contains("nonstop live=8081 rotation=8081:1,8082:down"),
+        "{line}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&want).unwrap(),
+        "nonstop live=8081 rotation=8081:1,8082:down\n"
+    );
+    let m = std::fs::metadata(&want).unwrap();
+    assert_eq!(
+        (m.uid(), m.gid()),
+        (uid, gid),
+        "the hook user's, as its runs write it"
+    );
+    // What the hook user asked for since wins: never overwritten.
+    std::fs::write(&want, "nonstop live=8082 rotation=8081:down,8082:1\n").unwrap();
+    assert_eq!(steer::seed_want(&e, uid, gid).unwrap(), None);
+    std::fs::remove_file(&want).unwrap();
+    // Root hooks read the kept ruleset themselves; a port setup did not fix is not seeded.
+    e.hook_user = "root".into();
+    assert_eq!(steer::seed_want(&e, uid, gid).unwrap(), None);
+    e.hook_user = "ec2-user".into();
+    let bad = Steering {
+        live: Some(22),
+        rotation: vec![(22, Member::Up(1))],
+    };
+    std::fs::write(&kept, render(&c, &bad)).unwrap();
+    assert_eq!(steer::seed_want(&e, uid, gid).unwrap(), None);
+    // A symlink at the kept ruleset's path is not followed.
+    std::fs::remove_file(&kept).unwrap();
+    let elsewhere = d.path().join("elsewhere.nft");
+    std::fs::write(&elsewhere, render(&c, &old)).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, &kept).unwrap();
+    assert_eq!(steer::seed_want(&e, uid, gid).unwrap(), None);
+    assert!(!want.exists());
+}
