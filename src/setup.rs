@@ -38,7 +38,14 @@ pub struct Options {
     /// The user the hooks run as (`ec2-user`, `ubuntu`, or `root`).
     pub user: String,
     pub config: Option<PathBuf>,
+    /// Records the steering an older nonstop kept for boot as the hook user's request, before
+    /// the steering unit starts (`traffic::nft::seed_want`: the traffic layer sits above this
+    /// one, so `nonstop setup` passes it in).
+    pub seed: Option<Seed>,
 }
+
+/// See [`Options::seed`]: the line it changed, if any.
+pub type Seed = fn(&registry::Entry, u32, u32) -> Result<Option<String>>;
 
 fn root() -> bool {
     rustix::process::geteuid().is_root()
@@ -82,7 +89,7 @@ pub fn run(o: &Options) -> Result<()> {
     let text = std::fs::read_to_string(&path)
         .map_err(|e| Error::config(&path, None, None, format!("cannot read: {e}")))?;
     let cfg = crate::config::parse(&text, &path)?;
-    let changed = install(&cfg, &o.user, Path::new(registry::DIR))?;
+    let changed = install(&cfg, &o.user, Path::new(registry::DIR), o.seed)?;
     if cfg.traffic.via == crate::traffic::Via::NginxReload {
         log::warn!(
             "app {} switches by reloading nginx: a reload under load can cut responses in flight, and it closes the idle keep-alive connections of every site on this nginx; `traffic.via: nftables` (what `nonstop init` writes) switches without a reload",
@@ -105,7 +112,12 @@ pub fn run(o: &Options) -> Result<()> {
 
 /// Install everything for `cfg` with hooks run as `hook_user` (registry under `dir`); returns
 /// what changed, one line each (empty: nothing).
-pub fn install(cfg: &Config, hook_user: &str, dir: &Path) -> Result<Vec<String>> {
+pub fn install(
+    cfg: &Config,
+    hook_user: &str,
+    dir: &Path,
+    seed: Option<Seed>,
+) -> Result<Vec<String>> {
     let (uid, gid) = user_ids(hook_user)?;
     if let Some(u) = &cfg.app.user {
         user_ids(u).map_err(|_| failed(format!("app.user {u} is not a user of this host")))?;
@@ -152,7 +164,7 @@ pub fn install(cfg: &Config, hook_user: &str, dir: &Path) -> Result<Vec<String>>
         ));
     }
     // Before the steering unit (re)starts: what it loads at boot and after a ruleset flush.
-    if let Some(line) = crate::traffic::nft::steer::seed_want(&entry, uid, gid)? {
+    if let Some(line) = seed.map(|f| f(&entry, uid, gid)).transpose()?.flatten() {
         changed.push(line);
     }
     changed.extend(crate::supervisor::systemd::install_units(cfg, &entry)?);

@@ -366,6 +366,7 @@ fn main() -> std::process::ExitCode {
             Cmd::Setup { user } => nonstop::setup::run(&nonstop::setup::Options {
                 user: user.clone(),
                 config: c.common.config.clone(),
+                seed: Some(nonstop::traffic::nft::seed_want),
             }),
             Cmd::Steer {
                 app, watch: true, ..

@@ -93,7 +93,7 @@ impl Supervisor for Systemd {
         let entry = crate::registry::read(dir, &cfg.app.name)?;
         if root() && entry.as_ref().is_none_or(|e| e.hook_user == "root") {
             // Root deploys set the app up themselves (no sudo rules: no other user).
-            for line in crate::setup::install(cfg, "root", dir)? {
+            for line in crate::setup::install(cfg, "root", dir, None)? {
                 log::info!("setup: {line}");
             }
         }

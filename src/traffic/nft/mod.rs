@@ -32,7 +32,7 @@ pub mod steer;
 
 pub use rules::{render, rule, ruleset_path, table_name, Steering};
 pub use run::{installed, nft_bin, want_path, Missing, NFT_MISSING};
-pub use steer::{check_steering, steer};
+pub use steer::{check_steering, seed_want, steer};
 
 use super::{Doubt, Traffic, Via};
 use crate::config::Config;
