@@ -119,24 +119,18 @@ pub(crate) fn steered_entry(app: &str) -> Result<(crate::registry::Entry, u16)> 
 
 /// The steering last asked for (`state_dir/steer.want`), checked against the registry; for an
 /// app whose hooks run as root and that an older nonstop switched, the comment of the ruleset
-/// it kept for boot (`state_dir/traffic.nft`, root's own). `None`: nothing was ever asked.
+/// it kept for boot (`state_dir/traffic.nft`, root's own, checked the same way: see
+/// [`kept_by_root`]). `None`: nothing was ever asked.
 pub(crate) fn recorded(e: &crate::registry::Entry) -> Result<Option<Steering>> {
     let path = want_path(&e.state_dir);
     let meta = match std::fs::symlink_metadata(&path) {
         Ok(m) => m,
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
-            let kept = e.state_dir.join("traffic.nft");
             if e.hook_user != "root" {
                 return Ok(None);
             }
-            return Ok(std::fs::read_to_string(&kept).ok().and_then(|t| {
-                t.lines().find_map(|l| {
-                    l.trim()
-                        .strip_prefix("comment \"")
-                        .and_then(|c| c.strip_suffix('"'))
-                        .and_then(parse_comment)
-                })
-            }));
+            // Root's own record, checked against the registry as a request would be.
+            return Ok(kept_by_root(e));
         }
         Err(err) => return Err(failed(format!("cannot read {}: {err}", path.display()))),
     };

@@ -237,3 +237,29 @@ fn setup_seeds_the_steering_from_what_an_older_root_nonstop_kept_for_boot() {
     assert_eq!(steer::seed_want(&e, uid, gid).unwrap(), None);
     assert!(!want.exists());
 }
+
+#[test]
+fn root_hooks_boot_from_their_kept_ruleset_only_when_the_registry_allows_its_ports() {
+    let c = cfg("");
+    let d = tempfile::tempdir().unwrap();
+    let mut e = crate::registry::Entry::of(&c, "root", std::path::Path::new("/n"));
+    e.state_dir = d.path().to_path_buf();
+    // Nothing asked, nothing kept: nothing to load.
+    assert_eq!(steer::recorded(&e).unwrap(), None);
+    let kept = d.path().join("traffic.nft");
+    let ok = Steering {
+        live: Some(8082),
+        rotation: vec![(8081, Member::Down), (8082, Member::Up(1))],
+    };
+    std::fs::write(&kept, render(&c, &ok)).unwrap();
+    let root = rustix::process::geteuid().is_root();
+    // Root's own record (a file another user wrote is not root's record).
+    assert_eq!(steer::recorded(&e).unwrap(), root.then(|| ok.clone()));
+    // A kept ruleset naming a port setup did not fix is not loaded.
+    let bad = Steering {
+        live: Some(22),
+        rotation: vec![(22, Member::Up(1))],
+    };
+    std::fs::write(&kept, render(&c, &bad)).unwrap();
+    assert_eq!(steer::recorded(&e).unwrap(), None);
+}
