@@ -352,9 +352,15 @@ impl Supervisor for Systemd {
             }
             let verb = if want { "enable" } else { "disable" };
             // No daemon-reload (0.5 s and more on a small host, on every switch): the link is
-            // what the next boot reads. A sudo rule from an older setup lacks `--no-reload`.
-            let r = systemctl(&[verb, "--quiet", "--no-reload", &unit])
-                .or_else(|_| systemctl(&[verb, "--quiet", &unit]));
+            // what the next boot reads. As root, the link itself; through sudo, systemctl (a
+            // sudo rule from an older setup lacks `--no-reload`).
+            let r = if root() {
+                units::set_at_boot(Path::new(units::UNIT_DIR), &unit, want)
+            } else {
+                systemctl(&[verb, "--quiet", "--no-reload", &unit])
+                    .or_else(|_| systemctl(&[verb, "--quiet", &unit]))
+                    .map(drop)
+            };
             match &r {
                 Ok(_) => log::info!(
                     "{unit} {} at boot",

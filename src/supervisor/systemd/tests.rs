@@ -234,3 +234,50 @@ fn app_env_reaches_the_jvm_unchanged_from_a_root_only_file() {
         assert!(!p.exists());
     }
 }
+
+#[test]
+fn root_sets_a_slot_at_boot_with_the_link_systemctl_enable_makes() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    std::fs::write(dir.join("nonstop-shop@.service"), "# Managed by nonstop\n").unwrap();
+    std::fs::write(
+        dir.join("nonstop-shop-blue.service"),
+        "# Managed by nonstop\n",
+    )
+    .unwrap();
+    let wants = dir.join("multi-user.target.wants");
+    // A template instance links to its template; an older per-slot unit to its own file.
+    units::set_at_boot(dir, "nonstop-shop@green.service", true).unwrap();
+    units::set_at_boot(dir, "nonstop-shop-blue.service", true).unwrap();
+    assert_eq!(
+        std::fs::read_link(wants.join("nonstop-shop@green.service")).unwrap(),
+        dir.join("nonstop-shop@.service")
+    );
+    assert_eq!(
+        std::fs::read_link(wants.join("nonstop-shop-blue.service")).unwrap(),
+        dir.join("nonstop-shop-blue.service")
+    );
+    // Again: the same link, no temporary left behind.
+    units::set_at_boot(dir, "nonstop-shop@green.service", true).unwrap();
+    let names: Vec<_> = std::fs::read_dir(&wants)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+    // Disabled: the link goes, the unit's file stays; disabling again changes nothing.
+    units::set_at_boot(dir, "nonstop-shop@green.service", false).unwrap();
+    units::set_at_boot(dir, "nonstop-shop@green.service", false).unwrap();
+    assert!(wants
+        .join("nonstop-shop@green.service")
+        .symlink_metadata()
+        .is_err());
+    assert!(dir.join("nonstop-shop@.service").is_file());
+    // Something not a link at the link's path is left alone.
+    std::fs::write(wants.join("nonstop-shop@blue.service"), "x").unwrap();
+    let e = units::set_at_boot(dir, "nonstop-shop@blue.service", false).unwrap_err();
+    assert!(e.to_string().contains("not a link"), "{e}");
+    assert_eq!(
+        std::fs::read(wants.join("nonstop-shop@blue.service")).unwrap(),
+        b"x"
+    );
+}
