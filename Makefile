@@ -12,7 +12,7 @@ TARGET_DIR = $(or $(CARGO_TARGET_DIR),target)
 ZIG_BIN = $(TARGET_DIR)/$(TARGET)/release
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 
-.PHONY: all build test fmt-check lint unit deps demo demo-app spring-app zigbuild bundle bundle-usage clean system-test
+.PHONY: all build test fmt-check lint unit deps demo demo-app spring-app spring-large-app zigbuild bundle bundle-usage clean system-test
 
 all: build
 
@@ -47,6 +47,16 @@ spring-app: target/spring-app/spring-app-v1.jar target/spring-app/spring-app-v2.
 target/spring-app/spring-app-%.jar: $(SPRING_SRC)
 	@scripts/deps.sh maven
 	bash examples/spring-boot-app/build.sh target/spring-app $*
+
+## spring-large-app: a PetClinic-sized Spring Boot 3 app (web, JPA, Thymeleaf, H2), cached as
+## spring-app: target/spring-large-app/spring-large-app-{v1,v2}.jar. Only `bench` needs it.
+SPRING_LARGE_SRC := examples/spring-large-app/pom.xml examples/spring-large-app/build.sh \
+  $(shell find examples/spring-large-app/src -type f)
+spring-large-app: target/spring-large-app/spring-large-app-v1.jar target/spring-large-app/spring-large-app-v2.jar
+
+target/spring-large-app/spring-large-app-%.jar: $(SPRING_LARGE_SRC)
+	@scripts/deps.sh maven
+	bash examples/spring-large-app/build.sh target/spring-large-app $*
 
 ## demo: private nginx on loopback, deploy the Spring Boot app v1 then v2 with the real binaries
 ## under traffic (DEMO_APP=stand-in: the dependency-free stand-in instead)
@@ -95,7 +105,7 @@ dist: zigbuild demo-app
 ## -> bench/results/{results.json,results.md,timeline-*.svg} and BENCHMARKS.md; BENCH_ARGS=--help
 .PHONY: bench
 BENCH_TARGET_DIR = $(or $(CARGO_TARGET_DIR),target)
-bench: demo-app spring-app zigbuild
+bench: demo-app spring-app spring-large-app zigbuild
 	scripts/deps.sh nginx lsof curl nft ip
 	NONSTOP_BIN_DIR=$(ZIG_BIN) BENCH_COMMAND="make bench $(BENCH_ARGS)" \
 	  $(ZIG_BIN)/examples/bench $(BENCH_ARGS)

@@ -630,6 +630,7 @@ impl World {
         check_interrupt()?;
         let env = match boot.app() {
             App::Spring => Env::spring(slots),
+            App::SpringLarge => Env::with_app(slots, App::SpringLarge, false),
             App::StandIn => Env::new(slots),
         };
         World::with(env, "/")
@@ -640,6 +641,7 @@ impl World {
         check_interrupt()?;
         let env = match boot.app() {
             App::Spring => Env::spring_balanced(slots),
+            App::SpringLarge => Env::with_app(slots, App::SpringLarge, true),
             App::StandIn => Env::balanced(slots),
         };
         World::with(env, "/api/")
@@ -657,6 +659,7 @@ impl World {
     fn app_jar(&self, version: &str) -> PathBuf {
         match self.env.app {
             App::Spring => crate::common::spring_jar(version),
+            App::SpringLarge => crate::common::spring_large_jar(version),
             App::StandIn => crate::common::demo_jar(version),
         }
     }
@@ -664,7 +667,7 @@ impl World {
     /// What "healthy" means for this world's app (the Spring Boot app: its readiness group).
     fn health_path(&self) -> &'static str {
         match self.env.app {
-            App::Spring => SPRING_HEALTH_PATH,
+            App::Spring | App::SpringLarge => SPRING_HEALTH_PATH,
             App::StandIn => "/actuator/health",
         }
     }

@@ -1,16 +1,27 @@
-//! `app.cds` rows: the Spring Boot example's first boot and later boots of the same release,
-//! with `app.cds: off` (the fat jar as shipped) and `auto` (extracted, then from the
-//! class-data archive `health` dumped from the new JVM before the switch), JVM defaults with
-//! `-Xmx384m` as in production. A boot is the `start` hook (launch; with `auto` the first one
+//! `app.cds` rows, for the Spring Boot example and a PetClinic-sized Spring app
+//! (examples/spring-large-app: web, JPA, Thymeleaf): each app's first boot and later boots of
+//! the same release, with `app.cds: off` (the fat jar as shipped) and `auto` (extracted, then
+//! from the class-data archive `health` dumped from the new JVM before the switch), JVM
+//! defaults with `-Xmx384m` as in production. A boot is the `start` hook (launch; with `auto` the first one
 //! extracts) plus the `health` hook (until readiness is UP; less the dump it then waited for,
 //! given apart), or a `deploy-second` onto the stopped standby slot (the same release launched
 //! again, then health). Also the archive's dump time and the disk each release takes.
 
-use crate::common::Env;
+use crate::common::{App, Env};
 use std::path::PathBuf;
 use std::time::Duration;
 
 const LATER: usize = 3;
+
+/// The apps the rows measure, as their labels name them (the small example's labels are the
+/// ones BENCHMARKS.md's earlier facts use).
+const APPS: [(App, &str); 2] = [
+    (App::Spring, "Spring Boot example"),
+    (
+        App::SpringLarge,
+        "PetClinic-sized Spring app (web, JPA, Thymeleaf)",
+    ),
+];
 
 struct Run {
     first: f64,
@@ -35,8 +46,8 @@ fn du(p: &std::path::Path) -> u64 {
         .sum()
 }
 
-fn one(cds: &str) -> Result<Run, String> {
-    let mut env = Env::spring(2);
+fn one(app: App, cds: &str) -> Result<Run, String> {
+    let mut env = Env::with_app(2, app, false);
     env.java_opts = vec!["-Xmx384m".into()];
     env.write_config();
     env.edit_config(
@@ -97,8 +108,8 @@ fn dump_ms(rel: &std::path::Path) -> Option<u64> {
 /// A 3-slot balanced roll of one release: the first slot's boot (`start` + `health`, less
 /// the dump `health` waited for with `auto`), then `deploy-second` rolling the other two;
 /// and the dump's time.
-fn roll(cds: &str) -> Result<(f64, f64, f64), String> {
-    let mut env = Env::spring_balanced(3);
+fn roll(app: App, cds: &str) -> Result<(f64, f64, f64), String> {
+    let mut env = Env::with_app(3, app, true);
     env.java_opts = vec!["-Xmx384m".into()];
     env.write_config();
     env.edit_config(
@@ -128,8 +139,15 @@ fn roll(cds: &str) -> Result<(f64, f64, f64), String> {
     unreachable!()
 }
 
-/// The rows (label, value) for BENCHMARKS.md's facts.
+/// The rows (label, value) for BENCHMARKS.md's facts: every app's in turn.
 pub fn rows() -> Vec<(String, String)> {
+    APPS.iter()
+        .flat_map(|&(app, name)| app_rows(app, name))
+        .collect()
+}
+
+/// One app's rows, `name` in their labels.
+fn app_rows(app: App, name: &str) -> Vec<(String, String)> {
     let mb = |n: u64| format!("{:.1} MB", n as f64 / 1e6);
     let s = |v: &[f64]| {
         v.iter()
@@ -140,8 +158,10 @@ pub fn rows() -> Vec<(String, String)> {
     let mut out = vec![];
     let mut off_first = None;
     for cds in ["off", "auto"] {
-        let label = format!("app.cds: {cds}, Spring Boot example, -Xmx384m: first boot; {LATER} later boots of the same release");
-        match one(cds) {
+        let label = format!(
+            "app.cds: {cds}, {name}, -Xmx384m: first boot; {LATER} later boots of the same release"
+        );
+        match one(app, cds) {
             Ok(r) => {
                 let mean = r.later.iter().sum::<f64>() / r.later.len().max(1) as f64;
                 let base: f64 = *off_first.get_or_insert(r.first);
@@ -166,10 +186,10 @@ pub fn rows() -> Vec<(String, String)> {
     // In fat-jar first boots: the first slot's boot in the `off` roll.
     let mut jar_first = None;
     for cds in ["off", "auto"] {
-        let label = format!("app.cds: {cds}, 3-slot balanced roll of the Spring Boot example: the first slot's boot; deploy-second of the other two");
+        let label = format!("app.cds: {cds}, 3-slot balanced roll of the {name}: the first slot's boot; deploy-second of the other two");
         out.push((
             label,
-            match roll(cds) {
+            match roll(app, cds) {
                 Ok((first, rest, dump)) => {
                     let base: f64 = *jar_first.get_or_insert(first);
                     format!(

@@ -79,8 +79,6 @@ impl RunOutput for Command {
     }
 }
 
-/// Build (once, atomically, under build.sh's lock) and return examples/spring-boot-app's boot jar
-/// for `version`: `target/spring-app/spring-app-VERSION.jar`, as `make spring-app` builds it
 /// A jar that cannot start: its manifest names a main class it does not hold (a broken
 /// release, `demo-app-v3.jar` in `dir`).
 pub fn broken_jar(dir: &Path) -> PathBuf {
@@ -100,12 +98,27 @@ pub fn broken_jar(dir: &Path) -> PathBuf {
     jar
 }
 
+/// Build (once, atomically, under build.sh's lock) and return examples/spring-boot-app's boot jar
+/// for `version`: `target/spring-app/spring-app-VERSION.jar`, as `make spring-app` builds it
 /// (it is rebuilt when the pom, build.sh or a source is newer than the jar).
 pub fn spring_jar(version: &str) -> PathBuf {
+    maven_jar("spring-boot-app", "spring-app", version)
+}
+
+/// examples/spring-large-app's boot jar for `version` (PetClinic's size: web, JPA, Thymeleaf),
+/// `target/spring-large-app/spring-large-app-VERSION.jar`, as `make spring-large-app` builds it;
+/// built as [`spring_jar`]. Only the bench deploys it.
+pub fn spring_large_jar(version: &str) -> PathBuf {
+    maven_jar("spring-large-app", "spring-large-app", version)
+}
+
+/// examples/EXAMPLE's jar `target/NAME/NAME-VERSION.jar`, built by its build.sh when missing
+/// or older than the pom, build.sh or a source.
+fn maven_jar(example: &str, name: &str, version: &str) -> PathBuf {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let app = root.join("examples/spring-boot-app");
-    let out = root.join("target/spring-app");
-    let jar = out.join(format!("spring-app-{version}.jar"));
+    let app = root.join("examples").join(example);
+    let out = root.join("target").join(name);
+    let jar = out.join(format!("{name}-{version}.jar"));
     let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
     fn newest(p: &Path) -> Option<std::time::SystemTime> {
         let m = std::fs::metadata(p).ok()?;
@@ -134,7 +147,7 @@ pub fn spring_jar(version: &str) -> PathBuf {
             .expect("bash runs");
         assert!(
             st.success(),
-            "building the Spring Boot app failed (needs mvn: `make spring-app`)"
+            "building examples/{example} failed (needs mvn: `make {name}`)"
         );
     }
     jar
@@ -147,6 +160,9 @@ pub enum App {
     StandIn,
     /// examples/spring-boot-app: a real Spring Boot 3 jar built by Maven.
     Spring,
+    /// examples/spring-large-app: a PetClinic-sized Spring Boot 3 jar (web, JPA, Thymeleaf),
+    /// deployed as `Spring` is (same flags, health path and timings); the bench's only.
+    SpringLarge,
 }
 
 /// JVM flags for the Spring Boot app in tests, the demo and the bench: three Spring JVMs (a
@@ -328,6 +344,12 @@ impl Env {
         Env::build(n, true, App::Spring, false)
     }
 
+    /// A world that deploys `app`, balanced or blue/green (as [`Env::spring`] and
+    /// [`Env::spring_balanced`] for `App::Spring`).
+    pub fn with_app(n: usize, app: App, balanced: bool) -> Env {
+        Env::build(n, balanced, app, false)
+    }
+
     fn build(n: usize, balanced: bool, app: App, nft: bool) -> Env {
         let dir = tempfile::Builder::new()
             .prefix("nonstop-test-")
@@ -353,7 +375,9 @@ impl Env {
                     "-Xshare:auto".into(),
                     "-Ddemo.boot-ms=300".into(),
                 ],
-                App::Spring => SPRING_JAVA_OPTS.iter().map(|o| o.to_string()).collect(),
+                App::Spring | App::SpringLarge => {
+                    SPRING_JAVA_OPTS.iter().map(|o| o.to_string()).collect()
+                }
             },
             balanced,
             front: nft.then(free_port),
@@ -508,7 +532,9 @@ impl Env {
         // busy cores, and the default stop.grace (above Spring's 30 s shutdown phase).
         let (health_path, deadline, grace) = match self.app {
             App::StandIn => (String::new(), "30s", "10s"),
-            App::Spring => (format!("  path: {SPRING_HEALTH_PATH}\n"), "120s", "35s"),
+            App::Spring | App::SpringLarge => {
+                (format!("  path: {SPRING_HEALTH_PATH}\n"), "120s", "35s")
+            }
         };
         let yaml = format!(
             "app:\n  name: demo\n  jar: \"app/*.jar\"\n  java_opts: [{}]\n  workdir: ../work\n\
@@ -544,6 +570,10 @@ impl Env {
         let (jar, name) = match self.app {
             App::StandIn => (demo_jar(version), format!("demo-{version}.jar")),
             App::Spring => (spring_jar(version), format!("spring-app-{version}.jar")),
+            App::SpringLarge => (
+                spring_large_jar(version),
+                format!("spring-large-app-{version}.jar"),
+            ),
         };
         std::fs::copy(jar, self.path(&format!("bundle/app/{name}"))).unwrap();
     }
