@@ -51,6 +51,7 @@ target/spring-app/spring-app-%.jar: $(SPRING_SRC)
 ## spring-large-app: a PetClinic-sized Spring Boot 3 app (web, JPA, Thymeleaf, H2), built as
 ## spring-app is: target/spring-large-app/spring-large-app-{v1,v2}.jar. Only `bench` needs it.
 SPRING_LARGE_SRC := examples/spring-large-app/pom.xml examples/spring-large-app/build.sh \
+  examples/spring-boot-app/build.sh \
   $(shell find examples/spring-large-app/src -type f)
 spring-large-app: target/spring-large-app/spring-large-app-v1.jar target/spring-large-app/spring-large-app-v2.jar
 

@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
 # Build the Spring Boot app: build.sh OUT_DIR VERSION  ->  OUT_DIR/spring-app-VERSION.jar
+# (or another example's: build.sh OUT_DIR VERSION APP_DIR NAME  ->  OUT_DIR/NAME-VERSION.jar,
+# APP_DIR's pom naming its jar NAME-${app.version} as this one does).
 # Runs `mvn -B package -Dapp.version=VERSION` (Maven 3.8+, JDK 17) with its build folder at
 # OUT_DIR/maven-VERSION, outside the source tree. The first build fetches the Spring Boot
 # parent, the starters and Maven's plugins from Maven Central into ~/.m2 (Maven's local
@@ -9,26 +11,30 @@
 # name and renamed into place, so concurrent builders never see a half-written jar.
 set -euo pipefail
 
-if [ "$#" -ne 2 ]; then
-    echo "usage: $0 OUT_DIR VERSION" >&2
+if [ "$#" -ne 2 ] && [ "$#" -ne 4 ]; then
+    echo "usage: $0 OUT_DIR VERSION [APP_DIR NAME]" >&2
     exit 2
 fi
 out_dir=$1
 version=$2
+name=${4:-spring-app}
 case "$version" in
     "" | */* | .* | *[!A-Za-z0-9._-]*) echo "build.sh: bad VERSION '$version'" >&2; exit 2 ;;
 esac
+case "$name" in
+    "" | .* | *[!A-Za-z0-9._-]*) echo "build.sh: bad NAME '$name'" >&2; exit 2 ;;
+esac
 command -v mvn >/dev/null || { echo "build.sh: mvn (Maven 3.8+) is missing: scripts/deps.sh maven" >&2; exit 1; }
 
-src=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+src=$(cd "${3:-$(dirname "${BASH_SOURCE[0]}")}" && pwd)
 mkdir -p "$out_dir"
 out_dir=$(cd "$out_dir" && pwd)
 exec 9>"$out_dir/.build.lock"
 flock 9
 
-jar="$out_dir/spring-app-$version.jar"
+jar="$out_dir/$name-$version.jar"
 build="$out_dir/maven-$version"
-partial="$out_dir/.spring-app-$version.jar.$$.tmp"
+partial="$out_dir/.$name-$version.jar.$$.tmp"
 trap 'rm -f "$partial"' EXIT
 # The offline stamp names the pom's content: a changed pom may need new artifacts.
 stamp="$out_dir/.fetched-$(sha256sum "$src/pom.xml" | cut -c1-16)"
@@ -49,6 +55,6 @@ else
     how="online"
 fi
 # The boot jar (spring-boot:repackage), not the plain jar (.jar.original).
-cp "$build/spring-app-$version.jar" "$partial"
+cp "$build/$name-$version.jar" "$partial"
 mv -f "$partial" "$jar"
 echo "built $jar ($how, $(( $(date +%s) - t0 )) s)"
