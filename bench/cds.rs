@@ -46,8 +46,9 @@ fn du(p: &std::path::Path) -> u64 {
         .sum()
 }
 
-fn one(app: App, cds: &str) -> Result<Run, String> {
-    let mut env = Env::with_app(2, app, false);
+/// `n` slots of `app` (balanced or not) with `-Xmx384m` and `app.cds: cds`, v1 staged.
+fn world(app: App, n: usize, balanced: bool, cds: &str) -> Env {
+    let mut env = Env::with_app(n, app, balanced);
     env.java_opts = vec!["-Xmx384m".into()];
     env.write_config();
     env.edit_config(
@@ -55,6 +56,11 @@ fn one(app: App, cds: &str) -> Result<Run, String> {
         &format!("  workdir: ../work\n  cds: {cds}\n"),
     );
     env.stage_jar("v1");
+    env
+}
+
+/// The first deploy's hooks, `stop` to `switch`: the first boot (`start` + `health`).
+fn first_deploy(env: &Env) -> Result<f64, String> {
     let mut first = 0.0;
     for b in ["stop", "start", "health", "switch"] {
         let r = env.hook(b, &[]);
@@ -65,6 +71,12 @@ fn one(app: App, cds: &str) -> Result<Run, String> {
             first += r.took.as_secs_f64();
         }
     }
+    Ok(first)
+}
+
+fn one(app: App, cds: &str) -> Result<Run, String> {
+    let env = world(app, 2, false, cds);
+    let first = first_deploy(&env)?;
     let pf = env.pid_of("green").ok_or("no pid file")?;
     let rel: PathBuf = pf.jar.parent().ok_or("no release")?.to_path_buf();
     let archive = rel.join("cds/app.jsa");
@@ -109,34 +121,18 @@ fn dump_ms(rel: &std::path::Path) -> Option<u64> {
 /// the dump `health` waited for with `auto`), then `deploy-second` rolling the other two;
 /// and the dump's time.
 fn roll(app: App, cds: &str) -> Result<(f64, f64, f64), String> {
-    let mut env = Env::with_app(3, app, true);
-    env.java_opts = vec!["-Xmx384m".into()];
-    env.write_config();
-    env.edit_config(
-        "  workdir: ../work\n",
-        &format!("  workdir: ../work\n  cds: {cds}\n"),
-    );
-    env.stage_jar("v1");
-    let mut first = 0.0;
-    for b in ["stop", "start", "health", "switch", "deploy-second"] {
-        let r = env.hook(b, &[]);
-        if r.code != 0 {
-            return Err(format!("{b}: {}", r.last_line()));
-        }
-        match b {
-            "start" | "health" => first += r.took.as_secs_f64(),
-            "deploy-second" => {
-                let rel = env
-                    .pid_of("blue")
-                    .and_then(|pf| pf.jar.parent().map(PathBuf::from))
-                    .ok_or("no release")?;
-                let dump = dump_ms(&rel).unwrap_or(0) as f64 / 1000.0;
-                return Ok((first - dump, r.took.as_secs_f64(), dump));
-            }
-            _ => {}
-        }
+    let env = world(app, 3, true, cds);
+    let first = first_deploy(&env)?;
+    let r = env.hook("deploy-second", &[]);
+    if r.code != 0 {
+        return Err(format!("deploy-second: {}", r.last_line()));
     }
-    unreachable!()
+    let rel = env
+        .pid_of("blue")
+        .and_then(|pf| pf.jar.parent().map(PathBuf::from))
+        .ok_or("no release")?;
+    let dump = dump_ms(&rel).unwrap_or(0) as f64 / 1000.0;
+    Ok((first - dump, r.took.as_secs_f64(), dump))
 }
 
 /// The rows (label, value) for BENCHMARKS.md's facts: every app's in turn.
