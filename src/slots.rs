@@ -38,6 +38,11 @@ pub struct Roles<'a> {
     pub recorded: Option<&'a Slot>,
 }
 
+/// The idle slot when slot number `live` is live: the one after it (the first when none is).
+pub fn after(cfg: &Config, live: Option<usize>) -> &Slot {
+    &cfg.slots[live.map_or(0, |i| (i + 1) % cfg.slots.len())]
+}
+
 /// Read the include, check nginx loaded it and the state agrees, and work out the roles (for a
 /// reader without a run: each call asks the truth again).
 pub fn roles<'a>(cfg: &'a Config, st: &State) -> Result<Roles<'a>> {
@@ -64,7 +69,7 @@ pub fn roles_with<'a>(
         );
     }
     let live = live_idx.map(|i| &cfg.slots[i]);
-    let idle = &cfg.slots[live_idx.map_or(0, |i| (i + 1) % cfg.slots.len())];
+    let idle = after(cfg, live_idx);
     if doubt.is_none() {
         if let Some(recorded) = st.live.as_deref() {
             if Some(recorded) != live.map(|s| s.name.as_str()) {

@@ -421,7 +421,7 @@ fn likely_target<'c>(cfg: &'c Config, st: &state::State, slot: Target<'c>) -> Op
                 .live
                 .as_deref()
                 .and_then(|n| cfg.slots.iter().position(|s| s.name == n));
-            cfg.slots.get(live.map_or(0, |i| (i + 1) % cfg.slots.len()))
+            Some(slots::after(cfg, live))
         }
     }
 }

@@ -343,8 +343,9 @@ pub fn before_switch(
         std::thread::sleep(Duration::from_millis(100));
     }
     let archive = dir.join(ARCHIVE);
+    let going_on = dumping(&dir).is_some();
     match fs::metadata(&archive) {
-        Ok(m) if dumping(&dir).is_none() => log::info!(
+        Ok(m) if !going_on => log::info!(
             "app.cds: release {}'s class-data archive dumped from slot {} before the switch in {} ({} MB): {}",
             pf.release,
             slot.name,
@@ -352,7 +353,7 @@ pub fn before_switch(
             m.len() / 1_000_000,
             archive.display()
         ),
-        _ if dumping(&dir).is_some() => log::warn!(
+        _ if going_on => log::warn!(
             "app.cds: release {}'s archive dump from slot {} goes on after {}; it continues in the background, and slot {} may pause while it ends",
             pf.release,
             slot.name,

@@ -50,12 +50,17 @@ pub(super) fn unit_of(cfg: &Config, slot: &Slot) -> String {
 /// True if unit `name` (or, for an instance `a@b.service`, its template `a@.service`) exists
 /// and carries nonstop's marker.
 pub(super) fn ours(name: &str) -> bool {
-    let file = match name.split_once('@') {
-        Some((head, _)) if !Path::new(UNIT_DIR).join(name).exists() => format!("{head}@.service"),
-        _ => name.to_string(),
-    };
-    std::fs::read(PathBuf::from(UNIT_DIR).join(file))
+    std::fs::read(PathBuf::from(UNIT_DIR).join(unit_file(Path::new(UNIT_DIR), name)))
         .is_ok_and(|b| b.starts_with(MARKER.as_bytes()))
+}
+
+/// The file in `dir` that defines unit `name`: its own, or for an instance `a@b.service` without
+/// one, its template `a@.service`.
+fn unit_file(dir: &Path, name: &str) -> String {
+    match name.split_once('@') {
+        Some((head, _)) if !dir.join(name).exists() => format!("{head}@.service"),
+        _ => name.to_string(),
+    }
 }
 
 /// One argument of `ExecStart=` (or value of `Environment=`), quoted for systemd: `"…"` with
@@ -276,10 +281,7 @@ pub(super) fn set_at_boot(dir: &Path, unit: &str, want: bool) -> Result<()> {
         }
         (false, Err(_)) => Ok(()),
         (true, _) => {
-            let file = match unit.split_once('@') {
-                Some((head, _)) if !dir.join(unit).exists() => format!("{head}@.service"),
-                _ => unit.to_string(),
-            };
+            let file = unit_file(dir, unit);
             std::fs::create_dir_all(&wants)
                 .context(format!("cannot create {}", wants.display()))?;
             let tmp = wants.join(format!(".{unit}.nonstop-{}", std::process::id()));

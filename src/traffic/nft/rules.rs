@@ -209,20 +209,24 @@ pub(super) fn rule_lines(listing: &str) -> std::result::Result<Vec<String>, Stri
     Ok(rules)
 }
 
-/// What a listing says, checked: its comment's state must mean its rule.
-pub(super) fn parse_listing(
-    text: &str,
-    front: u16,
-    balanced: bool,
-) -> std::result::Result<Steering, Doubt> {
-    let st = text
-        .lines()
+/// The steering a table's comment line says, in a listing or a kept ruleset.
+pub(super) fn steering_in(text: &str) -> Option<Steering> {
+    text.lines()
         .find_map(|l| {
             l.trim()
                 .strip_prefix("comment \"")
                 .and_then(|c| c.strip_suffix('"'))
         })
         .and_then(parse_comment)
+}
+
+/// What a listing says, checked: its comment's state must mean its rule.
+pub(super) fn parse_listing(
+    text: &str,
+    front: u16,
+    balanced: bool,
+) -> std::result::Result<Steering, Doubt> {
+    let st = steering_in(text)
         .ok_or_else(|| Doubt::TableUnreadable("its comment does not say nonstop's state".into()))?;
     let want: Vec<String> = rule_for(front, balanced, &st).into_iter().collect();
     let have = rule_lines(text).map_err(Doubt::TableDiffers)?;

@@ -4,8 +4,8 @@
 //! unit loads (the recorded steering).
 
 use super::rules::{
-    comment, echoed_for, front, parse_comment, parse_listing, render_for, rule_for, targets,
-    Steering,
+    comment, echoed_for, front, parse_comment, parse_listing, render_for, rule_for, steering_in,
+    targets, Steering,
 };
 use super::run::{list_table, nft_commit, root, sudo_steer, unlisted, want_path};
 use crate::config::Config;
@@ -157,12 +157,7 @@ fn kept_by_root(e: &crate::registry::Entry) -> Option<Steering> {
         return None;
     }
     let text = std::fs::read_to_string(&kept).ok()?;
-    let want = text.lines().find_map(|l| {
-        l.trim()
-            .strip_prefix("comment \"")
-            .and_then(|c| c.strip_suffix('"'))
-            .and_then(parse_comment)
-    })?;
+    let want = steering_in(&text)?;
     check_steering(e, &want).ok()?;
     Some(want)
 }
